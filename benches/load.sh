@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark: canaryd vs HAProxy vs nginx (and "direct" to the upstream as a
+# reference), all doing the same 90/10 split over keep-alive to two fast nginx upstreams on
+# loopback. SPEC section 8: only the ratios from one run mean anything.
+#
+# Usage:  benches/load.sh            (from anywhere; needs wrk, haproxy, nginx, curl)
+#
+# Environment (defaults in brackets):
+#   CANARYD_BIN        canaryd binary, relative to the repo root [target/release/canaryd]
+#                      (this script builds nothing: cargo build --release first)
+#   SKIP_CANARYD=1     leave canaryd out (haproxy, nginx, direct only)
+#   CONNS [64]  THREADS [2]  DURATION [10s]  ROUNDS [3]  WARMUP [2s] (per target, before round 1)
+#   RESULTS_DIR        where raw wrk outputs, rendered configs and logs go [a new /tmp dir]
+#   BASE_PORT [18400]  first of the loopback ports used (upstreams, proxies, admin ports)
+#   EXTRA_CANARYD_ENV  "VAR=VAL VAR2=VAL2" added to every canaryd process's environment
+#   CANARYD_VARIANTS   ["default"] space-separated NAME[:VAR=VAL[,VAR=VAL...]]; one canaryd
+#                      process (own ports) per variant, each a separate target in the rounds, e.g.
+#                      CANARYD_VARIANTS="default multi:CANARYD_RUNTIME=multi-thread"
+#   ANALYSIS=1         canaryd with [route.analysis] holding the canary at 10% (step_weights=[10],
+#                      interval 1h, both metrics) instead of the static "weight = 10"
+#   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
+#
+# Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
+# rotated by one; and so on. The table shows per-target medians over the rounds.
+# Exit status: 0 ok, 1 set-up failure (missing tool, proxy did not start/answer), 2 measured with
+# errors (socket errors, non-2xx responses or a failed wrk run: flagged with "!!!!" lines), 130 Ctrl-C.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+TPL=$HERE/load
+PATH=$PATH:/usr/sbin:/sbin
+
+CANARYD_BIN=${CANARYD_BIN:-target/release/canaryd}
+[[ $CANARYD_BIN == /* ]] || CANARYD_BIN=$ROOT/$CANARYD_BIN
+SKIP_CANARYD=${SKIP_CANARYD:-0}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2s}
+BASE_PORT=${BASE_PORT:-18400}
+EXTRA_CANARYD_ENV=${EXTRA_CANARYD_ENV:-}
+CANARYD_VARIANTS=${CANARYD_VARIANTS:-default}
+ANALYSIS=${ANALYSIS:-0}
+SPLIT_SAMPLES=${SPLIT_SAMPLES:-400}
+
+die() { echo "load.sh: $*" >&2; exit 1; }
+
+# ---- prerequisites (never installs anything) ----------------------------------------------------
+missing=()
+for tool in wrk haproxy nginx curl; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    echo "load.sh: missing required tool(s): ${missing[*]}" >&2
+    echo "load.sh: on Debian/Ubuntu: apt-get install -y wrk haproxy nginx-light curl" >&2
+    exit 1
+fi
+if [[ $SKIP_CANARYD != 1 && ! -x $CANARYD_BIN ]]; then
+    die "canaryd binary not found or not executable: $CANARYD_BIN
+  build it first (cargo build --release), point CANARYD_BIN at one, or set SKIP_CANARYD=1"
+fi
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+((CONNS >= THREADS)) || die "CONNS ($CONNS) must be >= THREADS ($THREADS) for wrk"
+
+# ---- work dirs --------------------------------------------------------------------------------------
+if [[ -n ${RESULTS_DIR:-} ]]; then
+    mkdir -p "$RESULTS_DIR"
+    RESULTS_DIR=$(cd "$RESULTS_DIR" && pwd)
+else
+    RESULTS_DIR=$(mktemp -d /tmp/canaryd-load.XXXXXX)
+fi
+RUN=$RESULTS_DIR/run          # rendered configs, process logs, nginx prefixes, canaryd state
+mkdir -p "$RUN"
+
+# ---- process bookkeeping and cleanup ----------------------------------------------------------------
+PIDS=()
+PNAMES=()
+WRK_PID=
+cleanup() {
+    local rc=$? pid kids=() alive _
+    trap - EXIT INT TERM
+    [[ -n ${WRK_PID:-} ]] && kill -TERM "$WRK_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do
+        # remember children (nginx workers) in case the master has to be killed hard
+        mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$pid" 2>/dev/null || true)
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for _ in $(seq 50); do
+        alive=0
+        for pid in "${PIDS[@]}" "${kids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}" "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ((${#PIDS[@]})) && echo "load.sh: stopped ${#PIDS[@]} process(es) (${PNAMES[*]}); results in $RESULTS_DIR" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "load.sh: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+
+# start_proc NAME CMD... : run in the background, log to $RUN/NAME.log
+start_proc() {
+    local name=$1; shift
+    "$@" >"$RUN/$name.log" 2>&1 &
+    PIDS+=($!)
+    PNAMES+=("$name")
+}
+
+pid_of() {
+    local i
+    for i in "${!PNAMES[@]}"; do [[ ${PNAMES[$i]} == "$1" ]] && { echo "${PIDS[$i]}"; return; }; done
+    return 1
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+NEXT_PORT=$BASE_PORT
+alloc_port() {   # sets REPLY
+    while port_in_use "$NEXT_PORT"; do
+        NEXT_PORT=$((NEXT_PORT + 1))
+    done
+    REPLY=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# render TEMPLATE OUT KEY=VALUE... : replace @KEY@ (values may span lines)
+render() {
+    local tpl=$1 out=$2 kv text; shift 2
+    text=$(<"$tpl")
+    for kv in "$@"; do
+        text=${text//@${kv%%=*}@/${kv#*=}}
+    done
+    [[ $text == *@[A-Z_]*@* ]] && grep -o '@[A-Z_]*@' <<<"$text" | sort -u | sed "s|^|load.sh: unfilled placeholder in $tpl: |" >&2 && exit 1
+    printf '%s\n' "$text" >"$out"
+}
+
+wait_ready() {   # NAME URL
+    local name=$1 url=$2 pid _
+    pid=$(pid_of "$name")
+    for _ in $(seq 150); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "load.sh: $name exited during start-up; last lines of $RUN/$name.log:" >&2
+            tail -n 20 "$RUN/$name.log" >&2
+            exit 1
+        fi
+        curl -s -o /dev/null --max-time 1 "$url" && return 0
+        sleep 0.1
+    done
+    echo "load.sh: $name did not answer $url within 15s; last lines of $RUN/$name.log:" >&2
+    tail -n 20 "$RUN/$name.log" >&2
+    exit 1
+}
+
+verify_body() {   # NAME URL: status 200 and exactly "hello world!\n"
+    local name=$1 url=$2 got
+    got=$(curl -s -o "$RUN/body-$name" -w '%{http_code} %{size_download}' --max-time 5 "$url") || true
+    if [[ $got != "200 13" || $(od -An -c "$RUN/body-$name" | tr -s ' ') != " h e l l o w o r l d ! \n" ]]; then
+        die "$name: expected 200 with the 13-byte body \"hello world!\\n\", got \"$got\": $(head -c 200 "$RUN/body-$name" 2>/dev/null)"
+    fi
+}
+
+split_check() {   # NAME URL: observed share of responses from the canary upstream
+    local name=$1 url=$2 urls=() i out canary primary other
+    ((SPLIT_SAMPLES > 0)) || return 0
+    for ((i = 0; i < SPLIT_SAMPLES; i++)); do urls+=("$url"); done
+    out=$(curl -s -o /dev/null -w '%header{x-upstream}\n' --max-time 30 "${urls[@]}") || true
+    canary=$(grep -cx canary <<<"$out" || true)
+    primary=$(grep -cx primary <<<"$out" || true)
+    other=$((SPLIT_SAMPLES - canary - primary))
+    printf '  %-18s split: %d primary / %d canary (%.1f%% canary)%s\n' "$name" "$primary" "$canary" \
+        "$(awk -v c="$canary" -v n="$SPLIT_SAMPLES" 'BEGIN{print 100*c/n}')" \
+        "$( ((other)) && echo "  !! $other responses without x-upstream header")"
+    if ((canary * 100 < SPLIT_SAMPLES * 5 || canary * 100 > SPLIT_SAMPLES * 15)); then
+        echo "  !!!! $name: canary share far from 10% — the targets are not doing the same work" >&2
+    fi
+}
+
+# ---- upstreams --------------------------------------------------------------------------------------
+alloc_port; PRIMARY_PORT=$REPLY
+alloc_port; CANARY_PORT=$REPLY
+UP_PREFIX=$RUN/nginx-upstream
+mkdir -p "$UP_PREFIX"
+render "$TPL/nginx-upstream.conf.tmpl" "$UP_PREFIX/nginx.conf" \
+    PREFIX="$UP_PREFIX" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+start_proc upstream nginx -p "$UP_PREFIX" -e "$UP_PREFIX/error.log" -c "$UP_PREFIX/nginx.conf"
+wait_ready upstream "http://127.0.0.1:$PRIMARY_PORT/"
+wait_ready upstream "http://127.0.0.1:$CANARY_PORT/"
+
+# ---- proxies ----------------------------------------------------------------------------------------
+TARGETS=()        # names, in round-1 order
+declare -A URL    # target -> url
+
+alloc_port; HAPROXY_PORT=$REPLY
+mkdir -p "$RUN/haproxy"
+render "$TPL/haproxy.cfg.tmpl" "$RUN/haproxy/haproxy.cfg" PREFIX="$RUN/haproxy" \
+    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+haproxy -c -q -f "$RUN/haproxy/haproxy.cfg" || die "haproxy rejected $RUN/haproxy/haproxy.cfg"
+start_proc haproxy haproxy -db -f "$RUN/haproxy/haproxy.cfg"
+TARGETS+=(haproxy); URL[haproxy]=http://127.0.0.1:$HAPROXY_PORT/
+
+alloc_port; NGINX_PORT=$REPLY
+NG_PREFIX=$RUN/nginx-proxy
+mkdir -p "$NG_PREFIX"
+render "$TPL/nginx-proxy.conf.tmpl" "$NG_PREFIX/nginx.conf" PREFIX="$NG_PREFIX" \
+    PROXY_PORT="$NGINX_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+start_proc nginx nginx -p "$NG_PREFIX" -e "$NG_PREFIX/error.log" -c "$NG_PREFIX/nginx.conf"
+TARGETS+=(nginx); URL[nginx]=http://127.0.0.1:$NGINX_PORT/
+
+if ((ANALYSIS)); then
+    CANARY_SPLIT='
+[route.analysis]
+interval = "1h"          # never judged during a run: the canary stays at the first step
+threshold = 5
+step_weights = [10]
+min_requests = 20
+
+[[route.analysis.metrics]]
+name = "request-success-rate"
+threshold = 99.0
+
+[[route.analysis.metrics]]
+name = "request-duration"
+threshold = "500ms"
+quantile = 0.99'
+else
+    CANARY_SPLIT='weight = 10'
+fi
+
+CANARYD_TARGETS=()
+if [[ $SKIP_CANARYD != 1 ]]; then
+    read -r -a variants <<<"$CANARYD_VARIANTS"
+    ((${#variants[@]})) || variants=(default)
+    read -r -a extra_env <<<"$EXTRA_CANARYD_ENV"
+    for v in "${variants[@]}"; do
+        vname=${v%%:*}
+        venv=()
+        [[ $v == *:* ]] && IFS=, read -r -a venv <<<"${v#*:}"
+        if ((${#variants[@]} == 1)) && [[ $vname == default ]]; then t=canaryd; else t=canaryd-$vname; fi
+        [[ -v URL[$t] ]] && die "duplicate canaryd variant name: $vname"
+        alloc_port; port=$REPLY
+        alloc_port; admin=$REPLY
+        mkdir -p "$RUN/$t"
+        render "$TPL/canaryd.toml.tmpl" "$RUN/$t/canaryd.toml" PREFIX="$RUN/$t" PROXY_PORT="$port" \
+            ADMIN_PORT="$admin" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
+            CANARY_SPLIT="$CANARY_SPLIT"
+        printf '%s\n' "${extra_env[@]}" "${venv[@]}" | sed '/^$/d' >"$RUN/$t/env"
+        start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$CANARYD_BIN" run -c "$RUN/$t/canaryd.toml"
+        TARGETS+=("$t"); URL[$t]=http://127.0.0.1:$port/
+        CANARYD_TARGETS+=("$t")
+    done
+fi
+
+TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT/
+
+echo "== readiness and correctness"
+for t in "${TARGETS[@]}"; do
+    [[ $t == direct ]] || wait_ready "$t" "${URL[$t]}"
+    verify_body "$t" "${URL[$t]}"
+    echo "  $t: ${URL[$t]} answers 200 with the 13-byte body"
+done
+for t in "${TARGETS[@]}"; do
+    [[ $t == direct ]] || split_check "$t" "${URL[$t]}"
+done
+
+# ---- metadata -----------------------------------------------------------------------------------
+{
+    echo "date: $(date -Is)"
+    echo "host: $(uname -srm), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+    echo "haproxy: $(haproxy -v | head -1)"
+    echo "nginx: $(nginx -v 2>&1)"
+    [[ $SKIP_CANARYD == 1 ]] || echo "canaryd: $CANARYD_BIN ($("$CANARYD_BIN" --version 2>&1 | head -1 || true))"
+    echo "params: CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS"
+    echo "canaryd variants: ${CANARYD_TARGETS[*]:-none}; EXTRA_CANARYD_ENV=$EXTRA_CANARYD_ENV"
+    for t in "${TARGETS[@]}"; do echo "target $t ${URL[$t]}"; done
+} >"$RESULTS_DIR/meta.txt"
+sed 's/^/  /' "$RESULTS_DIR/meta.txt"
+
+# ---- measuring ----------------------------------------------------------------------------------
+# parse FILE -> "rps p99_ms socket_errors non2xx requests"
+parse() {
+    awk '
+        /Requests\/sec:/ { rps = $2 }
+        /^[ \t]+99%/ {
+            v = $2; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+            p99 = v * (unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60000 : -1)
+        }
+        /Socket errors:/ { gsub(",", ""); se = $4 + $6 + $8 + $10 }
+        /Non-2xx or 3xx responses:/ { n2 = $5 }
+        / requests in / { reqs = $1 }
+        END { printf "%s %s %d %d %d\n", (rps == "" ? "NaN" : rps), (p99 == "" ? "NaN" : p99), se, n2, reqs }
+    ' "$1"
+}
+
+ERRORS=0
+run_wrk() {   # TARGET OUTFILE DURATION
+    local t=$1 out=$2 d=$3 pid
+    # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
+    # and bash ignores a SIGINT that a foreground child handled)
+    wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
+    WRK_PID=$!
+    if ! wait "$WRK_PID"; then
+        echo "  !!!! wrk against $t exited with an error, see $out" >&2
+        ERRORS=$((ERRORS + 1))
+    fi
+    WRK_PID=
+    if [[ $t != direct ]] && ! kill -0 "$(pid_of "$t")" 2>/dev/null; then
+        echo "  !!!! $t is no longer running; last lines of $RUN/$t.log:" >&2
+        tail -n 20 "$RUN/$t.log" >&2
+        exit 1
+    fi
+}
+
+echo "== warm-up ($WARMUP per target)"
+for t in "${TARGETS[@]}"; do
+    run_wrk "$t" "$RESULTS_DIR/warmup-$t.txt" "$WARMUP"
+done
+
+SUMMARY=$RESULTS_DIR/summary.tsv
+printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\n' >"$SUMMARY"
+n=${#TARGETS[@]}
+for ((r = 0; r < ROUNDS; r++)); do
+    order=()
+    for ((i = 0; i < n; i++)); do order+=("${TARGETS[(i + r) % n]}"); done
+    echo "== round $((r + 1))/$ROUNDS: ${order[*]}"
+    for t in "${order[@]}"; do
+        out=$RESULTS_DIR/round$((r + 1))-$t.txt
+        run_wrk "$t" "$out" "$DURATION"
+        read -r rps p99 se n2 reqs <<<"$(parse "$out")"
+        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" >>"$SUMMARY"
+        printf '  %-18s %12s req/s   p99 %9s ms   socket errors %s   non-2xx %s\n' "$t" "$rps" "$p99" "$se" "$n2"
+        if [[ $rps == NaN || $p99 == NaN ]] || ((se + n2 > 0 || reqs == 0)); then
+            echo "  !!!! $t round $((r + 1)): $se socket errors, $n2 non-2xx responses, $reqs requests — see $out" >&2
+            ERRORS=$((ERRORS + 1))
+        fi
+    done
+done
+
+# ---- report -------------------------------------------------------------------------------------
+median() {   # TARGET COLUMN(3=rps,4=p99)
+    awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $2 == t { print $c }' "$SUMMARY" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+total_errors() {
+    awk -F'\t' -v t="$1" 'NR > 1 && $2 == t { s += $5 + $6 } END { print s + 0 }' "$SUMMARY"
+}
+
+declare -A MRPS MP99
+echo
+echo "== results: median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
+printf '%-18s %14s %12s %10s\n' target "req/s" "p99 (ms)" errors
+for t in "${TARGETS[@]}"; do
+    MRPS[$t]=$(median "$t" 3)
+    MP99[$t]=$(median "$t" 4)
+    printf '%-18s %14.0f %12.3f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" "$(total_errors "$t")"
+done
+
+if ((${#CANARYD_TARGETS[@]})); then
+    echo
+    for c in "${CANARYD_TARGETS[@]}"; do
+        for ref in haproxy nginx; do
+            awk -v c="$c" -v ref="$ref" -v cr="${MRPS[$c]}" -v rr="${MRPS[$ref]}" \
+                -v cp="${MP99[$c]}" -v rp="${MP99[$ref]}" 'BEGIN {
+                    tr = rr > 0 ? cr / rr : 0; pr = rp > 0 ? cp / rp : 0
+                    gt = ref == "haproxy" ? 1.0 : 1.2
+                    printf "%-26s throughput %6.3fx (goal >= %.1f: %-4s)   p99 %6.3fx", \
+                        c "/" ref ":", tr, gt, (tr >= gt ? "ok" : "MISS"), pr
+                    if (ref == "haproxy") printf " (goal <= 1.0: %s)", (pr <= 1.0 ? "ok" : "MISS")
+                    printf "\n"
+                }'
+        done
+    done
+    echo "(goals from SPEC section 8; with few/short rounds on a shared 2-core box they are indicative only)"
+fi
+
+echo
+echo "raw wrk outputs, summary.tsv, rendered configs and logs: $RESULTS_DIR"
+if ((ERRORS)); then
+    echo
+    echo "!!!!!!!! $ERRORS run(s) had errors (socket errors / non-2xx / wrk failure) — see above !!!!!!!!" >&2
+    exit 2
+fi

@@ -1,0 +1,142 @@
+//! The command line (SPEC section 1): argument parsing and the `run` and `check` commands.
+//! Errors become messages and exit codes here, at the binary's edge.
+
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::load_file;
+use crate::server::Server;
+
+/// canaryd: a reverse proxy that runs canary releases by itself.
+#[derive(Debug, Parser)]
+#[command(name = "canaryd", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// Config file [default: $CANARYD_CONFIG, then ./config/canaryd.toml]
+    #[arg(short = 'c', long = "config", env = "CANARYD_CONFIG", default_value = "config/canaryd.toml")]
+    file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct AdminArg {
+    /// Admin API base URL
+    #[arg(long, env = "CANARYD_ADMIN", default_value = "http://127.0.0.1:9901")]
+    admin: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve.
+    Run(ConfigArg),
+    /// Validate the config file and exit: 0 valid, 1 invalid.
+    Check(ConfigArg),
+    /// A whole rollout on loopback with built-in backends and load.
+    Demo {
+        /// Demo options (not yet available).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        rest: Vec<String>,
+    },
+    /// Routes, phase, weight and last analysis.
+    Status {
+        /// Only this route.
+        route: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArg,
+    },
+    /// Skip the rest of the analysis and promote now.
+    Promote(RouteArg),
+    /// Roll back now (phase Failed).
+    Abort(RouteArg),
+    /// Freeze weight and analysis.
+    Pause(RouteArg),
+    /// Continue a paused rollout.
+    Resume(RouteArg),
+    /// Start the rollout of a Failed revision again.
+    Retry(RouteArg),
+    /// Re-read the config file (same as SIGHUP).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RouteArg {
+    /// Route name.
+    route: String,
+    #[command(flatten)]
+    admin: AdminArg,
+}
+
+/// Parse arguments and run the command; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(arg) => check(&arg.file),
+        Command::Run(arg) => run(&arg.file),
+        Command::Demo { .. } => not_yet("demo"),
+        Command::Status { .. } => not_yet("status"),
+        Command::Promote(_) => not_yet("promote"),
+        Command::Abort(_) => not_yet("abort"),
+        Command::Pause(_) => not_yet("pause"),
+        Command::Resume(_) => not_yet("resume"),
+        Command::Retry(_) => not_yet("retry"),
+        Command::Reload { .. } => not_yet("reload"),
+    }
+}
+
+fn not_yet(command: &str) -> ExitCode {
+    eprintln!("canaryd {command}: not yet available in this build");
+    ExitCode::from(1)
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    match load_file(file) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} route{})",
+                file.display(),
+                config.routes.len(),
+                if config.routes.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(file: &std::path::Path) -> ExitCode {
+    let config = match load_file(file) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(1);
+        }
+    };
+    logging::init(&config.log);
+    let mut server = match Server::start(config) {
+        Ok(server) => server,
+        Err(error) => {
+            tracing::error!("{}", anyhow::Error::from(error).chain().map(ToString::to_string).collect::<Vec<_>>().join(": "));
+            return ExitCode::from(1);
+        }
+    };
+    server.wait_for_stop_signal();
+    server.shutdown();
+    ExitCode::SUCCESS
+}

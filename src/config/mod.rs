@@ -1,0 +1,12 @@
+//! Configuration: reads one TOML file, validates every rule of SPEC section 2, and yields an
+//! immutable [`Config`]. Knows nothing of routing, proxying or analysis.
+
+mod error;
+mod raw;
+mod routes;
+mod types;
+mod validate;
+
+pub use error::ConfigError;
+pub use types::*;
+pub use validate::{load_file, parse_str};

@@ -1,0 +1,362 @@
+//! The validated configuration: immutable domain types that the rest of canaryd reads.
+//!
+//! Everything here has already passed every rule of SPEC section 2; code that holds a
+//! [`Config`] never re-validates. Raw TOML structures live in `raw.rs`, the rules in
+//! `validate.rs`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use ipnet::IpNet;
+use regex::Regex;
+
+/// One complete, validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (used for reloads and messages).
+    pub source: PathBuf,
+    /// `[proxy]`: listeners, timeouts and limits of the data plane.
+    pub proxy: ProxyConfig,
+    /// `[admin]`: the separate admin listener.
+    pub admin: AdminConfig,
+    /// `[state]`: where rollout state is persisted.
+    pub state: StateConfig,
+    /// `[log]`: log level and format.
+    pub log: LogConfig,
+    /// `[[route]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[proxy]`.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Plain HTTP/1.1 + h2c listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; 0 in the file is resolved to the number of CPU cores here.
+    pub workers: usize,
+    /// TCP connect timeout towards an upstream endpoint.
+    pub connect_timeout: Duration,
+    /// Until the upstream's response head arrives; then 504.
+    pub request_timeout: Duration,
+    /// An idle keep-alive client connection is closed after this.
+    pub idle_timeout: Duration,
+    /// A client must send its whole request head within this.
+    pub header_read_timeout: Duration,
+    /// Concurrent client connections; further clients wait in the backlog.
+    pub max_connections: usize,
+    /// Largest accepted request head; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Extra attempts on another endpoint after a connect failure (idempotent methods).
+    pub retries: u32,
+    /// A canary request that cannot connect is retried on the primary.
+    pub failover_to_primary: bool,
+    /// How long a shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// Response header naming the version that served the request, if set.
+    pub version_header: Option<HeaderName>,
+    /// Peers whose `X-Forwarded-For` is extended instead of replaced.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `[proxy.tls]`, if present.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[proxy.tls]`.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// TLS listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain, resolved relative to the config file.
+    pub cert: PathBuf,
+    /// PEM private key, resolved relative to the config file.
+    pub key: PathBuf,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Admin listen address.
+    pub listen: SocketAddr,
+    /// File holding the bearer token for POST endpoints, if any.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Rollout state file, resolved relative to the config file.
+    pub path: PathBuf,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter directive such as `info` or `canaryd=debug`.
+    pub level: String,
+    /// Human-readable or JSON lines.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which of a route's two versions a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// The stable version.
+    Primary,
+    /// The new version under analysis.
+    Canary,
+}
+
+impl Version {
+    /// The label used in metrics, headers and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Primary => "primary",
+            Version::Canary => "canary",
+        }
+    }
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Unique route name, `[a-z0-9-]+`.
+    pub name: String,
+    /// Host patterns; empty matches any host.
+    pub hosts: Vec<HostPattern>,
+    /// Requests whose path starts with this belong to the route.
+    pub path_prefix: String,
+    /// `[route.primary]`.
+    pub primary: VersionConfig,
+    /// `[route.canary]`, if present.
+    pub canary: Option<CanaryConfig>,
+    /// `[route.analysis]`, if present.
+    pub analysis: Option<AnalysisConfig>,
+    /// `[[route.match]]`, first match wins.
+    pub matches: Vec<MatchRule>,
+    /// `[route.sticky]`, if present.
+    pub sticky: Option<StickyKey>,
+    /// `[route.mirror]`, if present.
+    pub mirror: Option<MirrorConfig>,
+    /// `[[route.webhooks]]`.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A `hosts` entry, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `shop.example.com`.
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`.
+    Wildcard(String),
+}
+
+/// `[route.primary]` (and the shared part of `[route.canary]`).
+#[derive(Debug, Clone)]
+pub struct VersionConfig {
+    /// Free text naming the version behind these endpoints.
+    pub revision: String,
+    /// Non-empty list of `host:port` endpoints.
+    pub endpoints: Vec<EndpointAddr>,
+    /// How an endpoint is picked.
+    pub load_balancing: LoadBalancing,
+}
+
+/// `[route.canary]`.
+#[derive(Debug, Clone)]
+pub struct CanaryConfig {
+    /// Revision, endpoints and balancing of the canary.
+    pub version: VersionConfig,
+    /// Fixed split 0..=100; only meaningful without analysis.
+    pub weight: u8,
+}
+
+/// One upstream endpoint as written: an IP literal or DNS name, and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointAddr {
+    /// IP literal (without brackets) or DNS name.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Endpoint selection within a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadBalancing {
+    /// Power of two choices: the less-loaded of two random endpoints.
+    P2c,
+    /// Rotate through the endpoints.
+    RoundRobin,
+}
+
+/// `[route.analysis]`.
+#[derive(Debug, Clone)]
+pub struct AnalysisConfig {
+    /// How often the canary is judged.
+    pub interval: Duration,
+    /// Failed checks before rollback.
+    pub threshold: u32,
+    /// The weight schedule or the iteration count.
+    pub steps: Steps,
+    /// Canary requests needed before a check concludes.
+    pub min_requests: u64,
+    /// Consecutive inconclusive checks before rollback.
+    pub inconclusive_limit: u32,
+    /// `[[route.analysis.metrics]]`.
+    pub metrics: Vec<MetricCheck>,
+}
+
+/// How a rollout advances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Steps {
+    /// Canary weights in order; `step_weight`/`max_weight` are expanded into this list.
+    Weights(Vec<u8>),
+    /// A/B or blue/green: this many passed checks, then promotion.
+    Iterations(u32),
+}
+
+/// One `[[route.analysis.metrics]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricCheck {
+    /// `request-success-rate`: canary non-5xx share in percent.
+    SuccessRate {
+        /// Canary success rate must be >= this (percent).
+        threshold: f64,
+        /// And at most this many points below the primary's.
+        max_drop: Option<f64>,
+    },
+    /// `request-duration`: a canary latency quantile.
+    Duration {
+        /// Canary quantile must be <= this.
+        threshold: Duration,
+        /// The quantile, in (0, 1).
+        quantile: f64,
+        /// And at most this multiple of the primary's quantile.
+        max_ratio: Option<f64>,
+    },
+}
+
+/// One `[[route.match]]` rule: all listed headers and cookies must match.
+#[derive(Debug, Clone)]
+pub struct MatchRule {
+    /// Header conditions (names lower-cased).
+    pub headers: Vec<(HeaderName, ValueMatch)>,
+    /// Cookie conditions.
+    pub cookies: Vec<(String, ValueMatch)>,
+    /// Where a matching request goes.
+    pub to: Version,
+}
+
+/// How a header or cookie value is compared.
+#[derive(Debug, Clone)]
+pub enum ValueMatch {
+    /// Byte-for-byte equality.
+    Exact(String),
+    /// The value starts with this.
+    Prefix(String),
+    /// The regex matches (unanchored unless the pattern anchors itself).
+    Regex(Regex),
+}
+
+/// `[route.sticky]`: where a user's key is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    /// A cookie name.
+    Cookie(String),
+    /// A header name.
+    Header(HeaderName),
+}
+
+/// `[route.mirror]`.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// Share of primary-bound requests copied to the canary, 0..=100.
+    pub percent: u8,
+    /// Methods that are mirrored.
+    pub methods: Vec<Method>,
+    /// Larger request bodies are not mirrored.
+    pub max_body_bytes: u64,
+}
+
+/// `[[route.webhooks]]`.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// When the hook is called (SPEC section 5).
+    pub kind: WebhookKind,
+    /// `http://` URL the JSON payload is POSTed to.
+    pub url: http::Uri,
+    /// Per-hook timeout (default 10 s).
+    pub timeout: Duration,
+    /// Free key/value pairs passed through in the payload.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The eight webhook types of SPEC section 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WebhookKind {
+    /// `confirm-rollout`.
+    ConfirmRollout,
+    /// `pre-rollout`.
+    PreRollout,
+    /// `rollout`.
+    Rollout,
+    /// `confirm-traffic-increase`.
+    ConfirmTrafficIncrease,
+    /// `confirm-promotion`.
+    ConfirmPromotion,
+    /// `post-rollout`.
+    PostRollout,
+    /// `rollback`.
+    Rollback,
+    /// `event`.
+    Event,
+}
+
+impl WebhookKind {
+    /// Every kind, in SPEC order.
+    pub const ALL: [WebhookKind; 8] = [
+        WebhookKind::ConfirmRollout,
+        WebhookKind::PreRollout,
+        WebhookKind::Rollout,
+        WebhookKind::ConfirmTrafficIncrease,
+        WebhookKind::ConfirmPromotion,
+        WebhookKind::PostRollout,
+        WebhookKind::Rollback,
+        WebhookKind::Event,
+    ];
+
+    /// The name used in the config file and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::ConfirmRollout => "confirm-rollout",
+            WebhookKind::PreRollout => "pre-rollout",
+            WebhookKind::Rollout => "rollout",
+            WebhookKind::ConfirmTrafficIncrease => "confirm-traffic-increase",
+            WebhookKind::ConfirmPromotion => "confirm-promotion",
+            WebhookKind::PostRollout => "post-rollout",
+            WebhookKind::Rollback => "rollback",
+            WebhookKind::Event => "event",
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The control task: the only writer of the routing snapshot.
+//!
+//! Config reloads and rollout decisions both arrive here as [`ControlMsg`]s on one channel, and
+//! each produces one new immutable [`RoutingSnapshot`], so a reload never overwrites a weight the
+//! analysis just set, nor the reverse.
+
+mod reload;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, EndpointAddr};
+use crate::metrics::MetricsRegistry;
+use crate::routing::{BackendCache, Resolved, RolloutView, RoutingSnapshot};
+
+pub use reload::{spawn_reload_triggers, ReloadError, ReloadTrigger, Reloader};
+
+/// A change to what the data plane reads.
+#[derive(Debug)]
+pub enum ControlMsg {
+    /// A new, already validated configuration.
+    Reload {
+        /// The new config.
+        config: Box<Config>,
+        /// Told once the new snapshot is published.
+        done: Option<oneshot::Sender<u64>>,
+    },
+    /// A rollout decision: a route's new phase and weight.
+    SetRollout {
+        /// Route name.
+        route: String,
+        /// New phase and weight.
+        view: RolloutView,
+    },
+}
+
+/// Sends changes to the control task and reads what it published.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    tx: mpsc::UnboundedSender<ControlMsg>,
+    snapshot: Arc<ArcSwap<RoutingSnapshot>>,
+}
+
+impl ControlHandle {
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<RoutingSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The shared cell the data plane loads snapshots from.
+    pub fn snapshot_cell(&self) -> Arc<ArcSwap<RoutingSnapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Publish a validated config; resolves to the new snapshot's generation.
+    pub async fn reload(&self, config: Config) -> Option<u64> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(ControlMsg::Reload {
+                config: Box::new(config),
+                done: Some(done),
+            })
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Publish a route's new phase and weight.
+    pub fn set_rollout(&self, route: &str, view: RolloutView) {
+        let _ = self.tx.send(ControlMsg::SetRollout {
+            route: route.to_owned(),
+            view,
+        });
+    }
+}
+
+/// The state behind the published snapshot.
+pub struct Control {
+    config: Arc<Config>,
+    rollouts: HashMap<String, RolloutView>,
+    resolved: Resolved,
+    cache: BackendCache,
+    registry: Arc<MetricsRegistry>,
+    snapshot: Arc<ArcSwap<RoutingSnapshot>>,
+    generation: u64,
+    rx: mpsc::UnboundedReceiver<ControlMsg>,
+}
+
+impl Control {
+    /// Resolve endpoints and publish the first snapshot.
+    pub async fn start(config: Config, registry: Arc<MetricsRegistry>) -> (Control, ControlHandle) {
+        let config = Arc::new(config);
+        let resolved = resolve_all(&config).await;
+        let mut cache = BackendCache::default();
+        let snapshot = RoutingSnapshot::build(
+            config.clone(),
+            &HashMap::new(),
+            &resolved,
+            &mut cache,
+            &registry,
+            1,
+        );
+        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let control = Control {
+            config,
+            rollouts: HashMap::new(),
+            resolved,
+            cache,
+            registry,
+            snapshot: snapshot.clone(),
+            generation: 1,
+            rx,
+        };
+        (control, ControlHandle { tx, snapshot })
+    }
+
+    /// Apply changes until every handle is dropped.
+    pub async fn run(mut self) {
+        while let Some(msg) = self.rx.recv().await {
+            match msg {
+                ControlMsg::Reload { config, done } => {
+                    self.apply_config(*config).await;
+                    self.registry.process.reload_result(true);
+                    if let Some(done) = done {
+                        let _ = done.send(self.generation);
+                    }
+                }
+                ControlMsg::SetRollout { route, view } => {
+                    if self.config.routes.iter().any(|r| r.name == route) {
+                        self.rollouts.insert(route, view);
+                        self.publish();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply_config(&mut self, config: Config) {
+        let config = Arc::new(config);
+        // Rollout decisions only survive for routes that still have an analysis.
+        {
+            let analysed: HashSet<&str> = config
+                .routes
+                .iter()
+                .filter(|r| r.analysis.is_some())
+                .map(|r| r.name.as_str())
+                .collect();
+            self.rollouts.retain(|name, _| analysed.contains(name.as_str()));
+        }
+        self.resolved = resolve_all(&config).await;
+        self.config = config;
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        self.generation += 1;
+        let snapshot = RoutingSnapshot::build(
+            self.config.clone(),
+            &self.rollouts,
+            &self.resolved,
+            &mut self.cache,
+            &self.registry,
+            self.generation,
+        );
+        self.snapshot.store(Arc::new(snapshot));
+    }
+}
+
+/// Resolve every endpoint of every route; a name that does not resolve gets no address (its
+/// requests get 502) and a warning.
+async fn resolve_all(config: &Config) -> Resolved {
+    let mut resolved = Resolved::new();
+    let all: Vec<EndpointAddr> = config
+        .routes
+        .iter()
+        .flat_map(|r| std::iter::once(&r.primary).chain(r.canary.as_ref().map(|c| &c.version)))
+        .flat_map(|v| v.endpoints.iter().cloned())
+        .collect();
+    for endpoint in &all {
+        if resolved.contains_key(endpoint) {
+            continue;
+        }
+        let addrs = resolve(endpoint).await;
+        resolved.insert(endpoint.clone(), addrs);
+    }
+    resolved
+}
+
+async fn resolve(endpoint: &EndpointAddr) -> Vec<std::net::SocketAddr> {
+    if let Ok(ip) = endpoint.host.parse::<std::net::IpAddr>() {
+        return vec![(ip, endpoint.port).into()];
+    }
+    match tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await {
+        Ok(addrs) => {
+            let mut addrs: Vec<_> = addrs.collect();
+            addrs.sort();
+            addrs.dedup();
+            addrs
+        }
+        Err(e) => {
+            tracing::warn!(endpoint = %endpoint, error = %e, "endpoint does not resolve");
+            Vec::new()
+        }
+    }
+}

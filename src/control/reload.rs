@@ -1,0 +1,140 @@
+//! What triggers a reload — SIGHUP, the config file changing on disk, an API call — and the
+//! validate-then-swap step they all share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::ControlHandle;
+use crate::config::{load_file, ConfigError};
+use crate::metrics::MetricsRegistry;
+
+/// Re-reads the config file and hands a valid one to the control task.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    path: PathBuf,
+    control: ControlHandle,
+    registry: Arc<MetricsRegistry>,
+}
+
+/// Why a reload did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is invalid; the old configuration keeps serving.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The reload task itself failed.
+    #[error("reload interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// Why a reload was asked for (for the log line).
+#[derive(Debug, Clone, Copy)]
+pub enum ReloadTrigger {
+    /// SIGHUP.
+    Signal,
+    /// The file changed on disk.
+    FileChanged,
+    /// `POST /api/v1/reload` or `canaryd reload`.
+    Api,
+}
+
+impl Reloader {
+    /// A reloader for the file the running config came from.
+    pub fn new(path: PathBuf, control: ControlHandle, registry: Arc<MetricsRegistry>) -> Self {
+        Reloader {
+            path,
+            control,
+            registry,
+        }
+    }
+
+    /// Validate the file fully; if valid, swap it in, else keep serving the old config.
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<u64, ReloadError> {
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_file(&path))
+            .await
+            .map_err(|e| ReloadError::Interrupted(e.to_string()))?;
+        match loaded {
+            Ok(config) => {
+                let generation = self.control.reload(config).await.unwrap_or(0);
+                tracing::info!(?trigger, file = %self.path.display(), generation, "configuration reloaded");
+                Ok(generation)
+            }
+            Err(error) => {
+                self.registry.process.reload_result(false);
+                tracing::error!(?trigger, "reload rejected, old configuration kept: {error}");
+                Err(ReloadError::Invalid(error))
+            }
+        }
+    }
+}
+
+/// Start the SIGHUP listener and the file watcher on the current runtime.
+pub fn spawn_reload_triggers(reloader: Reloader) -> std::io::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<ReloadTrigger>();
+    spawn_sighup(tx.clone())?;
+    let watcher = watch_file(&reloader.path, tx);
+    if let Err(e) = &watcher {
+        tracing::warn!(error = %e, "config file watcher unavailable; SIGHUP and the API still reload");
+    }
+    tokio::spawn(async move {
+        // The watcher lives as long as this task.
+        let _watcher = watcher;
+        while let Some(trigger) = rx.recv().await {
+            if let ReloadTrigger::FileChanged = trigger {
+                // Editors and ConfigMap updates write in several steps: let them settle, and
+                // fold the burst of events into one reload.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+            }
+            let _ = reloader.reload(trigger).await;
+        }
+    });
+    Ok(())
+}
+
+fn spawn_sighup(tx: mpsc::UnboundedSender<ReloadTrigger>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            if tx.send(ReloadTrigger::Signal).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Watch the file's directory rather than the file: editors and Kubernetes replace the file (or
+/// a symlink to it) instead of writing it in place, which a watch on the file itself misses.
+fn watch_file(
+    path: &Path,
+    tx: mpsc::UnboundedSender<ReloadTrigger>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        let ours = event.paths.iter().any(|p| {
+            p.file_name() == name.as_deref()
+                || p.file_name().is_some_and(|n| n == "..data")
+        });
+        if ours {
+            let _ = tx.send(ReloadTrigger::FileChanged);
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}

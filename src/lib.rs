@@ -1,0 +1,16 @@
+//! canaryd: an HTTP reverse proxy that does progressive delivery by itself.
+//!
+//! Data flows one way: [`proxy`] (listener, request phases) → [`routing`] (route, version,
+//! endpoint) → [`upstream`] (pool, connect) → response, and every finished request is reported
+//! once to [`metrics`]. [`control`] is the single writer of the routing snapshot; [`config`]
+//! builds immutable configuration and knows nothing of the others.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,11 @@
+//! Measurement: the per-request outcome hook and the counters behind it.
+//!
+//! Every finished request is reported exactly once through [`RouteMetrics::record`]. The hook is
+//! allocation-free and lock-free: handles are resolved once per routing snapshot, so the request
+//! path only touches atomics.
+
+mod outcome;
+mod registry;
+
+pub use outcome::{Outcome, OutcomeClass, RouteMetrics, UpstreamErrorKind, VersionMetrics};
+pub use registry::{MetricsRegistry, ProcessStats};

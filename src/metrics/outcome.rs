@@ -1,0 +1,186 @@
+//! What one finished request reports, and the per-route, per-version counters it lands in.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::Version;
+
+/// How an upstream exchange failed when the proxy had to answer for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Could not connect (after retries): the proxy answered 502.
+    Connect,
+    /// No response head within `request_timeout`: the proxy answered 504.
+    Timeout,
+    /// The upstream broke the exchange (reset, invalid framing, died mid-body).
+    Reset,
+}
+
+impl UpstreamErrorKind {
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            UpstreamErrorKind::Connect => 0,
+            UpstreamErrorKind::Timeout => 1,
+            UpstreamErrorKind::Reset => 2,
+        }
+    }
+}
+
+/// The result of one request as the analysis sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered with this status and the response completed.
+    Status(u16),
+    /// The proxy answered for a broken upstream (502/504) or the upstream broke mid-response.
+    UpstreamError(UpstreamErrorKind),
+    /// The client went away before the response completed: neither success nor failure.
+    ClientGone,
+}
+
+/// Whether an outcome counts for or against a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeClass {
+    /// Any status below 500.
+    Success,
+    /// A 5xx from the upstream, or an upstream error the proxy answered for.
+    Failure,
+    /// Not judged (client went away).
+    Ignored,
+}
+
+impl Outcome {
+    /// Success, failure, or not judged.
+    pub fn class(self) -> OutcomeClass {
+        match self {
+            Outcome::Status(s) if s >= 500 => OutcomeClass::Failure,
+            Outcome::Status(_) => OutcomeClass::Success,
+            Outcome::UpstreamError(_) => OutcomeClass::Failure,
+            Outcome::ClientGone => OutcomeClass::Ignored,
+        }
+    }
+
+    /// Index into the `code_class` counters (`1xx`..`5xx` → 0..4); proxy errors are 5xx.
+    fn code_class_index(self) -> Option<usize> {
+        match self {
+            Outcome::Status(s) => Some(usize::from((s / 100).clamp(1, 5)) - 1),
+            Outcome::UpstreamError(_) => Some(4),
+            Outcome::ClientGone => None,
+        }
+    }
+}
+
+/// Counters of one version of one route. Every field is a plain atomic so recording never locks.
+#[derive(Debug, Default)]
+pub struct VersionMetrics {
+    by_code_class: [AtomicU64; 5],
+    upstream_errors: [AtomicU64; 3],
+    client_gone: AtomicU64,
+    latency_micros_sum: AtomicU64,
+}
+
+impl VersionMetrics {
+    fn record(&self, outcome: Outcome, latency: Duration) {
+        if let Some(i) = outcome.code_class_index() {
+            self.by_code_class[i].fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.client_gone.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Outcome::UpstreamError(kind) = outcome {
+            self.upstream_errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_micros_sum.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Responses counted in a `code_class` (`1` for 1xx … `5` for 5xx).
+    pub fn code_class(&self, class: u8) -> u64 {
+        match class {
+            1..=5 => self.by_code_class[usize::from(class) - 1].load(Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// Upstream errors of one kind.
+    pub fn upstream_errors(&self, kind: UpstreamErrorKind) -> u64 {
+        self.upstream_errors[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Requests that ended with a status (any class), proxy-made ones included.
+    pub fn requests(&self) -> u64 {
+        self.by_code_class
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Requests whose client went away before the response completed.
+    pub fn client_gone(&self) -> u64 {
+        self.client_gone.load(Ordering::Relaxed)
+    }
+
+    /// Sum of all recorded latencies in microseconds.
+    pub fn latency_micros_sum(&self) -> u64 {
+        self.latency_micros_sum.load(Ordering::Relaxed)
+    }
+}
+
+/// The counters of one route, one set per version. Shared across routing snapshots by route name
+/// so a reload never resets them.
+#[derive(Debug, Default)]
+pub struct RouteMetrics {
+    primary: VersionMetrics,
+    canary: VersionMetrics,
+}
+
+impl RouteMetrics {
+    /// The one hook every finished request goes through.
+    #[inline]
+    pub fn record(&self, version: Version, outcome: Outcome, latency: Duration) {
+        self.version(version).record(outcome, latency);
+    }
+
+    /// The counters of one version.
+    pub fn version(&self, version: Version) -> &VersionMetrics {
+        match version {
+            Version::Primary => &self.primary,
+            Version::Canary => &self.canary,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_errors_are_5xx_failures_and_gone_clients_are_not_judged() {
+        let m = RouteMetrics::default();
+        m.record(Version::Canary, Outcome::Status(200), Duration::from_millis(1));
+        m.record(Version::Canary, Outcome::Status(503), Duration::from_millis(1));
+        m.record(
+            Version::Canary,
+            Outcome::UpstreamError(UpstreamErrorKind::Connect),
+            Duration::ZERO,
+        );
+        m.record(Version::Canary, Outcome::ClientGone, Duration::ZERO);
+        let c = m.version(Version::Canary);
+        assert_eq!(c.code_class(2), 1);
+        assert_eq!(c.code_class(5), 2);
+        assert_eq!(c.requests(), 3);
+        assert_eq!(c.client_gone(), 1);
+        assert_eq!(c.upstream_errors(UpstreamErrorKind::Connect), 1);
+        assert_eq!(m.version(Version::Primary).requests(), 0);
+        assert_eq!(Outcome::Status(404).class(), OutcomeClass::Success);
+        assert_eq!(Outcome::Status(500).class(), OutcomeClass::Failure);
+        assert_eq!(Outcome::ClientGone.class(), OutcomeClass::Ignored);
+    }
+}

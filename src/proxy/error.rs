@@ -1,0 +1,62 @@
+//! Errors the proxy answers for itself, mapped to a status and an outcome in this one place.
+
+use http::StatusCode;
+
+use crate::metrics::{Outcome, UpstreamErrorKind};
+use crate::upstream::AcquireError;
+
+/// A request the proxy could not forward.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No route matches the request's host and path.
+    #[error("no route for this host and path")]
+    NoRoute,
+    /// The version's endpoints resolved to no address.
+    #[error("no endpoint available")]
+    NoEndpoint,
+    /// Every attempt to connect failed.
+    #[error("cannot connect to upstream")]
+    Connect(#[source] AcquireError),
+    /// The upstream's response head did not arrive within `request_timeout`.
+    #[error("upstream response timed out")]
+    Timeout,
+    /// The upstream broke the exchange before a response head arrived.
+    #[error("upstream exchange failed")]
+    Upstream(#[source] hyper::Error),
+}
+
+impl ProxyError {
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoint | ProxyError::Connect(_) | ProxyError::Upstream(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The small text body the client gets.
+    pub fn body(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "no route\n",
+            ProxyError::NoEndpoint | ProxyError::Connect(_) => "upstream connect failed\n",
+            ProxyError::Upstream(_) => "upstream error\n",
+            ProxyError::Timeout => "upstream timeout\n",
+        }
+    }
+
+    /// How the error counts against the version the request was meant for; `None` when no
+    /// version was chosen.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            ProxyError::NoRoute => None,
+            ProxyError::NoEndpoint | ProxyError::Connect(_) => {
+                Some(Outcome::UpstreamError(UpstreamErrorKind::Connect))
+            }
+            ProxyError::Timeout => Some(Outcome::UpstreamError(UpstreamErrorKind::Timeout)),
+            ProxyError::Upstream(_) => Some(Outcome::UpstreamError(UpstreamErrorKind::Reset)),
+        }
+    }
+}

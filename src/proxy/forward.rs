@@ -1,0 +1,235 @@
+//! The life of one request, as named phases:
+//!
+//! 1. **route** — find the route by host and path, from the snapshot loaded once per request;
+//! 2. **choose version** — match rules, phase, sticky key or weight;
+//! 3. **rewrite request** — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`, origin-form URI;
+//! 4. **forward** — pick an endpoint, take or open a connection (retrying connect failures),
+//!    send, wait for the response head within `request_timeout`;
+//! 5. **respond** — rewrite the response headers and stream the body back;
+//! 6. **record** — the outcome is reported once to the route's metrics, when the response body
+//!    ends (`body.rs`) or at once for errors the proxy answers itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::HOST;
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::body::{Completion, ResponseBody};
+use super::headers::{rewrite_request, rewrite_response, ClientFacts};
+use super::ProxyError;
+use crate::config::{ProxyConfig, Version};
+use crate::metrics::MetricsRegistry;
+use crate::routing::{choose_version, EndpointPick, Route, RoutingSnapshot};
+use crate::upstream::{acquire, Conn, RequestBody, SendError};
+
+/// What every connection of the proxy shares.
+#[derive(Debug)]
+pub struct ProxyShared {
+    /// The routing snapshot, published by the control task.
+    pub snapshot: Arc<ArcSwap<RoutingSnapshot>>,
+    /// Counters, for the ones that belong to no route.
+    pub registry: Arc<MetricsRegistry>,
+}
+
+/// Serve one request from a client at `peer`.
+pub async fn handle(
+    shared: &ProxyShared,
+    peer: SocketAddr,
+    tls: bool,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let snapshot = shared.snapshot.load_full();
+    let proxy = &snapshot.config.proxy;
+
+    // Phase 1: route.
+    let authority = request_authority(&request);
+    let Some(route) = snapshot
+        .table
+        .find(authority.as_ref().and_then(|a| a.to_str().ok()), request.uri().path())
+        .cloned()
+    else {
+        shared
+            .registry
+            .process
+            .no_route
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return error_response(&ProxyError::NoRoute);
+    };
+
+    // Phase 2: choose version.
+    let version = choose_version(&route, request.headers(), &mut || {
+        rand::random_range(0..10_000u16)
+    });
+
+    // Phase 3: rewrite request.
+    let (mut parts, body) = request.into_parts();
+    let facts = ClientFacts {
+        peer: peer.ip(),
+        tls,
+        authority: authority.as_ref(),
+        trusted_proxies: &proxy.trusted_proxies,
+    };
+    rewrite_request(&mut parts.headers, &facts);
+    parts.uri = origin_form(&parts.uri);
+    parts.version = http::Version::HTTP_11;
+    let upstream_request = Request::from_parts(parts, RequestBody::Streamed(body));
+
+    // Phase 4: forward.
+    match forward(proxy, &route, version, upstream_request).await {
+        Ok((response, conn, served_by)) => {
+            // Phase 5: respond; phase 6 runs when the body ends.
+            let (mut parts, body) = response.into_parts();
+            rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);
+            let completion = Completion {
+                metrics: route.metrics.clone(),
+                version: served_by,
+                status: parts.status.as_u16(),
+                started,
+                conn,
+            };
+            Response::from_parts(parts, ResponseBody::upstream(body, completion))
+        }
+        Err((error, counted_for)) => {
+            // Phase 6 for errors the proxy answers itself.
+            if let Some(outcome) = error.outcome() {
+                route
+                    .metrics
+                    .record(counted_for, outcome, started.elapsed());
+            }
+            tracing::debug!(route = %route.name, error = %error, "proxy error");
+            error_response(&error)
+        }
+    }
+}
+
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or else `Host`.
+fn request_authority(request: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(authority) = request.uri().authority() {
+        return HeaderValue::from_str(authority.as_str()).ok();
+    }
+    request.headers().get(HOST).cloned()
+}
+
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+type Forwarded = (Response<Incoming>, Conn, Version);
+
+/// Connect (with retries and failover) and send. On error, also says which version the
+/// failure counts against.
+async fn forward(
+    proxy: &ProxyConfig,
+    route: &Route,
+    version: Version,
+    request: Request<RequestBody>,
+) -> Result<Forwarded, (ProxyError, Version)> {
+    let idempotent = is_idempotent(request.method());
+    let mut retries_left = if idempotent { proxy.retries } else { 0 };
+    let mut target = version;
+    let mut pick = EndpointPick::default();
+    let mut last_error = ProxyError::NoEndpoint;
+    loop {
+        let endpoint = route.backend(target).pick(&mut pick).cloned();
+        let acquired = match endpoint {
+            Some(endpoint) => acquire(&endpoint, proxy.connect_timeout).await.map_err(Some),
+            None => Err(None),
+        };
+        match acquired {
+            Ok(conn) => {
+                return send(proxy, conn, request)
+                    .await
+                    .map(|(response, conn)| (response, conn, target))
+                    .map_err(|e| (e, target));
+            }
+            Err(error) => {
+                if let Some(error) = error {
+                    tracing::debug!(route = %route.name, error = %error, "connect failed");
+                    last_error = ProxyError::Connect(error);
+                    if retries_left > 0 {
+                        retries_left -= 1;
+                        continue;
+                    }
+                }
+                let can_fail_over = target == Version::Canary
+                    && route.canary.is_some()
+                    && proxy.failover_to_primary;
+                if !can_fail_over {
+                    return Err((last_error, target));
+                }
+                // The canary could not take the request: it counts against the canary, and the
+                // primary serves it. Nothing was sent, so this is safe for any method.
+                if let Some(outcome) = last_error.outcome() {
+                    route
+                        .metrics
+                        .record(Version::Canary, outcome, std::time::Duration::ZERO);
+                }
+                target = Version::Primary;
+                pick = EndpointPick::default();
+                retries_left = if idempotent { proxy.retries } else { 0 };
+            }
+        }
+    }
+}
+
+/// Send on a connection; a stale pooled connection that closed before the request was written
+/// is replaced once by a fresh one to the same endpoint.
+async fn send(
+    proxy: &ProxyConfig,
+    conn: Conn,
+    request: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let exchange = async move {
+        let mut conn = conn;
+        let mut request = request;
+        loop {
+            match conn.send(request).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(SendError::NotSent(unsent)) if conn.is_reused() => {
+                    request = unsent;
+                    conn = conn
+                        .reconnect(proxy.connect_timeout)
+                        .await
+                        .map_err(ProxyError::Connect)?;
+                }
+                Err(SendError::NotSent(_)) => {
+                    return Err(ProxyError::Connect(crate::upstream::AcquireError::closed(
+                        conn.endpoint().addr(),
+                    )))
+                }
+                Err(SendError::Failed(e)) => return Err(ProxyError::Upstream(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(proxy.request_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::Timeout),
+    }
+}
+
+fn error_response(error: &ProxyError) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::local(error.body()));
+    *response.status_mut() = error.status();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

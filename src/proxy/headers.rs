@@ -1,0 +1,209 @@
+//! Header rewriting between client and upstream: hop-by-hop removal, `X-Forwarded-*`,
+//! `X-Request-Id`, `Host`, and the optional version header.
+
+use std::net::IpAddr;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use ipnet::IpNet;
+
+use crate::config::Version;
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What the request headers are rewritten from: who sent it and how.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientFacts<'a> {
+    /// The TCP peer's address.
+    pub peer: IpAddr,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+    /// The request's authority (`:authority`, else `Host`), as received.
+    pub authority: Option<&'a HeaderValue>,
+    /// CIDRs whose forwarding headers are trusted and extended.
+    pub trusted_proxies: &'a [IpNet],
+}
+
+/// Remove hop-by-hop headers: the fixed list, and every header named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let http::header::Entry::Occupied(connection) = headers.entry(CONNECTION) {
+        let (_, values) = connection.remove_entry_mult();
+        let values: Vec<HeaderValue> = values.collect();
+        for value in &values {
+            let Ok(list) = value.to_str() else { continue };
+            for token in list.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Rewrite a client's request headers for the upstream.
+pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
+    remove_hop_by_hop(headers);
+    let trusted = facts.trusted_proxies.iter().any(|n| n.contains(&facts.peer));
+    set_forwarded_for(headers, facts.peer, trusted);
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        let proto = if facts.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if let Some(authority) = facts.authority {
+        if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST.clone(), authority.clone());
+        }
+        if !headers.contains_key(HOST) {
+            // HTTP/2 clients send `:authority` only; HTTP/1.1 upstreams need `Host`.
+            headers.insert(HOST, authority.clone());
+        }
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+    }
+}
+
+fn set_forwarded_for(headers: &mut HeaderMap, peer: IpAddr, trusted: bool) {
+    let peer = peer.to_string();
+    let value = if trusted {
+        let prior: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", prior.join(", "))
+        }
+    } else {
+        peer
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+}
+
+/// A random request id in the UUID v4 text layout.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits: u128 = rand::random();
+    // Version 4, variant 10xx, as in RFC 9562.
+    bits = (bits & !(0xf << 76)) | (0x4 << 76);
+    bits = (bits & !(0x3 << 62)) | (0x2 << 62);
+    let mut out = [0u8; 36];
+    let mut nibble = 0;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            *slot = b'-';
+            continue;
+        }
+        let shift = 124 - 4 * nibble;
+        *slot = HEX[((bits >> shift) & 0xf) as usize];
+        nibble += 1;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Rewrite an upstream's response headers for the client.
+pub fn rewrite_response(headers: &mut HeaderMap, version_header: Option<&HeaderName>, version: Version) {
+    remove_hop_by_hop(headers);
+    if let Some(name) = version_header {
+        headers.insert(name.clone(), HeaderValue::from_static(version.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(peer: &str, trusted: &'a [IpNet], authority: Option<&'a HeaderValue>) -> ClientFacts<'a> {
+        ClientFacts {
+            peer: peer.parse().unwrap(),
+            tls: false,
+            authority,
+            trusted_proxies: trusted,
+        }
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_headers_named_in_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret, x-forwarded-for"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        rewrite_request(&mut h, &facts("10.1.2.3", &[], None));
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get(CONNECTION).is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get(TE).is_none());
+        assert_eq!(h["x-keep"], "1");
+        // Connection named X-Forwarded-For: the client's copy is gone, the proxy's own arrives.
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+    }
+
+    #[test]
+    fn forwarded_for_replaced_unless_peer_trusted() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let host = HeaderValue::from_static("shop.test");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        rewrite_request(&mut h, &facts("192.168.1.1", &trusted, Some(&host)));
+        assert_eq!(h["x-forwarded-for"], "192.168.1.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.test");
+        assert_eq!(h[HOST], "shop.test");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        rewrite_request(&mut h, &facts("10.9.9.9", &trusted, Some(&host)));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.9.9.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn request_id_kept_or_generated() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc"));
+        rewrite_request(&mut h, &facts("127.0.0.1", &[], None));
+        assert_eq!(h["x-request-id"], "abc");
+        let mut h = HeaderMap::new();
+        rewrite_request(&mut h, &facts("127.0.0.1", &[], None));
+        let id = h["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert_ne!(new_request_id(), new_request_id());
+    }
+
+    #[test]
+    fn response_gets_version_header_and_loses_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("close"));
+        h.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let name = HeaderName::from_static("x-canaryd-version");
+        rewrite_response(&mut h, Some(&name), Version::Canary);
+        assert_eq!(h["x-canaryd-version"], "canary");
+        assert!(h.get(CONNECTION).is_none());
+        assert!(h.get(TRANSFER_ENCODING).is_none());
+    }
+}

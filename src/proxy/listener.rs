@@ -1,0 +1,269 @@
+//! Client-facing listeners and the worker threads that serve them.
+//!
+//! The default runtime model is one current-thread tokio runtime per worker thread, each with
+//! its own `SO_REUSEPORT` socket per listen address, so the kernel spreads connections and a
+//! connection never leaves its thread (HAProxy's and nginx's model). `CANARYD_RUNTIME=multi-thread`
+//! selects tokio's work-stealing runtime instead, kept for benchmarking the choice.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
+use super::{handle, ProxyShared};
+
+/// How worker threads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeModel {
+    /// One current-thread runtime and one `SO_REUSEPORT` socket per worker (the default).
+    ThreadPerCore,
+    /// One work-stealing runtime with `workers` threads sharing one socket per address.
+    WorkStealing,
+}
+
+impl RuntimeModel {
+    /// From `CANARYD_RUNTIME` (`multi-thread` selects work stealing).
+    pub fn from_env() -> Self {
+        match std::env::var("CANARYD_RUNTIME").as_deref() {
+            Ok("multi-thread") => RuntimeModel::WorkStealing,
+            _ => RuntimeModel::ThreadPerCore,
+        }
+    }
+}
+
+/// Bound listen sockets, grouped by the worker that will accept on them.
+#[derive(Debug)]
+pub struct BoundListeners {
+    groups: Vec<Vec<std::net::TcpListener>>,
+    /// The addresses actually bound (port 0 resolved).
+    pub local_addrs: Vec<SocketAddr>,
+}
+
+/// Bind every address once per worker (thread-per-core) or once (work-stealing).
+pub fn bind_listeners(
+    addrs: &[SocketAddr],
+    workers: usize,
+    model: RuntimeModel,
+) -> io::Result<BoundListeners> {
+    let groups_wanted = match model {
+        RuntimeModel::ThreadPerCore => workers.max(1),
+        RuntimeModel::WorkStealing => 1,
+    };
+    let mut groups: Vec<Vec<std::net::TcpListener>> = (0..groups_wanted).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for addr in addrs {
+        // The first bind resolves port 0; the other workers bind the port it got.
+        let first = bind_one(*addr)?;
+        let bound = first.local_addr()?;
+        local_addrs.push(bound);
+        let mut sockets = vec![first];
+        for _ in 1..groups_wanted {
+            sockets.push(bind_one(bound)?);
+        }
+        for (group, socket) in groups.iter_mut().zip(sockets) {
+            group.push(socket);
+        }
+    }
+    Ok(BoundListeners {
+        groups,
+        local_addrs,
+    })
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    })?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// The running worker threads.
+#[derive(Debug)]
+pub struct WorkerSet {
+    threads: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl WorkerSet {
+    /// Stop accepting, let in-flight requests finish within the drain timeout, and join.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Start the workers serving `bound`.
+pub fn spawn_workers(
+    bound: BoundListeners,
+    shared: Arc<ProxyShared>,
+    workers: usize,
+    model: RuntimeModel,
+    max_connections: usize,
+) -> io::Result<WorkerSet> {
+    let (shutdown, rx) = watch::channel(false);
+    let limit = Arc::new(Semaphore::new(max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let mut threads = Vec::new();
+    for (index, group) in bound.groups.into_iter().enumerate() {
+        let runtime = match model {
+            RuntimeModel::ThreadPerCore => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            RuntimeModel::WorkStealing => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers.max(1))
+                .enable_all()
+                .build()?,
+        };
+        let worker = Worker {
+            shared: shared.clone(),
+            limit: limit.clone(),
+            shutdown: rx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("canaryd-worker-{index}"))
+            .spawn(move || runtime.block_on(worker.serve(group)))?;
+        threads.push(thread);
+    }
+    Ok(WorkerSet { threads, shutdown })
+}
+
+#[derive(Clone)]
+struct Worker {
+    shared: Arc<ProxyShared>,
+    limit: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What one client connection's requests share; cloned per request, so it is per connection
+/// (its refcount stays on this connection's core).
+struct ConnContext {
+    shared: Arc<ProxyShared>,
+    peer: SocketAddr,
+}
+
+impl Worker {
+    async fn serve(self, sockets: Vec<std::net::TcpListener>) {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let mut accepting = tokio::task::JoinSet::new();
+        for socket in sockets {
+            match TcpListener::from_std(socket) {
+                Ok(listener) => {
+                    accepting.spawn(self.clone().accept_loop(listener, graceful.clone()));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot register listener"),
+            }
+        }
+        let mut shutdown = self.shutdown.clone();
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        while accepting.join_next().await.is_some() {}
+        let drain = self.shared.snapshot.load().config.proxy.drain_timeout;
+        let Ok(graceful) = Arc::try_unwrap(graceful) else {
+            return;
+        };
+        let open = graceful.count();
+        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+            tracing::warn!(open, ?drain, "drain timeout reached; closing remaining connections");
+        }
+    }
+
+    async fn accept_loop(self, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            // Wait for a connection slot first: beyond max_connections clients wait in the
+            // listen backlog instead of being accepted and starved.
+            let permit = tokio::select! {
+                permit = self.limit.clone().acquire_owned() => permit,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let Ok(permit) = permit else { return };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let conn = self.serve_connection(stream, peer, &graceful);
+                    tokio::spawn(async move {
+                        conn.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        graceful: &GracefulShutdown,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let _ = stream.set_nodelay(true);
+        let stats = self.shared.registry.clone();
+        stats.process.active_connections.fetch_add(1, Ordering::Relaxed);
+        let snapshot = self.shared.snapshot.load();
+        let proxy = &snapshot.config.proxy;
+        let activity = Arc::new(ReadActivity::default());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(HeadTimer::new(
+                activity.clone(),
+                proxy.idle_timeout,
+                proxy.header_read_timeout,
+            ))
+            .header_read_timeout(proxy.header_read_timeout)
+            .max_buf_size(proxy.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(u32::try_from(proxy.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024));
+        let io = TokioIo::new(CountingIo::new(stream, activity));
+        let context = Arc::new(ConnContext {
+            shared: self.shared.clone(),
+            peer,
+        });
+        let service = service_fn(move |request| {
+            let context = context.clone();
+            async move {
+                Ok::<_, Infallible>(handle(&context.shared, context.peer, false, request).await)
+            }
+        });
+        let watcher = graceful.watcher();
+        async move {
+            let connection = builder.serve_connection(io, service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+            stats.process.active_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

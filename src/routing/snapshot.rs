@@ -1,0 +1,135 @@
+//! The immutable routing snapshot every request loads once, and how it is built.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Backend, Phase, RolloutView, Route, RouteTable};
+use crate::config::{Config, EndpointAddr, RouteConfig, VersionConfig};
+use crate::metrics::MetricsRegistry;
+use crate::upstream::Endpoint;
+
+/// Everything the data plane reads: the config it was built from and the resolved routes.
+#[derive(Debug)]
+pub struct RoutingSnapshot {
+    /// The configuration this snapshot was built from.
+    pub config: Arc<Config>,
+    /// Routes indexed by host and path.
+    pub table: RouteTable,
+    /// Increases with every published snapshot.
+    pub generation: u64,
+}
+
+/// The socket addresses each configured endpoint resolved to.
+pub type Resolved = HashMap<EndpointAddr, Vec<SocketAddr>>;
+
+/// Endpoints by address, kept between snapshots so their load and idle connections survive.
+#[derive(Debug, Default)]
+pub struct BackendCache {
+    endpoints: HashMap<SocketAddr, Arc<Endpoint>>,
+}
+
+impl BackendCache {
+    fn endpoints(&mut self, version: &VersionConfig, resolved: &Resolved) -> Vec<Arc<Endpoint>> {
+        version
+            .endpoints
+            .iter()
+            .flat_map(|e| resolved.get(e).map(Vec::as_slice).unwrap_or_default())
+            .map(|addr| {
+                self.endpoints
+                    .entry(*addr)
+                    .or_insert_with(|| Arc::new(Endpoint::new(*addr)))
+                    .clone()
+            })
+            .collect()
+    }
+
+    fn backend(&mut self, version: &VersionConfig, resolved: &Resolved) -> Arc<Backend> {
+        let endpoints = self.endpoints(version, resolved);
+        Arc::new(Backend::new(
+            version.revision.as_str().into(),
+            endpoints,
+            version.load_balancing,
+        ))
+    }
+
+    /// Forget endpoints no route uses any more.
+    fn retain_used(&mut self, table: &RouteTable) {
+        let mut used = std::collections::HashSet::new();
+        for route in table.routes() {
+            let backends = std::iter::once(&route.primary).chain(route.canary.as_ref());
+            for backend in backends {
+                used.extend(backend.endpoints().iter().map(|e| e.addr()));
+            }
+        }
+        self.endpoints.retain(|addr, _| used.contains(addr));
+    }
+}
+
+/// The phase and weight a route starts with before any rollout decision.
+pub fn initial_rollout(route: &RouteConfig) -> RolloutView {
+    let idle = RolloutView {
+        phase: Phase::Idle,
+        weight: 0,
+    };
+    let Some(canary) = &route.canary else {
+        return idle;
+    };
+    if canary.version.revision == route.primary.revision {
+        return idle;
+    }
+    if route.analysis.is_some() {
+        // Until the analysis decides, the canary gets nothing.
+        return RolloutView {
+            phase: Phase::Waiting,
+            weight: 0,
+        };
+    }
+    RolloutView {
+        phase: Phase::Static,
+        weight: canary.weight,
+    }
+}
+
+impl RoutingSnapshot {
+    /// Resolve every route of `config` into a snapshot. Routes missing from `rollouts` get
+    /// their [`initial_rollout`].
+    pub fn build(
+        config: Arc<Config>,
+        rollouts: &HashMap<String, RolloutView>,
+        resolved: &Resolved,
+        cache: &mut BackendCache,
+        registry: &MetricsRegistry,
+        generation: u64,
+    ) -> Self {
+        let routes = config
+            .routes
+            .iter()
+            .map(|rc| {
+                let rollout = rollouts
+                    .get(&rc.name)
+                    .copied()
+                    .unwrap_or_else(|| initial_rollout(rc));
+                let route = Route {
+                    name: rc.name.as_str().into(),
+                    path_prefix: rc.path_prefix.as_str().into(),
+                    primary: cache.backend(&rc.primary, resolved),
+                    canary: rc.canary.as_ref().map(|c| cache.backend(&c.version, resolved)),
+                    rollout,
+                    matches: rc.matches.clone(),
+                    sticky: rc.sticky.clone(),
+                    mirror: rc.mirror.clone(),
+                    metrics: registry.route(&rc.name),
+                };
+                (Arc::new(route), rc.hosts.clone())
+            })
+            .collect();
+        let table = RouteTable::new(routes);
+        cache.retain_used(&table);
+        RoutingSnapshot {
+            config,
+            table,
+            generation,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Choosing primary or canary for one request (SPEC section 3, step 2).
+
+use http::HeaderMap;
+
+use super::matching::{cookie_value, rule_matches};
+use super::sticky::sticky_bucket;
+use super::{Phase, Route};
+use crate::config::{StickyKey, Version};
+
+/// A uniformly random bucket in 0..10000, drawn only when the weight decides.
+pub trait Bucket {
+    /// Draw one bucket.
+    fn draw(&mut self) -> u16;
+}
+
+impl<F: FnMut() -> u16> Bucket for F {
+    fn draw(&mut self) -> u16 {
+        self()
+    }
+}
+
+/// The version a request goes to; the first rule that applies wins.
+pub fn choose_version(route: &Route, headers: &HeaderMap, random: &mut impl Bucket) -> Version {
+    if route.canary.is_none() {
+        return Version::Primary;
+    }
+    let rollout = route.rollout;
+    if matches!(rollout.phase, Phase::Idle | Phase::Waiting | Phase::Failed) {
+        return Version::Primary;
+    }
+    if let Some(rule) = route.matches.iter().find(|r| rule_matches(r, headers)) {
+        return rule.to;
+    }
+    if rollout.phase == Phase::Succeeded {
+        return Version::Canary;
+    }
+    let threshold = u16::from(rollout.weight) * 100;
+    if threshold == 0 {
+        return Version::Primary;
+    }
+    let bucket = match sticky_key(route, headers) {
+        Some(key) => sticky_bucket(key),
+        None => random.draw(),
+    };
+    if bucket < threshold {
+        Version::Canary
+    } else {
+        Version::Primary
+    }
+}
+
+fn sticky_key<'h>(route: &Route, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+    match route.sticky.as_ref()? {
+        StickyKey::Cookie(name) => cookie_value(headers, name).map(str::as_bytes),
+        StickyKey::Header(name) => headers.get(name).map(|v| v.as_bytes()),
+    }
+}

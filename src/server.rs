@@ -1,0 +1,167 @@
+//! Assembling a running canaryd: the control runtime (control task, reload triggers, admin),
+//! the proxy listeners and their worker threads, and the orderly shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::control::{spawn_reload_triggers, Control, ControlHandle, Reloader};
+use crate::metrics::MetricsRegistry;
+use crate::proxy::{bind_listeners, spawn_workers, ProxyShared, RuntimeModel, WorkerSet};
+
+/// Why canaryd could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The control runtime or a worker thread could not be created.
+    #[error("cannot start runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A proxy listen address could not be bound.
+    #[error("{0}")]
+    Listen(#[source] std::io::Error),
+    /// The admin listen address could not be bound.
+    #[error("cannot listen on admin address {addr}: {source}")]
+    Admin {
+        /// The admin address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// A running canaryd.
+pub struct Server {
+    runtime: Runtime,
+    workers: WorkerSet,
+    proxy_addrs: Vec<SocketAddr>,
+    admin_addr: SocketAddr,
+    control: ControlHandle,
+    reloader: Reloader,
+    registry: Arc<MetricsRegistry>,
+    admin: Arc<AdminState>,
+    stop_signals: (Signal, Signal),
+}
+
+impl Server {
+    /// Bind every listener and start serving `config`.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("canaryd-control")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let registry = Arc::new(MetricsRegistry::default());
+        let model = RuntimeModel::from_env();
+        let workers = config.proxy.workers;
+        let listen = config.proxy.listen.clone();
+        let admin_listen = config.admin.listen;
+        let max_connections = config.proxy.max_connections;
+        let source = config.source.clone();
+
+        // Bind before anything serves, so a taken port fails the start cleanly.
+        let bound = bind_listeners(&listen, workers, model).map_err(StartError::Listen)?;
+        let admin_listener = runtime
+            .block_on(TcpListener::bind(admin_listen))
+            .map_err(|source| StartError::Admin {
+                addr: admin_listen,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Admin {
+                addr: admin_listen,
+                source,
+            })?;
+
+        let (control, handle) = runtime.block_on(Control::start(config, registry.clone()));
+        runtime.spawn(control.run());
+        let reloader = Reloader::new(source, handle.clone(), registry.clone());
+        let stop_signals = runtime
+            .block_on(async {
+                spawn_reload_triggers(reloader.clone())?;
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                ))
+            })
+            .map_err(StartError::Signals)?;
+
+        let admin = Arc::new(AdminState::default());
+        runtime.spawn(admin::serve(admin_listener, admin.clone()));
+
+        let proxy_addrs = bound.local_addrs.clone();
+        let shared = Arc::new(ProxyShared {
+            snapshot: handle.snapshot_cell(),
+            registry: registry.clone(),
+        });
+        let workers = spawn_workers(bound, shared, workers, model, max_connections)
+            .map_err(StartError::Runtime)?;
+        admin.ready.store(true, Ordering::Relaxed);
+        tracing::info!(listen = ?proxy_addrs, admin = %admin_addr, ?model, "canaryd serving");
+        Ok(Server {
+            runtime,
+            workers,
+            proxy_addrs,
+            admin_addr,
+            control: handle,
+            reloader,
+            registry,
+            admin,
+            stop_signals,
+        })
+    }
+
+    /// The bound proxy addresses, in config order.
+    pub fn proxy_addrs(&self) -> &[SocketAddr] {
+        &self.proxy_addrs
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The control task's handle (snapshot, rollout decisions, reloads).
+    pub fn control(&self) -> &ControlHandle {
+        &self.control
+    }
+
+    /// Re-reads the config file on demand.
+    pub fn reloader(&self) -> &Reloader {
+        &self.reloader
+    }
+
+    /// Request counters.
+    pub fn registry(&self) -> &Arc<MetricsRegistry> {
+        &self.registry
+    }
+
+    /// Block until SIGTERM or SIGINT.
+    pub fn wait_for_stop_signal(&mut self) {
+        let (terminate, interrupt) = &mut self.stop_signals;
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+            }
+        });
+    }
+
+    /// Stop accepting, finish in-flight requests within `drain_timeout`, and stop.
+    pub fn shutdown(self) {
+        self.admin.draining.store(true, Ordering::Relaxed);
+        self.workers.shutdown();
+        self.runtime.shutdown_background();
+        tracing::info!("canaryd stopped");
+    }
+}

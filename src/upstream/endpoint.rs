@@ -1,0 +1,65 @@
+//! One upstream address and its load (requests in flight).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One resolved upstream address. Shared by every snapshot and route that uses the address, so
+/// its load and its pooled connections survive reloads.
+#[derive(Debug)]
+pub struct Endpoint {
+    id: u64,
+    addr: SocketAddr,
+    in_flight: AtomicUsize,
+}
+
+impl Endpoint {
+    /// A new endpoint with a process-unique id.
+    pub fn new(addr: SocketAddr) -> Self {
+        Endpoint {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            addr,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The socket address connected to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Process-unique id, the key of this endpoint's idle connections.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Requests currently in flight to this endpoint (all workers).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Count one request in flight until the returned guard is dropped.
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// One request in flight to an endpoint; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight(Arc<Endpoint>);
+
+impl InFlight {
+    /// The endpoint the request goes to.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

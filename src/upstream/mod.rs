@@ -1,0 +1,14 @@
+//! Upstream connections: endpoints, keep-alive pools, connecting, sending one request.
+//!
+//! Each worker thread keeps its own pool of idle HTTP/1.1 connections per endpoint (see
+//! `pool.rs`), so taking and returning a connection never locks or crosses cores.
+
+mod body;
+mod connect;
+mod endpoint;
+mod pool;
+mod send;
+
+pub use body::RequestBody;
+pub use endpoint::{Endpoint, InFlight};
+pub use send::{acquire, AcquireError, Conn, SendError};
