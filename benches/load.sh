@@ -179,6 +179,12 @@ split_check() {   # NAME URL: observed share of responses from the canary upstre
     fi
 }
 
+# a busy machine (e.g. a concurrent cargo build) ruins the comparison: say so up front
+read -r load1 _ </proc/loadavg
+if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 4) }'; then
+    echo "load.sh: warning: 1-minute load average is $load1 before starting — other work on this machine will skew the results" >&2
+fi
+
 # ---- upstreams --------------------------------------------------------------------------------------
 alloc_port; PRIMARY_PORT=$REPLY
 alloc_port; CANARY_PORT=$REPLY

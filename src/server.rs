@@ -70,12 +70,13 @@ impl Server {
 
         // Bind before anything serves, so a taken port fails the start cleanly.
         let bound = bind_listeners(&listen, workers, model).map_err(StartError::Listen)?;
-        let admin_listener = runtime
-            .block_on(TcpListener::bind(admin_listen))
-            .map_err(|source| StartError::Admin {
-                addr: admin_listen,
-                source,
-            })?;
+        let admin_listener =
+            runtime
+                .block_on(TcpListener::bind(admin_listen))
+                .map_err(|source| StartError::Admin {
+                    addr: admin_listen,
+                    source,
+                })?;
         let admin_addr = admin_listener
             .local_addr()
             .map_err(|source| StartError::Admin {

@@ -40,7 +40,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 async move { Ok::<_, Infallible>(answer(&state, &request)) }
             });
             let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(error = %e, "admin connection ended with an error");
             }
         });

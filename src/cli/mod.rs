@@ -22,7 +22,12 @@ struct Cli {
 #[derive(Debug, clap::Args)]
 struct ConfigArg {
     /// Config file [default: $CANARYD_CONFIG, then ./config/canaryd.toml]
-    #[arg(short = 'c', long = "config", env = "CANARYD_CONFIG", default_value = "config/canaryd.toml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "CANARYD_CONFIG",
+        default_value = "config/canaryd.toml"
+    )]
     file: PathBuf,
 }
 
@@ -132,7 +137,14 @@ fn run(file: &std::path::Path) -> ExitCode {
     let mut server = match Server::start(config) {
         Ok(server) => server,
         Err(error) => {
-            tracing::error!("{}", anyhow::Error::from(error).chain().map(ToString::to_string).collect::<Vec<_>>().join(": "));
+            tracing::error!(
+                "{}",
+                anyhow::Error::from(error)
+                    .chain()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            );
             return ExitCode::from(1);
         }
     };

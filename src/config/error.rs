@@ -35,6 +35,17 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A reload found the file empty: most likely caught between truncate and write.
+    pub fn empty(file: &Path) -> Self {
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: "the file is empty (still being written?); the running configuration is kept"
+                .to_owned(),
+        }
+    }
+
     /// Builds a positioned error from a byte offset into `text`, the file's contents.
     pub(crate) fn at(file: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
         let (line, column) = line_col(text, offset);
@@ -117,6 +128,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

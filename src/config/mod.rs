@@ -1,9 +1,11 @@
 //! Configuration: reads one TOML file, validates every rule of SPEC section 2, and yields an
 //! immutable [`Config`]. Knows nothing of routing, proxying or analysis.
 
+mod analysis;
 mod error;
 mod raw;
 mod routes;
+mod traffic;
 mod types;
 mod validate;
 

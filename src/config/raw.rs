@@ -450,6 +450,7 @@ fn default_webhook_timeout() -> Spanned<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -148,7 +148,8 @@ impl Control {
                 .filter(|r| r.analysis.is_some())
                 .map(|r| r.name.as_str())
                 .collect();
-            self.rollouts.retain(|name, _| analysed.contains(name.as_str()));
+            self.rollouts
+                .retain(|name, _| analysed.contains(name.as_str()));
         }
         self.resolved = resolve_all(&config).await;
         self.config = config;

@@ -55,9 +55,16 @@ impl Reloader {
     /// Validate the file fully; if valid, swap it in, else keep serving the old config.
     pub async fn reload(&self, trigger: ReloadTrigger) -> Result<u64, ReloadError> {
         let path = self.path.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_file(&path))
-            .await
-            .map_err(|e| ReloadError::Interrupted(e.to_string()))?;
+        let loaded = tokio::task::spawn_blocking(move || {
+            // An empty file is a file being written (truncate, then write), never a config an
+            // operator means to swap in for a running proxy.
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                return Err(ConfigError::empty(&path));
+            }
+            load_file(&path)
+        })
+        .await
+        .map_err(|e| ReloadError::Interrupted(e.to_string()))?;
         match loaded {
             Ok(config) => {
                 let generation = self.control.reload(config).await.unwrap_or(0);
@@ -86,16 +93,32 @@ pub fn spawn_reload_triggers(reloader: Reloader) -> std::io::Result<()> {
         let _watcher = watcher;
         while let Some(trigger) = rx.recv().await {
             if let ReloadTrigger::FileChanged = trigger {
-                // Editors and ConfigMap updates write in several steps: let them settle, and
-                // fold the burst of events into one reload.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                while rx.try_recv().is_ok() {}
+                settle(&mut rx).await;
             }
             let _ = reloader.reload(trigger).await;
         }
     });
     Ok(())
 }
+
+/// Editors and ConfigMap updates write in several steps: wait until the file has been quiet for
+/// a moment (at most [`SETTLE_MAX`]) and fold the burst of events into one reload.
+async fn settle(rx: &mut mpsc::UnboundedReceiver<ReloadTrigger>) {
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(SETTLE_QUIET).await;
+        let mut more = false;
+        while rx.try_recv().is_ok() {
+            more = true;
+        }
+        if !more || started.elapsed() >= SETTLE_MAX {
+            return;
+        }
+    }
+}
+
+const SETTLE_QUIET: Duration = Duration::from_millis(200);
+const SETTLE_MAX: Duration = Duration::from_secs(2);
 
 fn spawn_sighup(tx: mpsc::UnboundedSender<ReloadTrigger>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -128,8 +151,7 @@ fn watch_file(
             return;
         }
         let ours = event.paths.iter().any(|p| {
-            p.file_name() == name.as_deref()
-                || p.file_name().is_some_and(|n| n == "..data")
+            p.file_name() == name.as_deref() || p.file_name().is_some_and(|n| n == "..data")
         });
         if ours {
             let _ = tx.send(ReloadTrigger::FileChanged);

@@ -164,8 +164,16 @@ mod tests {
     #[test]
     fn proxy_errors_are_5xx_failures_and_gone_clients_are_not_judged() {
         let m = RouteMetrics::default();
-        m.record(Version::Canary, Outcome::Status(200), Duration::from_millis(1));
-        m.record(Version::Canary, Outcome::Status(503), Duration::from_millis(1));
+        m.record(
+            Version::Canary,
+            Outcome::Status(200),
+            Duration::from_millis(1),
+        );
+        m.record(
+            Version::Canary,
+            Outcome::Status(503),
+            Duration::from_millis(1),
+        );
         m.record(
             Version::Canary,
             Outcome::UpstreamError(UpstreamErrorKind::Connect),

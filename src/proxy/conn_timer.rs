@@ -61,7 +61,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -96,7 +100,11 @@ pub struct HeadTimer {
 
 impl HeadTimer {
     /// A timer reading this connection's activity.
-    pub fn new(activity: Arc<ReadActivity>, idle_timeout: Duration, header_read_timeout: Duration) -> Self {
+    pub fn new(
+        activity: Arc<ReadActivity>,
+        idle_timeout: Duration,
+        header_read_timeout: Duration,
+    ) -> Self {
         HeadTimer {
             activity,
             idle_timeout,

@@ -51,7 +51,10 @@ pub async fn handle(
     let authority = request_authority(&request);
     let Some(route) = snapshot
         .table
-        .find(authority.as_ref().and_then(|a| a.to_str().ok()), request.uri().path())
+        .find(
+            authority.as_ref().and_then(|a| a.to_str().ok()),
+            request.uri().path(),
+        )
         .cloned()
     else {
         shared
@@ -149,7 +152,9 @@ async fn forward(
     loop {
         let endpoint = route.backend(target).pick(&mut pick).cloned();
         let acquired = match endpoint {
-            Some(endpoint) => acquire(&endpoint, proxy.connect_timeout).await.map_err(Some),
+            Some(endpoint) => acquire(&endpoint, proxy.connect_timeout)
+                .await
+                .map_err(Some),
             None => Err(None),
         };
         match acquired {
@@ -203,7 +208,7 @@ async fn send(
             match conn.send(request).await {
                 Ok(response) => return Ok((response, conn)),
                 Err(SendError::NotSent(unsent)) if conn.is_reused() => {
-                    request = unsent;
+                    request = *unsent;
                     conn = conn
                         .reconnect(proxy.connect_timeout)
                         .await

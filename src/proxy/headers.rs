@@ -48,7 +48,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in [&KEEP_ALIVE, &PROXY_CONNECTION, &TE, &TRAILER, &TRANSFER_ENCODING, &UPGRADE] {
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+    ] {
         if headers.contains_key(name) {
             headers.remove(name);
         }
@@ -58,7 +65,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Rewrite a client's request headers for the upstream.
 pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
     remove_hop_by_hop(headers);
-    let trusted = facts.trusted_proxies.iter().any(|n| n.contains(&facts.peer));
+    let trusted = facts
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&facts.peer));
     set_forwarded_for(headers, facts.peer, trusted);
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = if facts.tls { "https" } else { "http" };
@@ -121,7 +131,11 @@ pub fn new_request_id() -> HeaderValue {
 }
 
 /// Rewrite an upstream's response headers for the client.
-pub fn rewrite_response(headers: &mut HeaderMap, version_header: Option<&HeaderName>, version: Version) {
+pub fn rewrite_response(
+    headers: &mut HeaderMap,
+    version_header: Option<&HeaderName>,
+    version: Version,
+) {
     remove_hop_by_hop(headers);
     if let Some(name) = version_header {
         headers.insert(name.clone(), HeaderValue::from_static(version.as_str()));
@@ -132,7 +146,11 @@ pub fn rewrite_response(headers: &mut HeaderMap, version_header: Option<&HeaderN
 mod tests {
     use super::*;
 
-    fn facts<'a>(peer: &str, trusted: &'a [IpNet], authority: Option<&'a HeaderValue>) -> ClientFacts<'a> {
+    fn facts<'a>(
+        peer: &str,
+        trusted: &'a [IpNet],
+        authority: Option<&'a HeaderValue>,
+    ) -> ClientFacts<'a> {
         ClientFacts {
             peer: peer.parse().unwrap(),
             tls: false,
@@ -144,7 +162,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_headers_named_in_connection() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret, x-forwarded-for"));
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, x-forwarded-for"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TE, HeaderValue::from_static("trailers"));

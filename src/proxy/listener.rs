@@ -61,7 +61,8 @@ pub fn bind_listeners(
         RuntimeModel::ThreadPerCore => workers.max(1),
         RuntimeModel::WorkStealing => 1,
     };
-    let mut groups: Vec<Vec<std::net::TcpListener>> = (0..groups_wanted).map(|_| Vec::new()).collect();
+    let mut groups: Vec<Vec<std::net::TcpListener>> =
+        (0..groups_wanted).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
     for addr in addrs {
         // The first bind resolves port 0; the other workers bind the port it got.
@@ -88,9 +89,9 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nodelay(true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-    })?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
     socket.listen(4096)?;
     Ok(socket.into())
 }
@@ -121,7 +122,9 @@ pub fn spawn_workers(
     max_connections: usize,
 ) -> io::Result<WorkerSet> {
     let (shutdown, rx) = watch::channel(false);
-    let limit = Arc::new(Semaphore::new(max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let limit = Arc::new(Semaphore::new(
+        max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
     let mut threads = Vec::new();
     for (index, group) in bound.groups.into_iter().enumerate() {
         let runtime = match model {
@@ -180,8 +183,15 @@ impl Worker {
             return;
         };
         let open = graceful.count();
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-            tracing::warn!(open, ?drain, "drain timeout reached; closing remaining connections");
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open,
+                ?drain,
+                "drain timeout reached; closing remaining connections"
+            );
         }
     }
 
@@ -224,7 +234,10 @@ impl Worker {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let _ = stream.set_nodelay(true);
         let stats = self.shared.registry.clone();
-        stats.process.active_connections.fetch_add(1, Ordering::Relaxed);
+        stats
+            .process
+            .active_connections
+            .fetch_add(1, Ordering::Relaxed);
         let snapshot = self.shared.snapshot.load();
         let proxy = &snapshot.config.proxy;
         let activity = Arc::new(ReadActivity::default());
@@ -263,7 +276,10 @@ impl Worker {
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
-            stats.process.active_connections.fetch_sub(1, Ordering::Relaxed);
+            stats
+                .process
+                .active_connections
+                .fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -71,9 +71,7 @@ impl Backend {
     fn round_robin(&self, pick: EndpointPick) -> Option<usize> {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| !pick.is_tried(i))
+        (0..n).map(|i| (start + i) % n).find(|&i| !pick.is_tried(i))
     }
 
     fn power_of_two(&self, pick: EndpointPick) -> Option<usize> {
@@ -108,7 +106,9 @@ mod tests {
             .collect();
         assert_eq!(ports, [1000, 1001, 1002, 1000, 1001, 1002]);
         let mut pick = EndpointPick::default();
-        let mut seen: Vec<u16> = (0..3).map(|_| b.pick(&mut pick).unwrap().addr().port()).collect();
+        let mut seen: Vec<u16> = (0..3)
+            .map(|_| b.pick(&mut pick).unwrap().addr().port())
+            .collect();
         seen.sort();
         assert_eq!(seen, [1000, 1001, 1002]);
         assert!(b.pick(&mut pick).is_none());

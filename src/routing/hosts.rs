@@ -29,9 +29,11 @@ impl RouteTable {
             }
             for host in hosts {
                 match host {
-                    HostPattern::Exact(h) => {
-                        table.exact.entry(h.into_boxed_str()).or_default().push(index)
-                    }
+                    HostPattern::Exact(h) => table
+                        .exact
+                        .entry(h.into_boxed_str())
+                        .or_default()
+                        .push(index),
                     HostPattern::Wildcard(suffix) => {
                         match table.wildcard.iter_mut().find(|(s, _)| **s == *suffix) {
                             Some((_, list)) => list.push(index),
@@ -52,7 +54,9 @@ impl RouteTable {
             by_prefix(&table.routes, list);
         }
         by_prefix(&table.routes, &mut table.any_host);
-        table.wildcard.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        table
+            .wildcard
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         table
     }
 
@@ -66,7 +70,9 @@ impl RouteTable {
     /// `path_prefix` wins, and a group with no matching prefix falls through to the next.
     pub fn find(&self, authority: Option<&str>, path: &str) -> Option<&Arc<Route>> {
         let mut buf = [0u8; MAX_HOST];
-        let host = authority.map(strip_port).and_then(|h| lowercase(h, &mut buf));
+        let host = authority
+            .map(strip_port)
+            .and_then(|h| lowercase(h, &mut buf));
         let longest = |list: &[usize]| {
             list.iter()
                 .map(|&i| &self.routes[i])
@@ -149,10 +155,19 @@ mod tests {
             (route("any-root", "/"), vec![]),
             (route("shop-root", "/"), vec![exact("shop.example.com")]),
             (route("shop-api", "/api"), vec![exact("shop.example.com")]),
-            (route("wild", "/"), vec![HostPattern::Wildcard(".example.com".into())]),
-            (route("wild-deep", "/"), vec![HostPattern::Wildcard(".eu.example.com".into())]),
+            (
+                route("wild", "/"),
+                vec![HostPattern::Wildcard(".example.com".into())],
+            ),
+            (
+                route("wild-deep", "/"),
+                vec![HostPattern::Wildcard(".eu.example.com".into())],
+            ),
             (route("any-static", "/static"), vec![]),
-            (route("admin-only", "/admin"), vec![exact("admin.example.com")]),
+            (
+                route("admin-only", "/admin"),
+                vec![exact("admin.example.com")],
+            ),
         ])
     }
 
@@ -163,15 +178,36 @@ mod tests {
     #[test]
     fn exact_beats_wildcard_beats_any_and_longest_prefix_wins() {
         let t = table();
-        assert_eq!(find(&t, Some("shop.example.com"), "/api/x").as_deref(), Some("shop-api"));
-        assert_eq!(find(&t, Some("SHOP.example.com:8080"), "/").as_deref(), Some("shop-root"));
-        assert_eq!(find(&t, Some("shop.example.com."), "/a").as_deref(), Some("shop-root"));
-        assert_eq!(find(&t, Some("x.example.com"), "/static").as_deref(), Some("wild"));
-        assert_eq!(find(&t, Some("a.eu.example.com"), "/").as_deref(), Some("wild-deep"));
-        assert_eq!(find(&t, Some("example.com"), "/static/a").as_deref(), Some("any-static"));
+        assert_eq!(
+            find(&t, Some("shop.example.com"), "/api/x").as_deref(),
+            Some("shop-api")
+        );
+        assert_eq!(
+            find(&t, Some("SHOP.example.com:8080"), "/").as_deref(),
+            Some("shop-root")
+        );
+        assert_eq!(
+            find(&t, Some("shop.example.com."), "/a").as_deref(),
+            Some("shop-root")
+        );
+        assert_eq!(
+            find(&t, Some("x.example.com"), "/static").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            find(&t, Some("a.eu.example.com"), "/").as_deref(),
+            Some("wild-deep")
+        );
+        assert_eq!(
+            find(&t, Some("example.com"), "/static/a").as_deref(),
+            Some("any-static")
+        );
         assert_eq!(find(&t, None, "/").as_deref(), Some("any-root"));
         // An exact host whose prefixes do not match falls through to the wildcard.
-        assert_eq!(find(&t, Some("admin.example.com"), "/x").as_deref(), Some("wild"));
+        assert_eq!(
+            find(&t, Some("admin.example.com"), "/x").as_deref(),
+            Some("wild")
+        );
     }
 
     #[test]

@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn header_exact_prefix_regex_and_cookies() {
         let rule = MatchRule {
-            headers: vec![("x-canary".parse().unwrap(), ValueMatch::Exact("always".into()))],
+            headers: vec![(
+                "x-canary".parse().unwrap(),
+                ValueMatch::Exact("always".into()),
+            )],
             cookies: vec![],
             to: Version::Canary,
         };
@@ -65,17 +68,17 @@ mod tests {
         assert!(!rule_matches(&rule, &headers(&[])));
 
         let rule = MatchRule {
-            headers: vec![("user-agent".parse().unwrap(), ValueMatch::Prefix("Mozilla".into()))],
+            headers: vec![(
+                "user-agent".parse().unwrap(),
+                ValueMatch::Prefix("Mozilla".into()),
+            )],
             cookies: vec![(
                 "canary".into(),
                 ValueMatch::Regex(Regex::new("^(yes|always)$").unwrap()),
             )],
             to: Version::Primary,
         };
-        let h = headers(&[
-            ("user-agent", "Mozilla/5.0"),
-            ("cookie", "a=1; canary=yes"),
-        ]);
+        let h = headers(&[("user-agent", "Mozilla/5.0"), ("cookie", "a=1; canary=yes")]);
         assert!(rule_matches(&rule, &h));
         let h = headers(&[("user-agent", "Mozilla/5.0"), ("cookie", "canary=no")]);
         assert!(!rule_matches(&rule, &h));

@@ -114,7 +114,10 @@ impl RoutingSnapshot {
                     name: rc.name.as_str().into(),
                     path_prefix: rc.path_prefix.as_str().into(),
                     primary: cache.backend(&rc.primary, resolved),
-                    canary: rc.canary.as_ref().map(|c| cache.backend(&c.version, resolved)),
+                    canary: rc
+                        .canary
+                        .as_ref()
+                        .map(|c| cache.backend(&c.version, resolved)),
                     rollout,
                     matches: rc.matches.clone(),
                     sticky: rc.sticky.clone(),

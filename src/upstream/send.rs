@@ -44,13 +44,16 @@ impl AcquireError {
 pub enum SendError {
     /// The connection closed before the request was written (a stale keep-alive connection):
     /// nothing reached the upstream and the request is handed back for another try.
-    NotSent(Request<RequestBody>),
+    NotSent(Box<Request<RequestBody>>),
     /// The exchange failed after the request was (possibly) written.
     Failed(hyper::Error),
 }
 
 /// An idle pooled connection to the endpoint, or a new one.
-pub async fn acquire(endpoint: &Arc<Endpoint>, connect_timeout: Duration) -> Result<Conn, AcquireError> {
+pub async fn acquire(
+    endpoint: &Arc<Endpoint>,
+    connect_timeout: Duration,
+) -> Result<Conn, AcquireError> {
     let in_flight = endpoint.begin_request();
     while let Some(mut sender) = pool::take(endpoint.id()) {
         // A returned connection may still be finishing its last exchange; this resolves at once
@@ -94,7 +97,7 @@ impl Conn {
         match self.sender.try_send_request(request).await {
             Ok(response) => Ok(response),
             Err(mut e) => match e.take_message() {
-                Some(request) => Err(SendError::NotSent(request)),
+                Some(request) => Err(SendError::NotSent(Box::new(request))),
                 None => Err(SendError::Failed(e.into_error())),
             },
         }

@@ -1,0 +1,286 @@
+//! The rules of `[route.analysis]`: the canary revision it needs, `interval`, `threshold`,
+//! `min_requests`, `inconclusive_limit`, exactly one schedule (`step_weight` + `max_weight`,
+//! `step_weights` or `iterations`), and the `[[route.analysis.metrics]]` entries.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::error::Issue;
+use super::raw::{RawAnalysis, RawCanary, RawMetric};
+use super::types::{AnalysisConfig, MetricCheck, Steps};
+use super::validate::{int_in, positive_duration, span_or, Checked};
+
+/// Validates `[route.analysis]` of a route whose `[route.canary]` is `canary`.
+pub(crate) fn analysis_config(
+    raw: &Spanned<RawAnalysis>,
+    canary: &Spanned<RawCanary>,
+) -> Checked<AnalysisConfig> {
+    let a = raw.get_ref();
+    let c = canary.get_ref();
+    if c.revision.get_ref().trim().is_empty() {
+        return Err(Issue::new(
+            span_or(c.revision.span(), canary.span()),
+            "[route.analysis] needs `canary.revision`: set it to the revision being rolled out (e.g. \"v1.5.0\")",
+        ));
+    }
+    if *c.weight.get_ref() != 0 {
+        return Err(Issue::new(
+            c.weight.span(),
+            "`weight` is a fixed split and cannot be combined with [route.analysis], which sets the weight itself; remove it",
+        ));
+    }
+    let interval = positive_duration(&a.interval, "interval")?;
+    let threshold = int_in(&a.threshold, "threshold", 1, i64::from(u32::MAX))?;
+    let steps = steps(raw)?;
+    let min_requests = int_in(&a.min_requests, "min_requests", 1, i64::MAX)?;
+    let inconclusive_limit = int_in(
+        &a.inconclusive_limit,
+        "inconclusive_limit",
+        1,
+        i64::from(u32::MAX),
+    )?;
+    let metrics = a.metrics.iter().map(metric).collect::<Checked<Vec<_>>>()?;
+    Ok(AnalysisConfig {
+        interval,
+        threshold,
+        steps,
+        min_requests,
+        inconclusive_limit,
+        metrics,
+    })
+}
+
+/// Exactly one schedule: `step_weight` + `max_weight`, `step_weights`, or `iterations`.
+fn steps(raw: &Spanned<RawAnalysis>) -> Checked<Steps> {
+    let a = raw.get_ref();
+    let mut ways: Vec<(Range<usize>, &str)> = Vec::new();
+    if let Some(sw) = &a.step_weights {
+        ways.push((sw.span(), "`step_weights`"));
+    }
+    let pair_span = [&a.step_weight, &a.max_weight]
+        .into_iter()
+        .flatten()
+        .map(|v| v.span())
+        .min_by_key(|s| s.start);
+    if let Some(span) = pair_span {
+        ways.push((span, "`step_weight`/`max_weight`"));
+    }
+    if let Some(it) = &a.iterations {
+        ways.push((it.span(), "`iterations`"));
+    }
+    ways.sort_by_key(|(span, _)| span.start);
+    match ways.as_slice() {
+        [] => {
+            return Err(Issue::new(
+                raw.span(),
+                "[route.analysis] needs a schedule: `step_weight` + `max_weight`, `step_weights`, or `iterations`",
+            ))
+        }
+        [_] => {}
+        [(_, first), (span, second), ..] => {
+            return Err(Issue::new(
+                span.clone(),
+                format!("{second} cannot be combined with {first}; choose one schedule"),
+            ))
+        }
+    }
+
+    if let Some(list) = &a.step_weights {
+        if list.get_ref().is_empty() {
+            return Err(Issue::new(
+                list.span(),
+                "`step_weights` must list at least one weight, e.g. [1, 5, 10, 25, 50]",
+            ));
+        }
+        let mut weights: Vec<u8> = Vec::with_capacity(list.get_ref().len());
+        for w in list.get_ref() {
+            let value: u8 = int_in(w, "step_weights entry", 1, 100)?;
+            if let Some(&prev) = weights.last() {
+                if value <= prev {
+                    return Err(Issue::new(
+                        w.span(),
+                        format!("`step_weights` must be strictly increasing, but {value} follows {prev}"),
+                    ));
+                }
+            }
+            weights.push(value);
+        }
+        return Ok(Steps::Weights(weights));
+    }
+    if let Some(it) = &a.iterations {
+        return Ok(Steps::Iterations(int_in(
+            it,
+            "iterations",
+            1,
+            i64::from(u32::MAX),
+        )?));
+    }
+    match (&a.step_weight, &a.max_weight) {
+        (Some(step), Some(max)) => {
+            let step: u8 = int_in(step, "step_weight", 1, 100)?;
+            let max_value = *max.get_ref();
+            if !(i64::from(step)..=100).contains(&max_value) {
+                return Err(Issue::new(
+                    max.span(),
+                    format!("`max_weight` must be in {step}..=100 (at least `step_weight`), got {max_value}"),
+                ));
+            }
+            let max: u8 = int_in(max, "max_weight", i64::from(step), 100)?;
+            Ok(Steps::Weights(expand_steps(step, max)))
+        }
+        (Some(step), None) => Err(Issue::new(
+            step.span(),
+            "`step_weight` needs `max_weight` (the weight whose passed check promotes); set both",
+        )),
+        (None, Some(max)) => Err(Issue::new(
+            max.span(),
+            "`max_weight` needs `step_weight` (the increment per passed check); set both",
+        )),
+        // Unreachable: exactly one schedule exists and it is this pair.
+        (None, None) => Err(Issue::new(raw.span(), "[route.analysis] needs a schedule")),
+    }
+}
+
+/// `step`, `2*step`, … below `max`, then `max` itself: 10/50 → [10,20,30,40,50]; 30/50 → [30,50].
+pub(crate) fn expand_steps(step: u8, max: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = step;
+    while w < max {
+        out.push(w);
+        w = w.saturating_add(step);
+    }
+    out.push(max);
+    out
+}
+
+/// A finite number in `min..=max`.
+fn number(
+    value: f64,
+    span: Range<usize>,
+    key: &str,
+    ok: impl Fn(f64) -> bool,
+    rule: &str,
+) -> Checked<f64> {
+    if value.is_finite() && ok(value) {
+        Ok(value)
+    } else {
+        Err(Issue::new(
+            span,
+            format!("`{key}` must be {rule}, got {value:?}"),
+        ))
+    }
+}
+
+fn metric(raw: &Spanned<RawMetric>) -> Checked<MetricCheck> {
+    let m = raw.get_ref();
+    let not_for = |v: Range<usize>, key: &str, name: &str| {
+        Issue::new(
+            v,
+            format!("`{key}` does not apply to metric {name:?}; remove it"),
+        )
+    };
+    match m.name.get_ref().as_str() {
+        "request-success-rate" => {
+            let threshold = match m.threshold.get_ref() {
+                toml::Value::Integer(i) => *i as f64,
+                toml::Value::Float(f) => *f,
+                _ => {
+                    return Err(Issue::new(
+                        m.threshold.span(),
+                        "`threshold` of request-success-rate is a percentage such as 99.0",
+                    ))
+                }
+            };
+            let threshold = number(
+                threshold,
+                m.threshold.span(),
+                "threshold",
+                |v| (0.0..=100.0).contains(&v),
+                "a percentage in 0..=100",
+            )?;
+            let max_drop = match &m.max_drop {
+                Some(d) => Some(number(
+                    d.get_ref().0,
+                    d.span(),
+                    "max_drop",
+                    |v| v >= 0.0,
+                    "at least 0",
+                )?),
+                None => None,
+            };
+            if let Some(q) = &m.quantile {
+                return Err(not_for(q.span(), "quantile", "request-success-rate"));
+            }
+            if let Some(r) = &m.max_ratio {
+                return Err(not_for(r.span(), "max_ratio", "request-success-rate"));
+            }
+            Ok(MetricCheck::SuccessRate {
+                threshold,
+                max_drop,
+            })
+        }
+        "request-duration" => {
+            let threshold = match m.threshold.get_ref() {
+                toml::Value::String(s) => {
+                    positive_duration(&Spanned::new(m.threshold.span(), s.clone()), "threshold")?
+                }
+                _ => {
+                    return Err(Issue::new(
+                        m.threshold.span(),
+                        "`threshold` of request-duration is a duration such as \"500ms\"",
+                    ))
+                }
+            };
+            let quantile = match &m.quantile {
+                Some(q) => number(
+                    q.get_ref().0,
+                    q.span(),
+                    "quantile",
+                    |v| v > 0.0 && v < 1.0,
+                    "in the open interval (0, 1), e.g. 0.99",
+                )?,
+                None => 0.99,
+            };
+            let max_ratio = match &m.max_ratio {
+                Some(r) => Some(number(
+                    r.get_ref().0,
+                    r.span(),
+                    "max_ratio",
+                    |v| v > 0.0,
+                    "above 0",
+                )?),
+                None => None,
+            };
+            if let Some(d) = &m.max_drop {
+                return Err(not_for(d.span(), "max_drop", "request-duration"));
+            }
+            Ok(MetricCheck::Duration {
+                threshold,
+                quantile,
+                max_ratio,
+            })
+        }
+        other => Err(Issue::new(
+            m.name.span(),
+            format!(
+                "unknown metric {other:?}; use \"request-success-rate\" or \"request-duration\""
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_expand_up_to_and_including_max() {
+        assert_eq!(expand_steps(10, 50), [10, 20, 30, 40, 50]);
+        assert_eq!(expand_steps(30, 50), [30, 50]);
+        assert_eq!(expand_steps(50, 50), [50]);
+        assert_eq!(expand_steps(1, 3), [1, 2, 3]);
+        assert_eq!(expand_steps(100, 100), [100]);
+    }
+}

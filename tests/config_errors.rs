@@ -1,0 +1,722 @@
+//! Integration tests of configuration validation through the public API: every broken rule
+//! must be reported as `FILE:LINE:COL: message` pointing at the offending value, and valid
+//! files (the SPEC section 2 example, a minimal file) must yield the documented values.
+
+// A failed unwrap is a failed test, which is what a test should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use canaryd::config::{
+    load_file, parse_str, ConfigError, HostPattern, LoadBalancing, LogFormat, MetricCheck, Steps,
+    StickyKey, ValueMatch, Version, WebhookKind,
+};
+
+const FILE: &str = "/etc/canaryd/canaryd.toml";
+
+/// A valid route (4 lines) that the error cases extend.
+const ROUTE: &str = "[[route]]\nname = \"shop\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n";
+
+/// ROUTE plus a canary (lines 5-7); analysis tables start at line 8.
+const ROUTE_CANARY: &str =
+    "[[route]]\nname = \"shop\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n\
+[route.canary]\nrevision = \"v2\"\nendpoints = [\"10.0.0.2:80\"]\n";
+
+fn error(text: &str) -> ConfigError {
+    match parse_str(text, Path::new(FILE)) {
+        Ok(_) => panic!("accepted invalid config:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn assert_error(text: &str, line: usize, column: usize, fragment: &str) {
+    let e = error(text);
+    assert_eq!(
+        (e.line(), e.column()),
+        (Some(line), Some(column)),
+        "wrong position for: {e}"
+    );
+    assert!(
+        e.message().contains(fragment),
+        "message lacks {fragment:?}: {e}"
+    );
+    let prefix = format!("{FILE}:{line}:{column}: ");
+    assert!(e.to_string().starts_with(&prefix), "bad display: {e}");
+}
+
+#[test]
+fn unknown_key() {
+    assert_error(
+        "[proxy]\nlisen = [\"0.0.0.0:80\"]\n",
+        2,
+        1,
+        "unknown field `lisen`",
+    );
+}
+
+#[test]
+fn unknown_key_in_a_route_table() {
+    let text = format!("{ROUTE}[route.canary]\nendpoints = [\"10.0.0.2:80\"]\n  wieght = 5\n");
+    assert_error(&text, 7, 3, "unknown field `wieght`");
+}
+
+#[test]
+fn wrong_type() {
+    assert_error("[proxy]\nworkers = \"4\"\n", 2, 11, "invalid type");
+}
+
+#[test]
+fn bad_duration() {
+    assert_error(
+        "[proxy]\nconnect_timeout = \"2 parsecs\"\n",
+        2,
+        19,
+        "`connect_timeout` = \"2 parsecs\" is not a duration",
+    );
+}
+
+#[test]
+fn duration_without_unit() {
+    assert_error(
+        "[proxy]\ndrain_timeout = \"30\"\n",
+        2,
+        17,
+        "is not a duration",
+    );
+}
+
+#[test]
+fn duplicate_route_name() {
+    let text = format!(
+        "{ROUTE}[[route]]\nname = \"shop\"\npath_prefix = \"/b\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n"
+    );
+    assert_error(&text, 6, 8, "duplicate route name \"shop\"");
+}
+
+#[test]
+fn overlapping_host_and_prefix() {
+    let text = "[[route]]\nname = \"a\"\nhosts = [\"Shop.example.com\"]\n[route.primary]\n\
+endpoints = [\"10.0.0.1:80\"]\n\
+[[route]]\nname = \"b\"\nhosts = [\"api.example.com\", \"shop.EXAMPLE.com\"]\n[route.primary]\n\
+endpoints = [\"10.0.0.1:80\"]\n";
+    assert_error(text, 8, 29, "route \"b\" overlaps route \"a\"");
+}
+
+#[test]
+fn overlapping_routes_without_hosts() {
+    let text = format!(
+        "{ROUTE}[[route]]\nname = \"other\"\npath_prefix = \"/\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n"
+    );
+    assert_error(&text, 7, 15, "both serve any host");
+}
+
+#[test]
+fn same_host_different_prefix_is_fine() {
+    let text = format!(
+        "{ROUTE}[[route]]\nname = \"api\"\npath_prefix = \"/api\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n"
+    );
+    assert!(parse_str(&text, Path::new(FILE)).is_ok());
+}
+
+#[test]
+fn bad_regex() {
+    let text = format!(
+        "{ROUTE_CANARY}[[route.match]]\nheaders = {{ \"x-canary\" = {{ regex = \"(yes\" }} }}\n"
+    );
+    assert_error(&text, 9, 36, "invalid regex \"(yes\": unclosed group");
+}
+
+#[test]
+fn weight_101() {
+    let text = format!("{ROUTE_CANARY}weight = 101\n");
+    assert_error(&text, 8, 10, "`weight` must be in 0..=100, got 101");
+}
+
+#[test]
+fn non_increasing_step_weights() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\nstep_weights = [1, 5, 5, 50]\n");
+    assert_error(&text, 9, 23, "strictly increasing, but 5 follows 5");
+}
+
+#[test]
+fn analysis_without_canary_revision() {
+    let text = format!(
+        "{ROUTE}[route.canary]\nendpoints = [\"10.0.0.2:80\"]\n[route.analysis]\nstep_weight = 10\nmax_weight = 50\n"
+    );
+    assert_error(&text, 5, 1, "needs `canary.revision`");
+}
+
+#[test]
+fn analysis_with_empty_canary_revision() {
+    let text = format!(
+        "{ROUTE}[route.canary]\nrevision = \"\"\nendpoints = [\"10.0.0.2:80\"]\n[route.analysis]\niterations = 3\n"
+    );
+    assert_error(&text, 6, 12, "needs `canary.revision`");
+}
+
+#[test]
+fn analysis_without_canary() {
+    let text = format!("{ROUTE}[route.analysis]\niterations = 3\n");
+    assert_error(&text, 5, 1, "[route.analysis] needs a [route.canary]");
+}
+
+#[test]
+fn analysis_without_schedule() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\ninterval = \"30s\"\n");
+    assert_error(&text, 8, 1, "needs a schedule");
+}
+
+#[test]
+fn two_schedules() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\nstep_weights = [10, 50]\niterations = 5\n");
+    assert_error(
+        &text,
+        10,
+        14,
+        "`iterations` cannot be combined with `step_weights`",
+    );
+}
+
+#[test]
+fn step_weight_without_max_weight() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\n");
+    assert_error(&text, 9, 15, "`step_weight` needs `max_weight`");
+}
+
+#[test]
+fn max_weight_below_step_weight() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\nstep_weight = 20\nmax_weight = 10\n");
+    assert_error(&text, 10, 14, "`max_weight` must be in 20..=100");
+}
+
+#[test]
+fn zero_interval() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\ninterval = \"0s\"\niterations = 2\n");
+    assert_error(&text, 9, 12, "`interval` must be above zero");
+}
+
+#[test]
+fn zero_threshold() {
+    let text = format!("{ROUTE_CANARY}[route.analysis]\nthreshold = 0\niterations = 2\n");
+    assert_error(&text, 9, 13, "`threshold` must be at least 1");
+}
+
+#[test]
+fn empty_endpoints() {
+    assert_error(
+        "[[route]]\nname = \"shop\"\n[route.primary]\nendpoints = []\n",
+        4,
+        13,
+        "`endpoints` must list at least one endpoint",
+    );
+}
+
+#[test]
+fn endpoint_without_port() {
+    assert_error(
+        "[[route]]\nname = \"shop\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\", \"shop.svc\"]\n",
+        4,
+        29,
+        "endpoint \"shop.svc\" has no port",
+    );
+}
+
+#[test]
+fn bad_listen_address() {
+    assert_error(
+        "[proxy]\nlisten = [\"0.0.0.0:8080\", \"localhost:80\"]\n",
+        2,
+        27,
+        "\"localhost:80\" is not a listen address",
+    );
+}
+
+#[test]
+fn bad_admin_listen_address() {
+    assert_error(
+        "[admin]\nlisten = \"9901\"\n",
+        2,
+        10,
+        "not a listen address",
+    );
+}
+
+#[test]
+fn bad_webhook_type() {
+    let text = format!(
+        "{ROUTE}[[route.webhooks]]\ntype = \"pre-rolout\"\nurl = \"http://127.0.0.1:7000/\"\n"
+    );
+    assert_error(
+        &text,
+        6,
+        8,
+        "unknown webhook type \"pre-rolout\"; use one of confirm-rollout",
+    );
+}
+
+#[test]
+fn webhook_url_must_be_http() {
+    let text = format!(
+        "{ROUTE}[[route.webhooks]]\ntype = \"event\"\nurl = \"https://hooks.example.com/\"\n"
+    );
+    assert_error(&text, 7, 7, "absolute http:// URL");
+}
+
+#[test]
+fn quantile_one() {
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\niterations = 3\n[[route.analysis.metrics]]\n\
+name = \"request-duration\"\nthreshold = \"500ms\"\nquantile = 1.0\n"
+    );
+    assert_error(
+        &text,
+        13,
+        12,
+        "`quantile` must be in the open interval (0, 1), e.g. 0.99, got 1.0",
+    );
+}
+
+#[test]
+fn unknown_metric() {
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\niterations = 3\n[[route.analysis.metrics]]\n\
+name = \"error-rate\"\nthreshold = 1\n"
+    );
+    assert_error(&text, 11, 8, "unknown metric \"error-rate\"");
+}
+
+#[test]
+fn success_rate_above_100() {
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\niterations = 3\n[[route.analysis.metrics]]\n\
+name = \"request-success-rate\"\nthreshold = 101\n"
+    );
+    assert_error(&text, 12, 13, "a percentage in 0..=100");
+}
+
+#[test]
+fn weight_with_analysis() {
+    let text = format!("{ROUTE_CANARY}weight = 10\n[route.analysis]\niterations = 3\n");
+    assert_error(&text, 8, 10, "cannot be combined with [route.analysis]");
+}
+
+#[test]
+fn bad_cidr() {
+    assert_error(
+        "[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+        2,
+        20,
+        "\"10.0.0.0/33\" is not a CIDR",
+    );
+}
+
+#[test]
+fn small_max_header_bytes() {
+    assert_error(
+        "[proxy]\nmax_header_bytes = 4096\n",
+        2,
+        20,
+        "must be at least 8192, got 4096 (hyper's minimum read buffer)",
+    );
+}
+
+#[test]
+fn bad_route_name() {
+    assert_error(
+        "[[route]]\nname = \"Shop_1\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n",
+        2,
+        8,
+        "a-z, 0-9 and '-'",
+    );
+}
+
+#[test]
+fn path_prefix_without_slash() {
+    let text = "[[route]]\nname = \"shop\"\npath_prefix = \"api\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n";
+    assert_error(text, 3, 15, "must start with '/'");
+}
+
+#[test]
+fn host_with_port() {
+    let text = "[[route]]\nname = \"shop\"\nhosts = [\"shop.example.com:8080\"]\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n";
+    assert_error(text, 3, 10, "has a port");
+}
+
+#[test]
+fn match_without_canary() {
+    let text = format!("{ROUTE}[[route.match]]\nheaders = {{ x-canary = \"1\" }}\n");
+    assert_error(&text, 5, 1, "[[route.match]] needs a [route.canary]");
+}
+
+#[test]
+fn match_rule_without_conditions() {
+    let text = format!("{ROUTE_CANARY}[[route.match]]\nto = \"primary\"\n");
+    assert_error(&text, 8, 1, "at least one entry in `headers` or `cookies`");
+}
+
+#[test]
+fn sticky_with_both_keys() {
+    let text = format!("{ROUTE_CANARY}[route.sticky]\ncookie = \"sid\"\nheader = \"x-user\"\n");
+    assert_error(&text, 10, 10, "exactly one of `cookie` or `header`");
+}
+
+#[test]
+fn lower_case_mirror_method() {
+    let text = format!("{ROUTE_CANARY}[route.mirror]\nmethods = [\"GET\", \"post\"]\n");
+    assert_error(&text, 9, 19, "write \"POST\"");
+}
+
+#[test]
+fn bad_log_format() {
+    assert_error("[log]\nformat = \"yaml\"\n", 2, 10, "\"text\" or \"json\"");
+}
+
+#[test]
+fn bad_version_header() {
+    assert_error(
+        "[proxy]\nversion_header = \"x version\"\n",
+        2,
+        18,
+        "not a valid HTTP header name",
+    );
+}
+
+#[test]
+fn tls_files_must_be_readable() {
+    assert_error(
+        "[proxy.tls]\ncert = \"missing.crt\"\nkey = \"missing.key\"\n",
+        2,
+        8,
+        "cannot read TLS certificate /etc/canaryd/missing.crt",
+    );
+}
+
+#[test]
+fn earliest_error_in_the_file_is_reported() {
+    // The route (validated after [log] internally) comes first in the file, so it is reported.
+    let text =
+        "[[route]]\nname = \"shop\"\n[route.primary]\nendpoints = []\n[log]\nformat = \"yaml\"\n";
+    assert_error(text, 4, 13, "at least one endpoint");
+}
+
+#[test]
+fn read_error_names_the_file() {
+    let e = match load_file(Path::new("/nonexistent/dir/canaryd.toml")) {
+        Ok(_) => panic!("read a missing file"),
+        Err(e) => e,
+    };
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/dir/canaryd.toml: cannot read: "),
+        "{e}"
+    );
+    assert_eq!(e.line(), None);
+    assert!(std::error::Error::source(&e).is_some());
+}
+
+const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+/// The example of SPEC section 2, verbatim (commented lines stay commented).
+const SPEC_EXAMPLE: &str = r##"[proxy]
+listen = ["0.0.0.0:8080"]        # plain HTTP/1.1 and HTTP/2 (h2c, prior knowledge)
+workers = 0                      # worker threads; 0 = one per CPU core
+connect_timeout = "2s"           # TCP connect to an upstream endpoint
+request_timeout = "60s"          # until the upstream's response headers arrive; then 504
+idle_timeout = "90s"             # idle keep-alive connection from a client is closed
+header_read_timeout = "10s"      # a client must send its full request head within this (slowloris)
+max_connections = 20000          # further clients wait in the listen backlog
+max_header_bytes = 65536         # request head larger than this: 431
+retries = 1                      # extra attempts on another endpoint after a connect failure (idempotent methods only)
+failover_to_primary = true       # a canary request that cannot connect is retried on the primary (still counted against the canary)
+drain_timeout = "30s"
+version_header = ""              # if set, e.g. "x-canaryd-version": response header naming "primary" or "canary"
+trusted_proxies = []             # CIDRs whose X-Forwarded-For is extended; from anyone else it is replaced
+
+[proxy.tls]                      # optional TLS termination (rustls); HTTP/2 via ALPN
+listen = ["0.0.0.0:8443"]
+cert = "certs/tls.crt"           # PEM chain; re-read on reload
+key = "certs/tls.key"            # PEM private key
+
+[admin]
+listen = "127.0.0.1:9901"        # /metrics, /healthz, /readyz, /api/v1/*, / (status page)
+token_file = ""                  # if set, POST endpoints require "Authorization: Bearer <token>"
+
+[state]
+path = "canaryd-state.json"      # rollout state, written atomically on every transition
+
+[log]
+level = "info"
+format = "text"                  # or "json"
+
+[[route]]
+name = "shop"                    # unique; [a-z0-9-]+
+hosts = ["shop.example.com"]     # exact or "*.example.com"; empty = any host
+path_prefix = "/"
+
+[route.primary]
+revision = "v1.4.2"              # free text naming the version behind these endpoints
+endpoints = ["10.0.0.11:8080", "shop-primary.default.svc:8080"]   # IP:port or DNS name:port
+load_balancing = "p2c"           # "p2c" (power of two choices, least in-flight) or "round-robin"
+
+[route.canary]                   # optional; without it every request goes to the primary
+revision = "v1.5.0"
+endpoints = ["10.0.0.21:8080"]
+weight = 0                       # only without [route.analysis]: a fixed split, 0..100 (phase Static)
+
+[route.analysis]                 # optional; present = automated rollout of the canary revision
+interval = "60s"                 # how often the canary is judged
+threshold = 5                    # failed checks before rollback
+step_weight = 10                 # weight increment per passed check ...
+max_weight = 50                  # ... up to this; the check passed at max_weight promotes
+# step_weights = [1, 5, 10, 25, 50]   # instead of step_weight/max_weight: explicit steps
+# iterations = 10                # instead of weights: A/B or blue/green (section 4)
+min_requests = 20                # canary requests needed before a check concludes
+inconclusive_limit = 10          # consecutive inconclusive checks before rollback
+
+[[route.analysis.metrics]]
+name = "request-success-rate"    # share of responses that are not 5xx (proxy-made 502/504 count as 5xx)
+threshold = 99.0                 # canary success rate (%) must be >= this
+# max_drop = 1.0                 # and at most this many points below the primary's in the same window
+
+[[route.analysis.metrics]]
+name = "request-duration"        # latency quantile of the canary, from HDR histograms
+threshold = "500ms"              # canary quantile must be <= this
+quantile = 0.99
+# max_ratio = 1.5                # and at most this multiple of the primary's quantile in the same window
+
+[[route.match]]                  # optional rules, first match wins; matching requests ignore the weight
+headers = { "x-canary" = "always" }          # a string is an exact match
+to = "canary"                                # "canary" (default) or "primary"
+[[route.match]]
+cookies = { "canary" = { regex = "^(yes|always)$" } }  # also { exact = ".." }, { prefix = ".." }
+
+[route.sticky]                   # optional: one user keeps one version while the weight grows
+cookie = "session_id"            # or header = "x-user-id"; requests without the key are split at random
+
+[route.mirror]                   # optional: shadow traffic to the canary, responses discarded
+percent = 100                    # share of primary-bound requests copied to the canary
+methods = ["GET", "HEAD", "OPTIONS"]
+max_body_bytes = 1048576         # larger request bodies are not mirrored
+
+[[route.webhooks]]               # optional, any number (section 5)
+type = "pre-rollout"
+url = "http://127.0.0.1:7000/smoke"
+timeout = "10s"
+metadata = { suite = "smoke" }
+"##;
+
+#[test]
+fn tls_key_must_be_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.crt"), PEM_CERT).unwrap();
+    std::fs::write(dir.path().join("c.key"), "not a key").unwrap();
+    let file = dir.path().join("canaryd.toml");
+    std::fs::write(&file, "[proxy.tls]\ncert = \"c.crt\"\nkey = \"c.key\"\n").unwrap();
+    let e = match load_file(&file) {
+        Ok(_) => panic!("accepted a non-PEM key"),
+        Err(e) => e,
+    };
+    assert_eq!((e.line(), e.column()), (Some(3), Some(7)), "{e}");
+    assert!(
+        e.message().contains("holds no PEM PRIVATE KEY block"),
+        "{e}"
+    );
+}
+
+#[test]
+fn spec_example_parses_with_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/tls.crt"), PEM_CERT).unwrap();
+    std::fs::write(dir.path().join("certs/tls.key"), PEM_KEY).unwrap();
+    let file = dir.path().join("canaryd.toml");
+    std::fs::write(&file, SPEC_EXAMPLE).unwrap();
+    let c = match load_file(&file) {
+        Ok(c) => c,
+        Err(e) => panic!("SPEC example rejected: {e}"),
+    };
+
+    assert_eq!(c.source, file);
+    let p = &c.proxy;
+    assert_eq!(p.listen, ["0.0.0.0:8080".parse().unwrap()]);
+    assert!(p.workers >= 1);
+    assert_eq!(p.connect_timeout, Duration::from_secs(2));
+    assert_eq!(p.request_timeout, Duration::from_secs(60));
+    assert_eq!(p.idle_timeout, Duration::from_secs(90));
+    assert_eq!(p.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(p.max_connections, 20000);
+    assert_eq!(p.max_header_bytes, 65536);
+    assert_eq!(p.retries, 1);
+    assert!(p.failover_to_primary);
+    assert_eq!(p.drain_timeout, Duration::from_secs(30));
+    assert!(p.version_header.is_none());
+    assert!(p.trusted_proxies.is_empty());
+    let tls = p.tls.as_ref().unwrap();
+    assert_eq!(tls.listen, ["0.0.0.0:8443".parse().unwrap()]);
+    assert_eq!(tls.cert, dir.path().join("certs/tls.crt"));
+    assert_eq!(tls.key, dir.path().join("certs/tls.key"));
+
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(c.admin.token_file, None);
+    assert_eq!(c.state.path, dir.path().join("canaryd-state.json"));
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, LogFormat::Text);
+
+    assert_eq!(c.routes.len(), 1);
+    let r = &c.routes[0];
+    assert_eq!(r.name, "shop");
+    assert_eq!(r.hosts, [HostPattern::Exact("shop.example.com".into())]);
+    assert_eq!(r.path_prefix, "/");
+    assert_eq!(r.primary.revision, "v1.4.2");
+    let eps: Vec<String> = r.primary.endpoints.iter().map(|e| e.to_string()).collect();
+    assert_eq!(eps, ["10.0.0.11:8080", "shop-primary.default.svc:8080"]);
+    assert_eq!(r.primary.load_balancing, LoadBalancing::P2c);
+
+    let canary = r.canary.as_ref().unwrap();
+    assert_eq!(canary.version.revision, "v1.5.0");
+    assert_eq!(canary.version.endpoints[0].to_string(), "10.0.0.21:8080");
+    assert_eq!(canary.weight, 0);
+
+    let a = r.analysis.as_ref().unwrap();
+    assert_eq!(a.interval, Duration::from_secs(60));
+    assert_eq!(a.threshold, 5);
+    assert_eq!(a.steps, Steps::Weights(vec![10, 20, 30, 40, 50]));
+    assert_eq!(a.min_requests, 20);
+    assert_eq!(a.inconclusive_limit, 10);
+    assert_eq!(
+        a.metrics,
+        [
+            MetricCheck::SuccessRate {
+                threshold: 99.0,
+                max_drop: None
+            },
+            MetricCheck::Duration {
+                threshold: Duration::from_millis(500),
+                quantile: 0.99,
+                max_ratio: None
+            },
+        ]
+    );
+
+    assert_eq!(r.matches.len(), 2);
+    let m0 = &r.matches[0];
+    assert_eq!(m0.headers.len(), 1);
+    assert_eq!(m0.headers[0].0.as_str(), "x-canary");
+    assert!(matches!(&m0.headers[0].1, ValueMatch::Exact(v) if v == "always"));
+    assert_eq!(m0.to, Version::Canary);
+    let m1 = &r.matches[1];
+    assert_eq!(m1.cookies[0].0, "canary");
+    match &m1.cookies[0].1 {
+        ValueMatch::Regex(re) => {
+            assert!(re.is_match("always"));
+            assert!(!re.is_match("no"));
+        }
+        other => panic!("expected a regex, got {other:?}"),
+    }
+    assert_eq!(m1.to, Version::Canary);
+
+    assert_eq!(r.sticky, Some(StickyKey::Cookie("session_id".into())));
+    let mirror = r.mirror.as_ref().unwrap();
+    assert_eq!(mirror.percent, 100);
+    assert_eq!(
+        mirror.methods,
+        [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS]
+    );
+    assert_eq!(mirror.max_body_bytes, 1_048_576);
+
+    assert_eq!(r.webhooks.len(), 1);
+    let w = &r.webhooks[0];
+    assert_eq!(w.kind, WebhookKind::PreRollout);
+    assert_eq!(w.url.to_string(), "http://127.0.0.1:7000/smoke");
+    assert_eq!(w.timeout, Duration::from_secs(10));
+    assert_eq!(w.metadata.get("suite").map(String::as_str), Some("smoke"));
+}
+
+#[test]
+fn minimal_config_gets_every_default() {
+    let c = match parse_str(ROUTE, Path::new("conf/canaryd.toml")) {
+        Ok(c) => c,
+        Err(e) => panic!("minimal config rejected: {e}"),
+    };
+    let p = &c.proxy;
+    assert_eq!(p.listen, ["0.0.0.0:8080".parse().unwrap()]);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(p.workers, cores);
+    assert_eq!(p.connect_timeout, Duration::from_secs(2));
+    assert_eq!(p.request_timeout, Duration::from_secs(60));
+    assert_eq!(p.idle_timeout, Duration::from_secs(90));
+    assert_eq!(p.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(p.max_connections, 20000);
+    assert_eq!(p.max_header_bytes, 65536);
+    assert_eq!(p.retries, 1);
+    assert!(p.failover_to_primary);
+    assert_eq!(p.drain_timeout, Duration::from_secs(30));
+    assert!(p.version_header.is_none());
+    assert!(p.trusted_proxies.is_empty());
+    assert!(p.tls.is_none());
+    assert_eq!(c.admin.listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(c.admin.token_file, None);
+    assert_eq!(c.state.path, PathBuf::from("conf/canaryd-state.json"));
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, LogFormat::Text);
+
+    let r = &c.routes[0];
+    assert_eq!(r.name, "shop");
+    assert!(r.hosts.is_empty());
+    assert_eq!(r.path_prefix, "/");
+    assert_eq!(r.primary.revision, "");
+    assert_eq!(r.primary.load_balancing, LoadBalancing::P2c);
+    assert!(r.canary.is_none() && r.analysis.is_none() && r.sticky.is_none());
+    assert!(r.mirror.is_none() && r.matches.is_empty() && r.webhooks.is_empty());
+}
+
+#[test]
+fn optional_tables_get_their_defaults() {
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\nstep_weight = 30\nmax_weight = 50\n\
+[[route.analysis.metrics]]\nname = \"request-duration\"\nthreshold = \"1s\"\n\
+[[route.match]]\ncookies = {{ beta = {{ prefix = \"y\" }} }}\n[route.mirror]\n\
+[[route.webhooks]]\ntype = \"event\"\nurl = \"http://127.0.0.1:7000/e\"\n"
+    );
+    let c = match parse_str(&text, Path::new(FILE)) {
+        Ok(c) => c,
+        Err(e) => panic!("rejected: {e}"),
+    };
+    let r = &c.routes[0];
+    let a = r.analysis.as_ref().unwrap();
+    assert_eq!(a.interval, Duration::from_secs(60));
+    assert_eq!(
+        (a.threshold, a.min_requests, a.inconclusive_limit),
+        (5, 20, 10)
+    );
+    assert_eq!(a.steps, Steps::Weights(vec![30, 50]));
+    assert_eq!(
+        a.metrics,
+        [MetricCheck::Duration {
+            threshold: Duration::from_secs(1),
+            quantile: 0.99,
+            max_ratio: None
+        }]
+    );
+    assert!(matches!(&r.matches[0].cookies[0].1, ValueMatch::Prefix(p) if p == "y"));
+    assert_eq!(r.matches[0].to, Version::Canary);
+    let m = r.mirror.as_ref().unwrap();
+    assert_eq!((m.percent, m.max_body_bytes), (100, 1_048_576));
+    assert_eq!(
+        m.methods,
+        [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS]
+    );
+    assert_eq!(r.webhooks[0].timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn zero_routes_is_valid() {
+    let c = match parse_str("", Path::new(FILE)) {
+        Ok(c) => c,
+        Err(e) => panic!("empty config rejected: {e}"),
+    };
+    assert!(c.routes.is_empty());
+}
