@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the request path's pure pieces: finding the route, choosing the
 //! version, picking an endpoint, rewriting headers, recording an outcome.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
@@ -134,8 +136,11 @@ fn routing(c: &mut Criterion) {
 }
 
 fn header_rewrite(c: &mut Criterion) {
+    let peer: std::net::IpAddr = "10.1.2.3".parse().expect("literal IP");
+    let peer_value = canaryd::proxy::headers::peer_header_value(peer);
     let facts = ClientFacts {
-        peer: "10.1.2.3".parse().expect("literal IP"),
+        peer,
+        peer_value: &peer_value,
         tls: false,
         authority: None,
         trusted_proxies: &[],

@@ -6,6 +6,8 @@
 
 mod outcome;
 mod registry;
+mod window;
 
 pub use outcome::{Outcome, OutcomeClass, RouteMetrics, UpstreamErrorKind, VersionMetrics};
 pub use registry::{MetricsRegistry, ProcessStats};
+pub use window::{new_latency_histogram, set_worker_shard, VersionSample, WindowShards};

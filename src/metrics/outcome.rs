@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::window::{VersionSample, WindowShards};
 use crate::config::Version;
 
 /// How an upstream exchange failed when the proxy had to answer for it.
@@ -85,6 +86,7 @@ pub struct VersionMetrics {
     upstream_errors: [AtomicU64; 3],
     client_gone: AtomicU64,
     latency_micros_sum: AtomicU64,
+    window: WindowShards,
 }
 
 impl VersionMetrics {
@@ -99,6 +101,16 @@ impl VersionMetrics {
         }
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.latency_micros_sum.fetch_add(micros, Ordering::Relaxed);
+        match outcome.class() {
+            OutcomeClass::Success => self.window.record(false, latency),
+            OutcomeClass::Failure => self.window.record(true, latency),
+            OutcomeClass::Ignored => {}
+        }
+    }
+
+    /// Move the judged requests recorded since the last drain into `into`.
+    pub fn drain_window(&self, into: &mut VersionSample) {
+        self.window.drain_into(into);
     }
 
     /// Responses counted in a `code_class` (`1` for 1xx … `5` for 5xx).
@@ -142,6 +154,13 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Start keeping check windows (latency histograms) for both versions: only routes with a
+    /// canary are judged, so only they pay for histograms.
+    pub fn enable_windows(&self) {
+        self.primary.window.enable();
+        self.canary.window.enable();
+    }
+
     /// The one hook every finished request goes through.
     #[inline]
     pub fn record(&self, version: Version, outcome: Outcome, latency: Duration) {

@@ -11,6 +11,9 @@ pub enum ProxyError {
     /// No route matches the request's host and path.
     #[error("no route for this host and path")]
     NoRoute,
+    /// The client's body broke off before the proxy could read it (mirrored requests only).
+    #[error("request body could not be read")]
+    BadRequestBody,
     /// The version's endpoints resolved to no address.
     #[error("no endpoint available")]
     NoEndpoint,
@@ -30,6 +33,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint | ProxyError::Connect(_) | ProxyError::Upstream(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -41,6 +45,7 @@ impl ProxyError {
     pub fn body(&self) -> &'static str {
         match self {
             ProxyError::NoRoute => "no route\n",
+            ProxyError::BadRequestBody => "bad request body\n",
             ProxyError::NoEndpoint | ProxyError::Connect(_) => "upstream connect failed\n",
             ProxyError::Upstream(_) => "upstream error\n",
             ProxyError::Timeout => "upstream timeout\n",
@@ -51,7 +56,8 @@ impl ProxyError {
     /// version was chosen.
     pub fn outcome(&self) -> Option<Outcome> {
         match self {
-            ProxyError::NoRoute => None,
+            // The client's fault, not the version's.
+            ProxyError::NoRoute | ProxyError::BadRequestBody => None,
             ProxyError::NoEndpoint | ProxyError::Connect(_) => {
                 Some(Outcome::UpstreamError(UpstreamErrorKind::Connect))
             }

@@ -3,6 +3,7 @@
 //! 1. **route** — find the route by host and path, from the snapshot loaded once per request;
 //! 2. **choose version** — match rules, phase, sticky key or weight;
 //! 3. **rewrite request** — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`, origin-form URI;
+//!    and, for a route with `[route.mirror]`, a copy of the request sent to the canary;
 //! 4. **forward** — pick an endpoint, take or open a connection (retrying connect failures),
 //!    send, wait for the response head within `request_timeout`;
 //! 5. **respond** — rewrite the response headers and stream the body back;
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 use super::body::{Completion, ResponseBody};
 use super::headers::{rewrite_request, rewrite_response, ClientFacts};
+use super::mirror;
 use super::ProxyError;
 use crate::config::{ProxyConfig, Version};
 use crate::metrics::MetricsRegistry;
@@ -36,11 +38,32 @@ pub struct ProxyShared {
     pub registry: Arc<MetricsRegistry>,
 }
 
-/// Serve one request from a client at `peer`.
+/// What is known of a client connection before its first request.
+#[derive(Debug)]
+pub struct ClientConn {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The peer's IP as an `X-Forwarded-For` value.
+    pub peer_value: HeaderValue,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl ClientConn {
+    /// A plain or TLS client connection from `peer`.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        ClientConn {
+            peer,
+            peer_value: super::headers::peer_header_value(peer.ip()),
+            tls,
+        }
+    }
+}
+
+/// Serve one request on a client connection.
 pub async fn handle(
     shared: &ProxyShared,
-    peer: SocketAddr,
-    tls: bool,
+    client: &ClientConn,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
@@ -73,15 +96,28 @@ pub async fn handle(
     // Phase 3: rewrite request.
     let (mut parts, body) = request.into_parts();
     let facts = ClientFacts {
-        peer: peer.ip(),
-        tls,
+        peer: client.peer.ip(),
+        peer_value: &client.peer_value,
+        tls: client.tls,
         authority: authority.as_ref(),
         trusted_proxies: &proxy.trusted_proxies,
     };
     rewrite_request(&mut parts.headers, &facts);
     parts.uri = origin_form(&parts.uri);
     parts.version = http::Version::HTTP_11;
-    let upstream_request = Request::from_parts(parts, RequestBody::Streamed(body));
+    let body = if mirror::wants_copy(&route, version, &parts, &body) {
+        let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
+        match mirror::read_small_body(body, limit).await {
+            Ok(bytes) => {
+                mirror::spawn_copy(route.clone(), proxy, &parts, bytes.clone());
+                RequestBody::Buffered((!bytes.is_empty()).then_some(bytes))
+            }
+            Err(_) => return error_response(&ProxyError::BadRequestBody),
+        }
+    } else {
+        RequestBody::Streamed(body)
+    };
+    let upstream_request = Request::from_parts(parts, body);
 
     // Phase 4: forward.
     match forward(proxy, &route, version, upstream_request).await {

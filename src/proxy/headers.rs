@@ -7,6 +7,7 @@ use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
+use rand::RngCore;
 
 use crate::config::Version;
 
@@ -26,6 +27,8 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 pub struct ClientFacts<'a> {
     /// The TCP peer's address.
     pub peer: IpAddr,
+    /// The peer's address as a header value, made once per connection.
+    pub peer_value: &'a HeaderValue,
     /// Whether the client connection is TLS.
     pub tls: bool,
     /// The request's authority (`:authority`, else `Host`), as received.
@@ -36,18 +39,12 @@ pub struct ClientFacts<'a> {
 
 /// Remove hop-by-hop headers: the fixed list, and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if let http::header::Entry::Occupied(connection) = headers.entry(CONNECTION) {
-        let (_, values) = connection.remove_entry_mult();
-        let values: Vec<HeaderValue> = values.collect();
-        for value in &values {
-            let Ok(list) = value.to_str() else { continue };
-            for token in list.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
-                    headers.remove(name);
-                }
-            }
+    if let Some(named) = headers_named_in_connection(headers) {
+        for name in named {
+            headers.remove(name);
         }
     }
+    headers.remove(CONNECTION);
     for name in [
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
@@ -62,6 +59,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The headers a `Connection` header names, other than the ones removed anyway. Nearly every
+/// request says only `keep-alive` or `close`, so that case allocates nothing.
+fn headers_named_in_connection(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let tokens = || {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+    };
+    tokens().next()?;
+    Some(
+        tokens()
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect(),
+    )
+}
+
 /// Rewrite a client's request headers for the upstream.
 pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
     remove_hop_by_hop(headers);
@@ -69,7 +86,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
         .trusted_proxies
         .iter()
         .any(|n| n.contains(&facts.peer));
-    set_forwarded_for(headers, facts.peer, trusted);
+    set_forwarded_for(headers, facts.peer_value, trusted);
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         let proto = if facts.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -88,31 +105,47 @@ pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
     }
 }
 
-fn set_forwarded_for(headers: &mut HeaderMap, peer: IpAddr, trusted: bool) {
-    let peer = peer.to_string();
-    let value = if trusted {
+fn set_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue, trusted: bool) {
+    if trusted {
         let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        if prior.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", prior.join(", "))
+        if !prior.is_empty() {
+            let joined = format!(
+                "{}, {}",
+                prior.join(", "),
+                peer.to_str().unwrap_or_default()
+            );
+            if let Ok(value) = HeaderValue::from_str(&joined) {
+                headers.insert(X_FORWARDED_FOR.clone(), value);
+                return;
+            }
         }
-    } else {
-        peer
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
     }
+    headers.insert(X_FORWARDED_FOR.clone(), peer.clone());
+}
+
+/// The peer address as an `X-Forwarded-For` value (computed once per client connection).
+pub fn peer_header_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+thread_local! {
+    // Request ids need uniqueness, not secrecy: a small fast generator per thread, seeded from
+    // the OS, is enough and avoids the cryptographic generator's cost on every request.
+    static FAST_RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
 }
 
 /// A random request id in the UUID v4 text layout.
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bits: u128 = rand::random();
+    let mut bits: u128 = FAST_RNG.with(|rng| {
+        let mut rng = rng.borrow_mut();
+        (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
+    });
     // Version 4, variant 10xx, as in RFC 9562.
     bits = (bits & !(0xf << 76)) | (0x4 << 76);
     bits = (bits & !(0x3 << 62)) | (0x2 << 62);
@@ -151,8 +184,11 @@ mod tests {
         trusted: &'a [IpNet],
         authority: Option<&'a HeaderValue>,
     ) -> ClientFacts<'a> {
+        let peer: IpAddr = peer.parse().unwrap();
         ClientFacts {
-            peer: peer.parse().unwrap(),
+            peer,
+            // Leaked: a test-only value that must outlive the returned borrow.
+            peer_value: Box::leak(Box::new(peer_header_value(peer))),
             tls: false,
             authority,
             trusted_proxies: trusted,

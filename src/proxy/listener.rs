@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
-use super::{handle, ProxyShared};
+use super::{handle, ClientConn, ProxyShared};
 
 /// How worker threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,10 @@ pub fn spawn_workers(
         };
         let thread = std::thread::Builder::new()
             .name(format!("canaryd-worker-{index}"))
-            .spawn(move || runtime.block_on(worker.serve(group)))?;
+            .spawn(move || {
+                crate::metrics::set_worker_shard(index);
+                runtime.block_on(worker.serve(group))
+            })?;
         threads.push(thread);
     }
     Ok(WorkerSet { threads, shutdown })
@@ -160,7 +163,7 @@ struct Worker {
 /// (its refcount stays on this connection's core).
 struct ConnContext {
     shared: Arc<ProxyShared>,
-    peer: SocketAddr,
+    client: ClientConn,
 }
 
 impl Worker {
@@ -262,13 +265,11 @@ impl Worker {
         let io = TokioIo::new(CountingIo::new(stream, activity));
         let context = Arc::new(ConnContext {
             shared: self.shared.clone(),
-            peer,
+            client: ClientConn::new(peer, false),
         });
         let service = service_fn(move |request| {
             let context = context.clone();
-            async move {
-                Ok::<_, Infallible>(handle(&context.shared, context.peer, false, request).await)
-            }
+            async move { Ok::<_, Infallible>(handle(&context.shared, &context.client, request).await) }
         });
         let watcher = graceful.watcher();
         async move {

@@ -9,9 +9,10 @@ mod error;
 mod forward;
 pub mod headers;
 mod listener;
+mod mirror;
 
 pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
 pub use error::ProxyError;
-pub use forward::{handle, ProxyShared};
+pub use forward::{handle, ClientConn, ProxyShared};
 pub use listener::{bind_listeners, spawn_workers, BoundListeners, RuntimeModel, WorkerSet};

@@ -124,6 +124,9 @@ impl RoutingSnapshot {
                     mirror: rc.mirror.clone(),
                     metrics: registry.route(&rc.name),
                 };
+                if route.canary.is_some() {
+                    route.metrics.enable_windows();
+                }
                 (Arc::new(route), rc.hosts.clone())
             })
             .collect();

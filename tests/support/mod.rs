@@ -40,6 +40,8 @@ pub struct Upstream {
     pub name: &'static str,
     pub hits: Arc<AtomicU64>,
     pub accepted: Arc<AtomicU64>,
+    /// Milliseconds every answer waits before it is sent.
+    pub delay_ms: Arc<AtomicU64>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub release: Arc<Notify>,
     pub first_upload_chunk: Arc<Notify>,
@@ -59,6 +61,7 @@ impl Upstream {
             name,
             hits: Arc::default(),
             accepted: Arc::default(),
+            delay_ms: Arc::default(),
             seen: Arc::default(),
             release: Arc::new(Notify::new()),
             first_upload_chunk: Arc::new(Notify::new()),
@@ -119,6 +122,10 @@ impl Upstream {
                     first = false;
                 }
             }
+        }
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         self.seen.lock().unwrap().push(Seen {
             method: parts.method.clone(),

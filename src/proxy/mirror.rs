@@ -1,0 +1,124 @@
+//! Shadow traffic: copies of primary-bound requests sent to the canary, answers discarded.
+//!
+//! A copy is made only for the configured methods, for `percent` of requests, and only when the
+//! body is empty or of a known length up to `max_body_bytes` (such a body is read once and sent
+//! to both). The copy runs in its own task: the client's request never waits for it. Its outcome
+//! counts in the canary's metrics, which is how a blue/green canary is judged before it serves.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::Request;
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::config::{MirrorConfig, ProxyConfig, Version};
+use crate::metrics::{Outcome, UpstreamErrorKind};
+use crate::routing::{EndpointPick, Phase, Route};
+use crate::upstream::{acquire, RequestBody, SendError};
+
+/// Whether this request should be copied to the canary, judged from its head alone.
+pub fn wants_copy(route: &Route, version: Version, parts: &Parts, body: &Incoming) -> bool {
+    let Some(mirror) = &route.mirror else {
+        return false;
+    };
+    // A Failed canary gets nothing, mirror included; before the rollout starts it gets nothing
+    // either, and once promoted it already serves everything.
+    let mirroring_phase = matches!(
+        route.rollout.phase,
+        Phase::Progressing | Phase::Paused | Phase::WaitingPromotion | Phase::Static
+    );
+    version == Version::Primary
+        && route.canary.is_some()
+        && mirroring_phase
+        && mirror.methods.contains(&parts.method)
+        && body_fits(mirror, body)
+        && rand::random_range(0..100u8) < mirror.percent
+}
+
+fn body_fits(mirror: &MirrorConfig, body: &Incoming) -> bool {
+    body.is_end_stream()
+        || body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= mirror.max_body_bytes)
+}
+
+/// Read a small body of known length so it can be sent twice. An error means the client's body
+/// broke off or ran past its announced length.
+pub async fn read_small_body(body: Incoming, limit: u64) -> Result<Bytes, BodyReadError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|_| BodyReadError)
+}
+
+/// The client's request body could not be read in full.
+#[derive(Debug, thiserror::Error)]
+#[error("request body could not be read")]
+pub struct BodyReadError;
+
+/// Send a copy to the canary in the background and record its outcome for the canary.
+pub fn spawn_copy(route: Arc<Route>, proxy: &ProxyConfig, parts: &Parts, body: Bytes) {
+    let mut copy = Request::new(RequestBody::Buffered((!body.is_empty()).then_some(body)));
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    let connect_timeout = proxy.connect_timeout;
+    let request_timeout = proxy.request_timeout;
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = send_copy(&route, copy, connect_timeout, request_timeout).await;
+        route
+            .metrics
+            .record(Version::Canary, outcome, started.elapsed());
+    });
+}
+
+async fn send_copy(
+    route: &Route,
+    copy: Request<RequestBody>,
+    connect_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
+) -> Outcome {
+    let backend = route.backend(Version::Canary);
+    let Some(endpoint) = backend.pick(&mut EndpointPick::default()).cloned() else {
+        return Outcome::UpstreamError(UpstreamErrorKind::Connect);
+    };
+    let Ok(mut conn) = acquire(&endpoint, connect_timeout).await else {
+        return Outcome::UpstreamError(UpstreamErrorKind::Connect);
+    };
+    let exchange = async {
+        let response = match conn.send(copy).await {
+            Ok(response) => response,
+            Err(SendError::NotSent(_)) => {
+                return Outcome::UpstreamError(UpstreamErrorKind::Connect)
+            }
+            Err(SendError::Failed(_)) => return Outcome::UpstreamError(UpstreamErrorKind::Reset),
+        };
+        let status = response.status().as_u16();
+        // Read the answer to the end (and discard it) so the connection can be reused.
+        match response.into_body().collect().await {
+            Ok(_) => Outcome::Status(status),
+            Err(_) => Outcome::UpstreamError(UpstreamErrorKind::Reset),
+        }
+    };
+    match tokio::time::timeout(request_timeout, exchange).await {
+        Ok(outcome) => {
+            if let Outcome::Status(_) = outcome {
+                conn.release();
+            }
+            outcome
+        }
+        Err(_) => Outcome::UpstreamError(UpstreamErrorKind::Timeout),
+    }
+}
