@@ -172,10 +172,25 @@ fn header_rewrite(c: &mut Criterion) {
 
 fn outcome(c: &mut Criterion) {
     let registry = MetricsRegistry::default();
-    let metrics = registry.route("shop");
-    c.bench_function("record outcome (atomics)", |b| {
+    let plain = registry.route("plain");
+    c.bench_function(
+        "record outcome (counters only: route without canary)",
+        |b| {
+            b.iter(|| {
+                plain.record(
+                    Version::Primary,
+                    black_box(Outcome::Status(200)),
+                    Duration::from_micros(850),
+                )
+            })
+        },
+    );
+    let judged = registry.route("judged");
+    judged.enable_windows();
+    canaryd::metrics::set_worker_shard(0);
+    c.bench_function("record outcome (counters + HDR window)", |b| {
         b.iter(|| {
-            metrics.record(
+            judged.record(
                 Version::Canary,
                 black_box(Outcome::Status(200)),
                 Duration::from_micros(850),

@@ -68,21 +68,19 @@ impl VersionSample {
     }
 }
 
-/// The per-worker shards of one version. Allocated only for routes that have a canary, since
-/// only they are judged.
+/// The per-worker shards of one version. Enabled only for routes that have a canary, since only
+/// they are judged; each shard's histogram (about 70 KB) is allocated by the first request its
+/// worker records.
 #[derive(Debug, Default)]
 pub struct WindowShards {
-    shards: OnceLock<Box<[Mutex<VersionSample>]>>,
+    shards: OnceLock<Box<[OnceLock<Mutex<VersionSample>>]>>,
 }
 
 impl WindowShards {
     /// Start recording (idempotent).
     pub fn enable(&self) {
-        self.shards.get_or_init(|| {
-            (0..SHARDS)
-                .map(|_| Mutex::new(VersionSample::default()))
-                .collect()
-        });
+        self.shards
+            .get_or_init(|| (0..SHARDS).map(|_| OnceLock::new()).collect());
     }
 
     /// Record one judged request on this thread's shard; no-op until enabled.
@@ -94,6 +92,7 @@ impl WindowShards {
         let index = SHARD.with(Cell::get);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         let mut shard = shards[index % shards.len()]
+            .get_or_init(|| Mutex::new(VersionSample::default()))
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         shard.requests += 1;
@@ -108,7 +107,7 @@ impl WindowShards {
         let Some(shards) = self.shards.get() else {
             return;
         };
-        for shard in shards.iter() {
+        for shard in shards.iter().filter_map(OnceLock::get) {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             into.merge(&shard);
             shard.requests = 0;
