@@ -6,6 +6,7 @@
 //! builds immutable configuration and knows nothing of the others.
 
 pub mod admin;
+pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -10,6 +10,7 @@ use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::admin::{self, AdminState};
+use crate::analysis::{self, AnalysisHandle};
 use crate::config::Config;
 use crate::control::{spawn_reload_triggers, Control, ControlHandle, Reloader};
 use crate::metrics::MetricsRegistry;
@@ -45,6 +46,7 @@ pub struct Server {
     proxy_addrs: Vec<SocketAddr>,
     admin_addr: SocketAddr,
     control: ControlHandle,
+    analysis: AnalysisHandle,
     reloader: Reloader,
     registry: Arc<MetricsRegistry>,
     admin: Arc<AdminState>,
@@ -84,8 +86,16 @@ impl Server {
                 source,
             })?;
 
-        let (control, handle) = runtime.block_on(Control::start(config, registry.clone()));
+        // Resume rollouts from the state file before anything is routed.
+        let prepared = analysis::Prepared::load(&config);
+        let (control, handle) =
+            runtime.block_on(Control::start(config, registry.clone(), prepared.views()));
+        let config = handle.snapshot().config.clone();
         runtime.spawn(control.run());
+        let analysis = {
+            let _entered = runtime.enter();
+            analysis::start(prepared, config, handle.clone(), registry.clone())
+        };
         let reloader = Reloader::new(source, handle.clone(), registry.clone());
         let stop_signals = runtime
             .block_on(async {
@@ -115,6 +125,7 @@ impl Server {
             proxy_addrs,
             admin_addr,
             control: handle,
+            analysis,
             reloader,
             registry,
             admin,
@@ -135,6 +146,11 @@ impl Server {
     /// The control task's handle (snapshot, rollout decisions, reloads).
     pub fn control(&self) -> &ControlHandle {
         &self.control
+    }
+
+    /// The running analysis: statuses, events, operator commands.
+    pub fn analysis(&self) -> &AnalysisHandle {
+        &self.analysis
     }
 
     /// Re-reads the config file on demand.
@@ -162,6 +178,12 @@ impl Server {
     pub fn shutdown(self) {
         self.admin.draining.store(true, Ordering::Relaxed);
         self.workers.shutdown();
+        // Every transition is already saved as it happens; wait for the last write to land.
+        // (Called from outside any runtime: the CLI's main thread, or a test's helper thread.)
+        let analysis = self.analysis.clone();
+        self.runtime.block_on(async {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), analysis.flush()).await;
+        });
         self.runtime.shutdown_background();
         tracing::info!("canaryd stopped");
     }

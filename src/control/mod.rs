@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, EndpointAddr};
 use crate::metrics::MetricsRegistry;
@@ -42,6 +42,7 @@ pub enum ControlMsg {
 pub struct ControlHandle {
     tx: mpsc::UnboundedSender<ControlMsg>,
     snapshot: Arc<ArcSwap<RoutingSnapshot>>,
+    configs: watch::Receiver<Arc<Config>>,
 }
 
 impl ControlHandle {
@@ -53,6 +54,11 @@ impl ControlHandle {
     /// The shared cell the data plane loads snapshots from.
     pub fn snapshot_cell(&self) -> Arc<ArcSwap<RoutingSnapshot>> {
         self.snapshot.clone()
+    }
+
+    /// Every config the control task publishes, starting with the current one.
+    pub fn config_updates(&self) -> watch::Receiver<Arc<Config>> {
+        self.configs.clone()
     }
 
     /// Publish a validated config; resolves to the new snapshot's generation.
@@ -86,17 +92,23 @@ pub struct Control {
     snapshot: Arc<ArcSwap<RoutingSnapshot>>,
     generation: u64,
     rx: mpsc::UnboundedReceiver<ControlMsg>,
+    configs: watch::Sender<Arc<Config>>,
 }
 
 impl Control {
-    /// Resolve endpoints and publish the first snapshot.
-    pub async fn start(config: Config, registry: Arc<MetricsRegistry>) -> (Control, ControlHandle) {
+    /// Resolve endpoints and publish the first snapshot, with the rollouts' phases and weights
+    /// as the analysis resumed them (`rollouts`), so the first request is already routed right.
+    pub async fn start(
+        config: Config,
+        registry: Arc<MetricsRegistry>,
+        rollouts: HashMap<String, RolloutView>,
+    ) -> (Control, ControlHandle) {
         let config = Arc::new(config);
         let resolved = resolve_all(&config).await;
         let mut cache = BackendCache::default();
         let snapshot = RoutingSnapshot::build(
             config.clone(),
-            &HashMap::new(),
+            &rollouts,
             &resolved,
             &mut cache,
             &registry,
@@ -104,17 +116,26 @@ impl Control {
         );
         let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let (tx, rx) = mpsc::unbounded_channel();
+        let (configs, configs_rx) = watch::channel(config.clone());
         let control = Control {
             config,
-            rollouts: HashMap::new(),
+            rollouts,
             resolved,
             cache,
             registry,
             snapshot: snapshot.clone(),
             generation: 1,
             rx,
+            configs,
         };
-        (control, ControlHandle { tx, snapshot })
+        (
+            control,
+            ControlHandle {
+                tx,
+                snapshot,
+                configs: configs_rx,
+            },
+        )
     }
 
     /// Apply changes until every handle is dropped.
@@ -152,8 +173,10 @@ impl Control {
                 .retain(|name, _| analysed.contains(name.as_str()));
         }
         self.resolved = resolve_all(&config).await;
-        self.config = config;
+        self.config = config.clone();
         self.publish();
+        // The analysis follows reloads through this; it answers with SetRollout messages.
+        self.configs.send_replace(config);
     }
 
     fn publish(&mut self) {

@@ -161,6 +161,11 @@ impl RouteMetrics {
         self.canary.window.enable();
     }
 
+    /// Move one version's judged requests recorded since the last drain into `into`.
+    pub fn drain_window(&self, version: Version, into: &mut VersionSample) {
+        self.version(version).drain_window(into);
+    }
+
     /// The one hook every finished request goes through.
     #[inline]
     pub fn record(&self, version: Version, outcome: Outcome, latency: Duration) {

@@ -1,0 +1,311 @@
+//! One analysis interval of a rollout (SPEC section 4, "Checks" and "Promotion"), and the
+//! answer of a confirm webhook that a passing check asked for.
+//!
+//! What the runner does every `interval`, per route:
+//!
+//! 1. `let gates = rollout.gates(&params)`; call those webhooks in order and put each answer
+//!    in [`GateAnswers`] (after a `confirm-rollout` "no" the rest may be skipped);
+//! 2. `let (decision, events) = rollout.check(&params, &window, &answers, now)`;
+//! 3. while the decision is [`Decision::Confirm`]: call `confirm.webhook()` and feed its answer
+//!    to [`Rollout::confirm`], which returns the final decision;
+//! 4. if `decision.concludes_window()` start a new window, else keep accumulating;
+//! 5. publish `rollout.view()`, persist the rollout, log and store the events; on
+//!    `decision.finished()` call the `post-rollout` webhooks.
+
+use std::time::SystemTime;
+
+use super::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
+use super::events::{rfc3339, unix_seconds, Event};
+use super::judge::{judge, Failure};
+use super::params::Params;
+use super::report::{CheckOutcome, CheckReport, VersionReport};
+use super::rollout::Rollout;
+use super::window::Window;
+use crate::config::WebhookKind;
+use crate::routing::Phase;
+
+/// [`Rollout::confirm`] was called although no check asked for a confirmation (or a later
+/// transition made the question moot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no confirmation is pending for this rollout")]
+pub struct NothingPending;
+
+// === impl Rollout: checks ===
+
+impl Rollout {
+    /// Judge one interval. `answers` holds the replies of the webhooks [`Rollout::gates`]
+    /// listed. See the module doc for what the runner does with the decision.
+    pub fn check(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        answers: &GateAnswers,
+        now: SystemTime,
+    ) -> (Decision, Vec<Event>) {
+        let mut events = Vec::new();
+        // A confirmation nobody answered is dropped: this check asks again if still relevant.
+        self.pending = None;
+        let decision = match self.phase {
+            Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => {
+                Decision::Skip
+            }
+            Phase::Waiting => self.waiting(params, window, answers, now, &mut events),
+            Phase::Progressing | Phase::WaitingPromotion => {
+                self.analyse(params, window, answers, now, &mut events)
+            }
+        };
+        if decision != Decision::Skip {
+            self.updated_at = unix_seconds(now);
+        }
+        (decision, events)
+    }
+
+    /// Feed the answer of the confirm webhook a [`Decision::Confirm`] asked for.
+    /// Yes: the weight rises or the rollout is promoted. No: held (traffic increase refused:
+    /// this interval only; promotion: stay WaitingPromotion and ask again after the next
+    /// passing check).
+    pub fn confirm(
+        &mut self,
+        approved: bool,
+        now: SystemTime,
+    ) -> Result<(Decision, Vec<Event>), NothingPending> {
+        let pending = self.pending.take().ok_or(NothingPending)?;
+        let mut events = Vec::new();
+        self.updated_at = unix_seconds(now);
+        let decision = match (pending, approved) {
+            (Confirm::TrafficIncrease(weight), true) => self.advance_to(weight, now, &mut events),
+            (Confirm::TrafficIncrease(weight), false) => {
+                events.push(Event::info(
+                    &self.route,
+                    now,
+                    format!(
+                        "Halt {} advancement waiting for traffic increase approval (weight {weight})",
+                        self.route
+                    ),
+                ));
+                Decision::Hold(Hold::TrafficIncreaseRefused { to: weight })
+            }
+            (Confirm::Promotion, true) => self.promote_now(now, &mut events),
+            (Confirm::Promotion, false) => {
+                events.push(Event::info(
+                    &self.route,
+                    now,
+                    format!(
+                        "Halt {} advancement waiting for promotion approval",
+                        self.route
+                    ),
+                ));
+                Decision::Hold(Hold::PromotionNotConfirmed)
+            }
+        };
+        Ok((decision, events))
+    }
+
+    /// Waiting: nothing happens until `confirm-rollout` says yes; then the analysis starts in
+    /// this same interval.
+    fn waiting(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        answers: &GateAnswers,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        if params.hooks.has(WebhookKind::ConfirmRollout) && answers.confirm_rollout != Some(true) {
+            events.push(Event::info(
+                &self.route,
+                now,
+                format!(
+                    "Halt {} advancement waiting for rollout approval",
+                    self.route
+                ),
+            ));
+            return Decision::Hold(Hold::RolloutNotConfirmed);
+        }
+        self.phase = Phase::Progressing;
+        events.push(self.starting_event(now));
+        self.analyse(params, window, answers, now, events)
+    }
+
+    /// Progressing or WaitingPromotion: rollback webhook, then the start gates or the window.
+    fn analyse(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        answers: &GateAnswers,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        if params.hooks.has(WebhookKind::Rollback) && answers.rollback == Some(true) {
+            return self.roll_back(RollbackReason::RollbackWebhook, now, events);
+        }
+        if !self.started {
+            return self.before_first_step(params, answers, now, events);
+        }
+        self.judge_window(params, window, answers, now, events)
+    }
+
+    /// Before the first step: `pre-rollout` must pass once (a "no" is a failed check), then
+    /// the canary gets its first step. No window is judged: the canary had no traffic.
+    fn before_first_step(
+        &mut self,
+        params: &Params,
+        answers: &GateAnswers,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        if !self.pre_rollout_passed {
+            if params.hooks.has(WebhookKind::PreRollout) && answers.pre_rollout != Some(true) {
+                return self.fail_check(params, vec![Failure::PreRolloutWebhook], now, events);
+            }
+            self.pre_rollout_passed = true;
+        }
+        self.enter_first_step(params, now, events)
+    }
+
+    /// Judge the window: rollout webhook, enough traffic, every metric.
+    fn judge_window(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        answers: &GateAnswers,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        let judgement = judge(params, window);
+        let enough = window.canary.requests >= params.required_requests();
+        let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
+
+        let mut failures = Vec::new();
+        if hook_failed {
+            failures.push(Failure::RolloutWebhook);
+        }
+        if enough {
+            failures.extend(judgement.failures);
+        }
+        let outcome = if !failures.is_empty() {
+            CheckOutcome::Fail
+        } else if !enough {
+            CheckOutcome::Inconclusive
+        } else {
+            CheckOutcome::Pass
+        };
+        self.last_check = Some(CheckReport {
+            at: rfc3339(now),
+            outcome,
+            window_seconds: window.duration.as_secs(),
+            primary: VersionReport::of(&window.primary),
+            canary: VersionReport::of(&window.canary),
+            metrics: judgement.metrics,
+        });
+
+        match outcome {
+            CheckOutcome::Inconclusive => self.inconclusive(params, window, now, events),
+            CheckOutcome::Fail => {
+                self.inconclusive_checks = 0;
+                self.fail_check(params, failures, now, events)
+            }
+            CheckOutcome::Pass => {
+                self.inconclusive_checks = 0;
+                self.passed(params, now, events)
+            }
+        }
+    }
+
+    /// Too few canary requests: hold, and fail after `inconclusive_limit` in a row.
+    fn inconclusive(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        self.inconclusive_checks += 1;
+        let limit = params.inconclusive_limit;
+        if self.inconclusive_checks >= limit {
+            return self.roll_back(RollbackReason::NotEnoughTraffic { limit }, now, events);
+        }
+        events.push(Event::warning(
+            &self.route,
+            now,
+            format!(
+                "Halt {} advancement not enough traffic: {} canary requests < {} (inconclusive check {}/{limit})",
+                self.route,
+                window.canary.requests,
+                params.required_requests(),
+                self.inconclusive_checks
+            ),
+        ));
+        Decision::Inconclusive {
+            checks: self.inconclusive_checks,
+            limit,
+        }
+    }
+
+    /// A failed check: count it, roll back at `threshold`.
+    fn fail_check(
+        &mut self,
+        params: &Params,
+        failures: Vec<Failure>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        self.failed_checks += 1;
+        for failure in &failures {
+            events.push(Event::warning(
+                &self.route,
+                now,
+                format!("Halt {} advancement {failure}", self.route),
+            ));
+        }
+        if self.failed_checks >= params.threshold {
+            let threshold = params.threshold;
+            return self.roll_back(RollbackReason::FailedChecks { threshold }, now, events);
+        }
+        Decision::Halt(failures)
+    }
+
+    /// A passed check: next step, next iteration, or promotion.
+    fn passed(&mut self, params: &Params, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+        if self.phase == Phase::WaitingPromotion {
+            return self.ask_promotion(params, now, events);
+        }
+        if let Some(of) = params.iterations() {
+            self.iterations += 1;
+            if self.iterations >= of {
+                return self.ask_promotion(params, now, events);
+            }
+            events.push(Event::info(
+                &self.route,
+                now,
+                format!(
+                    "Advance {} canary iteration {}/{of}",
+                    self.route, self.iterations
+                ),
+            ));
+            return Decision::Iteration {
+                passed: self.iterations,
+                of,
+            };
+        }
+        match params.next_weight(self.weight) {
+            Some(weight) => self.increase_to(params, weight, now, events),
+            None => self.ask_promotion(params, now, events),
+        }
+    }
+
+    /// The last step passed: promote, or wait for `confirm-promotion`.
+    fn ask_promotion(
+        &mut self,
+        params: &Params,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        if !params.hooks.has(WebhookKind::ConfirmPromotion) {
+            return self.promote_now(now, events);
+        }
+        self.phase = Phase::WaitingPromotion;
+        self.pending = Some(Confirm::Promotion);
+        Decision::Confirm(Confirm::Promotion)
+    }
+}

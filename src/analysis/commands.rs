@@ -1,0 +1,185 @@
+//! Operator commands (`canaryd promote|abort|pause|resume|retry`, SPEC sections 1 and 6).
+//!
+//! | command | allowed in | result |
+//! |---|---|---|
+//! | `promote` | Waiting, Progressing, Paused, WaitingPromotion | Succeeded, weight 100 |
+//! | `abort` | Waiting, Progressing, Paused, WaitingPromotion | Failed, weight 0 (abort only ever lowers the weight, so not from Succeeded) |
+//! | `pause` | Waiting, Progressing, WaitingPromotion | Paused, weight frozen, remembers the phase |
+//! | `resume` | Paused | the phase it was paused in |
+//! | `retry` | Failed | the first step again: Waiting if `confirm-rollout` is configured, else Progressing |
+//!
+//! Anything else is [`CommandError::NotAllowed`] (HTTP 409) and changes nothing.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use crate::routing::Phase;
+
+use super::decision::RollbackReason;
+use super::events::{unix_seconds, Event};
+use super::params::Params;
+use super::rollout::{ResumeTo, Rollout};
+
+/// An operator command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// Skip the rest of the analysis and promote now.
+    Promote,
+    /// Roll back now.
+    Abort,
+    /// Freeze weight and analysis.
+    Pause,
+    /// Continue a paused rollout.
+    Resume,
+    /// Roll a Failed revision out again from the first step.
+    Retry,
+}
+
+impl Command {
+    /// Every command.
+    pub const ALL: [Command; 5] = [
+        Command::Promote,
+        Command::Abort,
+        Command::Pause,
+        Command::Resume,
+        Command::Retry,
+    ];
+
+    /// The name used by the CLI and the API path.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Promote => "promote",
+            Command::Abort => "abort",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Retry => "retry",
+        }
+    }
+
+    /// The phases this command is allowed in (see the module table).
+    pub fn allowed_in(self) -> &'static [Phase] {
+        match self {
+            Command::Promote | Command::Abort => &[
+                Phase::Waiting,
+                Phase::Progressing,
+                Phase::Paused,
+                Phase::WaitingPromotion,
+            ],
+            Command::Pause => &[Phase::Waiting, Phase::Progressing, Phase::WaitingPromotion],
+            Command::Resume => &[Phase::Paused],
+            Command::Retry => &[Phase::Failed],
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A command that does not apply to the rollout's phase; the admin API answers 409.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// E.g. "cannot promote: route is Failed".
+    #[error("cannot {command}: route is {phase}")]
+    NotAllowed {
+        /// The refused command.
+        command: Command,
+        /// The phase it was refused in.
+        phase: Phase,
+    },
+}
+
+// === impl Rollout: commands ===
+
+impl Rollout {
+    /// Promote now, skipping the rest of the analysis.
+    pub fn promote(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
+        self.allow(Command::Promote)?;
+        let mut events = vec![Event::info(
+            &self.route,
+            now,
+            format!("Manual promotion of {} requested", self.route),
+        )];
+        self.promote_now(now, &mut events);
+        Ok(events)
+    }
+
+    /// Roll back now: phase Failed, weight 0.
+    pub fn abort(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
+        self.allow(Command::Abort)?;
+        let mut events = Vec::new();
+        self.roll_back(RollbackReason::Aborted, now, &mut events);
+        Ok(events)
+    }
+
+    /// Freeze the weight and the analysis.
+    pub fn pause(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
+        self.allow(Command::Pause)?;
+        self.paused_from = Some(match self.phase {
+            Phase::Waiting => ResumeTo::Waiting,
+            Phase::WaitingPromotion => ResumeTo::WaitingPromotion,
+            _ => ResumeTo::Progressing,
+        });
+        self.phase = Phase::Paused;
+        self.pending = None;
+        self.updated_at = unix_seconds(now);
+        Ok(vec![Event::info(
+            &self.route,
+            now,
+            format!(
+                "Canary analysis of {} paused at weight {}",
+                self.route,
+                self.weight()
+            ),
+        )])
+    }
+
+    /// Continue a paused rollout in the phase it was paused in.
+    pub fn resume(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
+        self.allow(Command::Resume)?;
+        // A state file without the remembered phase resumes the checks, the safe default:
+        // they re-ask every gate that still matters.
+        self.phase = self
+            .paused_from
+            .take()
+            .map_or(Phase::Progressing, ResumeTo::phase);
+        self.updated_at = unix_seconds(now);
+        Ok(vec![Event::info(
+            &self.route,
+            now,
+            format!(
+                "Canary analysis of {} resumed at weight {}",
+                self.route,
+                self.weight()
+            ),
+        )])
+    }
+
+    /// Roll a Failed revision out again from the first step.
+    pub fn retry(&mut self, params: &Params, now: SystemTime) -> Result<Vec<Event>, CommandError> {
+        self.allow(Command::Retry)?;
+        let mut events = vec![Event::info(
+            &self.route,
+            now,
+            format!(
+                "Retrying {} {} from the first step",
+                self.route, self.revision
+            ),
+        )];
+        self.start(params, now, &mut events);
+        Ok(events)
+    }
+
+    fn allow(&self, command: Command) -> Result<(), CommandError> {
+        if command.allowed_in().contains(&self.phase) {
+            Ok(())
+        } else {
+            Err(CommandError::NotAllowed {
+                command,
+                phase: self.phase,
+            })
+        }
+    }
+}

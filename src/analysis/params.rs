@@ -1,0 +1,154 @@
+//! The rollout parameters of one route, taken from its validated config.
+//!
+//! The state machine receives a fresh [`Params`] with every call, so a reload's new analysis
+//! settings apply from the next check (SPEC section 2, hot reload) without any extra plumbing.
+
+use std::time::Duration;
+
+use crate::config::{MetricCheck, RouteConfig, Steps, WebhookKind};
+
+/// How the canary receives traffic while it is analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Weighted steps: the canary's share grows step by step.
+    Canary,
+    /// `iterations` with `match` rules: only matching requests reach the canary.
+    AbTesting,
+    /// `iterations` without `match` rules: the canary sees only mirrored traffic until
+    /// promotion, then all of it at once.
+    BlueGreen,
+}
+
+/// Which webhook kinds a route configures (any number of hooks per kind is the runner's
+/// business; the state machine only needs to know whether a gate exists).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hooks {
+    configured: [bool; WebhookKind::ALL.len()],
+}
+
+// === impl Hooks ===
+
+impl Hooks {
+    /// The set of kinds present in `kinds`.
+    pub fn of(kinds: impl IntoIterator<Item = WebhookKind>) -> Self {
+        let mut hooks = Hooks::default();
+        for kind in kinds {
+            hooks.configured[index(kind)] = true;
+        }
+        hooks
+    }
+
+    /// Whether at least one hook of this kind is configured.
+    pub fn has(&self, kind: WebhookKind) -> bool {
+        self.configured[index(kind)]
+    }
+}
+
+fn index(kind: WebhookKind) -> usize {
+    match kind {
+        WebhookKind::ConfirmRollout => 0,
+        WebhookKind::PreRollout => 1,
+        WebhookKind::Rollout => 2,
+        WebhookKind::ConfirmTrafficIncrease => 3,
+        WebhookKind::ConfirmPromotion => 4,
+        WebhookKind::PostRollout => 5,
+        WebhookKind::Rollback => 6,
+        WebhookKind::Event => 7,
+    }
+}
+
+/// Everything the state machine needs to know about one route with an automated rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Route name (used in event messages).
+    pub route: String,
+    /// How often the canary is judged.
+    pub interval: Duration,
+    /// Failed checks before rollback.
+    pub threshold: u32,
+    /// Weight schedule or iteration count.
+    pub steps: Steps,
+    /// Canary requests needed before a check concludes.
+    pub min_requests: u64,
+    /// Consecutive inconclusive checks before rollback.
+    pub inconclusive_limit: u32,
+    /// Metrics every concluded check evaluates.
+    pub metrics: Vec<MetricCheck>,
+    /// Which webhook kinds exist (gates are only asked when configured).
+    pub hooks: Hooks,
+    /// Revision behind the primary endpoints.
+    pub primary_revision: String,
+    /// Revision behind the canary endpoints: the one being rolled out.
+    pub canary_revision: String,
+    /// The route has `[[route.match]]` rules (A/B testing with `iterations`).
+    pub has_match_rules: bool,
+    /// The route has `[route.mirror]` (usual for blue/green).
+    pub has_mirror: bool,
+}
+
+// === impl Params ===
+
+impl Params {
+    /// The parameters of `route`; `None` when it has no `[route.analysis]` or no canary, i.e.
+    /// nothing is rolled out automatically (phases `Idle` or `Static`).
+    pub fn from_route(route: &RouteConfig) -> Option<Params> {
+        let analysis = route.analysis.as_ref()?;
+        let canary = route.canary.as_ref()?;
+        Some(Params {
+            route: route.name.clone(),
+            interval: analysis.interval,
+            threshold: analysis.threshold,
+            steps: analysis.steps.clone(),
+            min_requests: analysis.min_requests,
+            inconclusive_limit: analysis.inconclusive_limit,
+            metrics: analysis.metrics.clone(),
+            hooks: Hooks::of(route.webhooks.iter().map(|w| w.kind)),
+            primary_revision: route.primary.revision.clone(),
+            canary_revision: canary.version.revision.clone(),
+            has_match_rules: !route.matches.is_empty(),
+            has_mirror: route.mirror.is_some(),
+        })
+    }
+
+    /// Canary weights or A/B or blue/green (SPEC section 4).
+    pub fn strategy(&self) -> Strategy {
+        match (&self.steps, self.has_match_rules) {
+            (Steps::Weights(_), _) => Strategy::Canary,
+            (Steps::Iterations(_), true) => Strategy::AbTesting,
+            (Steps::Iterations(_), false) => Strategy::BlueGreen,
+        }
+    }
+
+    /// The first weight of the schedule, or `None` in iterations mode (the weight stays 0).
+    pub fn first_weight(&self) -> Option<u8> {
+        match &self.steps {
+            Steps::Weights(weights) => weights.first().copied(),
+            Steps::Iterations(_) => None,
+        }
+    }
+
+    /// The schedule's next weight above `current`, or `None` at (or past) the last step.
+    ///
+    /// Derived from the weight rather than a step index so that a reload that changes the
+    /// schedule continues from where the canary's traffic actually is.
+    pub fn next_weight(&self, current: u8) -> Option<u8> {
+        match &self.steps {
+            Steps::Weights(weights) => weights.iter().copied().find(|&w| w > current),
+            Steps::Iterations(_) => None,
+        }
+    }
+
+    /// The number of passed checks that promotes in iterations mode.
+    pub fn iterations(&self) -> Option<u32> {
+        match self.steps {
+            Steps::Iterations(n) => Some(n),
+            Steps::Weights(_) => None,
+        }
+    }
+
+    /// Canary requests a window needs to conclude. Never below 1: a window without canary
+    /// requests is inconclusive even with `min_requests = 0`, since no data is never success.
+    pub fn required_requests(&self) -> u64 {
+        self.min_requests.max(1)
+    }
+}

@@ -1,0 +1,406 @@
+//! Calling the rollout webhooks of SPEC section 5.
+//!
+//! # Payload
+//!
+//! Every hook gets one `POST` with `content-type: application/json` and this body:
+//!
+//! ```json
+//! {"route":"shop","type":"confirm-promotion","phase":"WaitingPromotion","revision":"v1.5.0",
+//!  "primary_revision":"v1.4.2","weight":50,"failed_checks":0,"metadata":{"suite":"smoke"}}
+//! ```
+//!
+//! `route`, `phase` (the exact phase name), `revision` (the canary's), `primary_revision`,
+//! `weight` (canary percent) and `failed_checks` describe the rollout ([`WebhookPayload`]); `type`
+//! and `metadata` come from the hook the body is sent to, so one payload can be sent to several
+//! hooks and each still gets its own metadata.
+//!
+//! One optional field is added beyond SPEC 5: `message`, present only when set (omitted, not
+//! `null`, otherwise). `event` hooks carry the event's message there ("Promotion completed! shop
+//! is now serving v1.5.0"), and `post-rollout` hooks a one-line outcome ("Rolling back shop failed
+//! checks threshold reached 5"). That answers the GitOps caveat — an automatic rollback leaves the
+//! production repository out of date — because a pipeline learns from one request which revision
+//! finished (`revision`), how (`phase` = `Succeeded` or `Failed`) and why (`message`), and can
+//! revert or promote the repository accordingly.
+//!
+//! # Answers
+//!
+//! A 2xx answer is [`WebhookAnswer::Yes`]; anything else — another status (redirects are never
+//! followed, a 3xx is "no"), a connect or protocol error, or no response head within the hook's
+//! `timeout` (which covers DNS, connect, request and response head) — is [`WebhookAnswer::No`]
+//! with a reason. Nothing here panics or returns an error: the rollout engine only needs the
+//! answer, and a broken hook must never stop the proxy.
+//!
+//! Hooks are called from the analysis task, never on the request path. Each call opens its own
+//! HTTP/1.1 connection (hooks are rare: at most a few per check interval).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::uri::Scheme;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::config::{WebhookConfig, WebhookKind};
+use crate::routing::Phase;
+
+/// At most this much of a hook's response body is read (and discarded); the status is all that
+/// matters, and a hook must not be able to make canaryd read an endless body.
+pub const MAX_RESPONSE_BODY_BYTES: usize = 64 * 1024;
+
+/// What a rollout tells its hooks: everything in the JSON body except `type` and `metadata`,
+/// which come from the hook it is sent to (see the module docs for the wire format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookPayload {
+    /// Route name.
+    pub route: String,
+    /// The route's current phase; sent as its exact name (`"Progressing"`).
+    pub phase: Phase,
+    /// The canary's revision.
+    pub revision: String,
+    /// The primary's revision.
+    pub primary_revision: String,
+    /// The canary's current weight in percent.
+    pub weight: u8,
+    /// Failed checks so far in this rollout.
+    pub failed_checks: u32,
+    /// Extension to SPEC 5: the event message for `event` hooks, the outcome for `post-rollout`
+    /// hooks. Omitted from the JSON when `None`.
+    pub message: Option<String>,
+}
+
+/// The JSON body as sent: SPEC 5's fields in SPEC order, plus `message` when set.
+#[derive(Serialize)]
+struct WireBody<'a> {
+    route: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    phase: &'static str,
+    revision: &'a str,
+    primary_revision: &'a str,
+    weight: u8,
+    failed_checks: u32,
+    metadata: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+impl WebhookPayload {
+    /// The exact JSON body sent to `hook`: this payload plus the hook's `type` and `metadata`.
+    pub fn to_json(&self, hook: &WebhookConfig) -> Vec<u8> {
+        let body = WireBody {
+            route: &self.route,
+            kind: hook.kind.as_str(),
+            phase: self.phase.as_str(),
+            revision: &self.revision,
+            primary_revision: &self.primary_revision,
+            weight: self.weight,
+            failed_checks: self.failed_checks,
+            metadata: &hook.metadata,
+            message: self.message.as_deref(),
+        };
+        // Strings, integers and a string map: serde_json cannot fail on these, but an empty
+        // body (which every hook rejects or ignores) beats a panic if that ever changes.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+/// A hook's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAnswer {
+    /// The hook answered 2xx (or, for [`Webhooks::ask`], no hook of that kind is configured).
+    Yes,
+    /// Anything else, with a reason for logs and events.
+    No {
+        /// What happened: the status, the connect error, or the timeout.
+        reason: String,
+    },
+}
+
+impl WebhookAnswer {
+    /// `true` for [`WebhookAnswer::Yes`].
+    pub fn is_yes(&self) -> bool {
+        matches!(self, WebhookAnswer::Yes)
+    }
+
+    fn no(reason: impl Into<String>) -> Self {
+        WebhookAnswer::No {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// POST `payload` (with `hook`'s `type` and `metadata`) to `hook.url` and wait for the answer.
+///
+/// Takes at most `hook.timeout` (plus scheduling): the timeout covers name resolution, connect,
+/// sending the request and receiving the response head, and the response body is drained only
+/// until the same deadline. Only `http://` URLs are supported; the `host` header and the request
+/// target come from the URL. Never panics, never follows redirects.
+pub async fn call(hook: &WebhookConfig, payload: &WebhookPayload) -> WebhookAnswer {
+    let target = match Target::from_uri(&hook.url) {
+        Ok(target) => target,
+        Err(reason) => return WebhookAnswer::No { reason },
+    };
+    let body = payload.to_json(hook);
+    let deadline = Instant::now() + hook.timeout;
+    let (status, response_body, _connection) =
+        match tokio::time::timeout_at(deadline, exchange(&target, body)).await {
+            Err(_) => {
+                return WebhookAnswer::no(format!(
+                    "no answer from {} within {:?}",
+                    target.authority, hook.timeout
+                ))
+            }
+            Ok(Err(reason)) => return WebhookAnswer::No { reason },
+            Ok(Ok(answer)) => answer,
+        };
+    // The status decides; draining (bounded in size and by the same deadline) just lets the
+    // server finish writing instead of seeing a reset mid-response.
+    let _ = tokio::time::timeout_at(deadline, drain(response_body)).await;
+    if status.is_success() {
+        WebhookAnswer::Yes
+    } else {
+        WebhookAnswer::no(format!("{} answered {status}", target.authority))
+    }
+}
+
+/// Runs the configured hooks of a route.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Webhooks;
+
+impl Webhooks {
+    /// Call `hook` in a background task and log the answer; returns at once, never blocks.
+    ///
+    /// For `post-rollout` and `event` hooks, whose answer changes nothing. The handle may be
+    /// ignored (dropping it does not cancel the call). Returns `None`, after logging, when
+    /// called outside a Tokio runtime instead of panicking like `tokio::spawn` would.
+    pub fn spawn_fire_and_forget(
+        hook: &WebhookConfig,
+        payload: &WebhookPayload,
+    ) -> Option<JoinHandle<WebhookAnswer>> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                kind = hook.kind.as_str(),
+                url = %redacted(&hook.url),
+                route = %payload.route,
+                "webhook not called: no async runtime"
+            );
+            return None;
+        };
+        let hook = hook.clone();
+        let payload = payload.clone();
+        Some(runtime.spawn(async move {
+            let answer = call(&hook, &payload).await;
+            log_answer(&hook, &payload, &answer);
+            answer
+        }))
+    }
+
+    /// [`spawn_fire_and_forget`](Self::spawn_fire_and_forget) for every hook of `kind`.
+    pub fn notify(hooks: &[WebhookConfig], kind: WebhookKind, payload: &WebhookPayload) {
+        for hook in hooks.iter().filter(|hook| hook.kind == kind) {
+            let _ = Self::spawn_fire_and_forget(hook, payload);
+        }
+    }
+
+    /// Ask every hook of `kind` at once and answer `Yes` only if all say yes (`Yes` when none is
+    /// configured). Waits for all of them — at most the longest hook timeout — so every hook's
+    /// answer is known and a "no" names every hook that refused.
+    ///
+    /// Dropping the returned future cancels the calls still in flight.
+    pub async fn ask(
+        hooks: &[WebhookConfig],
+        kind: WebhookKind,
+        payload: &WebhookPayload,
+    ) -> WebhookAnswer {
+        let payload = Arc::new(payload.clone());
+        // Spawned rather than joined in place: the crate has no futures-util, and JoinSet aborts
+        // its tasks when dropped, which is the cancellation we want.
+        let mut calls = JoinSet::new();
+        for (index, hook) in hooks.iter().filter(|hook| hook.kind == kind).enumerate() {
+            let hook = hook.clone();
+            let payload = Arc::clone(&payload);
+            calls.spawn(async move {
+                let answer = call(&hook, &payload).await;
+                tracing::debug!(
+                    kind = hook.kind.as_str(),
+                    url = %redacted(&hook.url),
+                    route = %payload.route,
+                    yes = answer.is_yes(),
+                    "webhook answered"
+                );
+                (index, redacted(&hook.url), answer)
+            });
+        }
+        let mut refusals = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok((_, _, WebhookAnswer::Yes)) => {}
+                Ok((index, url, WebhookAnswer::No { reason })) => {
+                    refusals.push((index, format!("{} hook {url}: {reason}", kind.as_str())));
+                }
+                // A panicking call (a bug) must still count as "no", never as consent.
+                Err(e) => {
+                    refusals.push((usize::MAX, format!("{} hook failed: {e}", kind.as_str())))
+                }
+            }
+        }
+        if refusals.is_empty() {
+            return WebhookAnswer::Yes;
+        }
+        // Configuration order, so the reason reads the same every time.
+        refusals.sort_by_key(|(index, _)| *index);
+        let reasons: Vec<String> = refusals.into_iter().map(|(_, reason)| reason).collect();
+        WebhookAnswer::no(reasons.join("; "))
+    }
+}
+
+/// Where a hook's request goes, derived from its URL.
+struct Target {
+    /// Name or IP for connecting (IPv6 without brackets).
+    connect_host: String,
+    port: u16,
+    /// `host` header value: the URL's host (IPv6 in brackets) and explicit port, no userinfo.
+    authority: String,
+    /// Request target: path and query, `/` when the URL has none.
+    path_and_query: String,
+}
+
+impl Target {
+    fn from_uri(uri: &Uri) -> Result<Self, String> {
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(format!(
+                "webhook URL {} is not http:// (the only scheme supported)",
+                redacted(uri)
+            ));
+        }
+        let host = match uri.host() {
+            Some(host) if !host.is_empty() => host,
+            _ => return Err(format!("webhook URL {} has no host", redacted(uri))),
+        };
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = match uri.port_u16() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let connect_host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_string();
+        let path_and_query = uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .filter(|pq| !pq.is_empty())
+            .unwrap_or("/")
+            .to_string();
+        Ok(Target {
+            connect_host,
+            port,
+            authority,
+            path_and_query,
+        })
+    }
+}
+
+/// Aborts the connection task when the call is over (or cancelled by its timeout), so a hook
+/// that never answers cannot keep a socket and a task alive forever.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Connect, send the POST, and return the response head and body; the caller bounds it in time.
+async fn exchange(
+    target: &Target,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Incoming, AbortOnDrop), String> {
+    // `(host, port)` resolves names (trying every address in turn) and takes IP literals as is.
+    let stream = TcpStream::connect((target.connect_host.as_str(), target.port))
+        .await
+        .map_err(|e| format!("connect to {} failed: {e}", target.authority))?;
+    // One small request: send it without waiting for Nagle.
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake with {} failed: {e}", target.authority))?;
+    let guard = AbortOnDrop(tokio::spawn(async move {
+        // Errors here (the hook closing early, the abort above) are reported through
+        // send_request or not at all; the answer is what matters.
+        let _ = connection.await;
+    }));
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(target.path_and_query.as_str())
+        .header(HOST, target.authority.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_LENGTH, body.len())
+        .header(USER_AGENT, concat!("canaryd/", env!("CARGO_PKG_VERSION")))
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("cannot build request for {}: {e}", target.authority))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("request to {} failed: {e}", target.authority))?;
+    let (parts, body) = response.into_parts();
+    Ok((parts.status, body, guard))
+}
+
+/// Read and discard up to [`MAX_RESPONSE_BODY_BYTES`] of the response body.
+async fn drain(mut body: Incoming) {
+    let mut read = 0usize;
+    while read < MAX_RESPONSE_BODY_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+}
+
+/// The URL for logs: scheme, host, port and path only. Userinfo and query strings are where
+/// people put tokens, and logs must not carry secrets.
+fn redacted(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("");
+    let host = uri.host().unwrap_or("");
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{scheme}://{host}{port}{}", uri.path())
+}
+
+/// Log a fire-and-forget answer: nobody else sees it, so a "no" is a warning.
+fn log_answer(hook: &WebhookConfig, payload: &WebhookPayload, answer: &WebhookAnswer) {
+    match answer {
+        WebhookAnswer::Yes => tracing::debug!(
+            kind = hook.kind.as_str(),
+            url = %redacted(&hook.url),
+            route = %payload.route,
+            "webhook delivered"
+        ),
+        WebhookAnswer::No { reason } => tracing::warn!(
+            kind = hook.kind.as_str(),
+            url = %redacted(&hook.url),
+            route = %payload.route,
+            %reason,
+            "webhook failed"
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "webhook_tests.rs"]
+mod tests;
