@@ -215,3 +215,63 @@ fn a_taken_port_fails_the_start_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+fn state_weight(path: &std::path::Path) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let shop = &doc["routes"]["shop"];
+    Some((shop["phase"].as_str()?.to_owned(), shop["weight"].as_u64()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rollout_then_restart_resumes_at_the_same_weight() {
+    let (primary, canary) = (Upstream::start("primary").await, Upstream::start("canary").await);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let toml = base_config(&format!("{}/", dir.path().display()), "version_header = \"x-canaryd-version\"")
+        + &format!(
+            r#"
+[[route]]
+name = "shop"
+[route.primary]
+revision = "v1"
+endpoints = ["{}"]
+[route.canary]
+revision = "v2"
+endpoints = ["{}"]
+[route.analysis]
+interval = "1s"
+threshold = 3
+step_weights = [20, 40, 60, 80]
+min_requests = 5
+"#,
+            primary.addr, canary.addr
+        );
+    let config = write_config(dir.path(), &toml);
+    let (mut child, addr) = spawn_run(&config);
+    let load = Load::start(format!("http://{addr}/"), 200);
+    eventually("weight 40 in the state file", Duration::from_secs(15), || {
+        state_weight(&state).is_some_and(|(_, w)| w == 40)
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL: no drain, no final save
+    child.wait().unwrap();
+    load.stop().await;
+    let (phase, weight) = state_weight(&state).unwrap();
+    assert_eq!((phase.as_str(), weight), ("Progressing", 40));
+
+    let (mut child, addr) = spawn_run(&config);
+    // Right after the restart (well within the 1 s interval) the split is the saved 40%.
+    let client = client();
+    let mut on_canary = 0;
+    for _ in 0..300 {
+        let (_, headers, _) = get(&client, &format!("http://{addr}/"), &[]).await;
+        on_canary += usize::from(headers["x-canaryd-version"] == "canary");
+    }
+    assert!((90..=150).contains(&on_canary), "{on_canary} of 300 on the canary after restart");
+    let (phase, weight) = state_weight(&state).unwrap();
+    assert_eq!(phase, "Progressing");
+    assert!(weight >= 40, "resumed below the saved weight: {weight}");
+    signal(&child, 15);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

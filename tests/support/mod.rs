@@ -40,6 +40,8 @@ pub struct Upstream {
     pub name: &'static str,
     pub hits: Arc<AtomicU64>,
     pub accepted: Arc<AtomicU64>,
+    /// Answer 500 to every n-th request (0: never).
+    pub fail_every: Arc<AtomicU64>,
     /// Milliseconds every answer waits before it is sent.
     pub delay_ms: Arc<AtomicU64>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
@@ -62,6 +64,7 @@ impl Upstream {
             hits: Arc::default(),
             accepted: Arc::default(),
             delay_ms: Arc::default(),
+            fail_every: Arc::default(),
             seen: Arc::default(),
             release: Arc::new(Notify::new()),
             first_upload_chunk: Arc::new(Notify::new()),
@@ -133,6 +136,12 @@ impl Upstream {
             headers: parts.headers.clone(),
             body_len,
         });
+        let fail_every = self.fail_every.load(Ordering::SeqCst);
+        if fail_every > 0 && self.hits.load(Ordering::SeqCst) % fail_every == 0 {
+            let mut r = Response::new(full("injected failure"));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return r;
+        }
         let mut segments = path.trim_start_matches('/').splitn(2, '/');
         let response = match (segments.next(), segments.next()) {
             (Some("slow"), Some(ms)) => {
@@ -352,4 +361,126 @@ pub async fn tally(
         *counts.entry(body).or_insert(0) += 1;
     }
     counts
+}
+
+/// Requests sent by a background load generator, until dropped.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    pub sent: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// About `rps` requests per second to `url` from 4 concurrent clients.
+    pub fn start(url: String, rps: u64) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (stop, sent) = (stop.clone(), sent.clone());
+            async move {
+                let client = client();
+                let pause = Duration::from_micros(4_000_000 / rps.max(1));
+                let mut workers = Vec::new();
+                for _ in 0..4 {
+                    let (stop, sent, client, url) = (stop.clone(), sent.clone(), client.clone(), url.clone());
+                    workers.push(tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            let req = Request::get(&url).body(full(Bytes::new())).unwrap();
+                            if let Ok(resp) = client.request(req).await {
+                                let _ = resp.into_body().collect().await;
+                            }
+                            sent.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(pause).await;
+                        }
+                    }));
+                }
+                for w in workers {
+                    let _ = w.await;
+                }
+            }
+        });
+        Load { stop, sent, task: Some(task) }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A webhook receiver: records every JSON payload and answers with `status`.
+#[derive(Clone)]
+pub struct HookReceiver {
+    pub addr: SocketAddr,
+    pub payloads: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub status: Arc<AtomicU64>,
+}
+
+impl HookReceiver {
+    pub async fn start() -> HookReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = HookReceiver {
+            addr: listener.local_addr().unwrap(),
+            payloads: Arc::default(),
+            status: Arc::new(AtomicU64::new(200)),
+        };
+        let server = receiver.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let server = server.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            if let Ok(json) = serde_json::from_slice(&body) {
+                                server.payloads.lock().unwrap().push(json);
+                            }
+                            let mut resp = Response::new(full(Bytes::new()));
+                            *resp.status_mut() =
+                                StatusCode::from_u16(server.status.load(Ordering::SeqCst) as u16).unwrap();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        receiver
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Payloads of one webhook type.
+    pub fn of_type(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.payloads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p["type"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Poll `f` every 20 ms until it is true, or panic after `limit`.
+pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
