@@ -62,14 +62,20 @@ fn phase(proxy: &Canaryd) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_through_every_step() {
-    let (primary, canary) = (Upstream::start("primary").await, Upstream::start("canary").await);
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
     let hooks = HookReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let state = format!("{}/", dir.path().display());
     let proxy = Canaryd::start(&analysed(&primary, &canary, &hooks, &state));
     let load = Load::start(proxy.url("/"), 200);
 
-    eventually("promotion", Duration::from_secs(15), || phase(&proxy) == "Succeeded").await;
+    eventually("promotion", Duration::from_secs(15), || {
+        phase(&proxy) == "Succeeded"
+    })
+    .await;
     load.stop().await;
 
     let status = proxy.server().analysis().status("shop").unwrap();
@@ -89,14 +95,20 @@ async fn a_healthy_canary_is_promoted_through_every_step() {
             .unwrap_or_else(|| panic!("no event {needle:?} in {messages:#?}"))
     };
     assert!(position("Advance shop canary weight 25") < position("Advance shop canary weight 50"));
-    assert!(position("Advance shop canary weight 50") < position("Promotion completed! shop is now serving v2"));
+    assert!(
+        position("Advance shop canary weight 50")
+            < position("Promotion completed! shop is now serving v2")
+    );
 
     // Promoted: every request goes to the canary.
     let counts = tally(&client(), &proxy.url("/"), 50, &[]).await;
     assert_eq!(counts.get("canary"), Some(&50), "{counts:?}");
 
     // The pipeline hears the outcome and the revision (the GitOps caveat).
-    eventually("post-rollout webhook", Duration::from_secs(5), || !hooks.of_type("post-rollout").is_empty()).await;
+    eventually("post-rollout webhook", Duration::from_secs(5), || {
+        !hooks.of_type("post-rollout").is_empty()
+    })
+    .await;
     let done = &hooks.of_type("post-rollout")[0];
     assert_eq!(done["route"], "shop");
     assert_eq!(done["phase"], "Succeeded");
@@ -107,7 +119,10 @@ async fn a_healthy_canary_is_promoted_through_every_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart() {
-    let (primary, canary) = (Upstream::start("primary").await, Upstream::start("canary").await);
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
     canary.fail_every.store(2, Ordering::SeqCst); // 50% errors
     let hooks = HookReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +130,10 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
     let toml = analysed(&primary, &canary, &hooks, &state);
     let proxy = Canaryd::start(&toml);
     let load = Load::start(proxy.url("/"), 200);
-    eventually("rollback", Duration::from_secs(15), || phase(&proxy) == "Failed").await;
+    eventually("rollback", Duration::from_secs(15), || {
+        phase(&proxy) == "Failed"
+    })
+    .await;
     load.stop().await;
 
     let status = proxy.server().analysis().status("shop").unwrap();
@@ -123,10 +141,15 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
     assert_eq!(status.failed_checks, 2);
     let events = proxy.server().analysis().events(Some("shop"));
     assert!(
-        events.iter().any(|e| e.message.contains("Rolling back shop failed checks threshold reached 2")),
+        events.iter().any(|e| e
+            .message
+            .contains("Rolling back shop failed checks threshold reached 2")),
         "{events:#?}"
     );
-    eventually("post-rollout webhook", Duration::from_secs(5), || !hooks.of_type("post-rollout").is_empty()).await;
+    eventually("post-rollout webhook", Duration::from_secs(5), || {
+        !hooks.of_type("post-rollout").is_empty()
+    })
+    .await;
     assert_eq!(hooks.of_type("post-rollout")[0]["phase"], "Failed");
 
     // A Failed revision gets no traffic.
@@ -144,16 +167,29 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
     assert_eq!(canary.hits(), before);
 
     // A new revision starts a fresh rollout.
-    proxy.reload_with(&toml.replace("revision = \"v2\"", "revision = \"v3\"")).await.unwrap();
-    eventually("the new revision's rollout", Duration::from_secs(5), || phase(&proxy) == "Progressing").await;
+    proxy
+        .reload_with(&toml.replace("revision = \"v2\"", "revision = \"v3\""))
+        .await
+        .unwrap();
+    eventually("the new revision's rollout", Duration::from_secs(5), || {
+        phase(&proxy) == "Progressing"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_state_file_is_moved_aside_and_the_proxy_still_serves() {
-    let (primary, canary) = (Upstream::start("primary").await, Upstream::start("canary").await);
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
     let hooks = HookReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("state.json"), b"{\"version\": 1, \"routes\": {\"shop\": [tru").unwrap();
+    std::fs::write(
+        dir.path().join("state.json"),
+        b"{\"version\": 1, \"routes\": {\"shop\": [tru",
+    )
+    .unwrap();
     let state = format!("{}/", dir.path().display());
     let proxy = Canaryd::start(&analysed(&primary, &canary, &hooks, &state));
     let (status, _, _) = get(&client(), &proxy.url("/"), &[]).await;
@@ -161,7 +197,11 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_proxy_still_serves() {
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("state.json.corrupt-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        })
         .collect();
     assert_eq!(aside.len(), 1, "corrupt file not moved aside");
     assert_eq!(

@@ -23,8 +23,34 @@ fn write_named(dir: &std::path::Path, name: &str, toml: &str) -> std::path::Path
     path
 }
 
+/// A `canaryd run` child that is killed if the test ends without stopping it (a failing
+/// assertion must not leave a proxy running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Start `canaryd run` and wait for its "serving" log line; returns the child and proxy address.
-fn spawn_run(config: &std::path::Path) -> (Child, std::net::SocketAddr) {
+fn spawn_run(config: &std::path::Path) -> (Running, std::net::SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["run", "-c"])
         .arg(config)
@@ -56,7 +82,7 @@ fn spawn_run(config: &std::path::Path) -> (Child, std::net::SocketAddr) {
                 .trim()
                 .parse()
                 .unwrap();
-            return (child, addr);
+            return (Running(child), addr);
         }
     }
 }
@@ -225,12 +251,17 @@ fn state_weight(path: &std::path::Path) -> Option<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_rollout_then_restart_resumes_at_the_same_weight() {
-    let (primary, canary) = (Upstream::start("primary").await, Upstream::start("canary").await);
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let toml = base_config(&format!("{}/", dir.path().display()), "version_header = \"x-canaryd-version\"")
-        + &format!(
-            r#"
+    let toml = base_config(
+        &format!("{}/", dir.path().display()),
+        "version_header = \"x-canaryd-version\"",
+    ) + &format!(
+        r#"
 [[route]]
 name = "shop"
 [route.primary]
@@ -245,14 +276,16 @@ threshold = 3
 step_weights = [20, 40, 60, 80]
 min_requests = 5
 "#,
-            primary.addr, canary.addr
-        );
+        primary.addr, canary.addr
+    );
     let config = write_config(dir.path(), &toml);
     let (mut child, addr) = spawn_run(&config);
     let load = Load::start(format!("http://{addr}/"), 200);
-    eventually("weight 40 in the state file", Duration::from_secs(15), || {
-        state_weight(&state).is_some_and(|(_, w)| w == 40)
-    })
+    eventually(
+        "weight 40 in the state file",
+        Duration::from_secs(15),
+        || state_weight(&state).is_some_and(|(_, w)| w == 40),
+    )
     .await;
     child.kill().unwrap(); // SIGKILL: no drain, no final save
     child.wait().unwrap();
@@ -268,7 +301,10 @@ min_requests = 5
         let (_, headers, _) = get(&client, &format!("http://{addr}/"), &[]).await;
         on_canary += usize::from(headers["x-canaryd-version"] == "canary");
     }
-    assert!((90..=150).contains(&on_canary), "{on_canary} of 300 on the canary after restart");
+    assert!(
+        (90..=150).contains(&on_canary),
+        "{on_canary} of 300 on the canary after restart"
+    );
     let (phase, weight) = state_weight(&state).unwrap();
     assert_eq!(phase, "Progressing");
     assert!(weight >= 40, "resumed below the saved weight: {weight}");

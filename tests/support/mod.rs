@@ -382,7 +382,8 @@ impl Load {
                 let pause = Duration::from_micros(4_000_000 / rps.max(1));
                 let mut workers = Vec::new();
                 for _ in 0..4 {
-                    let (stop, sent, client, url) = (stop.clone(), sent.clone(), client.clone(), url.clone());
+                    let (stop, sent, client, url) =
+                        (stop.clone(), sent.clone(), client.clone(), url.clone());
                     workers.push(tokio::spawn(async move {
                         while !stop.load(Ordering::Relaxed) {
                             let req = Request::get(&url).body(full(Bytes::new())).unwrap();
@@ -399,7 +400,11 @@ impl Load {
                 }
             }
         });
-        Load { stop, sent, task: Some(task) }
+        Load {
+            stop,
+            sent,
+            task: Some(task),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -435,7 +440,9 @@ impl HookReceiver {
         let server = receiver.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let server = server.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
@@ -447,7 +454,8 @@ impl HookReceiver {
                             }
                             let mut resp = Response::new(full(Bytes::new()));
                             *resp.status_mut() =
-                                StatusCode::from_u16(server.status.load(Ordering::SeqCst) as u16).unwrap();
+                                StatusCode::from_u16(server.status.load(Ordering::SeqCst) as u16)
+                                    .unwrap();
                             Ok::<_, Infallible>(resp)
                         }
                     });
@@ -480,7 +488,10 @@ impl HookReceiver {
 pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !f() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
