@@ -17,7 +17,8 @@
 #                      process (own ports) per variant, each a separate target in the rounds, e.g.
 #                      CANARYD_VARIANTS="default multi:CANARYD_RUNTIME=multi-thread"
 #   ANALYSIS=1         canaryd with [route.analysis] holding the canary at 10% (step_weights=[10],
-#                      interval 1h, both metrics) instead of the static "weight = 10"
+#                      interval 1h, both metrics) instead of the static "weight = 10"; a variant
+#                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1"
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
 #
 # Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
@@ -216,8 +217,7 @@ render "$TPL/nginx-proxy.conf.tmpl" "$NG_PREFIX/nginx.conf" PREFIX="$NG_PREFIX" 
 start_proc nginx nginx -p "$NG_PREFIX" -e "$NG_PREFIX/error.log" -c "$NG_PREFIX/nginx.conf"
 TARGETS+=(nginx); URL[nginx]=http://127.0.0.1:$NGINX_PORT/
 
-if ((ANALYSIS)); then
-    CANARY_SPLIT='
+ANALYSIS_SPLIT='
 [route.analysis]
 interval = "1h"          # never judged during a run: the canary stays at the first step
 threshold = 5
@@ -232,9 +232,7 @@ threshold = 99.0
 name = "request-duration"
 threshold = "500ms"
 quantile = 0.99'
-else
-    CANARY_SPLIT='weight = 10'
-fi
+STATIC_SPLIT='weight = 10'
 
 CANARYD_TARGETS=()
 if [[ $SKIP_CANARYD != 1 ]]; then
@@ -245,6 +243,14 @@ if [[ $SKIP_CANARYD != 1 ]]; then
         vname=${v%%:*}
         venv=()
         [[ $v == *:* ]] && IFS=, read -r -a venv <<<"${v#*:}"
+        # ANALYSIS=0|1 in a variant picks its config (not an environment variable).
+        vanalysis=$ANALYSIS
+        kept=()
+        for kv in "${venv[@]}"; do
+            case $kv in ANALYSIS=*) vanalysis=${kv#ANALYSIS=} ;; *) kept+=("$kv") ;; esac
+        done
+        venv=("${kept[@]}")
+        if ((vanalysis)); then CANARY_SPLIT=$ANALYSIS_SPLIT; else CANARY_SPLIT=$STATIC_SPLIT; fi
         if ((${#variants[@]} == 1)) && [[ $vname == default ]]; then t=canaryd; else t=canaryd-$vname; fi
         [[ -v URL[$t] ]] && die "duplicate canaryd variant name: $vname"
         alloc_port; port=$REPLY

@@ -187,3 +187,46 @@ endpoints = ["{}"]
     assert_eq!(status, 404);
     assert_eq!(body, "no route\n");
 }
+
+#[tokio::test]
+async fn a_failed_canary_gets_no_traffic_through_any_path() {
+    let primary = Upstream::start("primary").await;
+    let canary = Upstream::start("canary").await;
+    let toml = base_config("", "")
+        + &split_route("shop", &primary, &canary, 50)
+        + "[[route.match]]\nheaders = { \"x-canary\" = \"always\" }\n"
+        + "[route.sticky]\ncookie = \"session_id\"\n"
+        + "[route.mirror]\npercent = 100\n";
+    let proxy = Canaryd::start(&toml);
+    let client = client();
+    // Before: every path reaches the canary.
+    let by_header = tally(&client, &proxy.url("/"), 20, &[("x-canary", "always")]).await;
+    assert_eq!(by_header.get("canary"), Some(&20));
+
+    let control = proxy.server().control().clone();
+    let generation = control.snapshot().generation;
+    control.set_rollout(
+        "shop",
+        RolloutView {
+            phase: Phase::Failed,
+            weight: 0,
+        },
+    );
+    while control.snapshot().generation == generation {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = canary.hits();
+    for i in 0..50 {
+        let cookie = format!("session_id=user-{i}");
+        let (_, _, body) = get(
+            &client,
+            &proxy.url("/"),
+            &[("x-canary", "always"), ("cookie", &cookie)],
+        )
+        .await;
+        assert_eq!(body, "primary", "a Failed canary served request {i}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(canary.hits(), before, "a Failed canary got mirrored copies");
+}

@@ -154,8 +154,8 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    /// Start keeping check windows (latency histograms) for both versions: only routes with a
-    /// canary are judged, so only they pay for histograms.
+    /// Start keeping check windows (latency histograms) for both versions: only routes under
+    /// analysis are judged, so only they pay for histograms.
     pub fn enable_windows(&self) {
         self.primary.window.enable();
         self.canary.window.enable();

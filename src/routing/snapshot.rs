@@ -124,7 +124,8 @@ impl RoutingSnapshot {
                     mirror: rc.mirror.clone(),
                     metrics: registry.route(&rc.name),
                 };
-                if route.canary.is_some() {
+                // Only a route under analysis is judged, so only it pays for histograms.
+                if route.canary.is_some() && rc.analysis.is_some() {
                     route.metrics.enable_windows();
                 }
                 (Arc::new(route), rc.hosts.clone())
