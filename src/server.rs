@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminContext};
 use crate::analysis::{self, AnalysisHandle};
 use crate::config::Config;
 use crate::control::{spawn_reload_triggers, Control, ControlHandle, Reloader};
@@ -49,7 +49,7 @@ pub struct Server {
     analysis: AnalysisHandle,
     reloader: Reloader,
     registry: Arc<MetricsRegistry>,
-    admin: Arc<AdminState>,
+    admin: Arc<AdminContext>,
     stop_signals: (Signal, Signal),
 }
 
@@ -107,7 +107,14 @@ impl Server {
             })
             .map_err(StartError::Signals)?;
 
-        let admin = Arc::new(AdminState::default());
+        let admin = Arc::new(AdminContext {
+            ready: false.into(),
+            draining: false.into(),
+            control: handle.clone(),
+            analysis: analysis.clone(),
+            registry: registry.clone(),
+            reloader: reloader.clone(),
+        });
         runtime.spawn(admin::serve(admin_listener, admin.clone()));
 
         let proxy_addrs = bound.local_addrs.clone();

@@ -1,7 +1,35 @@
-//! The admin listener: health and readiness now; metrics, the API and the status page plug in
-//! here. It runs on the control runtime, apart from the proxy workers, and nothing on a proxy
-//! port reaches it.
+//! The admin listener (SPEC sections 6 and 7): health, readiness, the JSON API, operator
+//! commands, reload, events and the status page. It runs on the control runtime, apart from the
+//! proxy workers, and nothing on a proxy port reaches it.
 
+mod api;
+mod auth;
+mod json;
+mod routes_view;
 mod server;
 
-pub use server::{serve, AdminState};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::analysis::AnalysisHandle;
+use crate::control::{ControlHandle, Reloader};
+use crate::metrics::MetricsRegistry;
+
+pub use server::serve;
+
+/// Everything the admin endpoints read or drive.
+#[derive(Debug)]
+pub struct AdminContext {
+    /// Listeners bound and config loaded.
+    pub ready: AtomicBool,
+    /// Shutting down: readiness fails so load balancers stop sending.
+    pub draining: AtomicBool,
+    /// The routing snapshot and config.
+    pub control: ControlHandle,
+    /// Rollout statuses, history, events and commands.
+    pub analysis: AnalysisHandle,
+    /// Request counters, for `/metrics`.
+    pub registry: Arc<MetricsRegistry>,
+    /// `POST /api/v1/reload`.
+    pub reloader: Reloader,
+}

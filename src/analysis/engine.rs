@@ -9,10 +9,13 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::history::{HistoryPoint, RouteHistory};
 use super::persist::{load_rollouts, Persist};
 use super::route_task::{RouteMsg, RouteTask};
 use super::state_file::StateFile;
-use super::{Command, CommandError, Event, EventLog, Params, Rollout, RolloutStatus, Window};
+use super::{
+    rfc3339, Command, CommandError, Event, EventLog, Params, Rollout, RolloutStatus, Window,
+};
 use crate::config::{Config, RouteConfig};
 use crate::control::ControlHandle;
 use crate::metrics::MetricsRegistry;
@@ -36,11 +39,19 @@ pub enum EngineError {
 #[derive(Debug, Default)]
 pub struct EngineShared {
     statuses: Mutex<BTreeMap<String, RolloutStatus>>,
+    history: Mutex<HashMap<String, RouteHistory>>,
     events: Mutex<EventLog>,
 }
 
 impl EngineShared {
     pub(super) fn set_status(&self, status: RolloutStatus) {
+        {
+            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            history
+                .entry(status.name.clone())
+                .or_default()
+                .observe(&status, rfc3339(SystemTime::now()));
+        }
         let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
         statuses.insert(status.name.clone(), status);
     }
@@ -48,6 +59,8 @@ impl EngineShared {
     fn remove_status(&self, route: &str) {
         let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
         statuses.remove(route);
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        history.remove(route);
     }
 
     pub(super) fn push_event(&self, event: Event) {
@@ -137,6 +150,16 @@ impl AnalysisHandle {
     /// One analysed route's status.
     pub fn status(&self, route: &str) -> Option<RolloutStatus> {
         self.statuses().remove(route)
+    }
+
+    /// The recent check history of an analysed route, oldest first.
+    pub fn history(&self, route: &str) -> Option<Vec<HistoryPoint>> {
+        let history = self
+            .shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        history.get(route).map(RouteHistory::points)
     }
 
     /// The last events (at most 1000), newest last, optionally of one route.

@@ -1,6 +1,8 @@
 //! The command line (SPEC section 1): argument parsing and the `run` and `check` commands.
 //! Errors become messages and exit codes here, at the binary's edge.
 
+mod admin_client;
+mod control;
 mod logging;
 
 use std::path::PathBuf;
@@ -36,6 +38,16 @@ struct AdminArg {
     /// Admin API base URL
     #[arg(long, env = "CANARYD_ADMIN", default_value = "http://127.0.0.1:9901")]
     admin: String,
+}
+
+impl AdminArg {
+    fn client(&self) -> Result<admin_client::AdminClient, ExitCode> {
+        let token = std::env::var("CANARYD_ADMIN_TOKEN").ok();
+        admin_client::AdminClient::new(&self.admin, token).map_err(|e| {
+            eprintln!("canaryd: {e}");
+            ExitCode::from(2)
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,13 +104,26 @@ pub fn main() -> ExitCode {
         Command::Check(arg) => check(&arg.file),
         Command::Run(arg) => run(&arg.file),
         Command::Demo { .. } => not_yet("demo"),
-        Command::Status { .. } => not_yet("status"),
-        Command::Promote(_) => not_yet("promote"),
-        Command::Abort(_) => not_yet("abort"),
-        Command::Pause(_) => not_yet("pause"),
-        Command::Resume(_) => not_yet("resume"),
-        Command::Retry(_) => not_yet("retry"),
-        Command::Reload { .. } => not_yet("reload"),
+        Command::Status { route, json, admin } => match admin.client() {
+            Ok(client) => control::status(&client, route.as_deref(), json),
+            Err(code) => code,
+        },
+        Command::Promote(arg) => route_command(&arg, "promote"),
+        Command::Abort(arg) => route_command(&arg, "abort"),
+        Command::Pause(arg) => route_command(&arg, "pause"),
+        Command::Resume(arg) => route_command(&arg, "resume"),
+        Command::Retry(arg) => route_command(&arg, "retry"),
+        Command::Reload { admin } => match admin.client() {
+            Ok(client) => control::reload(&client),
+            Err(code) => code,
+        },
+    }
+}
+
+fn route_command(arg: &RouteArg, command: &str) -> ExitCode {
+    match arg.admin.client() {
+        Ok(client) => control::command(&client, &arg.route, command),
+        Err(code) => code,
     }
 }
 

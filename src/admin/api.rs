@@ -1,0 +1,175 @@
+//! The admin endpoints, dispatched by path in one place:
+//!
+//! | path | methods | answer |
+//! |---|---|---|
+//! | `/` | GET | the status page |
+//! | `/healthz`, `/readyz` | GET | 200, or 503 while starting/draining |
+//! | `/api/v1/routes` | GET | every route's JSON |
+//! | `/api/v1/routes/{name}` | GET | one route (404 unknown) |
+//! | `/api/v1/routes/{name}/history` | GET | its recent checks, for the status page |
+//! | `/api/v1/routes/{name}/{promote,abort,pause,resume,retry}` | POST | 200 new JSON, 404, 409, 401 |
+//! | `/api/v1/reload` | POST | 200, or 422 with the config error |
+//! | `/api/v1/events?route=NAME` | GET | the last 1000 events, newest last |
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::auth::{authorize, AuthError};
+use super::json::{error, json, method_not_allowed, text, with_type, AdminResponse};
+use super::routes_view::{all_routes, one_route};
+use super::AdminContext;
+use crate::analysis::{Command, EngineError};
+use crate::control::{ReloadError, ReloadTrigger};
+
+const STATUS_PAGE: &str = include_str!("status_page.html");
+
+/// Answer one admin request.
+pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResponse {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    if let ["api", "v1", "routes", name, segment] = segments.as_slice() {
+        if let Some(command) = command_of(segment) {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            if let Err(e) = check_token(ctx, &request) {
+                return e;
+            }
+            return run_command(ctx, name, command).await;
+        }
+    }
+    match segments.as_slice() {
+        [""] if is_get => with_type(
+            StatusCode::OK,
+            Bytes::from_static(STATUS_PAGE.as_bytes()),
+            "text/html; charset=utf-8",
+        ),
+        ["healthz"] if is_get => text(StatusCode::OK, "ok\n"),
+        ["readyz"] if is_get => readiness(ctx),
+        ["api", "v1", "routes"] if is_get => json(
+            StatusCode::OK,
+            &all_routes(&ctx.control.snapshot(), &ctx.analysis),
+        ),
+        ["api", "v1", "routes", name] if is_get => {
+            match one_route(&ctx.control.snapshot(), &ctx.analysis, name) {
+                Some(route) => json(StatusCode::OK, &route),
+                None => not_found(name),
+            }
+        }
+        ["api", "v1", "routes", name, "history"] if is_get => history(ctx, name),
+        ["api", "v1", "reload"] => {
+            if method != Method::POST {
+                return method_not_allowed("POST");
+            }
+            if let Err(e) = check_token(ctx, &request) {
+                return e;
+            }
+            reload(ctx).await
+        }
+        ["api", "v1", "events"] if is_get => {
+            let route = request
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("route=")));
+            json(StatusCode::OK, &ctx.analysis.events(route))
+        }
+        [""] | ["healthz"] | ["readyz"] | ["api", "v1", "routes", ..] | ["api", "v1", "events"] => {
+            method_not_allowed("GET, HEAD")
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn readiness(ctx: &AdminContext) -> AdminResponse {
+    if ctx.draining.load(Ordering::Relaxed) {
+        text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else if ctx.ready.load(Ordering::Relaxed) {
+        text(StatusCode::OK, "ready\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+fn command_of(segment: &str) -> Option<Command> {
+    Command::ALL.into_iter().find(|c| c.as_str() == segment)
+}
+
+fn not_found(name: &str) -> AdminResponse {
+    error(StatusCode::NOT_FOUND, &format!("route '{name}' not found"))
+}
+
+fn route_exists(ctx: &AdminContext, name: &str) -> bool {
+    ctx.control
+        .snapshot()
+        .config
+        .routes
+        .iter()
+        .any(|r| r.name == name)
+}
+
+fn check_token(ctx: &AdminContext, request: &Request<Incoming>) -> Result<(), AdminResponse> {
+    let snapshot = ctx.control.snapshot();
+    let token_file = snapshot.config.admin.token_file.as_deref();
+    authorize(token_file, request.headers()).map_err(|e| match e {
+        AuthError::Unauthorized => error(StatusCode::UNAUTHORIZED, &e.to_string()),
+        AuthError::TokenFile { .. } => {
+            tracing::error!("{e}");
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+    })
+}
+
+fn history(ctx: &AdminContext, name: &str) -> AdminResponse {
+    if !route_exists(ctx, name) {
+        return not_found(name);
+    }
+    // A route without analysis has no checks: an empty history.
+    json(
+        StatusCode::OK,
+        &ctx.analysis.history(name).unwrap_or_default(),
+    )
+}
+
+async fn run_command(ctx: &AdminContext, name: &str, command: Command) -> AdminResponse {
+    if !route_exists(ctx, name) {
+        return not_found(name);
+    }
+    match ctx.analysis.command(name, command).await {
+        Ok(status) => {
+            tracing::info!(route = name, command = command.as_str(), "operator command");
+            json(StatusCode::OK, &status)
+        }
+        Err(EngineError::NoSuchRoute(_)) => error(
+            StatusCode::CONFLICT,
+            &format!(
+                "cannot {}: route '{name}' has no analysis",
+                command.as_str()
+            ),
+        ),
+        Err(e @ EngineError::NotAllowed(_)) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e @ EngineError::Stopped) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn reload(ctx: &AdminContext) -> AdminResponse {
+    match ctx.reloader.reload(ReloadTrigger::Api).await {
+        Ok(generation) => {
+            // The analysis follows the reload asynchronously; the routes shown are the ones the
+            // data plane serves now.
+            let routes = all_routes(&ctx.control.snapshot(), &ctx.analysis);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "reloaded": true, "generation": generation, "routes": routes }),
+            )
+        }
+        Err(e @ ReloadError::Invalid(_)) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        Err(e @ ReloadError::Interrupted(_)) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
+}
