@@ -37,8 +37,8 @@ pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResp
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
-            if let Err(e) = check_token(ctx, &request) {
-                return e;
+            if let Some(refused) = check_token(ctx, &request) {
+                return refused;
             }
             return run_command(ctx, name, command).await;
         }
@@ -66,8 +66,8 @@ pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResp
             if method != Method::POST {
                 return method_not_allowed("POST");
             }
-            if let Err(e) = check_token(ctx, &request) {
-                return e;
+            if let Some(refused) = check_token(ctx, &request) {
+                return refused;
             }
             reload(ctx).await
         }
@@ -112,12 +112,14 @@ fn route_exists(ctx: &AdminContext, name: &str) -> bool {
         .any(|r| r.name == name)
 }
 
-fn check_token(ctx: &AdminContext, request: &Request<Incoming>) -> Result<(), AdminResponse> {
+/// The refusal to send when the request lacks the configured token.
+fn check_token(ctx: &AdminContext, request: &Request<Incoming>) -> Option<AdminResponse> {
     let snapshot = ctx.control.snapshot();
     let token_file = snapshot.config.admin.token_file.as_deref();
-    authorize(token_file, request.headers()).map_err(|e| match e {
-        AuthError::Unauthorized => error(StatusCode::UNAUTHORIZED, &e.to_string()),
-        AuthError::TokenFile { .. } => {
+    let refused = authorize(token_file, request.headers()).err()?;
+    Some(match refused {
+        e @ AuthError::Unauthorized => error(StatusCode::UNAUTHORIZED, &e.to_string()),
+        e @ AuthError::TokenFile { .. } => {
             tracing::error!("{e}");
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
