@@ -61,7 +61,8 @@ pub fn rfc3339(now: SystemTime) -> String {
     const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
     let latest = UNIX_EPOCH + Duration::from_secs(LAST_SECOND_OF_9999);
     let clamped = now.clamp(UNIX_EPOCH, latest);
-    humantime::format_rfc3339_seconds(clamped).to_string()
+    // Milliseconds: checks can run several times a second, and their points must stay apart.
+    humantime::format_rfc3339_millis(clamped).to_string()
 }
 
 /// Seconds since the Unix epoch (0 for a clock before it); the state file's timestamps.

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::{CheckOutcome, RolloutStatus, VersionReport};
+use super::{CheckOutcome, CheckReport, RolloutStatus, VersionReport};
 
 /// Points kept per route: at one check a second, the last six minutes.
 pub const HISTORY_CAPACITY: usize = 360;
@@ -52,14 +52,14 @@ impl From<&VersionReport> for HistoryVersion {
 #[derive(Debug, Default)]
 pub struct RouteHistory {
     points: VecDeque<HistoryPoint>,
-    last_check_at: Option<String>,
+    last_check: Option<CheckReport>,
 }
 
 impl RouteHistory {
     /// Add a point if the status shows a new check or a new phase or weight.
     pub fn observe(&mut self, status: &RolloutStatus, now: String) {
-        let check_at = status.last_check.as_ref().map(|c| c.at.clone());
-        let new_check = check_at.is_some() && check_at != self.last_check_at;
+        // The whole report, not just its time, tells a new check from the one already seen.
+        let new_check = status.last_check.is_some() && status.last_check != self.last_check;
         let changed = self
             .points
             .back()
@@ -90,7 +90,7 @@ impl RouteHistory {
                 canary: empty,
             },
         };
-        self.last_check_at = check_at;
+        self.last_check.clone_from(&status.last_check);
         if self.points.len() == HISTORY_CAPACITY {
             self.points.pop_front();
         }
@@ -100,5 +100,61 @@ impl RouteHistory {
     /// Oldest first.
     pub fn points(&self) -> Vec<HistoryPoint> {
         self.points.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::CheckReport;
+
+    fn status(weight: u8, check: Option<CheckReport>) -> RolloutStatus {
+        RolloutStatus {
+            name: "shop".into(),
+            phase: "Progressing",
+            weight,
+            revision: "v2".into(),
+            primary_revision: "v1".into(),
+            failed_checks: 0,
+            inconclusive_checks: 0,
+            iterations: 0,
+            last_check: check,
+        }
+    }
+
+    fn check(at: &str, canary_requests: u64) -> CheckReport {
+        let version = |requests| VersionReport {
+            requests,
+            success_rate: Some(100.0),
+            p50_ms: Some(1.0),
+            p99_ms: Some(2.0),
+        };
+        CheckReport {
+            at: at.into(),
+            outcome: CheckOutcome::Pass,
+            window_seconds: 0,
+            primary: version(50),
+            canary: version(canary_requests),
+            metrics: vec![],
+        }
+    }
+
+    #[test]
+    fn every_new_check_is_a_point_even_within_one_timestamp() {
+        let mut history = RouteHistory::default();
+        history.observe(&status(10, None), "t0".into());
+        // Same status again: nothing new.
+        history.observe(&status(10, None), "t0".into());
+        assert_eq!(history.points().len(), 1);
+        history.observe(&status(20, Some(check("t1", 7))), "t1".into());
+        // A different check that happens to carry the same timestamp.
+        history.observe(&status(30, Some(check("t1", 9))), "t1".into());
+        // The same check seen again (a command published the status): no new point.
+        history.observe(&status(30, Some(check("t1", 9))), "t1".into());
+        let points = history.points();
+        assert_eq!(points.len(), 3);
+        assert_eq!(points[1].canary.requests, 7);
+        assert_eq!(points[2].canary.requests, 9);
+        assert_eq!(points[2].outcome, Some(CheckOutcome::Pass));
     }
 }

@@ -14,7 +14,7 @@ fn event_json_has_exactly_at_route_severity_message() {
     assert_eq!(
         json,
         serde_json::json!({
-            "at": "2023-11-14T22:13:20Z",
+            "at": "2023-11-14T22:13:20.000Z",
             "route": "shop",
             "severity": "warning",
             "message": "Halt shop advancement success rate 97.00% < 99%",
@@ -30,7 +30,7 @@ fn a_clock_before_1970_does_not_panic() {
         std::time::UNIX_EPOCH - std::time::Duration::from_secs(5),
         "x",
     );
-    assert_eq!(event.at, "1970-01-01T00:00:00Z");
+    assert_eq!(event.at, "1970-01-01T00:00:00.000Z");
 }
 
 #[test]

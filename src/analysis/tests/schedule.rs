@@ -202,7 +202,7 @@ fn last_check_reports_both_versions_and_every_metric() {
 
     let report = run.rollout.last_check().unwrap();
     assert_eq!(report.outcome, CheckOutcome::Fail);
-    assert_eq!(report.at, "2023-11-14T22:14:20Z");
+    assert_eq!(report.at, "2023-11-14T22:14:20.000Z");
     assert_eq!(report.window_seconds, 60);
     assert_eq!(report.primary.requests, 900);
     assert_eq!(report.primary.success_rate, Some(99.0));
