@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `/` | GET | the status page |
 //! | `/healthz`, `/readyz` | GET | 200, or 503 while starting/draining |
+//! | `/metrics` | GET | Prometheus text exposition |
 //! | `/api/v1/routes` | GET | every route's JSON |
 //! | `/api/v1/routes/{name}` | GET | one route (404 unknown) |
 //! | `/api/v1/routes/{name}/history` | GET | its recent checks, for the status page |
@@ -21,8 +22,11 @@ use super::auth::{authorize, AuthError};
 use super::json::{error, json, method_not_allowed, text, with_type, AdminResponse};
 use super::routes_view::{all_routes, one_route};
 use super::AdminContext;
-use crate::analysis::{Command, EngineError};
+use crate::analysis::{Command, EngineError, VersionReport};
 use crate::control::{ReloadError, ReloadTrigger};
+use crate::metrics::{
+    render, ExpositionInput, LastCheckInput, RouteInput, VersionCheck, CONTENT_TYPE,
+};
 
 const STATUS_PAGE: &str = include_str!("status_page.html");
 
@@ -50,6 +54,7 @@ pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResp
             "text/html; charset=utf-8",
         ),
         ["healthz"] if is_get => text(StatusCode::OK, "ok\n"),
+        ["metrics"] if is_get => metrics(ctx),
         ["readyz"] if is_get => readiness(ctx),
         ["api", "v1", "routes"] if is_get => json(
             StatusCode::OK,
@@ -78,10 +83,56 @@ pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResp
                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("route=")));
             json(StatusCode::OK, &ctx.analysis.events(route))
         }
-        [""] | ["healthz"] | ["readyz"] | ["api", "v1", "routes", ..] | ["api", "v1", "events"] => {
-            method_not_allowed("GET, HEAD")
-        }
+        [""]
+        | ["healthz"]
+        | ["readyz"]
+        | ["metrics"]
+        | ["api", "v1", "routes", ..]
+        | ["api", "v1", "events"] => method_not_allowed("GET, HEAD"),
         _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// The Prometheus exposition: counters from the registry, phase and weight from the snapshot
+/// the data plane serves, failed checks and last check from the analysis.
+fn metrics(ctx: &AdminContext) -> AdminResponse {
+    let snapshot = ctx.control.snapshot();
+    let statuses = ctx.analysis.statuses();
+    let routes = snapshot
+        .table
+        .routes()
+        .iter()
+        .map(|route| {
+            let status = statuses.get(&*route.name);
+            RouteInput {
+                name: route.name.to_string(),
+                metrics: route.metrics.clone(),
+                has_canary: route.canary.is_some(),
+                phase: route.rollout.phase,
+                weight: route.rollout.weight,
+                failed_checks: status.map_or(0, |s| s.failed_checks),
+                last_check: status.and_then(|s| s.last_check.as_ref()).map(|check| {
+                    LastCheckInput {
+                        primary: version_check(&check.primary),
+                        canary: version_check(&check.canary),
+                    }
+                }),
+            }
+        })
+        .collect();
+    let body = render(&ExpositionInput {
+        routes,
+        process: &ctx.registry.process,
+        version: env!("CARGO_PKG_VERSION"),
+    });
+    with_type(StatusCode::OK, Bytes::from(body), CONTENT_TYPE)
+}
+
+fn version_check(report: &VersionReport) -> VersionCheck {
+    VersionCheck {
+        success_rate: report.success_rate,
+        p50_ms: report.p50_ms,
+        p99_ms: report.p99_ms,
     }
 }
 

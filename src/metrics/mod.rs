@@ -4,10 +4,16 @@
 //! allocation-free and lock-free: handles are resolved once per routing snapshot, so the request
 //! path only touches atomics.
 
+mod duration;
+mod exposition;
 mod outcome;
 mod registry;
 mod window;
 
+pub use duration::{DurationHistogram, DurationSnapshot, DURATION_BUCKETS_SECONDS, FINITE_BUCKETS};
+pub use exposition::{
+    render, ExpositionInput, LastCheckInput, RouteInput, VersionCheck, CONTENT_TYPE,
+};
 pub use outcome::{Outcome, OutcomeClass, RouteMetrics, UpstreamErrorKind, VersionMetrics};
 pub use registry::{MetricsRegistry, ProcessStats};
 pub use window::{new_latency_histogram, set_worker_shard, VersionSample, WindowShards};

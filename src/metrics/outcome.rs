@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::duration::DurationHistogram;
 use super::window::{VersionSample, WindowShards};
 use crate::config::Version;
 
@@ -86,6 +87,9 @@ pub struct VersionMetrics {
     upstream_errors: [AtomicU64; 3],
     client_gone: AtomicU64,
     latency_micros_sum: AtomicU64,
+    /// `canaryd_request_duration_seconds`: every request that ended with a status or an
+    /// upstream error (not clients that went away, whose latency says nothing of the upstream).
+    duration: DurationHistogram,
     window: WindowShards,
 }
 
@@ -101,6 +105,9 @@ impl VersionMetrics {
         }
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.latency_micros_sum.fetch_add(micros, Ordering::Relaxed);
+        if outcome != Outcome::ClientGone {
+            self.duration.observe_micros(micros);
+        }
         match outcome.class() {
             OutcomeClass::Success => self.window.record(false, latency),
             OutcomeClass::Failure => self.window.record(true, latency),
@@ -142,6 +149,11 @@ impl VersionMetrics {
     /// Sum of all recorded latencies in microseconds.
     pub fn latency_micros_sum(&self) -> u64 {
         self.latency_micros_sum.load(Ordering::Relaxed)
+    }
+
+    /// The request-duration histogram (requests with a status or an upstream error).
+    pub fn duration(&self) -> &DurationHistogram {
+        &self.duration
     }
 }
 
@@ -214,5 +226,12 @@ mod tests {
         assert_eq!(Outcome::Status(404).class(), OutcomeClass::Success);
         assert_eq!(Outcome::Status(500).class(), OutcomeClass::Failure);
         assert_eq!(Outcome::ClientGone.class(), OutcomeClass::Ignored);
+        let d = c.duration().snapshot();
+        assert_eq!(
+            d.count, 3,
+            "the gone client is not in the duration histogram"
+        );
+        assert_eq!(d.cumulative[0], 3, "1 ms, 1 ms and 0 are all le=0.001");
+        assert!((d.sum_seconds - 0.002).abs() < 1e-12);
     }
 }
