@@ -18,7 +18,8 @@
 #                      CANARYD_VARIANTS="default multi:CANARYD_RUNTIME=multi-thread"
 #   ANALYSIS=1         canaryd with [route.analysis] holding the canary at 10% (step_weights=[10],
 #                      interval 1h, both metrics) instead of the static "weight = 10"; a variant
-#                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1"
+#                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1",
+#                      and BIN=/path/to/canaryd to compare two builds in one run
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
 #
 # Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
@@ -246,8 +247,13 @@ if [[ $SKIP_CANARYD != 1 ]]; then
         # ANALYSIS=0|1 in a variant picks its config (not an environment variable).
         vanalysis=$ANALYSIS
         kept=()
+        vbin=$CANARYD_BIN
         for kv in "${venv[@]}"; do
-            case $kv in ANALYSIS=*) vanalysis=${kv#ANALYSIS=} ;; *) kept+=("$kv") ;; esac
+            case $kv in
+                ANALYSIS=*) vanalysis=${kv#ANALYSIS=} ;;
+                BIN=*) vbin=${kv#BIN=} ;;
+                *) kept+=("$kv") ;;
+            esac
         done
         venv=("${kept[@]}")
         if ((vanalysis)); then CANARY_SPLIT=$ANALYSIS_SPLIT; else CANARY_SPLIT=$STATIC_SPLIT; fi
@@ -260,7 +266,8 @@ if [[ $SKIP_CANARYD != 1 ]]; then
             ADMIN_PORT="$admin" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
             CANARY_SPLIT="$CANARY_SPLIT"
         printf '%s\n' "${extra_env[@]}" "${venv[@]}" | sed '/^$/d' >"$RUN/$t/env"
-        start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$CANARYD_BIN" run -c "$RUN/$t/canaryd.toml"
+        [[ -x $vbin ]] || die "variant $vname: no executable canaryd at $vbin"
+        start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$vbin" run -c "$RUN/$t/canaryd.toml"
         TARGETS+=("$t"); URL[$t]=http://127.0.0.1:$port/
         CANARYD_TARGETS+=("$t")
     done

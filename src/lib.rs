@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

@@ -57,11 +57,7 @@ enum Command {
     /// Validate the config file and exit: 0 valid, 1 invalid.
     Check(ConfigArg),
     /// A whole rollout on loopback with built-in backends and load.
-    Demo {
-        /// Demo options (not yet available).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        rest: Vec<String>,
-    },
+    Demo(DemoArgs),
     /// Routes, phase, weight and last analysis.
     Status {
         /// Only this route.
@@ -90,6 +86,39 @@ enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Share of canary requests answered 500, 0..1 (0.2 makes the canary fail its analysis)
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    canary_error_rate: f64,
+    /// Extra latency of every canary answer, e.g. 300ms
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    canary_latency: std::time::Duration,
+    /// Requests per second sent through the proxy
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=20000))]
+    rps: u32,
+    /// Proxy listen address
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Admin listen address (status page, /metrics, API)
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: std::net::SocketAddr,
+    /// Analysis interval (SPEC: 1s; shorter only to test the demo itself)
+    #[arg(long, default_value = "1s", value_parser = parse_duration, hide = true)]
+    interval: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 300ms or 1s)"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err("expected a share between 0 and 1, e.g. 0.2".to_owned()),
+    }
+}
+
+#[derive(Debug, clap::Args)]
 struct RouteArg {
     /// Route name.
     route: String,
@@ -103,7 +132,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(arg) => check(&arg.file),
         Command::Run(arg) => run(&arg.file),
-        Command::Demo { .. } => not_yet("demo"),
+        Command::Demo(args) => crate::demo::run(&crate::demo::DemoOptions {
+            canary_error_rate: args.canary_error_rate,
+            canary_latency: args.canary_latency,
+            rps: args.rps,
+            listen: args.listen,
+            admin: args.admin,
+            interval: args.interval,
+        }),
         Command::Status { route, json, admin } => match admin.client() {
             Ok(client) => control::status(&client, route.as_deref(), json),
             Err(code) => code,
@@ -125,11 +161,6 @@ fn route_command(arg: &RouteArg, command: &str) -> ExitCode {
         Ok(client) => control::command(&client, &arg.route, command),
         Err(code) => code,
     }
-}
-
-fn not_yet(command: &str) -> ExitCode {
-    eprintln!("canaryd {command}: not yet available in this build");
-    ExitCode::from(1)
 }
 
 fn check(file: &std::path::Path) -> ExitCode {

@@ -1,0 +1,98 @@
+//! `canaryd demo` as a user runs it (the built binary), in both expected outcomes and when it
+//! cannot run. A shorter analysis interval (hidden `--interval`) keeps the test quick.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
+
+fn demo(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--interval",
+            "300ms",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_healthy_canary_is_promoted() {
+    let o = demo(&["--rps", "300"]);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("status page  http://127.0.0.1:"), "{out}");
+    assert!(out.contains("/metrics"), "{out}");
+    for weight in [20, 30, 40, 50] {
+        assert!(
+            out.contains(&format!("weight  {weight}%")),
+            "no check line at weight {weight}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("Promotion completed! shop is now serving v2"),
+        "{out}"
+    );
+    // Not a terminal here: plain lines, no bar.
+    assert!(!out.contains('█'), "{out}");
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back() {
+    let o = demo(&[
+        "--rps",
+        "300",
+        "--canary-error-rate",
+        "0.3",
+        "--canary-latency",
+        "20ms",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("Halt shop advancement success rate"), "{out}");
+    assert!(
+        out.contains("Rolling back shop failed checks threshold reached 2"),
+        "{out}"
+    );
+    assert!(!out.contains("Promotion completed"), "{out}");
+}
+
+#[test]
+fn a_demo_that_cannot_run_exits_1_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = Command::new(BIN)
+        .args(["demo", "--listen", &addr, "--admin", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    // Usage errors are 2.
+    let o = Command::new(BIN)
+        .args(["demo", "--canary-error-rate", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
