@@ -6,7 +6,8 @@
 //!    and, for a route with `[route.mirror]`, a copy of the request sent to the canary;
 //! 4. **forward** — pick an endpoint, take or open a connection (retrying connect failures),
 //!    send, wait for the response head within `request_timeout`;
-//! 5. **respond** — rewrite the response headers and stream the body back;
+//! 5. **respond** — rewrite the response headers and stream the body back; or, when an upgrade
+//!    request got a 101, join client and upstream into a tunnel (`upgrade.rs`);
 //! 6. **record** — the outcome is reported once to the route's metrics, when the response body
 //!    ends (`body.rs`) or at once for errors the proxy answers itself.
 
@@ -16,14 +17,14 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::header::HOST;
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{Completion, ResponseBody};
 use super::headers::{rewrite_request, rewrite_response, ClientFacts};
-use super::mirror;
 use super::ProxyError;
+use super::{mirror, upgrade};
 use crate::config::{ProxyConfig, Version};
 use crate::metrics::MetricsRegistry;
 use crate::routing::{choose_version, EndpointPick, Route, RoutingSnapshot};
@@ -94,6 +95,9 @@ pub async fn handle(
     });
 
     // Phase 3: rewrite request.
+    let mut request = request;
+    let upgrade = upgrade::requested(request.version(), request.headers())
+        .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (mut parts, body) = request.into_parts();
     let facts = ClientFacts {
         peer: client.peer.ip(),
@@ -103,9 +107,12 @@ pub async fn handle(
         trusted_proxies: &proxy.trusted_proxies,
     };
     rewrite_request(&mut parts.headers, &facts);
+    if let Some((protocol, _)) = &upgrade {
+        upgrade::keep_on_request(&mut parts.headers, protocol.clone());
+    }
     parts.uri = origin_form(&parts.uri);
     parts.version = http::Version::HTTP_11;
-    let body = if mirror::wants_copy(&route, version, &parts, &body) {
+    let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
         let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
         match mirror::read_small_body(body, limit).await {
             Ok(bytes) => {
@@ -122,6 +129,19 @@ pub async fn handle(
     // Phase 4: forward.
     match forward(proxy, &route, version, upstream_request).await {
         Ok((response, conn, served_by)) => {
+            if let (StatusCode::SWITCHING_PROTOCOLS, Some((_, client))) =
+                (response.status(), upgrade)
+            {
+                return upgrade::tunnel(
+                    response,
+                    conn,
+                    client,
+                    &route,
+                    served_by,
+                    proxy.version_header.as_ref(),
+                    started,
+                );
+            }
             // Phase 5: respond; phase 6 runs when the body ends.
             let (mut parts, body) = response.into_parts();
             rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);

@@ -273,7 +273,7 @@ impl Worker {
         });
         let watcher = graceful.watcher();
         async move {
-            let connection = builder.serve_connection(io, service);
+            let connection = builder.serve_connection_with_upgrades(io, service);
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }

@@ -10,6 +10,7 @@ mod forward;
 pub mod headers;
 mod listener;
 mod mirror;
+mod upgrade;
 
 pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};

@@ -59,7 +59,8 @@ pub(super) async fn connect(
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        // With upgrades, a 101 hands the socket over to the tunnel instead of closing it.
+        if let Err(e) = connection.with_upgrades().await {
             tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
         }
     });

@@ -1,0 +1,84 @@
+//! Protocol upgrades (WebSocket and any other `Upgrade`): the request keeps its `Upgrade`
+//! header, and if the upstream answers 101 the two connections are joined into a byte-for-byte
+//! tunnel. Any other answer is relayed as a normal response and no tunnel opens.
+//!
+//! The version chosen for the upgrade request serves the whole tunnel, and the tunnel counts
+//! as one request (status 101) in the metrics, recorded when the upstream switches protocols.
+
+use std::sync::Arc;
+
+use http::header::{CONNECTION, UPGRADE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::body::ResponseBody;
+use super::headers::{remove_hop_by_hop, rewrite_response};
+use crate::config::Version;
+use crate::metrics::Outcome;
+use crate::routing::Route;
+use crate::upstream::Conn;
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` + `Upgrade`).
+pub fn requested(version: http::Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != http::Version::HTTP_11 {
+        return None;
+    }
+    let upgrade = headers.get(UPGRADE)?;
+    let asked = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| upgrade.clone())
+}
+
+/// Put the upgrade back on the upstream request after hop-by-hop removal took it off.
+pub fn keep_on_request(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(UPGRADE, protocol);
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+/// The upstream switched protocols: answer the client 101 and join the two connections.
+pub fn tunnel(
+    mut response: Response<Incoming>,
+    conn: Conn,
+    client: OnUpgrade,
+    route: &Arc<Route>,
+    served_by: Version,
+    version_header: Option<&http::HeaderName>,
+    started: Instant,
+) -> Response<ResponseBody> {
+    let upstream = hyper::upgrade::on(&mut response);
+    let (mut parts, _) = response.into_parts();
+    let protocol = parts.headers.get(UPGRADE).cloned();
+    remove_hop_by_hop(&mut parts.headers);
+    rewrite_response(&mut parts.headers, version_header, served_by);
+    if let Some(protocol) = protocol {
+        keep_on_request(&mut parts.headers, protocol);
+    }
+    route
+        .metrics
+        .record(served_by, Outcome::Status(101), started.elapsed());
+    let route_name = route.name.clone();
+    tokio::spawn(async move {
+        // The connection stays counted in flight to its endpoint for the tunnel's life.
+        let _conn = conn;
+        match tokio::try_join!(client, upstream) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(route = %route_name, error = %e, "tunnel closed with an error");
+                }
+            }
+            Err(e) => tracing::debug!(route = %route_name, error = %e, "upgrade failed"),
+        }
+    });
+    let mut answer = Response::from_parts(parts, ResponseBody::local(""));
+    *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    answer
+}
