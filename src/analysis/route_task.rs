@@ -81,7 +81,15 @@ impl RouteTask {
                         next_check = next_check.min(Instant::now() + self.params.interval);
                     }
                     Some(RouteMsg::Command { command, reply }) => {
-                        let _ = reply.send(self.command(command));
+                        let result = self.command(command);
+                        if result.is_ok() {
+                            // An operator who gets the answer expects traffic to follow it
+                            // already: wait until the data plane routes by the new view.
+                            self.control
+                                .apply_rollout(self.rollout.route(), self.rollout.view())
+                                .await;
+                        }
+                        let _ = reply.send(result);
                     }
                 },
             }

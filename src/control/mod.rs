@@ -34,6 +34,8 @@ pub enum ControlMsg {
         route: String,
         /// New phase and weight.
         view: RolloutView,
+        /// Told once the snapshot carrying it is published.
+        done: Option<oneshot::Sender<u64>>,
     },
 }
 
@@ -78,7 +80,21 @@ impl ControlHandle {
         let _ = self.tx.send(ControlMsg::SetRollout {
             route: route.to_owned(),
             view,
+            done: None,
         });
+    }
+
+    /// Publish a route's new phase and weight and wait until requests are routed by it.
+    pub async fn apply_rollout(&self, route: &str, view: RolloutView) {
+        let (done, rx) = oneshot::channel();
+        let sent = self.tx.send(ControlMsg::SetRollout {
+            route: route.to_owned(),
+            view,
+            done: Some(done),
+        });
+        if sent.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -149,10 +165,13 @@ impl Control {
                         let _ = done.send(self.generation);
                     }
                 }
-                ControlMsg::SetRollout { route, view } => {
+                ControlMsg::SetRollout { route, view, done } => {
                     if self.config.routes.iter().any(|r| r.name == route) {
                         self.rollouts.insert(route, view);
                         self.publish();
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(self.generation);
                     }
                 }
             }

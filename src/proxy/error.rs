@@ -11,9 +11,12 @@ pub enum ProxyError {
     /// No route matches the request's host and path.
     #[error("no route for this host and path")]
     NoRoute,
-    /// The client's body broke off before the proxy could read it (mirrored requests only).
+    /// The client's body broke off or was malformed (bad chunk size, early close).
     #[error("request body could not be read")]
     BadRequestBody,
+    /// The request's framing is ambiguous (`Transfer-Encoding: chunked, chunked`).
+    #[error("ambiguous request framing")]
+    AmbiguousFraming,
     /// The version's endpoints resolved to no address.
     #[error("no endpoint available")]
     NoEndpoint,
@@ -33,7 +36,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadRequestBody => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequestBody | ProxyError::AmbiguousFraming => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint | ProxyError::Connect(_) | ProxyError::Upstream(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -46,6 +49,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => "no route\n",
             ProxyError::BadRequestBody => "bad request body\n",
+            ProxyError::AmbiguousFraming => "bad request framing\n",
             ProxyError::NoEndpoint | ProxyError::Connect(_) => "upstream connect failed\n",
             ProxyError::Upstream(_) => "upstream error\n",
             ProxyError::Timeout => "upstream timeout\n",
@@ -57,7 +61,7 @@ impl ProxyError {
     pub fn outcome(&self) -> Option<Outcome> {
         match self {
             // The client's fault, not the version's.
-            ProxyError::NoRoute | ProxyError::BadRequestBody => None,
+            ProxyError::NoRoute | ProxyError::BadRequestBody | ProxyError::AmbiguousFraming => None,
             ProxyError::NoEndpoint | ProxyError::Connect(_) => {
                 Some(Outcome::UpstreamError(UpstreamErrorKind::Connect))
             }

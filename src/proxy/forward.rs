@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{Completion, ResponseBody};
-use super::headers::{rewrite_request, rewrite_response, ClientFacts};
+use super::headers::{has_ambiguous_framing, rewrite_request, rewrite_response, ClientFacts};
 use super::ProxyError;
 use super::{mirror, upgrade};
 use crate::config::{ProxyConfig, Version};
@@ -89,6 +89,10 @@ pub async fn handle(
         return error_response(&ProxyError::NoRoute);
     };
 
+    if has_ambiguous_framing(request.headers()) {
+        return closing(error_response(&ProxyError::AmbiguousFraming));
+    }
+
     // Phase 2: choose version.
     let version = choose_version(&route, request.headers(), &mut || {
         rand::random_range(0..10_000u16)
@@ -119,7 +123,7 @@ pub async fn handle(
                 mirror::spawn_copy(route.clone(), proxy, &parts, bytes.clone());
                 RequestBody::Buffered((!bytes.is_empty()).then_some(bytes))
             }
-            Err(_) => return error_response(&ProxyError::BadRequestBody),
+            Err(_) => return closing(error_response(&ProxyError::BadRequestBody)),
         }
     } else {
         RequestBody::Streamed(body)
@@ -153,6 +157,9 @@ pub async fn handle(
                 conn,
             };
             Response::from_parts(parts, ResponseBody::upstream(body, completion))
+        }
+        Err((ProxyError::BadRequestBody, _)) => {
+            closing(error_response(&ProxyError::BadRequestBody))
         }
         Err((error, counted_for)) => {
             // Phase 6 for errors the proxy answers itself.
@@ -275,6 +282,9 @@ async fn send(
                         conn.endpoint().addr(),
                     )))
                 }
+                // The client's own body broke (bad chunk, early close): not the upstream's
+                // fault, and not a failure of the version.
+                Err(SendError::Failed(e)) if e.is_user() => return Err(ProxyError::BadRequestBody),
                 Err(SendError::Failed(e)) => return Err(ProxyError::Upstream(e)),
             }
         }
@@ -283,6 +293,15 @@ async fn send(
         Ok(result) => result,
         Err(_) => Err(ProxyError::Timeout),
     }
+}
+
+/// Ask hyper to close the client connection after this answer: after a framing error the rest
+/// of the connection's bytes cannot be trusted to start a request.
+fn closing(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn error_response(error: &ProxyError) -> Response<ResponseBody> {

@@ -37,6 +37,20 @@ pub struct ClientFacts<'a> {
     pub trusted_proxies: &'a [IpNet],
 }
 
+/// Whether the request's framing is ambiguous in a way hyper lets through: a
+/// `Transfer-Encoding` that applies `chunked` more than once (RFC 9112 §6.1 forbids it; a proxy
+/// behind another might frame the body differently).
+pub fn has_ambiguous_framing(headers: &HeaderMap) -> bool {
+    let chunked = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+        .count();
+    chunked > 1
+}
+
 /// Remove hop-by-hop headers: the fixed list, and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(named) = headers_named_in_connection(headers) {
@@ -95,10 +109,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
         if !trusted || !headers.contains_key(&X_FORWARDED_HOST) {
             headers.insert(X_FORWARDED_HOST.clone(), authority.clone());
         }
-        if !headers.contains_key(HOST) {
-            // HTTP/2 clients send `:authority` only; HTTP/1.1 upstreams need `Host`.
-            headers.insert(HOST, authority.clone());
-        }
+        // The authority the request was routed on is the one forwarded: an absolute-form URI
+        // or HTTP/2 `:authority` overrides a disagreeing `Host` (RFC 9112 §3.2.2), and HTTP/2
+        // clients that send no `Host` get one for the HTTP/1.1 upstream.
+        headers.insert(HOST, authority.clone());
     }
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
