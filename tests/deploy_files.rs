@@ -57,11 +57,12 @@ fn string<'a>(doc: &'a Value, key: &str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{what}: `{key}` missing or not a string"))
 }
 
-/// Validates one embedded canaryd config as if it were a file in a scratch directory, so
-/// relative paths in it resolve somewhere harmless.
-fn check_canaryd_toml(text: &str, what: &str) -> canaryd::config::Config {
+/// Validates one embedded canaryd config as if it were the file `name` in a scratch directory,
+/// so relative paths in it resolve somewhere harmless. Line numbers in an error count from the
+/// first line of the embedded text.
+fn check_canaryd_toml(text: &str, name: &str, what: &str) -> canaryd::config::Config {
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("canaryd.toml");
+    let source = dir.path().join(name);
     canaryd::config::parse_str(text, &source)
         .unwrap_or_else(|e| panic!("{what}: canaryd rejects the config: {e}"))
 }
@@ -110,7 +111,7 @@ fn kubernetes_manifests_and_compose_files_parse() {
                 let text = value
                     .as_str()
                     .unwrap_or_else(|| panic!("{what}: not a string"));
-                let config = check_canaryd_toml(text, &what);
+                let config = check_canaryd_toml(text, &format!("{name}.{key}"), &what);
                 // Kubelet probes and Prometheus reach the pod IP, never its loopback.
                 assert!(
                     !config.admin.listen.ip().is_loopback(),
