@@ -14,7 +14,10 @@ use crate::analysis::{self, AnalysisHandle};
 use crate::config::Config;
 use crate::control::{spawn_reload_triggers, Control, ControlHandle, Reloader};
 use crate::metrics::MetricsRegistry;
-use crate::proxy::{bind_listeners, spawn_workers, ProxyShared, RuntimeModel, WorkerSet};
+use crate::proxy::{
+    bind_listeners, load_server_config, spawn_workers, ProxyShared, RuntimeModel, TlsCerts,
+    TlsError, WorkerSet,
+};
 
 /// Why canaryd could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The `[proxy.tls]` certificate and key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
@@ -44,6 +50,7 @@ pub struct Server {
     runtime: Runtime,
     workers: WorkerSet,
     proxy_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     admin_addr: SocketAddr,
     control: ControlHandle,
     analysis: AnalysisHandle,
@@ -70,8 +77,22 @@ impl Server {
         let max_connections = config.proxy.max_connections;
         let source = config.source.clone();
 
+        // Load the certificate before binding, so a bad pair fails the start before any
+        // port is taken.
+        let tls = match &config.proxy.tls {
+            Some(tls) => Some((
+                tls.listen.clone(),
+                Arc::new(TlsCerts::new(load_server_config(tls)?)),
+            )),
+            None => None,
+        };
+
         // Bind before anything serves, so a taken port fails the start cleanly.
-        let bound = bind_listeners(&listen, workers, model).map_err(StartError::Listen)?;
+        let mut bound = bind_listeners(&listen, workers, model).map_err(StartError::Listen)?;
+        if let Some((tls_listen, _)) = &tls {
+            bound.bind_tls(tls_listen).map_err(StartError::Listen)?;
+        }
+        let tls_certs = tls.map(|(_, certs)| certs);
         let admin_listener =
             runtime
                 .block_on(TcpListener::bind(admin_listen))
@@ -96,7 +117,8 @@ impl Server {
             let _entered = runtime.enter();
             analysis::start(prepared, config, handle.clone(), registry.clone())
         };
-        let reloader = Reloader::new(source, handle.clone(), registry.clone());
+        let reloader = Reloader::new(source, handle.clone(), registry.clone())
+            .with_tls_certs(tls_certs.clone());
         let stop_signals = runtime
             .block_on(async {
                 spawn_reload_triggers(reloader.clone())?;
@@ -118,18 +140,20 @@ impl Server {
         runtime.spawn(admin::serve(admin_listener, admin.clone()));
 
         let proxy_addrs = bound.local_addrs.clone();
+        let tls_addrs = bound.tls_addrs.clone();
         let shared = Arc::new(ProxyShared {
             snapshot: handle.snapshot_cell(),
             registry: registry.clone(),
         });
-        let workers = spawn_workers(bound, shared, workers, model, max_connections)
+        let workers = spawn_workers(bound, shared, tls_certs, workers, model, max_connections)
             .map_err(StartError::Runtime)?;
         admin.ready.store(true, Ordering::Relaxed);
-        tracing::info!(listen = ?proxy_addrs, admin = %admin_addr, ?model, "canaryd serving");
+        tracing::info!(listen = ?proxy_addrs, tls = ?tls_addrs, admin = %admin_addr, ?model, "canaryd serving");
         Ok(Server {
             runtime,
             workers,
             proxy_addrs,
+            tls_addrs,
             admin_addr,
             control: handle,
             analysis,
@@ -143,6 +167,11 @@ impl Server {
     /// The bound proxy addresses, in config order.
     pub fn proxy_addrs(&self) -> &[SocketAddr] {
         &self.proxy_addrs
+    }
+
+    /// The bound `[proxy.tls]` addresses, in config order (empty without TLS).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     /// The bound admin address.

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::ControlHandle;
 use crate::config::{load_file, ConfigError};
 use crate::metrics::MetricsRegistry;
+use crate::proxy::{load_server_config, TlsCerts};
 
 /// Re-reads the config file and hands a valid one to the control task.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct Reloader {
     path: PathBuf,
     control: ControlHandle,
     registry: Arc<MetricsRegistry>,
+    /// The certificate the TLS listeners serve, if any; replaced on a successful reload.
+    tls: Option<Arc<TlsCerts>>,
 }
 
 /// Why a reload did not take effect.
@@ -49,24 +52,57 @@ impl Reloader {
             path,
             control,
             registry,
+            tls: None,
         }
+    }
+
+    /// Also re-read the `[proxy.tls]` certificate and key on every reload and swap them into
+    /// `tls` (the slot the TLS listeners accept with).
+    pub fn with_tls_certs(mut self, tls: Option<Arc<TlsCerts>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Validate the file fully; if valid, swap it in, else keep serving the old config.
     pub async fn reload(&self, trigger: ReloadTrigger) -> Result<u64, ReloadError> {
         let path = self.path.clone();
+        let serving_tls = self.tls.is_some();
         let loaded = tokio::task::spawn_blocking(move || {
             // An empty file is a file being written (truncate, then write), never a config an
             // operator means to swap in for a running proxy.
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
                 return Err(ConfigError::empty(&path));
             }
-            load_file(&path)
+            let config = load_file(&path)?;
+            // Build the TLS configuration here, before the control task sees the new config:
+            // a certificate or key that does not load, or a key that does not belong to the
+            // certificate, rejects the whole reload (all or nothing, like any invalid value).
+            let tls = match (&config.proxy.tls, serving_tls) {
+                (Some(tls), true) => Some(load_server_config(tls).map_err(|e| {
+                    // Point at the `[proxy.tls]` table, as the other config errors point at
+                    // the value they are about.
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let offset = text.find("[proxy.tls]").unwrap_or(0);
+                    ConfigError::at(
+                        &path,
+                        &text,
+                        offset,
+                        format!("{e}; the running certificate is kept"),
+                    )
+                })?),
+                // TLS listeners are bound at start only: a `[proxy.tls]` added or removed by a
+                // reload takes effect at the next restart (like `listen`).
+                _ => None,
+            };
+            Ok((config, tls))
         })
         .await
         .map_err(|e| ReloadError::Interrupted(e.to_string()))?;
         match loaded {
-            Ok(config) => {
+            Ok((config, tls)) => {
+                if let (Some(slot), Some(tls)) = (&self.tls, tls) {
+                    slot.replace(tls);
+                }
                 let generation = self.control.reload(config).await.unwrap_or(0);
                 tracing::info!(?trigger, file = %self.path.display(), generation, "configuration reloaded");
                 Ok(generation)

@@ -4,6 +4,10 @@
 //! its own `SO_REUSEPORT` socket per listen address, so the kernel spreads connections and a
 //! connection never leaves its thread (HAProxy's and nginx's model). `CANARYD_RUNTIME=multi-thread`
 //! selects tokio's work-stealing runtime instead, kept for benchmarking the choice.
+//!
+//! `[proxy.tls].listen` sockets are bound the same way and served by the same workers: after
+//! the TLS handshake (see `tls.rs`) a connection goes through exactly the serving path a plain
+//! one does.
 
 use std::convert::Infallible;
 use std::io;
@@ -20,8 +24,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
+use super::tls::{ClientStream, TlsCerts};
 use super::{handle, ClientConn, ProxyShared};
 
 /// How worker threads run.
@@ -46,9 +52,27 @@ impl RuntimeModel {
 /// Bound listen sockets, grouped by the worker that will accept on them.
 #[derive(Debug)]
 pub struct BoundListeners {
-    groups: Vec<Vec<std::net::TcpListener>>,
+    groups: Vec<Vec<BoundSocket>>,
     /// The addresses actually bound (port 0 resolved).
     pub local_addrs: Vec<SocketAddr>,
+    /// The TLS addresses actually bound (port 0 resolved), empty without `[proxy.tls]`.
+    pub tls_addrs: Vec<SocketAddr>,
+}
+
+/// One worker's socket for one listen address, and whether it speaks TLS.
+#[derive(Debug)]
+struct BoundSocket {
+    socket: std::net::TcpListener,
+    tls: bool,
+}
+
+impl BoundListeners {
+    /// Bind the `[proxy.tls]` addresses, once per worker group like the plain ones.
+    pub fn bind_tls(&mut self, addrs: &[SocketAddr]) -> io::Result<()> {
+        let tls_addrs = bind_into(&mut self.groups, addrs, true)?;
+        self.tls_addrs.extend(tls_addrs);
+        Ok(())
+    }
 }
 
 /// Bind every address once per worker (thread-per-core) or once (work-stealing).
@@ -61,8 +85,21 @@ pub fn bind_listeners(
         RuntimeModel::ThreadPerCore => workers.max(1),
         RuntimeModel::WorkStealing => 1,
     };
-    let mut groups: Vec<Vec<std::net::TcpListener>> =
-        (0..groups_wanted).map(|_| Vec::new()).collect();
+    let mut groups: Vec<Vec<BoundSocket>> = (0..groups_wanted).map(|_| Vec::new()).collect();
+    let local_addrs = bind_into(&mut groups, addrs, false)?;
+    Ok(BoundListeners {
+        groups,
+        local_addrs,
+        tls_addrs: Vec::new(),
+    })
+}
+
+/// Bind every address once per group; returns the bound addresses.
+fn bind_into(
+    groups: &mut [Vec<BoundSocket>],
+    addrs: &[SocketAddr],
+    tls: bool,
+) -> io::Result<Vec<SocketAddr>> {
     let mut local_addrs = Vec::new();
     for addr in addrs {
         // The first bind resolves port 0; the other workers bind the port it got.
@@ -70,17 +107,14 @@ pub fn bind_listeners(
         let bound = first.local_addr()?;
         local_addrs.push(bound);
         let mut sockets = vec![first];
-        for _ in 1..groups_wanted {
+        for _ in 1..groups.len() {
             sockets.push(bind_one(bound)?);
         }
         for (group, socket) in groups.iter_mut().zip(sockets) {
-            group.push(socket);
+            group.push(BoundSocket { socket, tls });
         }
     }
-    Ok(BoundListeners {
-        groups,
-        local_addrs,
-    })
+    Ok(local_addrs)
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -113,10 +147,11 @@ impl WorkerSet {
     }
 }
 
-/// Start the workers serving `bound`.
+/// Start the workers serving `bound`; `tls` is required if `bound` has TLS sockets.
 pub fn spawn_workers(
     bound: BoundListeners,
     shared: Arc<ProxyShared>,
+    tls: Option<Arc<TlsCerts>>,
     workers: usize,
     model: RuntimeModel,
     max_connections: usize,
@@ -138,6 +173,7 @@ pub fn spawn_workers(
         };
         let worker = Worker {
             shared: shared.clone(),
+            tls: tls.clone(),
             limit: limit.clone(),
             shutdown: rx.clone(),
         };
@@ -155,6 +191,7 @@ pub fn spawn_workers(
 #[derive(Clone)]
 struct Worker {
     shared: Arc<ProxyShared>,
+    tls: Option<Arc<TlsCerts>>,
     limit: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
@@ -167,13 +204,22 @@ struct ConnContext {
 }
 
 impl Worker {
-    async fn serve(self, sockets: Vec<std::net::TcpListener>) {
+    async fn serve(self, sockets: Vec<BoundSocket>) {
         let graceful = Arc::new(GracefulShutdown::new());
         let mut accepting = tokio::task::JoinSet::new();
-        for socket in sockets {
+        for BoundSocket { socket, tls } in sockets {
+            let tls = match (tls, &self.tls) {
+                (false, _) => None,
+                (true, Some(certs)) => Some(certs.clone()),
+                (true, None) => {
+                    // Server::start always passes the certificates along with TLS sockets.
+                    tracing::error!("TLS listener without a certificate; not serving it");
+                    continue;
+                }
+            };
             match TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    accepting.spawn(self.clone().accept_loop(listener, graceful.clone()));
+                    accepting.spawn(self.clone().accept_loop(listener, tls, graceful.clone()));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
@@ -198,7 +244,12 @@ impl Worker {
         }
     }
 
-    async fn accept_loop(self, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
+    async fn accept_loop(
+        self,
+        listener: TcpListener,
+        tls: Option<Arc<TlsCerts>>,
+        graceful: Arc<GracefulShutdown>,
+    ) {
         let mut shutdown = self.shutdown.clone();
         loop {
             // Wait for a connection slot first: beyond max_connections clients wait in the
@@ -214,7 +265,9 @@ impl Worker {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let conn = self.serve_connection(stream, peer, &graceful);
+                    // Load the certificate per accept, so a reload reaches new connections.
+                    let acceptor = tls.as_ref().map(|certs| TlsAcceptor::from(certs.current()));
+                    let conn = self.serve_connection(stream, peer, acceptor, &graceful);
                     tokio::spawn(async move {
                         conn.await;
                         drop(permit);
@@ -233,6 +286,7 @@ impl Worker {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
+        acceptor: Option<TlsAcceptor>,
         graceful: &GracefulShutdown,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let _ = stream.set_nodelay(true);
@@ -262,20 +316,46 @@ impl Worker {
             .max_header_list_size(u32::try_from(proxy.max_header_bytes).unwrap_or(u32::MAX))
             .max_pending_accept_reset_streams(Some(20))
             .max_local_error_reset_streams(Some(1024));
-        let io = TokioIo::new(CountingIo::new(stream, activity));
-        let context = Arc::new(ConnContext {
-            shared: self.shared.clone(),
-            client: ClientConn::new(peer, false),
-        });
-        let service = service_fn(move |request| {
-            let context = context.clone();
-            async move { Ok::<_, Infallible>(handle(&context.shared, &context.client, request).await) }
-        });
+        // A client that stalls the handshake is cut like one that stalls its request head.
+        let handshake_timeout = proxy.header_read_timeout;
+        let shared = self.shared.clone();
         let watcher = graceful.watcher();
         async move {
-            let connection = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            let stream = match acceptor {
+                None => Some(ClientStream::Plain(stream)),
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => Some(ClientStream::Tls(Box::new(tls))),
+                        // Scanners, plain HTTP on the TLS port, clients that dislike the
+                        // certificate: routine on an internet-facing port, so debug only.
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, ?handshake_timeout, "TLS handshake timed out");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(stream) = stream {
+                let tls = matches!(stream, ClientStream::Tls(_));
+                let io = TokioIo::new(CountingIo::new(stream, activity));
+                let context = Arc::new(ConnContext {
+                    shared,
+                    client: ClientConn::new(peer, tls),
+                });
+                let service = service_fn(move |request| {
+                    let context = context.clone();
+                    async move {
+                        Ok::<_, Infallible>(handle(&context.shared, &context.client, request).await)
+                    }
+                });
+                let connection = builder.serve_connection_with_upgrades(io, service);
+                if let Err(e) = watcher.watch(connection).await {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
             }
             stats
                 .process

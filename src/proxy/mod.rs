@@ -1,4 +1,4 @@
-//! The proxy: client connections (HTTP/1.1 and h2c), and the request phases of `forward.rs`.
+//! The proxy: client connections (HTTP/1.1 and h2c, plain or TLS), and the request phases of `forward.rs`.
 //!
 //! `proxy/` owns sockets and speaks hyper; below it, routing and metrics see plain
 //! `http::Request`/`Response` values and snapshots.
@@ -10,6 +10,7 @@ mod forward;
 pub mod headers;
 mod listener;
 mod mirror;
+mod tls;
 mod upgrade;
 
 pub use body::ResponseBody;
@@ -17,3 +18,4 @@ pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
 pub use error::ProxyError;
 pub use forward::{handle, ClientConn, ProxyShared};
 pub use listener::{bind_listeners, spawn_workers, BoundListeners, RuntimeModel, WorkerSet};
+pub use tls::{load_server_config, ClientStream, TlsCerts, TlsError, ALPN_PROTOCOLS};

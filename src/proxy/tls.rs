@@ -1,0 +1,205 @@
+//! TLS termination: building the rustls server configuration from `[proxy.tls]`, the shared
+//! slot the workers read it from, and the client stream type that is either plain or TLS.
+//!
+//! The current [`ServerConfig`] lives in an [`ArcSwap`] ([`TlsCerts`]) shared by every worker:
+//! each TLS accept loads it once, so a reload that swaps in a new certificate affects only
+//! connections accepted afterwards, and never blocks or races an accept. The reloader builds
+//! the new configuration *before* it hands the new config to the control task, so a
+//! certificate or key that does not load (or a key that does not belong to the certificate)
+//! rejects the whole reload and the old certificate keeps serving.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use crate::config::TlsConfig;
+
+/// ALPN protocols offered, in server preference order: HTTP/2 first, then HTTP/1.1.
+pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Why a certificate chain and key could not be turned into a TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file could not be read or parsed as PEM.
+    #[error("cannot read TLS certificate chain {}: {source}", .path.display())]
+    Cert {
+        /// The certificate file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file held no `CERTIFICATE` block.
+    #[error("TLS certificate file {} holds no certificate", .0.display())]
+    NoCert(PathBuf),
+    /// The key file could not be read, or held no usable private key.
+    #[error("cannot read TLS private key {}: {source}", .path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the pair: unsupported key type, or a key that does not belong to the
+    /// certificate.
+    #[error("TLS certificate {} and key {} cannot be used together: {source}", .cert.display(), .key.display())]
+    Pair {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// Reads the certificate chain and key named by `tls` and builds the server configuration:
+/// TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, no client authentication.
+///
+/// Fails if either file does not parse or the key does not match the end-entity certificate
+/// (rustls compares the key's public half with the certificate's).
+pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = read_certs(&tls.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|source| TlsError::Key {
+        path: tls.key.clone(),
+        source,
+    })?;
+    let pair_error = |source| TlsError::Pair {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        source,
+    };
+    // The provider is named explicitly rather than taken from a process-wide default, so a
+    // second rustls user in the process (or a test's client) can never change what we serve.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(pair_error)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(pair_error)?;
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let cert_error = |source| TlsError::Cert {
+        path: path.to_path_buf(),
+        source,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(cert_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cert_error)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCert(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+/// The TLS configuration the workers accept with, swapped whole on a successful reload.
+#[derive(Debug)]
+pub struct TlsCerts {
+    current: ArcSwap<ServerConfig>,
+}
+
+impl TlsCerts {
+    /// A slot holding `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        TlsCerts {
+            current: ArcSwap::new(config),
+        }
+    }
+
+    /// The configuration for a new connection.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Serve new connections with `config` from now on (open ones keep theirs).
+    pub fn replace(&self, config: Arc<ServerConfig>) {
+        self.current.store(config);
+    }
+}
+
+/// A client connection's byte stream: plain TCP, or TLS after a completed handshake.
+///
+/// One concrete type lets plain and TLS connections share a single serving path (same hyper
+/// builder, same timers) without making it generic.
+pub enum ClientStream {
+    /// A plain TCP connection.
+    Plain(TcpStream),
+    /// A TLS connection; boxed because the rustls state is large and plain connections are
+    /// the common case.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
