@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::admin::{self, AdminContext};
 use crate::analysis::{self, AnalysisHandle};
 use crate::config::Config;
-use crate::control::{spawn_reload_triggers, Control, ControlHandle, Reloader};
+use crate::control::{spawn_reload_triggers, spawn_resolver, Control, ControlHandle, Reloader};
 use crate::metrics::MetricsRegistry;
 use crate::proxy::{
     bind_listeners, load_server_config, spawn_workers, ProxyShared, RuntimeModel, TlsCerts,
@@ -113,6 +113,10 @@ impl Server {
             runtime.block_on(Control::start(config, registry.clone(), prepared.views()));
         let config = handle.snapshot().config.clone();
         runtime.spawn(control.run());
+        {
+            let _entered = runtime.enter();
+            spawn_resolver(handle.clone());
+        }
         let analysis = {
             let _entered = runtime.enter();
             analysis::start(prepared, config, handle.clone(), registry.clone())

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, EndpointAddr};
 use crate::metrics::MetricsRegistry;
-use crate::routing::{BackendCache, Resolved, RolloutView, RoutingSnapshot};
+pub use crate::routing::Resolved;
+use crate::routing::{BackendCache, RolloutView, RoutingSnapshot};
 
 pub use reload::{spawn_reload_triggers, ReloadError, ReloadTrigger, Reloader};
 
@@ -28,6 +29,8 @@ pub enum ControlMsg {
         /// Told once the new snapshot is published.
         done: Option<oneshot::Sender<u64>>,
     },
+    /// Fresh DNS answers for the endpoint names of the current config.
+    Resolved(Resolved),
     /// A rollout decision: a route's new phase and weight.
     SetRollout {
         /// Route name.
@@ -73,6 +76,11 @@ impl ControlHandle {
             })
             .ok()?;
         rx.await.ok()
+    }
+
+    /// Hand fresh DNS answers to the control task (it republishes only if they changed).
+    pub fn resolved(&self, resolved: Resolved) {
+        let _ = self.tx.send(ControlMsg::Resolved(resolved));
     }
 
     /// Publish a route's new phase and weight.
@@ -165,6 +173,25 @@ impl Control {
                         let _ = done.send(self.generation);
                     }
                 }
+                ControlMsg::Resolved(resolved) => {
+                    // Answers for names the config no longer has are ignored; names it has keep
+                    // their last answer when this lookup found nothing (a DNS hiccup must not
+                    // empty a backend).
+                    let mut changed = false;
+                    for (endpoint, addrs) in resolved {
+                        let Some(current) = self.resolved.get_mut(&endpoint) else {
+                            continue;
+                        };
+                        if !addrs.is_empty() && *current != addrs {
+                            tracing::info!(%endpoint, ?addrs, "endpoint resolves to new addresses");
+                            *current = addrs;
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        self.publish();
+                    }
+                }
                 ControlMsg::SetRollout { route, view, done } => {
                     if self.config.routes.iter().any(|r| r.name == route) {
                         self.rollouts.insert(route, view);
@@ -210,6 +237,37 @@ impl Control {
         );
         self.snapshot.store(Arc::new(snapshot));
     }
+}
+
+/// How often endpoint names are looked up again.
+pub const RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Re-resolve the current config's endpoint names every [`RESOLVE_INTERVAL`] and hand the
+/// answers to the control task. Lookups run here, not in the control task, so a slow DNS server
+/// never delays a reload or a rollout decision.
+pub fn spawn_resolver(control: ControlHandle) {
+    tokio::spawn(async move {
+        let mut configs = control.config_updates();
+        let mut ticker = tokio::time::interval(RESOLVE_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let config = configs.borrow_and_update().clone();
+            let has_names = config.routes.iter().any(|r| {
+                std::iter::once(&r.primary)
+                    .chain(r.canary.as_ref().map(|c| &c.version))
+                    .flat_map(|v| &v.endpoints)
+                    .any(|e| e.host.parse::<std::net::IpAddr>().is_err())
+            });
+            if has_names {
+                control.resolved(resolve_all(&config).await);
+            }
+            if control.tx.is_closed() {
+                return;
+            }
+        }
+    });
 }
 
 /// Resolve every endpoint of every route; a name that does not resolve gets no address (its
