@@ -86,7 +86,6 @@ pub struct VersionMetrics {
     by_code_class: [AtomicU64; 5],
     upstream_errors: [AtomicU64; 3],
     client_gone: AtomicU64,
-    latency_micros_sum: AtomicU64,
     /// `canaryd_request_duration_seconds`: every request that ended with a status or an
     /// upstream error (not clients that went away, whose latency says nothing of the upstream).
     duration: DurationHistogram,
@@ -103,9 +102,8 @@ impl VersionMetrics {
         if let Outcome::UpstreamError(kind) = outcome {
             self.upstream_errors[kind.index()].fetch_add(1, Ordering::Relaxed);
         }
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_micros_sum.fetch_add(micros, Ordering::Relaxed);
         if outcome != Outcome::ClientGone {
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
             self.duration.observe_micros(micros);
         }
         match outcome.class() {
@@ -144,11 +142,6 @@ impl VersionMetrics {
     /// Requests whose client went away before the response completed.
     pub fn client_gone(&self) -> u64 {
         self.client_gone.load(Ordering::Relaxed)
-    }
-
-    /// Sum of all recorded latencies in microseconds.
-    pub fn latency_micros_sum(&self) -> u64 {
-        self.latency_micros_sum.load(Ordering::Relaxed)
     }
 
     /// The request-duration histogram (requests with a status or an upstream error).
