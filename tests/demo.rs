@@ -96,3 +96,52 @@ fn a_demo_that_cannot_run_exits_1_with_a_clear_message() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn keep_running_serves_the_status_page_after_the_outcome_until_interrupted() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--interval",
+            "300ms",
+        ])
+        .args(["--rps", "300", "--keep-running"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut admin = None;
+    let mut still_serving = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("status page  http://") {
+            admin = Some(url.trim_end_matches('/').to_owned());
+        }
+        if line.starts_with("Still serving") {
+            still_serving = true;
+            break;
+        }
+    }
+    assert!(still_serving, "the demo did not keep running");
+    let admin = admin.expect("the demo printed its status page address");
+    // The page answers after the outcome.
+    let mut s = std::net::TcpStream::connect(&admin).unwrap();
+    s.write_all(b"GET /api/v1/routes/shop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"Succeeded\""), "{answer}");
+    // Ctrl-C ends it, exit 0.
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -102,6 +102,9 @@ struct DemoArgs {
     /// Admin listen address (status page, /metrics, API)
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: std::net::SocketAddr,
+    /// After the outcome, keep the proxy, status page and load running until Ctrl-C
+    #[arg(long)]
+    keep_running: bool,
     /// Analysis interval (SPEC: 1s; shorter only to test the demo itself)
     #[arg(long, default_value = "1s", value_parser = parse_duration, hide = true)]
     interval: std::time::Duration,
@@ -139,6 +142,7 @@ pub fn main() -> ExitCode {
             listen: args.listen,
             admin: args.admin,
             interval: args.interval,
+            keep_running: args.keep_running,
         }),
         Command::Status { route, json, admin } => match admin.client() {
             Ok(client) => control::status(&client, route.as_deref(), json),

@@ -32,6 +32,8 @@ pub struct DemoOptions {
     pub admin: SocketAddr,
     /// Analysis interval (1 s; shorter only to test the demo itself).
     pub interval: Duration,
+    /// After the outcome, keep everything running until Ctrl-C (to look at the status page).
+    pub keep_running: bool,
 }
 
 /// The longest a demo may run before it gives up.
@@ -85,6 +87,10 @@ pub fn run(options: &DemoOptions) -> ExitCode {
     narrator.intro();
     let load = runtime.spawn(traffic::generate(proxy, options.rps));
     let outcome = runtime.block_on(narrator.follow(server.analysis().clone(), DEADLINE));
+    if outcome.is_ok() && options.keep_running {
+        println!("Still serving: status page http://{admin}/ — press Ctrl-C to stop.");
+        let _ = runtime.block_on(tokio::signal::ctrl_c());
+    }
     load.abort();
     std::thread::spawn(move || server.shutdown())
         .join()

@@ -96,7 +96,7 @@ impl Narrator {
                     println!();
                     println!("{outcome}");
                     println!(
-                        "({} after {:.1}s; the proxy stops now)",
+                        "({} after {:.1}s)",
                         status.phase,
                         self.started.elapsed().as_secs_f64()
                     );
