@@ -104,3 +104,29 @@ async fn invalid_framing_from_the_upstream_is_502_and_the_connection_is_not_reus
         3
     );
 }
+
+#[tokio::test]
+async fn an_endpoint_answering_5xx_in_a_row_is_ejected_and_the_others_take_its_traffic() {
+    let bad = Upstream::start("bad").await;
+    bad.fail_every.store(1, Ordering::SeqCst); // every answer is 500
+    let good = Upstream::start("good").await;
+    let toml = base_config("", "retries = 0")
+        + &format!(
+            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\", \"{}\"]\nload_balancing = \"round-robin\"\n",
+            bad.addr, good.addr
+        );
+    let proxy = Canaryd::start(&toml.replace("workers = 2", "workers = 1"));
+    let client = client();
+    // Round-robin alternates until the bad endpoint has failed FAILURES_TO_EJECT times in a row.
+    let mut errors = 0;
+    for _ in 0..2 * canaryd::upstream::FAILURES_TO_EJECT {
+        let (status, _, _) = get(&client, &proxy.url("/"), &[]).await;
+        errors += usize::from(status == 500);
+    }
+    assert_eq!(errors, canaryd::upstream::FAILURES_TO_EJECT as usize);
+    let bad_hits = bad.hits();
+    // Ejected: everything goes to the good endpoint for the back-off (5 s).
+    let counts = tally(&client, &proxy.url("/"), 30, &[]).await;
+    assert_eq!(counts.get("good"), Some(&30), "{counts:?}");
+    assert_eq!(bad.hits(), bad_hits);
+}

@@ -214,21 +214,31 @@ async fn forward(
     let mut last_error = ProxyError::NoEndpoint;
     loop {
         let endpoint = route.backend(target).pick(&mut pick).cloned();
-        let acquired = match endpoint {
-            Some(endpoint) => acquire(&endpoint, proxy.connect_timeout)
-                .await
-                .map_err(Some),
+        let acquired = match &endpoint {
+            Some(endpoint) => acquire(endpoint, proxy.connect_timeout).await.map_err(Some),
             None => Err(None),
         };
         match acquired {
             Ok(conn) => {
-                return send(proxy, conn, request)
-                    .await
+                let result = send(proxy, conn, request).await;
+                // Passive health: 5xx answers, timeouts and broken exchanges count against the
+                // endpoint; a client's broken body does not.
+                if let Some(endpoint) = &endpoint {
+                    match &result {
+                        Ok((response, _)) => endpoint.record(!response.status().is_server_error()),
+                        Err(ProxyError::BadRequestBody) => {}
+                        Err(_) => endpoint.record(false),
+                    }
+                }
+                return result
                     .map(|(response, conn)| (response, conn, target))
                     .map_err(|e| (e, target));
             }
             Err(error) => {
                 if let Some(error) = error {
+                    if let Some(endpoint) = &endpoint {
+                        endpoint.record(false);
+                    }
                     tracing::debug!(route = %route.name, error = %error, "connect failed");
                     last_error = ProxyError::Connect(error);
                     if retries_left > 0 {

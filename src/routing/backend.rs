@@ -53,36 +53,47 @@ impl Backend {
     }
 
     /// Pick an endpoint not yet tried by this request; `None` when every one has been tried.
+    /// Ejected endpoints are skipped, unless every untried endpoint is ejected: a backend never
+    /// ejects itself empty (like Envoy's panic threshold).
     pub fn pick(&self, pick: &mut EndpointPick) -> Option<&Arc<Endpoint>> {
-        let n = self.endpoints.len();
-        let index = match n {
-            0 => return None,
-            1 if pick.is_tried(0) => return None,
-            1 => 0,
-            _ => match self.load_balancing {
-                LoadBalancing::RoundRobin => self.round_robin(*pick)?,
-                LoadBalancing::P2c => self.power_of_two(*pick)?,
-            },
-        };
+        let index = self
+            .choose(*pick, true)
+            .or_else(|| self.choose(*pick, false))?;
         pick.mark(index);
         self.endpoints.get(index)
     }
 
-    fn round_robin(&self, pick: EndpointPick) -> Option<usize> {
-        let n = self.endpoints.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|i| (start + i) % n).find(|&i| !pick.is_tried(i))
+    fn choose(&self, pick: EndpointPick, healthy_only: bool) -> Option<usize> {
+        let usable = |i: usize| {
+            !pick.is_tried(i) && !(healthy_only && self.endpoints[i].health().is_ejected())
+        };
+        match self.endpoints.len() {
+            0 => None,
+            1 => usable(0).then_some(0),
+            _ => match self.load_balancing {
+                LoadBalancing::RoundRobin => self.round_robin(usable),
+                LoadBalancing::P2c => self.power_of_two(usable),
+            },
+        }
     }
 
-    fn power_of_two(&self, pick: EndpointPick) -> Option<usize> {
+    fn round_robin(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|i| (start + i) % n).find(|&i| usable(i))
+    }
+
+    fn power_of_two(&self, usable: impl Fn(usize) -> bool) -> Option<usize> {
         let n = self.endpoints.len();
         let mut rng = rand::rng();
         let a = rng.random_range(0..n);
         let b = (a + rng.random_range(1..n)) % n;
-        let candidates = [a, b].into_iter().filter(|&i| !pick.is_tried(i));
-        let best = candidates.min_by_key(|&i| self.endpoints[i].in_flight());
-        // Both random choices already tried (only on retries): fall back to the first untried.
-        best.or_else(|| (0..n).find(|&i| !pick.is_tried(i)))
+        let best = [a, b]
+            .into_iter()
+            .filter(|&i| usable(i))
+            .min_by_key(|&i| self.endpoints[i].in_flight());
+        // Both random choices unusable (tried or ejected): fall back to the first usable one.
+        best.or_else(|| (0..n).find(|&i| usable(i)))
     }
 }
 
@@ -112,6 +123,39 @@ mod tests {
         seen.sort();
         assert_eq!(seen, [1000, 1001, 1002]);
         assert!(b.pick(&mut pick).is_none());
+    }
+
+    #[test]
+    fn ejected_endpoints_are_skipped_but_never_all_of_them() {
+        use crate::upstream::FAILURES_TO_EJECT;
+        for lb in [LoadBalancing::RoundRobin, LoadBalancing::P2c] {
+            let b = backend(2, lb);
+            for _ in 0..FAILURES_TO_EJECT {
+                b.endpoints()[0].health().record_failure();
+            }
+            for _ in 0..50 {
+                let picked = b.pick(&mut EndpointPick::default()).unwrap();
+                assert_eq!(
+                    picked.addr().port(),
+                    1001,
+                    "{lb:?} picked an ejected endpoint"
+                );
+            }
+            // The other one ejected too: rather than no endpoint, both are used again.
+            for _ in 0..FAILURES_TO_EJECT {
+                b.endpoints()[1].health().record_failure();
+            }
+            assert!(b.pick(&mut EndpointPick::default()).is_some());
+            // A retry after the healthy one failed may still go to the ejected one.
+            let b = backend(2, lb);
+            for _ in 0..FAILURES_TO_EJECT {
+                b.endpoints()[0].health().record_failure();
+            }
+            let mut pick = EndpointPick::default();
+            assert_eq!(b.pick(&mut pick).unwrap().addr().port(), 1001);
+            assert_eq!(b.pick(&mut pick).unwrap().addr().port(), 1000);
+            assert!(b.pick(&mut pick).is_none());
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! One upstream address and its load (requests in flight).
+//! One upstream address, its load (requests in flight) and its passive health.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use super::health::{Health, HealthChange};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -13,6 +15,7 @@ pub struct Endpoint {
     id: u64,
     addr: SocketAddr,
     in_flight: AtomicUsize,
+    health: Health,
 }
 
 impl Endpoint {
@@ -22,6 +25,7 @@ impl Endpoint {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
             in_flight: AtomicUsize::new(0),
+            health: Health::default(),
         }
     }
 
@@ -33,6 +37,29 @@ impl Endpoint {
     /// Process-unique id, the key of this endpoint's idle connections.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Passive health: ejection after consecutive failures.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Record how a request to this endpoint went (for ejection), logging changes.
+    pub fn record(&self, ok: bool) {
+        let change = if ok {
+            self.health.record_success()
+        } else {
+            self.health.record_failure()
+        };
+        match change {
+            HealthChange::None => {}
+            HealthChange::Ejected(backoff) => {
+                tracing::warn!(endpoint = %self.addr, ?backoff, "endpoint ejected after consecutive failures")
+            }
+            HealthChange::Readmitted => {
+                tracing::info!(endpoint = %self.addr, "endpoint re-admitted")
+            }
+        }
     }
 
     /// Requests currently in flight to this endpoint (all workers).

@@ -6,9 +6,11 @@
 mod body;
 mod connect;
 mod endpoint;
+mod health;
 mod pool;
 mod send;
 
 pub use body::RequestBody;
 pub use endpoint::{Endpoint, InFlight};
+pub use health::{Health, HealthChange, BASE_EJECTION, FAILURES_TO_EJECT, MAX_EJECTION};
 pub use send::{acquire, AcquireError, Conn, SendError};
