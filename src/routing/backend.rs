@@ -65,7 +65,10 @@ impl Backend {
 
     fn choose(&self, pick: EndpointPick, healthy_only: bool) -> Option<usize> {
         let usable = |i: usize| {
-            !pick.is_tried(i) && !(healthy_only && self.endpoints[i].health().is_ejected())
+            if pick.is_tried(i) {
+                return false;
+            }
+            !healthy_only || !self.endpoints[i].health().is_ejected()
         };
         match self.endpoints.len() {
             0 => None,
