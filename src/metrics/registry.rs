@@ -36,8 +36,6 @@ impl MetricsRegistry {
 pub struct ProcessStats {
     /// Open client connections.
     pub active_connections: AtomicI64,
-    /// Requests that matched no route (404).
-    pub no_route: AtomicU64,
     /// Successful config reloads.
     pub reloads_success: AtomicU64,
     /// Rejected config reloads.
@@ -50,7 +48,6 @@ impl Default for ProcessStats {
     fn default() -> Self {
         ProcessStats {
             active_connections: AtomicI64::new(0),
-            no_route: AtomicU64::new(0),
             reloads_success: AtomicU64::new(0),
             reloads_failure: AtomicU64::new(0),
             last_reload_successful: AtomicBool::new(true),

@@ -81,11 +81,6 @@ pub async fn handle(
         )
         .cloned()
     else {
-        shared
-            .registry
-            .process
-            .no_route
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return error_response(&ProxyError::NoRoute);
     };
 
@@ -120,7 +115,12 @@ pub async fn handle(
         let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
         match mirror::read_small_body(body, limit).await {
             Ok(bytes) => {
-                mirror::spawn_copy(route.clone(), proxy, &parts, bytes.clone());
+                mirror::spawn_copy(
+                    route.clone(),
+                    snapshot.config.clone(),
+                    &parts,
+                    bytes.clone(),
+                );
                 RequestBody::Buffered((!bytes.is_empty()).then_some(bytes))
             }
             Err(_) => return closing(error_response(&ProxyError::BadRequestBody)),
@@ -269,7 +269,7 @@ async fn forward(
 
 /// Send on a connection; a stale pooled connection that closed before the request was written
 /// is replaced once by a fresh one to the same endpoint.
-async fn send(
+pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
     request: Request<RequestBody>,

@@ -15,10 +15,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::config::{MirrorConfig, ProxyConfig, Version};
+use super::forward::send;
+use crate::config::{Config, MirrorConfig, ProxyConfig, Version};
 use crate::metrics::{Outcome, UpstreamErrorKind};
 use crate::routing::{EndpointPick, Phase, Route};
-use crate::upstream::{acquire, RequestBody, SendError};
+use crate::upstream::{acquire, RequestBody};
 
 /// Whether this request should be copied to the canary, judged from its head alone.
 pub fn wants_copy(route: &Route, version: Version, parts: &Parts, body: &Incoming) -> bool {
@@ -67,58 +68,53 @@ pub async fn read_small_body(body: Incoming, limit: u64) -> Result<Bytes, BodyRe
 pub struct BodyReadError;
 
 /// Send a copy to the canary in the background and record its outcome for the canary.
-pub fn spawn_copy(route: Arc<Route>, proxy: &ProxyConfig, parts: &Parts, body: Bytes) {
+pub fn spawn_copy(route: Arc<Route>, config: Arc<Config>, parts: &Parts, body: Bytes) {
     let mut copy = Request::new(RequestBody::Buffered((!body.is_empty()).then_some(body)));
     *copy.method_mut() = parts.method.clone();
     *copy.uri_mut() = parts.uri.clone();
     *copy.version_mut() = parts.version;
     *copy.headers_mut() = parts.headers.clone();
-    let connect_timeout = proxy.connect_timeout;
-    let request_timeout = proxy.request_timeout;
     tokio::spawn(async move {
         let started = Instant::now();
-        let outcome = send_copy(&route, copy, connect_timeout, request_timeout).await;
+        let outcome = send_copy(&route, &config.proxy, copy).await;
         route
             .metrics
             .record(Version::Canary, outcome, started.elapsed());
     });
 }
 
-async fn send_copy(
-    route: &Route,
-    copy: Request<RequestBody>,
-    connect_timeout: std::time::Duration,
-    request_timeout: std::time::Duration,
-) -> Outcome {
+/// Connect and send like any request (`forward::send`, so a stale pooled connection is replaced
+/// rather than counted against the canary), then read the answer to the end and discard it,
+/// all within `request_timeout`.
+async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Request<RequestBody>) -> Outcome {
     let backend = route.backend(Version::Canary);
     let Some(endpoint) = backend.pick(&mut EndpointPick::default()).cloned() else {
         return Outcome::UpstreamError(UpstreamErrorKind::Connect);
     };
-    let Ok(mut conn) = acquire(&endpoint, connect_timeout).await else {
+    let Ok(conn) = acquire(&endpoint, proxy.connect_timeout).await else {
         return Outcome::UpstreamError(UpstreamErrorKind::Connect);
     };
     let exchange = async {
-        let response = match conn.send(copy).await {
-            Ok(response) => response,
-            Err(SendError::NotSent(_)) => {
-                return Outcome::UpstreamError(UpstreamErrorKind::Connect)
+        let (response, conn) = match send(proxy, conn, copy).await {
+            Ok(answer) => answer,
+            // A buffered copy has no client body to break, so every error has an outcome.
+            Err(e) => {
+                return e
+                    .outcome()
+                    .unwrap_or(Outcome::UpstreamError(UpstreamErrorKind::Reset))
             }
-            Err(SendError::Failed(_)) => return Outcome::UpstreamError(UpstreamErrorKind::Reset),
         };
         let status = response.status().as_u16();
-        // Read the answer to the end (and discard it) so the connection can be reused.
+        // Read the answer to the end so the connection can be reused.
         match response.into_body().collect().await {
-            Ok(_) => Outcome::Status(status),
+            Ok(_) => {
+                conn.release();
+                Outcome::Status(status)
+            }
             Err(_) => Outcome::UpstreamError(UpstreamErrorKind::Reset),
         }
     };
-    match tokio::time::timeout(request_timeout, exchange).await {
-        Ok(outcome) => {
-            if let Outcome::Status(_) = outcome {
-                conn.release();
-            }
-            outcome
-        }
-        Err(_) => Outcome::UpstreamError(UpstreamErrorKind::Timeout),
-    }
+    tokio::time::timeout(proxy.request_timeout, exchange)
+        .await
+        .unwrap_or(Outcome::UpstreamError(UpstreamErrorKind::Timeout))
 }
