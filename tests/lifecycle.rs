@@ -152,6 +152,46 @@ fn check_accepts_a_valid_file_and_rejects_an_invalid_one_with_file_line_col() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("canaryd "));
 }
 
+#[test]
+fn check_rejects_a_key_that_does_not_belong_to_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), a.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("a.key"), a.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("b.key"), b.signing_key.serialize_pem()).unwrap();
+    let config = |key: &str| {
+        format!(
+            "[proxy]\nlisten = [\"127.0.0.1:0\"]\n\n[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\n\
+             cert = \"tls.crt\"\nkey = \"{key}\"\n\n[[route]]\nname = \"a\"\n\
+             [route.primary]\nendpoints = [\"127.0.0.1:1\"]\n"
+        )
+    };
+    let good = write_named(dir.path(), "good.toml", &config("a.key"));
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let bad = write_named(dir.path(), "bad.toml", &config("b.key"));
+    for command in ["check", "run"] {
+        let out = Command::new(BIN)
+            .args([command, "-c"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{}:4:1:", bad.display())),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("cannot be used together"), "{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let up = Upstream::start("app").await;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::load_file;
+use crate::control::load_with_certificate;
 use crate::server::Server;
 
 /// canaryd: a reverse proxy that runs canary releases by itself.
@@ -168,8 +168,9 @@ fn route_command(arg: &RouteArg, command: &str) -> ExitCode {
 }
 
 fn check(file: &std::path::Path) -> ExitCode {
-    match load_file(file) {
-        Ok(config) => {
+    // Also loads the certificate and key, so a pair that `run` would refuse fails here first.
+    match load_with_certificate(file, true) {
+        Ok((config, _)) => {
             println!(
                 "{}: ok ({} route{})",
                 file.display(),
@@ -186,8 +187,9 @@ fn check(file: &std::path::Path) -> ExitCode {
 }
 
 fn run(file: &std::path::Path) -> ExitCode {
-    let config = match load_file(file) {
-        Ok(config) => config,
+    // The certificate is checked here for a positioned error; the server builds its own.
+    let config = match load_with_certificate(file, true) {
+        Ok((config, _)) => config,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::from(1);

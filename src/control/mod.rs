@@ -4,6 +4,7 @@
 //! each produces one new immutable [`RoutingSnapshot`], so a reload never overwrites a weight the
 //! analysis just set, nor the reverse.
 
+mod certificate;
 mod reload;
 
 use std::collections::{HashMap, HashSet};
@@ -17,6 +18,7 @@ use crate::metrics::MetricsRegistry;
 pub use crate::routing::Resolved;
 use crate::routing::{BackendCache, RolloutView, RoutingSnapshot};
 
+pub use certificate::load_with_certificate;
 pub use reload::{spawn_reload_triggers, ReloadError, ReloadTrigger, Reloader};
 
 /// A change to what the data plane reads.

@@ -9,9 +9,10 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::ControlHandle;
-use crate::config::{load_file, ConfigError};
+use super::certificate::load_with_certificate;
+use crate::config::ConfigError;
 use crate::metrics::MetricsRegistry;
-use crate::proxy::{load_server_config, TlsCerts};
+use crate::proxy::TlsCerts;
 
 /// Re-reads the config file and hands a valid one to the control task.
 #[derive(Debug, Clone)]
@@ -73,27 +74,12 @@ impl Reloader {
             if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
                 return Err(ConfigError::empty(&path));
             }
-            let config = load_file(&path)?;
             // Build the TLS configuration here, before the control task sees the new config:
             // a certificate or key that does not load, or a key that does not belong to the
             // certificate, rejects the whole reload (all or nothing, like any invalid value).
-            let tls = match (&config.proxy.tls, serving_tls) {
-                (Some(tls), true) => Some(load_server_config(tls).map_err(|e| {
-                    // Point at the `[proxy.tls]` table, as the other config errors point at
-                    // the value they are about.
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let offset = text.find("[proxy.tls]").unwrap_or(0);
-                    ConfigError::at(
-                        &path,
-                        &text,
-                        offset,
-                        format!("{e}; the running certificate is kept"),
-                    )
-                })?),
-                // TLS listeners are bound at start only: a `[proxy.tls]` added or removed by a
-                // reload takes effect at the next restart (like `listen`).
-                _ => None,
-            };
+            // TLS listeners are bound at start only: a `[proxy.tls]` added by a reload takes
+            // effect at the next restart (like `listen`), so only a serving proxy loads it.
+            let (config, tls) = load_with_certificate(&path, serving_tls)?;
             Ok((config, tls))
         })
         .await
