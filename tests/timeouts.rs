@@ -1,5 +1,6 @@
 //! Client-side timeouts: a slow request head is cut by `header_read_timeout`, while an idle
-//! keep-alive connection lives until `idle_timeout`.
+//! keep-alive connection lives until `idle_timeout` — HTTP/1.1 through hyper's timer, HTTP/2
+//! through the proxy's own stream-activity watch (hyper has no HTTP/2 idle timeout).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -96,4 +97,93 @@ async fn idle_keep_alive_outlives_header_timeout_until_idle_timeout() {
         "{closed_after:?}"
     );
     assert_eq!(up.hits(), 2);
+}
+
+/// An HTTP/2 (prior knowledge) client connection; the receiver resolves when the proxy closes it.
+async fn h2_connect(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::sync::oneshot::Receiver<Instant>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        let _ = closed_tx.send(Instant::now());
+    });
+    (sender, closed)
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+) -> u16 {
+    use http_body_util::BodyExt;
+    let request = http::Request::get("http://a/")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn idle_http2_connection_is_closed_after_idle_timeout() {
+    let up = Upstream::start("app").await;
+    let proxy = Canaryd::start(&config(&up));
+    let (mut sender, closed) = h2_connect(proxy.addr).await;
+    assert_eq!(h2_get(&mut sender).await, 200);
+    // Requests within idle_timeout of each other keep it open past idle_timeout.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(h2_get(&mut sender).await, 200);
+    }
+    let last = Instant::now();
+    let closed_at = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("HTTP/2 connection still open 5 s after its last stream")
+        .unwrap();
+    let idle = closed_at - last;
+    assert!(
+        idle > Duration::from_millis(1200) && idle < Duration::from_millis(2500),
+        "closed after {idle:?} idle"
+    );
+    assert_eq!(up.hits(), 4);
+}
+
+#[tokio::test]
+async fn an_open_http2_stream_keeps_its_connection_past_idle_timeout() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start("app").await;
+    let proxy = Canaryd::start(&config(&up));
+    let (mut sender, closed) = h2_connect(proxy.addr).await;
+    // The head and a first chunk come at once; the rest only when released, 2.5 s later —
+    // longer than idle_timeout (1.5 s) with no other stream on the connection.
+    let request = http::Request::get("http://a/gated")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let mut body = sender.send_request(request).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], b"first;");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    up.release.notify_one();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"rest");
+    let done = Instant::now();
+    let closed_at = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("HTTP/2 connection still open 5 s after its last stream")
+        .unwrap();
+    let idle = closed_at - done;
+    assert!(
+        idle > Duration::from_millis(1200) && idle < Duration::from_millis(2500),
+        "closed after {idle:?} idle"
+    );
 }

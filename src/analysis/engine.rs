@@ -336,6 +336,9 @@ impl Supervisor {
             window,
             window_started: Instant::now(),
         };
+        // Known to the admin API from the moment the engine (or the reload adding the route)
+        // returns, not only once the task first runs.
+        self.shared.set_status(task.rollout.status());
         tokio::spawn(task.run(rx, events));
         self.tasks.insert(route.name.clone(), tx);
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::ControlHandle;
 use super::certificate::load_with_certificate;
+use super::ControlHandle;
 use crate::config::ConfigError;
 use crate::metrics::MetricsRegistry;
 use crate::proxy::TlsCerts;

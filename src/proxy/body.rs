@@ -9,6 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::h2_idle::StreamGuard;
 use crate::config::Version;
 use crate::metrics::{Outcome, RouteMetrics, UpstreamErrorKind};
 use crate::upstream::Conn;
@@ -18,6 +19,8 @@ use crate::upstream::Conn;
 pub struct ResponseBody {
     inner: Inner,
     completion: Option<Completion>,
+    /// Keeps the HTTP/2 stream counted as open until the body is done (see `h2_idle.rs`).
+    stream: Option<StreamGuard>,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,7 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Upstream(body),
             completion: Some(completion),
+            stream: None,
         }
     }
 
@@ -66,7 +70,13 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Local(Some(Bytes::from_static(text.as_bytes()))),
             completion: None,
+            stream: None,
         }
+    }
+
+    /// Count the HTTP/2 stream this body answers as open until the body is dropped.
+    pub(super) fn hold_stream(&mut self, stream: StreamGuard) {
+        self.stream = Some(stream);
     }
 
     fn complete(&mut self, outcome: Outcome) {

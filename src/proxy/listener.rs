@@ -20,13 +20,14 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
+use super::drain::OpenConnections;
+use super::h2_idle::StreamActivity;
 use super::tls::{ClientStream, TlsCerts};
 use super::{handle, ClientConn, ProxyShared};
 
@@ -205,7 +206,7 @@ struct ConnContext {
 
 impl Worker {
     async fn serve(self, sockets: Vec<BoundSocket>) {
-        let graceful = Arc::new(GracefulShutdown::new());
+        let connections = Arc::new(OpenConnections::default());
         let mut accepting = tokio::task::JoinSet::new();
         for BoundSocket { socket, tls } in sockets {
             let tls = match (tls, &self.tls) {
@@ -219,7 +220,7 @@ impl Worker {
             };
             match TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    accepting.spawn(self.clone().accept_loop(listener, tls, graceful.clone()));
+                    accepting.spawn(self.clone().accept_loop(listener, tls, connections.clone()));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
@@ -228,11 +229,9 @@ impl Worker {
         let _ = shutdown.wait_for(|stop| *stop).await;
         while accepting.join_next().await.is_some() {}
         let drain = self.shared.snapshot.load().config.proxy.drain_timeout;
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            return;
-        };
-        let open = graceful.count();
-        if tokio::time::timeout(drain, graceful.shutdown())
+        // Every connection saw the same shutdown signal and is closing gracefully.
+        let open = connections.count();
+        if tokio::time::timeout(drain, connections.all_closed())
             .await
             .is_err()
         {
@@ -248,7 +247,7 @@ impl Worker {
         self,
         listener: TcpListener,
         tls: Option<Arc<TlsCerts>>,
-        graceful: Arc<GracefulShutdown>,
+        connections: Arc<OpenConnections>,
     ) {
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -267,7 +266,7 @@ impl Worker {
                 Ok((stream, peer)) => {
                     // Load the certificate per accept, so a reload reaches new connections.
                     let acceptor = tls.as_ref().map(|certs| TlsAcceptor::from(certs.current()));
-                    let conn = self.serve_connection(stream, peer, acceptor, &graceful);
+                    let conn = self.serve_connection(stream, peer, acceptor, &connections);
                     tokio::spawn(async move {
                         conn.await;
                         drop(permit);
@@ -287,7 +286,7 @@ impl Worker {
         stream: TcpStream,
         peer: SocketAddr,
         acceptor: Option<TlsAcceptor>,
-        graceful: &GracefulShutdown,
+        connections: &Arc<OpenConnections>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let _ = stream.set_nodelay(true);
         let stats = self.shared.registry.clone();
@@ -319,7 +318,9 @@ impl Worker {
         // A client that stalls the handshake is cut like one that stalls its request head.
         let handshake_timeout = proxy.header_read_timeout;
         let shared = self.shared.clone();
-        let watcher = graceful.watcher();
+        let open = connections.opened();
+        let idle_timeout = proxy.idle_timeout;
+        let mut shutdown = self.shutdown.clone();
         async move {
             let stream = match acceptor {
                 None => Some(ClientStream::Plain(stream)),
@@ -346,17 +347,49 @@ impl Worker {
                     shared,
                     client: ClientConn::new(peer, tls),
                 });
-                let service = service_fn(move |request| {
-                    let context = context.clone();
-                    async move {
-                        Ok::<_, Infallible>(handle(&context.shared, &context.client, request).await)
+                let streams = StreamActivity::new();
+                let service = service_fn({
+                    let streams = streams.clone();
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let context = context.clone();
+                        let stream = if request.version() == hyper::Version::HTTP_2 {
+                            Some(streams.stream_opened())
+                        } else {
+                            streams.saw_http1();
+                            None
+                        };
+                        async move {
+                            let mut response =
+                                handle(&context.shared, &context.client, request).await;
+                            if let Some(stream) = stream {
+                                response.body_mut().hold_stream(stream);
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
                     }
                 });
                 let connection = builder.serve_connection_with_upgrades(io, service);
-                if let Err(e) = watcher.watch(connection).await {
+                tokio::pin!(connection);
+                let mut closing = false;
+                let result = loop {
+                    tokio::select! {
+                        result = connection.as_mut() => break result,
+                        _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        () = streams.idle_for(idle_timeout), if !closing => {
+                            tracing::debug!(%peer, "closing idle HTTP/2 connection");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
                 }
             }
+            drop(open);
             stats
                 .process
                 .active_connections

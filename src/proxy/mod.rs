@@ -5,8 +5,10 @@
 
 mod body;
 mod conn_timer;
+mod drain;
 mod error;
 mod forward;
+mod h2_idle;
 pub mod headers;
 mod listener;
 mod mirror;
