@@ -21,6 +21,12 @@
 #                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1",
 #                      and BIN=/path/to/canaryd to compare two builds in one run
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
+#   MODE [http]        http: plain HTTP/1.1 with wrk (and "direct" as a reference);
+#                      https: every proxy terminates TLS with the same freshly made ECDSA P-256
+#                      certificate, HTTP/1.1 keep-alive with wrk (no "direct": the upstreams are plain);
+#                      h2: the same TLS listeners, HTTP/2 via ALPN, load from h2load (needs h2load,
+#                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection;
+#                      h2load reports no percentiles, so the latency column is the mean
 #
 # Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
 # rotated by one; and so on. The table shows per-target medians over the rounds.
@@ -46,17 +52,25 @@ EXTRA_CANARYD_ENV=${EXTRA_CANARYD_ENV:-}
 CANARYD_VARIANTS=${CANARYD_VARIANTS:-default}
 ANALYSIS=${ANALYSIS:-0}
 SPLIT_SAMPLES=${SPLIT_SAMPLES:-400}
+MODE=${MODE:-http}
+STREAMS=${STREAMS:-10}
 
 die() { echo "load.sh: $*" >&2; exit 1; }
 
 # ---- prerequisites (never installs anything) ----------------------------------------------------
 missing=()
-for tool in wrk haproxy nginx curl; do
+case $MODE in
+    http) tools=(wrk haproxy nginx curl) ;;
+    https) tools=(wrk haproxy nginx curl openssl) ;;
+    h2) tools=(h2load haproxy nginx curl openssl) ;;
+    *) die "MODE must be http, https or h2, not $MODE" ;;
+esac
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     echo "load.sh: missing required tool(s): ${missing[*]}" >&2
-    echo "load.sh: on Debian/Ubuntu: apt-get install -y wrk haproxy nginx-light curl" >&2
+    echo "load.sh: on Debian/Ubuntu: apt-get install -y wrk haproxy nginx-light curl openssl nghttp2-client" >&2
     exit 1
 fi
 if [[ $SKIP_CANARYD != 1 && ! -x $CANARYD_BIN ]]; then
@@ -75,6 +89,18 @@ else
 fi
 RUN=$RESULTS_DIR/run          # rendered configs, process logs, nginx prefixes, canaryd state
 mkdir -p "$RUN"
+
+# ---- TLS: one certificate for every proxy -----------------------------------------------------------
+SCHEME=http
+CURL_TLS=()
+if [[ $MODE != http ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>"$RUN/openssl.log" ||
+        { cat "$RUN/openssl.log" >&2; echo "load.sh: openssl could not make a certificate" >&2; exit 1; }
+    cat "$RUN/tls.crt" "$RUN/tls.key" >"$RUN/tls.pem"   # HAProxy wants both in one file
+    SCHEME=https
+    CURL_TLS=(-k)
+fi
 
 # ---- process bookkeeping and cleanup ----------------------------------------------------------------
 PIDS=()
@@ -149,7 +175,7 @@ wait_ready() {   # NAME URL
             tail -n 20 "$RUN/$name.log" >&2
             exit 1
         fi
-        curl -s -o /dev/null --max-time 1 "$url" && return 0
+        curl -s "${CURL_TLS[@]}" -o /dev/null --max-time 1 "$url" && return 0
         sleep 0.1
     done
     echo "load.sh: $name did not answer $url within 15s; last lines of $RUN/$name.log:" >&2
@@ -159,7 +185,7 @@ wait_ready() {   # NAME URL
 
 verify_body() {   # NAME URL: status 200 and exactly "hello world!\n"
     local name=$1 url=$2 got
-    got=$(curl -s -o "$RUN/body-$name" -w '%{http_code} %{size_download}' --max-time 5 "$url") || true
+    got=$(curl -s "${CURL_TLS[@]}" -o "$RUN/body-$name" -w '%{http_code} %{size_download}' --max-time 5 "$url") || true
     if [[ $got != "200 13" || $(od -An -c "$RUN/body-$name" | tr -s ' ') != " h e l l o w o r l d ! \n" ]]; then
         die "$name: expected 200 with the 13-byte body \"hello world!\\n\", got \"$got\": $(head -c 200 "$RUN/body-$name" 2>/dev/null)"
     fi
@@ -169,7 +195,7 @@ split_check() {   # NAME URL: observed share of responses from the canary upstre
     local name=$1 url=$2 urls=() i out canary primary other
     ((SPLIT_SAMPLES > 0)) || return 0
     for ((i = 0; i < SPLIT_SAMPLES; i++)); do urls+=("$url"); done
-    out=$(curl -s -o /dev/null -w '%header{x-upstream}\n' --max-time 30 "${urls[@]}") || true
+    out=$(curl -s "${CURL_TLS[@]}" -o /dev/null -w '%header{x-upstream}\n' --max-time 30 "${urls[@]}") || true
     canary=$(grep -cx canary <<<"$out" || true)
     primary=$(grep -cx primary <<<"$out" || true)
     other=$((SPLIT_SAMPLES - canary - primary))
@@ -204,19 +230,31 @@ declare -A URL    # target -> url
 
 alloc_port; HAPROXY_PORT=$REPLY
 mkdir -p "$RUN/haproxy"
+if [[ $MODE == http ]]; then BIND_TLS=; else BIND_TLS=" ssl crt $RUN/tls.pem alpn h2,http/1.1"; fi
 render "$TPL/haproxy.cfg.tmpl" "$RUN/haproxy/haproxy.cfg" PREFIX="$RUN/haproxy" \
-    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" BIND_TLS="$BIND_TLS"
 haproxy -c -q -f "$RUN/haproxy/haproxy.cfg" || die "haproxy rejected $RUN/haproxy/haproxy.cfg"
 start_proc haproxy haproxy -db -f "$RUN/haproxy/haproxy.cfg"
-TARGETS+=(haproxy); URL[haproxy]=http://127.0.0.1:$HAPROXY_PORT/
+TARGETS+=(haproxy); URL[haproxy]=$SCHEME://127.0.0.1:$HAPROXY_PORT/
 
 alloc_port; NGINX_PORT=$REPLY
 NG_PREFIX=$RUN/nginx-proxy
 mkdir -p "$NG_PREFIX"
+if [[ $MODE == http ]]; then
+    LISTEN_TLS=; NGINX_TLS=
+else
+    # nginx 1.22 syntax (1.25+ prefers "http2 on;", and still accepts this)
+    LISTEN_TLS=" ssl http2"
+    # nginx 1.22 leaves TLS 1.3 out of its default ssl_protocols: offer what the others offer
+    NGINX_TLS="ssl_certificate $RUN/tls.crt;
+        ssl_certificate_key $RUN/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;"
+fi
 render "$TPL/nginx-proxy.conf.tmpl" "$NG_PREFIX/nginx.conf" PREFIX="$NG_PREFIX" \
-    PROXY_PORT="$NGINX_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+    PROXY_PORT="$NGINX_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
+    LISTEN_TLS="$LISTEN_TLS" NGINX_TLS="$NGINX_TLS"
 start_proc nginx nginx -p "$NG_PREFIX" -e "$NG_PREFIX/error.log" -c "$NG_PREFIX/nginx.conf"
-TARGETS+=(nginx); URL[nginx]=http://127.0.0.1:$NGINX_PORT/
+TARGETS+=(nginx); URL[nginx]=$SCHEME://127.0.0.1:$NGINX_PORT/
 
 ANALYSIS_SPLIT='
 [route.analysis]
@@ -262,18 +300,28 @@ if [[ $SKIP_CANARYD != 1 ]]; then
         alloc_port; port=$REPLY
         alloc_port; admin=$REPLY
         mkdir -p "$RUN/$t"
+        TLS_SECTION=
+        url_port=$port
+        if [[ $MODE != http ]]; then
+            alloc_port; url_port=$REPLY
+            TLS_SECTION="[proxy.tls]
+listen = [\"127.0.0.1:$url_port\"]
+cert = \"$RUN/tls.crt\"
+key = \"$RUN/tls.key\""
+        fi
         render "$TPL/canaryd.toml.tmpl" "$RUN/$t/canaryd.toml" PREFIX="$RUN/$t" PROXY_PORT="$port" \
             ADMIN_PORT="$admin" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-            CANARY_SPLIT="$CANARY_SPLIT"
+            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$TLS_SECTION"
         printf '%s\n' "${extra_env[@]}" "${venv[@]}" | sed '/^$/d' >"$RUN/$t/env"
         [[ -x $vbin ]] || die "variant $vname: no executable canaryd at $vbin"
         start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$vbin" run -c "$RUN/$t/canaryd.toml"
-        TARGETS+=("$t"); URL[$t]=http://127.0.0.1:$port/
+        TARGETS+=("$t"); URL[$t]=$SCHEME://127.0.0.1:$url_port/
         CANARYD_TARGETS+=("$t")
     done
 fi
 
-TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT/
+# The upstreams speak plain HTTP only: "direct" is a reference for the plain mode.
+[[ $MODE == http ]] && { TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT/; }
 
 echo "== readiness and correctness"
 for t in "${TARGETS[@]}"; do
@@ -289,11 +337,21 @@ done
 {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+    if [[ $MODE == h2 ]]; then
+        echo "h2load: $(h2load --version 2>&1 | head -1)"
+    else
+        echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+    fi
+    if [[ $MODE != http ]]; then
+        echo "tls: ECDSA P-256 self-signed; negotiated per target (curl, HTTP/1.1 and h2):"
+        for t in "${TARGETS[@]}"; do
+            echo "  $t: $(curl -skv --http1.1 -o /dev/null "${URL[$t]}" 2>&1 | grep -o 'SSL connection using.*' | head -1) / $(curl -sk --http2 -o /dev/null -w 'HTTP/%{http_version}' "${URL[$t]}")"
+        done
+    fi
     echo "haproxy: $(haproxy -v | head -1)"
     echo "nginx: $(nginx -v 2>&1)"
     [[ $SKIP_CANARYD == 1 ]] || echo "canaryd: $CANARYD_BIN ($("$CANARYD_BIN" --version 2>&1 | head -1 || true))"
-    echo "params: CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS"
+    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS$([[ $MODE == h2 ]] && echo " STREAMS=$STREAMS")"
     echo "canaryd variants: ${CANARYD_TARGETS[*]:-none}; EXTRA_CANARYD_ENV=$EXTRA_CANARYD_ENV"
     for t in "${TARGETS[@]}"; do echo "target $t ${URL[$t]}"; done
 } >"$RESULTS_DIR/meta.txt"
@@ -315,12 +373,33 @@ parse() {
     ' "$1"
 }
 
+# h2load's summary -> the same "rps latency_ms errors non2xx requests" (latency: the mean)
+parse_h2load() {
+    awk '
+        /^finished in/ { rps = $4 }
+        /^requests:/ { reqs = $8; err = $10 + $12 + $14 }
+        /^status codes:/ { ok = $3 }
+        /^time for request:/ {
+            v = $6; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+            lat = v * (unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : -1)
+        }
+        END { printf "%s %s %d %d %d\n", (rps == "" ? "NaN" : rps), (lat == "" ? "NaN" : lat), err, reqs - ok, reqs }
+    ' "$1"
+}
+[[ $MODE == h2 ]] && parse() { parse_h2load "$1"; }
+LAT=p99
+[[ $MODE == h2 ]] && LAT=mean
+
 ERRORS=0
 run_wrk() {   # TARGET OUTFILE DURATION
     local t=$1 out=$2 d=$3 pid
     # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
     # and bash ignores a SIGINT that a foreground child handled)
-    wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
+    if [[ $MODE == h2 ]]; then
+        h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${URL[$t]}" >"$out" 2>&1 &
+    else
+        wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
+    fi
     WRK_PID=$!
     if ! wait "$WRK_PID"; then
         echo "  !!!! wrk against $t exited with an error, see $out" >&2
@@ -351,7 +430,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         run_wrk "$t" "$out" "$DURATION"
         read -r rps p99 se n2 reqs <<<"$(parse "$out")"
         printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" >>"$SUMMARY"
-        printf '  %-18s %12s req/s   p99 %9s ms   socket errors %s   non-2xx %s\n' "$t" "$rps" "$p99" "$se" "$n2"
+        printf '  %-18s %12s req/s   %s %9s ms   socket errors %s   non-2xx %s\n' "$t" "$rps" "$LAT" "$p99" "$se" "$n2"
         if [[ $rps == NaN || $p99 == NaN ]] || ((se + n2 > 0 || reqs == 0)); then
             echo "  !!!! $t round $((r + 1)): $se socket errors, $n2 non-2xx responses, $reqs requests — see $out" >&2
             ERRORS=$((ERRORS + 1))
@@ -370,8 +449,8 @@ total_errors() {
 
 declare -A MRPS MP99
 echo
-echo "== results: median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
-printf '%-18s %14s %12s %10s\n' target "req/s" "p99 (ms)" errors
+echo "== results ($MODE): median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
+printf '%-18s %14s %12s %10s\n' target "req/s" "$LAT (ms)" errors
 for t in "${TARGETS[@]}"; do
     MRPS[$t]=$(median "$t" 3)
     MP99[$t]=$(median "$t" 4)
@@ -383,11 +462,11 @@ if ((${#CANARYD_TARGETS[@]})); then
     for c in "${CANARYD_TARGETS[@]}"; do
         for ref in haproxy nginx; do
             awk -v c="$c" -v ref="$ref" -v cr="${MRPS[$c]}" -v rr="${MRPS[$ref]}" \
-                -v cp="${MP99[$c]}" -v rp="${MP99[$ref]}" 'BEGIN {
+                -v cp="${MP99[$c]}" -v rp="${MP99[$ref]}" -v lat="$LAT" 'BEGIN {
                     tr = rr > 0 ? cr / rr : 0; pr = rp > 0 ? cp / rp : 0
                     gt = ref == "haproxy" ? 1.0 : 1.2
-                    printf "%-26s throughput %6.3fx (goal >= %.1f: %-4s)   p99 %6.3fx", \
-                        c "/" ref ":", tr, gt, (tr >= gt ? "ok" : "MISS"), pr
+                    printf "%-26s throughput %6.3fx (goal >= %.1f: %-4s)   %s %6.3fx", \
+                        c "/" ref ":", tr, gt, (tr >= gt ? "ok" : "MISS"), lat, pr
                     if (ref == "haproxy") printf " (goal <= 1.0: %s)", (pr <= 1.0 ? "ok" : "MISS")
                     printf "\n"
                 }'

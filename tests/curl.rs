@@ -1,4 +1,5 @@
-//! A real outside client: curl over HTTP/1.1 and h2c (prior knowledge) through canaryd.
+//! A real outside client: curl over HTTP/1.1, h2c (prior knowledge), and HTTP/2 over TLS (ALPN)
+//! through canaryd.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,4 +60,65 @@ async fn curl_http1_and_h2c_prior_knowledge_through_the_proxy() {
     let seen = canary.last_seen();
     assert_eq!(seen.uri, "/hello");
     assert!(seen.headers.contains_key("host"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs curl"]
+async fn curl_http2_over_tls_through_the_proxy() {
+    let up = Upstream::start("app").await;
+    let certs = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = certs.path().join("cert.pem");
+    let key = certs.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let toml = base_config("", &tls)
+        + &format!(
+            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
+            up.addr
+        );
+    let proxy = Canaryd::start(&toml);
+    let port = proxy.server().tls_addrs()[0].port();
+    let (out, _) = tokio::task::spawn_blocking(move || {
+        curl(&[
+            "--http2",
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--resolve",
+            &format!("localhost:{port}:127.0.0.1"),
+            "-i",
+            // Allowed in HTTP/2, but hop-by-hop: it must not reach the upstream.
+            "-H",
+            "te: trailers",
+            &format!("https://localhost:{port}/secure?q=1"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert!(out.ends_with("app"), "{out}");
+    assert_eq!(up.hits(), 1);
+    let seen = up.last_seen();
+    assert_eq!(seen.uri, "/secure?q=1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "https", "{seen:?}");
+    let hosts: Vec<_> = seen.headers.get_all("host").iter().collect();
+    assert_eq!(hosts, [format!("localhost:{port}").as_str()], "{seen:?}");
+    for hop in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        assert!(
+            !seen.headers.contains_key(hop),
+            "{hop} reached the upstream: {seen:?}"
+        );
+    }
 }

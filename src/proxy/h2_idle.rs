@@ -10,12 +10,18 @@
 //! A connection that has carried an HTTP/1 request is left to hyper's HTTP/1 timer. One that has
 //! carried no request at all is judged here like an idle HTTP/2 one: either way it has been
 //! silent for `idle_timeout`.
+//!
+//! The same guard notices a stream the client cancels before its response head and spends the
+//! connection's [`CancelBudget`]; a connection over budget is closed (paced rapid reset).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::cancel_budget::CancelBudget;
 
 /// What the streams of one client connection are doing.
 #[derive(Debug)]
@@ -25,6 +31,8 @@ pub struct StreamActivity {
     /// Milliseconds after `epoch` when the last stream opened or finished.
     last_change_ms: AtomicU64,
     http1: AtomicBool,
+    cancels: CancelBudget,
+    over_cancel_budget: Notify,
 }
 
 impl StreamActivity {
@@ -35,6 +43,8 @@ impl StreamActivity {
             open: AtomicUsize::new(0),
             last_change_ms: AtomicU64::new(0),
             http1: AtomicBool::new(false),
+            cancels: CancelBudget::new(),
+            over_cancel_budget: Notify::new(),
         })
     }
 
@@ -42,7 +52,10 @@ impl StreamActivity {
     pub fn stream_opened(self: &Arc<Self>) -> StreamGuard {
         self.open.fetch_add(1, Ordering::Relaxed);
         self.stamp();
-        StreamGuard(self.clone())
+        StreamGuard {
+            activity: self.clone(),
+            answered: false,
+        }
     }
 
     /// The connection speaks HTTP/1, whose idle time hyper's timer already bounds.
@@ -77,16 +90,37 @@ impl StreamActivity {
             tokio::time::sleep_until(deadline).await;
         }
     }
+
+    /// Resolves once the client has cancelled more requests than its budget allows.
+    pub async fn over_cancel_budget(&self) {
+        self.over_cancel_budget.notified().await;
+    }
 }
 
-/// One open HTTP/2 stream; dropping it marks the stream finished.
+/// One open HTTP/2 stream; dropping it marks the stream finished, and dropping it before
+/// [`StreamGuard::answered`] counts a cancelled request.
 #[derive(Debug)]
-pub struct StreamGuard(Arc<StreamActivity>);
+pub struct StreamGuard {
+    activity: Arc<StreamActivity>,
+    answered: bool,
+}
+
+impl StreamGuard {
+    /// The response head is ready: from here on the stream is not a cancelled request.
+    pub fn answered(&mut self) {
+        self.answered = true;
+    }
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-        self.0.stamp();
+        let activity = &self.activity;
+        activity.open.fetch_sub(1, Ordering::Relaxed);
+        activity.stamp();
+        if !self.answered && !activity.cancels.spend() {
+            // notify_one keeps the permit if the connection's select loop is not waiting yet.
+            activity.over_cancel_budget.notify_one();
+        }
     }
 }
 
@@ -121,6 +155,30 @@ mod tests {
         let started = Instant::now();
         activity.idle_for(Duration::from_secs(5)).await;
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_dropped_before_their_answer_spend_the_cancel_budget() {
+        let activity = StreamActivity::new();
+        for _ in 0..CancelBudget::BURST {
+            let mut answered = activity.stream_opened();
+            answered.answered();
+            drop(answered);
+            drop(activity.stream_opened());
+        }
+        // BURST cancellations spent, none of the answered streams counted: the next one is over.
+        let over = activity.over_cancel_budget();
+        tokio::pin!(over);
+        assert!(futures_poll_once(over.as_mut()).is_pending());
+        drop(activity.stream_opened());
+        over.await;
+    }
+
+    fn futures_poll_once<F: std::future::Future>(
+        future: std::pin::Pin<&mut F>,
+    ) -> std::task::Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        future.poll(&mut std::task::Context::from_waker(waker))
     }
 
     #[tokio::test(start_paused = true)]

@@ -359,9 +359,12 @@ impl Worker {
                             None
                         };
                         async move {
+                            // Dropped with this future if the client cancels the stream first.
+                            let mut stream = stream;
                             let mut response =
                                 handle(&context.shared, &context.client, request).await;
-                            if let Some(stream) = stream {
+                            if let Some(mut stream) = stream.take() {
+                                stream.answered();
                                 response.body_mut().hold_stream(stream);
                             }
                             Ok::<_, Infallible>(response)
@@ -377,6 +380,10 @@ impl Worker {
                         _ = shutdown.wait_for(|stop| *stop), if !closing => {
                             connection.as_mut().graceful_shutdown();
                             closing = true;
+                        }
+                        () = streams.over_cancel_budget() => {
+                            tracing::warn!(%peer, "closing a client connection that cancelled too many requests");
+                            break Ok(());
                         }
                         () = streams.idle_for(idle_timeout), if !closing => {
                             tracing::debug!(%peer, "closing idle HTTP/2 connection");

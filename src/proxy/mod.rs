@@ -4,6 +4,7 @@
 //! `http::Request`/`Response` values and snapshots.
 
 mod body;
+mod cancel_budget;
 mod conn_timer;
 mod drain;
 mod error;
