@@ -13,6 +13,7 @@ pub mod headers;
 mod listener;
 mod mirror;
 mod tls;
+mod tls_sni;
 mod upgrade;
 
 pub use body::ResponseBody;
