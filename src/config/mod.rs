@@ -5,6 +5,7 @@ mod analysis;
 mod error;
 mod raw;
 mod routes;
+mod tls;
 mod traffic;
 mod types;
 mod validate;

@@ -95,6 +95,19 @@ pub(crate) struct RawTls {
     pub listen: Spanned<Vec<Spanned<String>>>,
     pub cert: Spanned<String>,
     pub key: Spanned<String>,
+    /// `[[proxy.tls.sni]]`: extra certificates chosen by the client's SNI (an extension of
+    /// SPEC section 2, which has only the one pair above).
+    #[serde(default)]
+    pub sni: Vec<Spanned<RawSni>>,
+}
+
+/// `[[proxy.tls.sni]]`: a certificate/key pair and the host names it is served for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSni {
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 fn default_tls_listen() -> Spanned<Vec<Spanned<String>>> {

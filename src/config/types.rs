@@ -73,6 +73,27 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key, resolved relative to the config file.
     pub key: PathBuf,
+    /// `[[proxy.tls.sni]]`, in file order: certificates chosen by the client's SNI. `cert` and
+    /// `key` above are the default, served when no entry matches (or the client sends no SNI).
+    pub sni: Vec<SniCertConfig>,
+    /// Byte offset of the `[proxy.tls]` table in the configuration file: where a default pair
+    /// that passes validation but does not load (a key not belonging to its certificate) is
+    /// reported.
+    pub offset: usize,
+}
+
+/// One `[[proxy.tls.sni]]` entry (an extension of SPEC section 2).
+#[derive(Debug, Clone)]
+pub struct SniCertConfig {
+    /// Exact names and `*.` wildcards, lower-cased; no name appears in two entries.
+    pub hosts: Vec<HostPattern>,
+    /// PEM certificate chain, resolved relative to the config file.
+    pub cert: PathBuf,
+    /// PEM private key, resolved relative to the config file.
+    pub key: PathBuf,
+    /// Byte offset of this entry's `[[proxy.tls.sni]]` header in the configuration file, where
+    /// a pair that does not load is reported.
+    pub offset: usize,
 }
 
 /// `[admin]`.
@@ -154,12 +175,22 @@ pub struct RouteConfig {
 }
 
 /// A `hosts` entry, lower-cased.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostPattern {
     /// `shop.example.com`.
     Exact(String),
     /// `*.example.com`, stored as the suffix `.example.com`.
     Wildcard(String),
+}
+
+impl std::fmt::Display for HostPattern {
+    /// As written in the file (lower-cased): `shop.example.com`, `*.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(name) => f.write_str(name),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
 }
 
 /// `[route.primary]` (and the shared part of `[route.canary]`).

@@ -1,7 +1,7 @@
 //! Turns the raw TOML structures into a validated [`Config`]: every rule of SPEC section 2
-//! for the global sections (`[proxy]`, `[proxy.tls]`, `[admin]`, `[state]`, `[log]`), the
-//! entry points [`parse_str`] and [`load_file`], and the small checkers shared with the
-//! route rules in `routes.rs`.
+//! for the global sections (`[proxy]`, `[admin]`, `[state]`, `[log]`; `[proxy.tls]` in
+//! `tls.rs`), the entry points [`parse_str`] and [`load_file`], and the small checkers shared
+//! with the route rules in `routes.rs` and `tls.rs`.
 //!
 //! Every section and every route is validated independently and all broken rules are
 //! collected; the one earliest in the file is reported, so fixing errors top to bottom works.
@@ -16,11 +16,10 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::error::{ConfigError, Issue};
-use super::raw::{RawAdmin, RawConfig, RawLog, RawProxy, RawState, RawTls};
+use super::raw::{RawAdmin, RawConfig, RawLog, RawProxy, RawState};
 use super::routes;
-use super::types::{
-    AdminConfig, Config, LogConfig, LogFormat, ProxyConfig, StateConfig, TlsConfig,
-};
+use super::tls::tls_config;
+use super::types::{AdminConfig, Config, LogConfig, LogFormat, ProxyConfig, StateConfig};
 
 /// Result of one rule check: the value, or where and why it is wrong.
 pub(crate) type Checked<T> = Result<T, Issue>;
@@ -30,9 +29,9 @@ const MIN_HEADER_BYTES: i64 = 8192;
 
 /// Reads and validates the configuration file at `path`.
 ///
-/// Relative paths inside it (`proxy.tls.cert`, `proxy.tls.key`, `admin.token_file`,
-/// `state.path`) are resolved against the file's directory, and the TLS files are read to
-/// check they hold PEM data.
+/// Relative paths inside it (`proxy.tls.cert`, `proxy.tls.key`, those of `[[proxy.tls.sni]]`,
+/// `admin.token_file`, `state.path`) are resolved against the file's directory, and the TLS
+/// files are read to check they hold PEM data.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
@@ -181,7 +180,10 @@ pub(crate) fn socket_addr(value: &Spanned<String>, key: &str) -> Checked<SocketA
 }
 
 /// A non-empty list of listen addresses.
-fn listen_list(list: &Spanned<Vec<Spanned<String>>>, key: &str) -> Checked<Vec<SocketAddr>> {
+pub(crate) fn listen_list(
+    list: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+) -> Checked<Vec<SocketAddr>> {
     if list.get_ref().is_empty() {
         return Err(Issue::new(
             list.span(),
@@ -205,7 +207,7 @@ pub(crate) fn header_name(value: &Spanned<String>, what: &str) -> Checked<Header
 }
 
 /// A path from the file, resolved against the config file's directory when relative.
-fn resolve(base: &Path, path: &str) -> PathBuf {
+pub(crate) fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
         p.to_path_buf()
@@ -291,53 +293,6 @@ fn trusted_proxy(value: &Spanned<String>) -> Checked<IpNet> {
             value.get_ref()
         ),
     ))
-}
-
-fn tls_config(raw: &Spanned<RawTls>, base: &Path) -> Checked<TlsConfig> {
-    let tls = raw.get_ref();
-    let listen = listen_list(&tls.listen, "proxy.tls.listen")?;
-    let cert = resolve(base, tls.cert.get_ref());
-    let key = resolve(base, tls.key.get_ref());
-    // Only the PEM framing is checked here; that the key belongs to the certificate is
-    // checked when the TLS acceptor is built from them.
-    pem_file(&tls.cert, &cert, "certificate", |line| {
-        line == "-----BEGIN CERTIFICATE-----"
-    })?;
-    pem_file(&tls.key, &key, "private key", |line| {
-        line.starts_with("-----BEGIN ") && line.ends_with("PRIVATE KEY-----")
-    })?;
-    Ok(TlsConfig { listen, cert, key })
-}
-
-/// Reads a PEM file and checks it has a block whose BEGIN line satisfies `is_begin`.
-fn pem_file(
-    value: &Spanned<String>,
-    path: &Path,
-    what: &str,
-    is_begin: impl Fn(&str) -> bool,
-) -> Checked<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Issue::new(
-            value.span(),
-            format!("cannot read TLS {what} {}: {e}", path.display()),
-        )
-    })?;
-    if text.lines().any(|l| is_begin(l.trim())) {
-        Ok(())
-    } else {
-        Err(Issue::new(
-            value.span(),
-            format!(
-                "TLS {what} {} holds no PEM {} block",
-                path.display(),
-                if what == "certificate" {
-                    "CERTIFICATE"
-                } else {
-                    "PRIVATE KEY"
-                }
-            ),
-        ))
-    }
 }
 
 fn admin_config(raw: &RawAdmin, base: &Path) -> Checked<AdminConfig> {

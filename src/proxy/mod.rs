@@ -14,6 +14,7 @@ pub mod headers;
 mod listener;
 mod mirror;
 mod tls;
+mod tls_sni;
 mod upgrade;
 
 pub use body::ResponseBody;

@@ -1,12 +1,14 @@
-//! TLS termination: building the rustls server configuration from `[proxy.tls]`, the shared
-//! slot the workers read it from, and the client stream type that is either plain or TLS.
+//! TLS termination: building the rustls server configuration from `[proxy.tls]` (the default
+//! certificate) and its `[[proxy.tls.sni]]` entries, the shared slot the workers read it from,
+//! and the client stream type that is either plain or TLS.
 //!
 //! The current [`ServerConfig`] lives in an [`ArcSwap`] ([`TlsCerts`]) shared by every worker:
-//! each TLS accept loads it once, so a reload that swaps in a new certificate affects only
-//! connections accepted afterwards, and never blocks or races an accept. The reloader builds
-//! the new configuration *before* it hands the new config to the control task, so a
-//! certificate or key that does not load (or a key that does not belong to the certificate)
-//! rejects the whole reload and the old certificate keeps serving.
+//! each TLS accept loads it once, so a reload that swaps in new certificates affects only
+//! connections accepted afterwards, and never blocks or races an accept. Every certificate of
+//! a configuration sits in one [`SniResolver`] inside that `ServerConfig`, so they are swapped
+//! together. The reloader builds the new configuration *before* it hands the new config to the
+//! control task, so any certificate or key that does not load (or a key that does not belong
+//! to its certificate) rejects the whole reload and the old set keeps serving.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,14 +17,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::config::TlsConfig;
+use super::tls_sni::SniResolver;
+use crate::config::{HostPattern, TlsConfig};
 
 /// ALPN protocols offered, in server preference order: HTTP/2 first, then HTTP/1.1.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -63,35 +68,88 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// rustls refused the protocol versions (cannot happen with the aws-lc-rs provider).
+    #[error("TLS 1.2 and 1.3 are not available: {0}")]
+    Versions(#[source] rustls::Error),
+    /// The pair of a `[[proxy.tls.sni]]` entry did not load.
+    #[error("`[[proxy.tls.sni]]` entry {} (hosts {hosts}): {source}", .index + 1)]
+    Sni {
+        /// 0-based index of the entry in `[proxy.tls]` `sni`.
+        index: usize,
+        /// The entry's hosts, for the message.
+        hosts: String,
+        /// Why its pair did not load.
+        #[source]
+        source: Box<TlsError>,
+    },
 }
 
-/// Reads the certificate chain and key named by `tls` and builds the server configuration:
-/// TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, no client authentication.
+impl TlsError {
+    /// The `[[proxy.tls.sni]]` entry (0-based) whose pair failed; `None` for the default pair.
+    pub fn sni_entry(&self) -> Option<usize> {
+        match self {
+            TlsError::Sni { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+/// Reads every certificate chain and key named by `tls` (the default pair and each
+/// `[[proxy.tls.sni]]` entry) and builds the server configuration: certificates chosen by SNI
+/// ([`SniResolver`]), TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, no client
+/// authentication.
 ///
-/// Fails if either file does not parse or the key does not match the end-entity certificate
-/// (rustls compares the key's public half with the certificate's).
+/// Fails on the first pair that does not parse or whose key does not match its end-entity
+/// certificate (rustls compares the key's public half with the certificate's); nothing is
+/// half-built, so the caller keeps serving its previous configuration.
 pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = read_certs(&tls.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|source| TlsError::Key {
-        path: tls.key.clone(),
-        source,
-    })?;
-    let pair_error = |source| TlsError::Pair {
-        cert: tls.cert.clone(),
-        key: tls.key.clone(),
-        source,
-    };
     // The provider is named explicitly rather than taken from a process-wide default, so a
     // second rustls user in the process (or a test's client) can never change what we serve.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut resolver = SniResolver::new(load_pair(&tls.cert, &tls.key, &provider)?);
+    for (index, entry) in tls.sni.iter().enumerate() {
+        let key =
+            load_pair(&entry.cert, &entry.key, &provider).map_err(|source| TlsError::Sni {
+                index,
+                hosts: hosts_text(&entry.hosts),
+                source: Box::new(source),
+            })?;
+        resolver.add(&entry.hosts, &key);
+    }
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(pair_error)?
+        .map_err(TlsError::Versions)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(pair_error)?;
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// One certificate chain and its key, loaded by `provider` and checked to belong together
+/// (the same check rustls' `with_single_cert` makes).
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let certs = read_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_path_buf(),
+        source,
+    })?;
+    let certified =
+        CertifiedKey::from_der(certs, key_der, provider).map_err(|source| TlsError::Pair {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            source,
+        })?;
+    Ok(Arc::new(certified))
+}
+
+/// `a.example.com, *.example.com`: an entry's hosts for a message.
+fn hosts_text(hosts: &[HostPattern]) -> String {
+    let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    names.join(", ")
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
