@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the request path's pure pieces: finding the route, choosing the
-//! version, picking an endpoint, rewriting headers, recording an outcome.
+//! version, picking an endpoint, rewriting headers, recording an outcome; and, off the request
+//! path, asking the retry budget after a connect failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -195,6 +196,15 @@ fn outcome(c: &mut Criterion) {
                 black_box(Outcome::Status(200)),
                 Duration::from_micros(850),
             )
+        })
+    });
+    // Not on the request path: only a request whose connect failed asks the budget.
+    let budget = canaryd::config::RetryBudgetConfig::default();
+    let failing = registry.route("failing");
+    c.bench_function("ask the retry budget (retry path only)", |b| {
+        b.iter(|| {
+            failing.record(Version::Primary, Outcome::Status(502), Duration::ZERO);
+            black_box(failing.try_retry(Version::Primary, &budget))
         })
     });
 }

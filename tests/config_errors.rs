@@ -323,6 +323,40 @@ fn small_max_header_bytes() {
 }
 
 #[test]
+fn retry_budget_out_of_range() {
+    assert_error(
+        "[proxy]\nretries = 2\nretry_budget_percent = 101\n",
+        3,
+        24,
+        "`retry_budget_percent` must be in 0..=100, got 101",
+    );
+    assert_error(
+        "[proxy]\nretry_budget_min_per_second = -1\n",
+        2,
+        31,
+        "`retry_budget_min_per_second` must be in 0..=1000000, got -1",
+    );
+    assert_error(
+        "[proxy]\nretry_budget_ratio = 0.2\n",
+        2,
+        1,
+        "unknown field `retry_budget_ratio`",
+    );
+}
+
+#[test]
+fn retry_budget_keys_are_read() {
+    let text =
+        format!("[proxy]\nretry_budget_percent = 0\nretry_budget_min_per_second = 3\n{ROUTE}");
+    let c = match parse_str(&text, Path::new(FILE)) {
+        Ok(c) => c,
+        Err(e) => panic!("rejected: {e}"),
+    };
+    assert_eq!(c.proxy.retry_budget.percent, 0);
+    assert_eq!(c.proxy.retry_budget.min_per_second, 3);
+}
+
+#[test]
 fn bad_route_name() {
     assert_error(
         "[[route]]\nname = \"Shop_1\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n",
@@ -551,6 +585,10 @@ fn spec_example_parses_with_its_values() {
     assert_eq!(p.max_header_bytes, 65536);
     assert_eq!(p.retries, 1);
     assert!(p.failover_to_primary);
+    assert_eq!(
+        (p.retry_budget.percent, p.retry_budget.min_per_second),
+        (20, 10)
+    );
     assert_eq!(p.drain_timeout, Duration::from_secs(30));
     assert!(p.version_header.is_none());
     assert!(p.trusted_proxies.is_empty());
@@ -653,6 +691,10 @@ fn minimal_config_gets_every_default() {
     assert_eq!(p.max_header_bytes, 65536);
     assert_eq!(p.retries, 1);
     assert!(p.failover_to_primary);
+    assert_eq!(
+        (p.retry_budget.percent, p.retry_budget.min_per_second),
+        (20, 10)
+    );
     assert_eq!(p.drain_timeout, Duration::from_secs(30));
     assert!(p.version_header.is_none());
     assert!(p.trusted_proxies.is_empty());

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use canaryd::config::Version;
+use canaryd::config::{RetryBudgetConfig, Version};
 use canaryd::metrics::{
     render, ExpositionInput, LastCheckInput, MetricsRegistry, Outcome, RouteInput,
     UpstreamErrorKind, VersionCheck,
@@ -13,11 +13,12 @@ use canaryd::metrics::{
 use canaryd::routing::Phase;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
-/// Every metric of SPEC section 6 and its type.
-const FAMILIES: [(&str, &str); 14] = [
+/// Every metric of SPEC section 6 and its type, plus the extension `canaryd_retries_total`.
+const FAMILIES: [(&str, &str); 15] = [
     ("canaryd_requests_total", "counter"),
     ("canaryd_request_duration_seconds", "histogram"),
     ("canaryd_upstream_errors_total", "counter"),
+    ("canaryd_retries_total", "counter"),
     ("canaryd_canary_weight", "gauge"),
     ("canaryd_canary_phase", "gauge"),
     ("canaryd_canary_failed_checks", "gauge"),
@@ -60,6 +61,17 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
     );
     // Neither a status nor an upstream error: not in requests_total, not in the histogram.
     shop.record(Version::Canary, Outcome::ClientGone, us(9_000_000));
+    // Two retries the budget's reserve grants (3 a second), one an empty budget refuses.
+    let budget = RetryBudgetConfig {
+        percent: 0,
+        min_per_second: 3,
+    };
+    assert!(shop.try_retry(Version::Canary, &budget) && shop.try_retry(Version::Canary, &budget));
+    let empty = RetryBudgetConfig {
+        percent: 0,
+        min_per_second: 0,
+    };
+    assert!(!shop.try_retry(Version::Canary, &empty));
 
     let blog = registry.route("blog");
     blog.record(Version::Primary, Outcome::Status(404), us(1_000));
@@ -285,6 +297,22 @@ fn requests_are_counted_per_route_version_and_code_class() {
     assert_eq!(errors("shop", "canary", "reset"), 0.0);
     assert_eq!(errors("shop", "primary", "connect"), 0.0);
     assert_eq!(errors("blog", "primary", "timeout"), 1.0);
+
+    let retries = |route, version, outcome| {
+        value(
+            &scrape,
+            "canaryd_retries_total",
+            &[("route", route), ("version", version), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(retries("shop", "canary", "retried"), 2.0);
+    assert_eq!(retries("shop", "canary", "budget_exhausted"), 1.0);
+    assert_eq!(
+        retries("shop", "primary", "retried"),
+        0.0,
+        "zeros are exposed"
+    );
+    assert_eq!(retries("blog", "primary", "budget_exhausted"), 0.0);
 }
 
 #[test]
@@ -312,6 +340,10 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     assert_eq!(
         label_names("canaryd_upstream_errors_total"),
         set(&["route", "version", "kind"])
+    );
+    assert_eq!(
+        label_names("canaryd_retries_total"),
+        set(&["route", "version", "outcome"])
     );
     assert_eq!(label_names("canaryd_canary_weight"), set(&["route"]));
     assert_eq!(
@@ -363,6 +395,11 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     assert!(absent(
         &scrape,
         "canaryd_request_duration_seconds",
+        &[("route", "static-site"), ("version", "canary")]
+    ));
+    assert!(absent(
+        &scrape,
+        "canaryd_retries_total",
         &[("route", "static-site"), ("version", "canary")]
     ));
     assert_eq!(

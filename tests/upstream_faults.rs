@@ -1,6 +1,7 @@
 //! Upstreams that misbehave: one that dies mid-response gives the client an aborted response
 //! (never a truncated "complete" one) and counts as a failure; one that answers with invalid
-//! framing gets a 502 and its connection is not reused.
+//! framing gets a 502 and its connection is not reused; a pool that refuses every connection
+//! gets retries only within the retry budget.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use canaryd::config::Version;
-use canaryd::metrics::UpstreamErrorKind;
+use canaryd::metrics::{RetryOutcome, UpstreamErrorKind, RETRY_BUDGET_WINDOW_SECS};
 use http_body_util::BodyExt;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -129,4 +130,149 @@ async fn an_endpoint_answering_5xx_in_a_row_is_ejected_and_the_others_take_its_t
     let counts = tally(&client, &proxy.url("/"), 30, &[]).await;
     assert_eq!(counts.get("good"), Some(&30), "{counts:?}");
     assert_eq!(bad.hits(), bad_hits);
+}
+
+/// An address that refuses connections: bound, then released.
+async fn dead_addr() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Connect attempts that failed, counted from the proxy's own `connect failed` debug events of
+/// one route: what really reached the refusing pool, independently of the retry counters.
+struct ConnectFailures {
+    route: &'static str,
+    count: Arc<AtomicU64>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ConnectFailures {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            message: String,
+            route: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "message" => self.message = format!("{value:?}"),
+                    "route" => self.route = format!("{value:?}"),
+                    _ => {}
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.message == "connect failed" && fields.route == self.route {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Count `route`'s failed connects from now on (one route per test binary).
+fn count_connect_failures(route: &'static str) -> Arc<AtomicU64> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let count = Arc::new(AtomicU64::new(0));
+    let layer = ConnectFailures {
+        route,
+        count: count.clone(),
+    };
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+        .expect("only one test installs a subscriber");
+    count
+}
+
+#[tokio::test]
+async fn a_pool_that_refuses_every_connection_gets_retries_only_within_the_budget() {
+    let connects = count_connect_failures("refusing");
+    // Two endpoints that both refuse, so every request fails its first connect and has an
+    // untried endpoint for its one retry. Passive ejection does not change that: once both are
+    // ejected, a backend uses them anyway rather than having none.
+    let (a, b) = (dead_addr().await, dead_addr().await);
+    let toml = base_config(
+        "",
+        "retries = 1\nretry_budget_percent = 20\nretry_budget_min_per_second = 1",
+    ) + &format!(
+        "[[route]]\nname = \"refusing\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{a}\", \"{b}\"]\nload_balancing = \"round-robin\"\n"
+    );
+    let proxy = Canaryd::start(&toml);
+    let client = client();
+    const REQUESTS: u64 = 100;
+    let started = std::time::Instant::now();
+    for i in 0..REQUESTS {
+        let (status, _, body) = get(&client, &proxy.url("/"), &[]).await;
+        assert_eq!(status, 502, "request {i}: {body}");
+    }
+    let elapsed = started.elapsed().as_secs();
+
+    // What reached the pool: one connect per request, plus the retries.
+    let retries_made = connects.load(Ordering::SeqCst) - REQUESTS;
+    // Within one window: the reserve (1/s × 10 s) plus 20% of the requests (without a budget:
+    // 100). A slow run spans more windows, each with its own reserve.
+    let windows = (elapsed + 2).div_ceil(RETRY_BUDGET_WINDOW_SECS);
+    let bound = windows * RETRY_BUDGET_WINDOW_SECS + REQUESTS / 5;
+    assert!(
+        retries_made <= bound,
+        "{retries_made} retries for {REQUESTS} requests in {elapsed} s; the budget allows {bound}"
+    );
+    assert!(
+        retries_made >= 10,
+        "the reserve was not usable: {retries_made}"
+    );
+
+    // The counters say the same.
+    let m = proxy.server().registry().route("refusing");
+    let primary = m.version(Version::Primary);
+    let retried = m.retries(Version::Primary, RetryOutcome::Retried);
+    let refused = m.retries(Version::Primary, RetryOutcome::BudgetExhausted);
+    assert_eq!(retried, retries_made);
+    assert_eq!(
+        retried + refused,
+        REQUESTS,
+        "every request asked for its one retry"
+    );
+    // Each 502 is one connect failure of the version, whether its retry was made or refused.
+    assert_eq!(
+        primary.upstream_errors(UpstreamErrorKind::Connect),
+        REQUESTS
+    );
+    let (status, _, text) = get(&client, &format!("http://{}/metrics", proxy.admin), &[]).await;
+    assert_eq!(status, 200);
+    for (outcome, count) in [("retried", retried), ("budget_exhausted", refused)] {
+        let line = format!(
+            "canaryd_retries_total{{route=\"refusing\",version=\"primary\",outcome=\"{outcome}\"}} {count}"
+        );
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_canary_whose_retry_budget_is_spent_still_fails_over_to_the_primary() {
+    let primary = Upstream::start("primary").await;
+    let (a, b) = (dead_addr().await, dead_addr().await);
+    // An empty budget: no retry is ever granted, and the failover needs none.
+    let toml = base_config(
+        "",
+        "retries = 1\nretry_budget_percent = 0\nretry_budget_min_per_second = 0",
+    ) + &format!(
+        "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n[route.canary]\nrevision = \"v2\"\nendpoints = [\"{a}\", \"{b}\"]\nweight = 100\n",
+        primary.addr
+    );
+    let proxy = Canaryd::start(&toml);
+    let counts = tally(&client(), &proxy.url("/"), 10, &[]).await;
+    assert_eq!(counts.get("primary"), Some(&10));
+    let m = proxy.server().registry().route("app");
+    let canary = m.version(Version::Canary);
+    assert_eq!(m.retries(Version::Canary, RetryOutcome::Retried), 0);
+    assert_eq!(
+        m.retries(Version::Canary, RetryOutcome::BudgetExhausted),
+        10
+    );
+    assert_eq!(canary.upstream_errors(UpstreamErrorKind::Connect), 10);
+    let primary_metrics = m.version(Version::Primary);
+    assert_eq!(primary_metrics.code_class(2), 10);
+    assert_eq!(
+        m.retries(Version::Primary, RetryOutcome::BudgetExhausted),
+        0
+    );
 }

@@ -60,6 +60,9 @@ pub(crate) struct RawProxy {
     pub max_header_bytes: Spanned<i64>,
     pub retries: Spanned<i64>,
     pub failover_to_primary: bool,
+    /// Extension of SPEC section 2: the retry budget (see `metrics::retry_budget`).
+    pub retry_budget_percent: Spanned<i64>,
+    pub retry_budget_min_per_second: Spanned<i64>,
     pub drain_timeout: Spanned<String>,
     pub version_header: Spanned<String>,
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -79,6 +82,8 @@ impl Default for RawProxy {
             max_header_bytes: dflt(65536),
             retries: dflt(1),
             failover_to_primary: true,
+            retry_budget_percent: dflt(20),
+            retry_budget_min_per_second: dflt(10),
             drain_timeout: dstr("30s"),
             version_header: dstr(""),
             trusted_proxies: Vec::new(),
@@ -478,6 +483,8 @@ mod tests {
         assert_eq!(raw.proxy.listen.get_ref()[0].get_ref(), "0.0.0.0:8080");
         assert_eq!(*raw.proxy.max_header_bytes.get_ref(), 65536);
         assert!(raw.proxy.failover_to_primary);
+        assert_eq!(*raw.proxy.retry_budget_percent.get_ref(), 20);
+        assert_eq!(*raw.proxy.retry_budget_min_per_second.get_ref(), 10);
         assert_eq!(raw.admin.listen.get_ref(), "127.0.0.1:9901");
         assert_eq!(raw.state.path.get_ref(), "canaryd-state.json");
         assert_eq!(raw.log.format.get_ref(), "text");

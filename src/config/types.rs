@@ -54,6 +54,8 @@ pub struct ProxyConfig {
     pub retries: u32,
     /// A canary request that cannot connect is retried on the primary.
     pub failover_to_primary: bool,
+    /// How many retries may be made across requests (an extension of SPEC section 2).
+    pub retry_budget: RetryBudgetConfig,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
     /// Response header naming the version that served the request, if set.
@@ -62,6 +64,28 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// `[proxy.tls]`, if present.
     pub tls: Option<TlsConfig>,
+}
+
+/// `proxy.retry_budget_percent` and `proxy.retry_budget_min_per_second`: per route and version,
+/// over a sliding 10 s window, retries may add at most `percent` % of the requests the version
+/// finished plus `min_per_second` retries per second (`metrics::retry_budget` has the details).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudgetConfig {
+    /// Retries allowed as a share of recent requests, 0..=100; 0 leaves only the floor.
+    pub percent: u8,
+    /// Retries per second allowed whatever the traffic, so a quiet route can still retry; with
+    /// `percent = 0` too, no retry is ever made.
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudgetConfig {
+    /// Linkerd's and Finagle's defaults: 20 % of requests plus 10 retries per second.
+    fn default() -> Self {
+        RetryBudgetConfig {
+            percent: 20,
+            min_per_second: 10,
+        }
+    }
 }
 
 /// `[proxy.tls]`.

@@ -19,13 +19,18 @@ use super::error::{ConfigError, Issue};
 use super::raw::{RawAdmin, RawConfig, RawLog, RawProxy, RawState};
 use super::routes;
 use super::tls::tls_config;
-use super::types::{AdminConfig, Config, LogConfig, LogFormat, ProxyConfig, StateConfig};
+use super::types::{
+    AdminConfig, Config, LogConfig, LogFormat, ProxyConfig, RetryBudgetConfig, StateConfig,
+};
 
 /// Result of one rule check: the value, or where and why it is wrong.
 pub(crate) type Checked<T> = Result<T, Issue>;
 
 /// hyper cannot buffer less than this, so a smaller `max_header_bytes` could not be honoured.
 const MIN_HEADER_BYTES: i64 = 8192;
+
+/// A floor above a million retries per second would be no budget at all.
+const MAX_RETRY_BUDGET_MIN_PER_SECOND: i64 = 1_000_000;
 
 /// Reads and validates the configuration file at `path`.
 ///
@@ -243,6 +248,15 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         )
     })?;
     let retries = int_in(&raw.retries, "retries", 0, i64::from(u32::MAX))?;
+    let retry_budget = RetryBudgetConfig {
+        percent: int_in(&raw.retry_budget_percent, "retry_budget_percent", 0, 100)?,
+        min_per_second: int_in(
+            &raw.retry_budget_min_per_second,
+            "retry_budget_min_per_second",
+            0,
+            MAX_RETRY_BUDGET_MIN_PER_SECOND,
+        )?,
+    };
     // Zero is allowed: it means "do not wait for in-flight requests".
     let drain_timeout = duration(&raw.drain_timeout, "drain_timeout")?;
     let version_header = if raw.version_header.get_ref().is_empty() {
@@ -270,6 +284,7 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         max_header_bytes,
         retries,
         failover_to_primary: raw.failover_to_primary,
+        retry_budget,
         drain_timeout,
         version_header,
         trusted_proxies,

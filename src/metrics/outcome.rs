@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::duration::DurationHistogram;
+use super::retry_budget::{RetryBudget, RetryOutcome};
 use super::window::{VersionSample, WindowShards};
-use crate::config::Version;
+use crate::config::{RetryBudgetConfig, Version};
 
 /// How an upstream exchange failed when the proxy had to answer for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,12 +151,23 @@ impl VersionMetrics {
     }
 }
 
+/// The retry counters and the retry budget of one version: touched only after a connect failure.
+#[derive(Debug, Default)]
+struct VersionRetries {
+    /// `canaryd_retries_total` by [`RetryOutcome`].
+    outcomes: [AtomicU64; 2],
+    budget: RetryBudget,
+}
+
 /// The counters of one route, one set per version. Shared across routing snapshots by route name
 /// so a reload never resets them.
 #[derive(Debug, Default)]
 pub struct RouteMetrics {
     primary: VersionMetrics,
     canary: VersionMetrics,
+    /// Primary, canary. Out of line: the retry path's state stays off the cache lines every
+    /// request writes, and leaves the per-request counters' layout as it was.
+    retries: Box<[VersionRetries; 2]>,
 }
 
 impl RouteMetrics {
@@ -182,6 +194,35 @@ impl RouteMetrics {
         match version {
             Version::Primary => &self.primary,
             Version::Canary => &self.canary,
+        }
+    }
+
+    /// Ask a version's retry budget for one retry, after a connect failure, and count the
+    /// answer. The budget's deposits are the requests the version finished (with a status, or
+    /// whose client went away): the counters above, read only here.
+    pub fn try_retry(&self, version: Version, config: &RetryBudgetConfig) -> bool {
+        let counters = self.version(version);
+        let finished = counters.requests() + counters.client_gone();
+        let retries = self.version_retries(version);
+        let granted = retries.budget.try_withdraw(finished, config);
+        let outcome = if granted {
+            RetryOutcome::Retried
+        } else {
+            RetryOutcome::BudgetExhausted
+        };
+        retries.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        granted
+    }
+
+    /// Retries a version's budget granted or refused (`canaryd_retries_total`).
+    pub fn retries(&self, version: Version, outcome: RetryOutcome) -> u64 {
+        self.version_retries(version).outcomes[outcome.index()].load(Ordering::Relaxed)
+    }
+
+    fn version_retries(&self, version: Version) -> &VersionRetries {
+        match version {
+            Version::Primary => &self.retries[0],
+            Version::Canary => &self.retries[1],
         }
     }
 }

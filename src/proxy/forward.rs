@@ -4,8 +4,9 @@
 //! 2. **choose version** — match rules, phase, sticky key or weight;
 //! 3. **rewrite request** — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`, origin-form URI;
 //!    and, for a route with `[route.mirror]`, a copy of the request sent to the canary;
-//! 4. **forward** — pick an endpoint, take or open a connection (retrying connect failures),
-//!    send, wait for the response head within `request_timeout`;
+//! 4. **forward** — pick an endpoint, take or open a connection (retrying connect failures
+//!    within the version's retry budget), send, wait for the response head within
+//!    `request_timeout`;
 //! 5. **respond** — rewrite the response headers and stream the body back; or, when an upgrade
 //!    request got a 101, join client and upstream into a tunnel (`upgrade.rs`);
 //! 6. **record** — the outcome is reported once to the route's metrics, when the response body
@@ -201,6 +202,13 @@ type Forwarded = (Response<Incoming>, Conn, Version);
 
 /// Connect (with retries and failover) and send. On error, also says which version the
 /// failure counts against.
+///
+/// A retry — another endpoint of the same version after a connect failure, idempotent methods,
+/// at most `retries` per request — also needs the version's retry budget
+/// (`metrics::RetryBudget`): when it is spent the request goes on as if it had no retries left.
+/// The failover of a canary request to the primary is not charged to any budget: it happens at
+/// most once per request and moves the request to the other pool rather than adding load to the
+/// failing one. The replacement of a stale pooled connection in [`send`] is not a retry either.
 async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
@@ -211,9 +219,9 @@ async fn forward(
     let mut retries_left = if idempotent { proxy.retries } else { 0 };
     let mut target = version;
     let mut pick = EndpointPick::default();
+    let mut endpoint = route.backend(target).pick(&mut pick).cloned();
     let mut last_error = ProxyError::NoEndpoint;
     loop {
-        let endpoint = route.backend(target).pick(&mut pick).cloned();
         let acquired = match &endpoint {
             Some(endpoint) => acquire(endpoint, proxy.connect_timeout).await.map_err(Some),
             None => Err(None),
@@ -243,7 +251,12 @@ async fn forward(
                     last_error = ProxyError::Connect(error);
                     if retries_left > 0 {
                         retries_left -= 1;
-                        continue;
+                        // Only a retry that has somewhere to go asks the budget.
+                        let next = route.backend(target).pick(&mut pick).cloned();
+                        if next.is_some() && route.metrics.try_retry(target, &proxy.retry_budget) {
+                            endpoint = next;
+                            continue;
+                        }
                     }
                 }
                 let can_fail_over = target == Version::Canary
@@ -261,6 +274,7 @@ async fn forward(
                 }
                 target = Version::Primary;
                 pick = EndpointPick::default();
+                endpoint = route.backend(target).pick(&mut pick).cloned();
                 retries_left = if idempotent { proxy.retries } else { 0 };
             }
         }
