@@ -376,6 +376,8 @@ impl Worker {
                 let mut closing = false;
                 let result = loop {
                     tokio::select! {
+                        // The connection first and in order: no random draw per wake-up.
+                        biased;
                         result = connection.as_mut() => break result,
                         _ = shutdown.wait_for(|stop| *stop), if !closing => {
                             connection.as_mut().graceful_shutdown();
