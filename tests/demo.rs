@@ -7,8 +7,11 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
 
+/// Runs the demo with its own TMPDIR and checks it leaves nothing behind there.
 fn demo(args: &[&str]) -> Output {
-    Command::new(BIN)
+    let tmp = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .env("TMPDIR", tmp.path())
         .args([
             "demo",
             "--listen",
@@ -20,7 +23,17 @@ fn demo(args: &[&str]) -> Output {
         ])
         .args(args)
         .output()
+        .unwrap();
+    assert_left_nothing(tmp.path());
+    output
+}
+
+fn assert_left_nothing(tmp: &std::path::Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp)
         .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
 }
 
 fn stdout(o: &Output) -> String {
@@ -82,11 +95,14 @@ fn a_failing_canary_is_rolled_back() {
 fn a_demo_that_cannot_run_exits_1_with_a_clear_message() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
+        .env("TMPDIR", tmp.path())
         .args(["demo", "--listen", &addr, "--admin", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
+    assert_left_nothing(tmp.path());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     // Usage errors are 2.

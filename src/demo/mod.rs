@@ -59,11 +59,12 @@ pub fn run(options: &DemoOptions) -> ExitCode {
         Ok(backends) => backends,
         Err(e) => return fail(&format!("cannot start the built-in backends: {e}")),
     };
-    let dir = match tempfile_dir() {
+    let dir = match DemoDir::create() {
         Ok(dir) => dir,
         Err(e) => return fail(&format!("cannot create a state directory: {e}")),
     };
-    let toml = demo_config(options, primary.addr(), canary.addr(), &dir);
+    let dir = &dir.0;
+    let toml = demo_config(options, primary.addr(), canary.addr(), dir);
     let config = match parse_str(&toml, &dir.join("demo.toml")) {
         Ok(config) => config,
         Err(e) => return fail(&format!("internal demo config rejected: {e}")),
@@ -95,7 +96,6 @@ pub fn run(options: &DemoOptions) -> ExitCode {
     std::thread::spawn(move || server.shutdown())
         .join()
         .unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => fail(&why),
@@ -107,10 +107,22 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("canaryd-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// The demo's state directory, removed however the demo ends (outcome, a taken port, a
+/// rejected option) short of being killed.
+struct DemoDir(std::path::PathBuf);
+
+impl DemoDir {
+    fn create() -> std::io::Result<DemoDir> {
+        let dir = std::env::temp_dir().join(format!("canaryd-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(DemoDir(dir))
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The demo's config: SPEC 9's fast analysis (interval 1 s, step 10, max 50, threshold 2).
