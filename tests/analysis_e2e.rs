@@ -13,39 +13,14 @@ use support::*;
 
 /// A route under analysis: checks every 300 ms, steps 25 → 50, two failed checks roll back.
 fn analysed(primary: &Upstream, canary: &Upstream, hooks: &HookReceiver, state: &str) -> String {
+    let analysis = "interval = \"300ms\"\nthreshold = 2\nstep_weights = [25, 50]\n\
+                    min_requests = 5\ninconclusive_limit = 20";
     base_config(state, "")
+        + &analysed_route(primary, canary, analysis)
+        + BUILTIN_METRICS
         + &format!(
-            r#"
-[[route]]
-name = "shop"
-[route.primary]
-revision = "v1"
-endpoints = ["{}"]
-[route.canary]
-revision = "v2"
-endpoints = ["{}"]
-[route.analysis]
-interval = "300ms"
-threshold = 2
-step_weights = [25, 50]
-min_requests = 5
-inconclusive_limit = 20
-[[route.analysis.metrics]]
-name = "request-success-rate"
-threshold = 99.0
-[[route.analysis.metrics]]
-name = "request-duration"
-threshold = "500ms"
-quantile = 0.99
-[[route.webhooks]]
-type = "post-rollout"
-url = "{}"
-[[route.webhooks]]
-type = "event"
-url = "{}"
-"#,
-            primary.addr,
-            canary.addr,
+            "[[route.webhooks]]\ntype = \"post-rollout\"\nurl = \"{}\"\n\
+             [[route.webhooks]]\ntype = \"event\"\nurl = \"{}\"\n",
             hooks.url("/done"),
             hooks.url("/event"),
         )

@@ -24,9 +24,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -619,57 +617,6 @@ async fn streams_over_256_are_refused_and_endless_refusals_end_the_connection() 
 }
 
 // ---------------------------------------------------------------- memory, real binary
-
-const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
-
-/// A `canaryd run` child, killed if the test ends without stopping it.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Start `canaryd run -c config` and wait for "canaryd serving"; the child and proxy address.
-fn spawn_run(config: &std::path::Path) -> (Running, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("canaryd did not start");
-        if line.contains("canaryd serving") {
-            let start = line.find("listen=[").unwrap() + "listen=[".len();
-            let end = line[start..].find(']').unwrap() + start;
-            let addr = line[start..end]
-                .split(',')
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            return (child, addr);
-        }
-    }
-}
 
 /// `VmRSS` and `VmHWM` (peak RSS) of `pid`, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {

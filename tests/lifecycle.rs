@@ -5,13 +5,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_canaryd");
 
 fn write_config(dir: &std::path::Path, toml: &str) -> std::path::PathBuf {
     write_named(dir, "canaryd.toml", toml)
@@ -21,70 +18,6 @@ fn write_named(dir: &std::path::Path, name: &str, toml: &str) -> std::path::Path
     let path = dir.join(name);
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-/// A `canaryd run` child that is killed if the test ends without stopping it (a failing
-/// assertion must not leave a proxy running).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-/// Start `canaryd run` and wait for its "serving" log line; returns the child and proxy address.
-fn spawn_run(config: &std::path::Path) -> (Running, std::net::SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("canaryd did not start");
-        };
-        if line.contains("canaryd serving") {
-            let start = line.find("listen=[").unwrap() + "listen=[".len();
-            let end = line[start..].find(']').unwrap() + start;
-            let addr = line[start..end]
-                .split(',')
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            return (Running(child), addr);
-        }
-    }
 }
 
 fn signal(child: &Child, sig: i32) {
@@ -300,23 +233,10 @@ async fn kill_9_mid_rollout_then_restart_resumes_at_the_same_weight() {
     let toml = base_config(
         &format!("{}/", dir.path().display()),
         "version_header = \"x-canaryd-version\"",
-    ) + &format!(
-        r#"
-[[route]]
-name = "shop"
-[route.primary]
-revision = "v1"
-endpoints = ["{}"]
-[route.canary]
-revision = "v2"
-endpoints = ["{}"]
-[route.analysis]
-interval = "1s"
-threshold = 3
-step_weights = [20, 40, 60, 80]
-min_requests = 5
-"#,
-        primary.addr, canary.addr
+    ) + &analysed_route(
+        &primary,
+        &canary,
+        "interval = \"1s\"\nthreshold = 3\nstep_weights = [20, 40, 60, 80]\nmin_requests = 5",
     );
     let config = write_config(dir.path(), &toml);
     let (mut child, addr) = spawn_run(&config);

@@ -15,33 +15,10 @@ use support::*;
 /// A route whose analysis checks every 300 ms through nine steps, so it is Progressing for a
 /// few seconds: long enough for the page to draw a rollout in flight.
 fn rollout(primary: &Upstream, canary: &Upstream, state: &str) -> String {
-    base_config(state, "")
-        + &format!(
-            r#"
-[[route]]
-name = "shop"
-[route.primary]
-revision = "v1"
-endpoints = ["{}"]
-[route.canary]
-revision = "v2"
-endpoints = ["{}"]
-[route.analysis]
-interval = "300ms"
-threshold = 5
-step_weights = [10, 20, 30, 40, 50, 60, 70, 80, 90]
-min_requests = 5
-inconclusive_limit = 20
-[[route.analysis.metrics]]
-name = "request-success-rate"
-threshold = 99.0
-[[route.analysis.metrics]]
-name = "request-duration"
-threshold = "500ms"
-quantile = 0.99
-"#,
-            primary.addr, canary.addr
-        )
+    let analysis = "interval = \"300ms\"\nthreshold = 5\n\
+                    step_weights = [10, 20, 30, 40, 50, 60, 70, 80, 90]\n\
+                    min_requests = 5\ninconclusive_limit = 20";
+    base_config(state, "") + &analysed_route(primary, canary, analysis) + BUILTIN_METRICS
 }
 
 const PHASES: [&str; 8] = [

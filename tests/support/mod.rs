@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod binary;
+#[allow(unused_imports)]
+pub use binary::*;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -319,6 +323,29 @@ weight = {weight}
 }
 
 pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>;
+
+/// Route "shop" (primary v1, canary v2 on the given upstreams) under analysis: `analysis` is the
+/// body of its `[route.analysis]` table (interval, threshold, steps…); add
+/// [`BUILTIN_METRICS`] and webhooks after it as needed.
+pub fn analysed_route(primary: &Upstream, canary: &Upstream, analysis: &str) -> String {
+    format!(
+        "\n[[route]]\nname = \"shop\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n\
+         [route.canary]\nrevision = \"v2\"\nendpoints = [\"{}\"]\n[route.analysis]\n{}\n",
+        primary.addr,
+        canary.addr,
+        analysis.trim()
+    )
+}
+
+/// Both built-in checks: success rate ≥ 99%, P99 ≤ 500 ms.
+pub const BUILTIN_METRICS: &str = r#"[[route.analysis.metrics]]
+name = "request-success-rate"
+threshold = 99.0
+[[route.analysis.metrics]]
+name = "request-duration"
+threshold = "500ms"
+quantile = 0.99
+"#;
 
 pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
