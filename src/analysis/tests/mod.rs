@@ -6,6 +6,7 @@ mod commands;
 mod events;
 mod gates;
 mod revisions;
+mod runner;
 mod schedule;
 mod strategies;
 mod window;
