@@ -357,6 +357,48 @@ fn retry_budget_keys_are_read() {
 }
 
 #[test]
+fn ejection_keys_are_checked() {
+    assert_error(
+        "[proxy]\nejection_failures = -1\n",
+        2,
+        21,
+        "`ejection_failures` must be in 0..=1000000, got -1",
+    );
+    assert_error(
+        "[proxy]\nejection_base_time = \"10s\"\nejection_max_time = \"5s\"\n",
+        3,
+        21,
+        "`ejection_max_time` must be at least `ejection_base_time`",
+    );
+    assert_error(
+        "[proxy]\nejection_base_time = \"0s\"\n",
+        2,
+        22,
+        "`ejection_base_time` must be above zero",
+    );
+}
+
+#[test]
+fn ejection_keys_are_read_and_default_to_5_failures_5s_5m() {
+    let parse = |text: &str| match parse_str(text, Path::new(FILE)) {
+        Ok(c) => c.proxy.ejection,
+        Err(e) => panic!("rejected: {e}"),
+    };
+    let d = parse(ROUTE);
+    assert_eq!(
+        (d.failures, d.base, d.max),
+        (5, Duration::from_secs(5), Duration::from_secs(300))
+    );
+    let e = parse(&format!(
+        "[proxy]\nejection_failures = 0\nejection_base_time = \"1s\"\nejection_max_time = \"1s\"\n{ROUTE}"
+    ));
+    assert_eq!(
+        (e.failures, e.base, e.max),
+        (0, Duration::from_secs(1), Duration::from_secs(1))
+    );
+}
+
+#[test]
 fn bad_route_name() {
     assert_error(
         "[[route]]\nname = \"Shop_1\"\n[route.primary]\nendpoints = [\"10.0.0.1:80\"]\n",

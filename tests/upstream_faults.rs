@@ -9,6 +9,7 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use canaryd::config::Version;
 use canaryd::metrics::{RetryOutcome, UpstreamErrorKind, RETRY_BUDGET_WINDOW_SECS};
@@ -120,16 +121,60 @@ async fn an_endpoint_answering_5xx_in_a_row_is_ejected_and_the_others_take_its_t
     let client = client();
     // Round-robin alternates until the bad endpoint has failed FAILURES_TO_EJECT times in a row.
     let mut errors = 0;
-    for _ in 0..2 * canaryd::upstream::FAILURES_TO_EJECT {
+    for _ in 0..2 * canaryd::config::EjectionConfig::default().failures {
         let (status, _, _) = get(&client, &proxy.url("/"), &[]).await;
         errors += usize::from(status == 500);
     }
-    assert_eq!(errors, canaryd::upstream::FAILURES_TO_EJECT as usize);
+    assert_eq!(
+        errors,
+        canaryd::config::EjectionConfig::default().failures as usize
+    );
     let bad_hits = bad.hits();
     // Ejected: everything goes to the good endpoint for the back-off (5 s).
     let counts = tally(&client, &proxy.url("/"), 30, &[]).await;
     assert_eq!(counts.get("good"), Some(&30), "{counts:?}");
     assert_eq!(bad.hits(), bad_hits);
+}
+
+#[tokio::test]
+async fn ejection_follows_its_config_keys_and_a_reload() {
+    let bad = Upstream::start("bad").await;
+    bad.fail_every.store(1, Ordering::SeqCst); // every answer is 500
+    let good = Upstream::start("good").await;
+    let route = format!(
+        "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\", \"{}\"]\nload_balancing = \"round-robin\"\n",
+        bad.addr, good.addr
+    );
+    let keys = "retries = 0\nejection_failures = 2\nejection_base_time = \"300ms\"\nejection_max_time = \"300ms\"";
+    let toml = base_config("", keys).replace("workers = 2", "workers = 1") + &route;
+    let proxy = Canaryd::start(&toml);
+    let client = client();
+    // Two failures in a row eject it (the default would take five).
+    let mut errors = 0;
+    for _ in 0..4 {
+        let (status, _, _) = get(&client, &proxy.url("/"), &[]).await;
+        errors += usize::from(status == 500);
+    }
+    assert_eq!(errors, 2);
+    let counts = tally(&client, &proxy.url("/"), 20, &[]).await;
+    assert_eq!(counts.get("good"), Some(&20), "{counts:?}");
+    // After the 300 ms back-off one probe goes to it, fails, and ejects it again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = bad.hits();
+    for _ in 0..20 {
+        get(&client, &proxy.url("/"), &[]).await;
+    }
+    assert_eq!(bad.hits(), before + 1);
+    // A reload with ejection_failures = 0 turns ejection off: once the running back-off ends,
+    // the bad endpoint gets its round-robin share again.
+    let off = toml.replace("ejection_failures = 2", "ejection_failures = 0");
+    proxy.reload_with(&off).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = bad.hits();
+    for _ in 0..20 {
+        get(&client, &proxy.url("/"), &[]).await;
+    }
+    assert_eq!(bad.hits(), before + 10);
 }
 
 /// An address that refuses connections: bound, then released.

@@ -63,6 +63,10 @@ pub(crate) struct RawProxy {
     /// Extension of SPEC section 2: the retry budget (see `metrics::retry_budget`).
     pub retry_budget_percent: Spanned<i64>,
     pub retry_budget_min_per_second: Spanned<i64>,
+    /// Extension of SPEC section 2: passive ejection (see `upstream::health`).
+    pub ejection_failures: Spanned<i64>,
+    pub ejection_base_time: Spanned<String>,
+    pub ejection_max_time: Spanned<String>,
     pub drain_timeout: Spanned<String>,
     pub version_header: Spanned<String>,
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -84,6 +88,9 @@ impl Default for RawProxy {
             failover_to_primary: true,
             retry_budget_percent: dflt(20),
             retry_budget_min_per_second: dflt(10),
+            ejection_failures: dflt(5),
+            ejection_base_time: dstr("5s"),
+            ejection_max_time: dstr("5m"),
             drain_timeout: dstr("30s"),
             version_header: dstr(""),
             trusted_proxies: Vec::new(),

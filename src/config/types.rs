@@ -56,6 +56,8 @@ pub struct ProxyConfig {
     pub failover_to_primary: bool,
     /// How many retries may be made across requests (an extension of SPEC section 2).
     pub retry_budget: RetryBudgetConfig,
+    /// Passive ejection of failing endpoints (an extension of SPEC section 2).
+    pub ejection: EjectionConfig,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
     /// Response header naming the version that served the request, if set.
@@ -84,6 +86,32 @@ impl Default for RetryBudgetConfig {
         RetryBudgetConfig {
             percent: 20,
             min_per_second: 10,
+        }
+    }
+}
+
+/// `proxy.ejection_failures`, `proxy.ejection_base_time`, `proxy.ejection_max_time`: an
+/// endpoint with `failures` consecutive failures (connect error, timeout, broken exchange, 5xx)
+/// is skipped for `base`, doubling with each ejection in a row up to `max`
+/// (`upstream::health` has the details).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EjectionConfig {
+    /// Consecutive failures that eject an endpoint; 0 never ejects.
+    pub failures: u32,
+    /// The first ejection's length.
+    pub base: Duration,
+    /// The longest ejection.
+    pub max: Duration,
+}
+
+impl Default for EjectionConfig {
+    /// Envoy's outlier detection defaults, roughly: 5 failures, 30 s is Envoy's base; canaryd
+    /// starts at 5 s because a canary has few endpoints and is judged on every request.
+    fn default() -> Self {
+        EjectionConfig {
+            failures: 5,
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(300),
         }
     }
 }

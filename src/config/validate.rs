@@ -20,7 +20,8 @@ use super::raw::{RawAdmin, RawConfig, RawLog, RawProxy, RawState};
 use super::routes;
 use super::tls::tls_config;
 use super::types::{
-    AdminConfig, Config, LogConfig, LogFormat, ProxyConfig, RetryBudgetConfig, StateConfig,
+    AdminConfig, Config, EjectionConfig, LogConfig, LogFormat, ProxyConfig, RetryBudgetConfig,
+    StateConfig,
 };
 
 /// Result of one rule check: the value, or where and why it is wrong.
@@ -257,6 +258,7 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
             MAX_RETRY_BUDGET_MIN_PER_SECOND,
         )?,
     };
+    let ejection = ejection_config(raw)?;
     // Zero is allowed: it means "do not wait for in-flight requests".
     let drain_timeout = duration(&raw.drain_timeout, "drain_timeout")?;
     let version_header = if raw.version_header.get_ref().is_empty() {
@@ -285,10 +287,28 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         retries,
         failover_to_primary: raw.failover_to_primary,
         retry_budget,
+        ejection,
         drain_timeout,
         version_header,
         trusted_proxies,
         tls,
+    })
+}
+
+fn ejection_config(raw: &RawProxy) -> Checked<EjectionConfig> {
+    let failures = int_in(&raw.ejection_failures, "ejection_failures", 0, 1_000_000)?;
+    let base = positive_duration(&raw.ejection_base_time, "ejection_base_time")?;
+    let max = positive_duration(&raw.ejection_max_time, "ejection_max_time")?;
+    if max < base {
+        return Err(Issue::new(
+            raw.ejection_max_time.span(),
+            "`ejection_max_time` must be at least `ejection_base_time`",
+        ));
+    }
+    Ok(EjectionConfig {
+        failures,
+        base,
+        max,
     })
 }
 

@@ -233,9 +233,11 @@ async fn forward(
                 // endpoint; a client's broken body does not.
                 if let Some(endpoint) = &endpoint {
                     match &result {
-                        Ok((response, _)) => endpoint.record(!response.status().is_server_error()),
+                        Ok((response, _)) => {
+                            endpoint.record(!response.status().is_server_error(), &proxy.ejection)
+                        }
                         Err(ProxyError::BadRequestBody) => {}
-                        Err(_) => endpoint.record(false),
+                        Err(_) => endpoint.record(false, &proxy.ejection),
                     }
                 }
                 return result
@@ -245,7 +247,7 @@ async fn forward(
             Err(error) => {
                 if let Some(error) = error {
                     if let Some(endpoint) = &endpoint {
-                        endpoint.record(false);
+                        endpoint.record(false, &proxy.ejection);
                     }
                     tracing::debug!(route = %route.name, error = %error, "connect failed");
                     last_error = ProxyError::Connect(error);

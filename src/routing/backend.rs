@@ -130,11 +130,11 @@ mod tests {
 
     #[test]
     fn ejected_endpoints_are_skipped_but_never_all_of_them() {
-        use crate::upstream::FAILURES_TO_EJECT;
+        let policy = crate::config::EjectionConfig::default();
         for lb in [LoadBalancing::RoundRobin, LoadBalancing::P2c] {
             let b = backend(2, lb);
-            for _ in 0..FAILURES_TO_EJECT {
-                b.endpoints()[0].health().record_failure();
+            for _ in 0..policy.failures {
+                b.endpoints()[0].health().record_failure(&policy);
             }
             for _ in 0..50 {
                 let picked = b.pick(&mut EndpointPick::default()).unwrap();
@@ -145,14 +145,14 @@ mod tests {
                 );
             }
             // The other one ejected too: rather than no endpoint, both are used again.
-            for _ in 0..FAILURES_TO_EJECT {
-                b.endpoints()[1].health().record_failure();
+            for _ in 0..policy.failures {
+                b.endpoints()[1].health().record_failure(&policy);
             }
             assert!(b.pick(&mut EndpointPick::default()).is_some());
             // A retry after the healthy one failed may still go to the ejected one.
             let b = backend(2, lb);
-            for _ in 0..FAILURES_TO_EJECT {
-                b.endpoints()[0].health().record_failure();
+            for _ in 0..policy.failures {
+                b.endpoints()[0].health().record_failure(&policy);
             }
             let mut pick = EndpointPick::default();
             assert_eq!(b.pick(&mut pick).unwrap().addr().port(), 1001);

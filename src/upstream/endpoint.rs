@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::health::{Health, HealthChange};
+use crate::config::EjectionConfig;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -44,12 +45,12 @@ impl Endpoint {
         &self.health
     }
 
-    /// Record how a request to this endpoint went (for ejection), logging changes.
-    pub fn record(&self, ok: bool) {
+    /// Record how a request to this endpoint went (for ejection by `policy`), logging changes.
+    pub fn record(&self, ok: bool, policy: &EjectionConfig) {
         let change = if ok {
             self.health.record_success()
         } else {
-            self.health.record_failure()
+            self.health.record_failure(policy)
         };
         match change {
             HealthChange::None => {}

@@ -12,5 +12,5 @@ mod send;
 
 pub use body::RequestBody;
 pub use endpoint::{Endpoint, InFlight};
-pub use health::{Health, HealthChange, BASE_EJECTION, FAILURES_TO_EJECT, MAX_EJECTION};
+pub use health::{Health, HealthChange};
 pub use send::{acquire, AcquireError, Conn, SendError};
