@@ -51,7 +51,11 @@ struct TestCert {
 impl TestCert {
     fn new(label: &str) -> TestCert {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(NAMES.map(str::to_owned).to_vec()).unwrap();
+        // The names tests connect with, plus the wildcard entry's pattern itself: canaryd checks
+        // that each entry's certificate is valid for its hosts.
+        let mut names = NAMES.map(str::to_owned).to_vec();
+        names.push("*.wild.test".to_owned());
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
@@ -482,6 +486,41 @@ fn check_fails_on_a_mismatched_sni_pair_at_its_entry() {
             "{stderr}"
         );
         assert!(stderr.contains("cannot be used together"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_sni_certificate_must_be_valid_for_every_host_of_its_entry() {
+    let (dir, _) = valid_tables();
+    let file = write_config(dir.path(), "canaryd.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for (from, to, entry, host) in [
+        // An exact name the certificate does not list.
+        (
+            "hosts = [\"B.test\"]",
+            "hosts = [\"B.test\", \"c.example\"]",
+            2,
+            "c.example",
+        ),
+        // A wildcard entry needs a wildcard certificate for it.
+        (
+            "hosts = [\"*.wild.test\"]",
+            "hosts = [\"*.other.test\"]",
+            3,
+            "*.other.test",
+        ),
+    ] {
+        assert!(text.contains(from));
+        std::fs::write(&file, text.replace(from, to)).unwrap();
+        let out = canaryd("check", &file);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let position = format!("{}:{}:1: ", file.display(), sni_line(&text, entry));
+        assert!(stderr.starts_with(&position), "want {position}: {stderr}");
+        assert!(
+            stderr.contains(&format!("is not valid for {host}")),
+            "{stderr}"
+        );
     }
 }
 

@@ -68,6 +68,15 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// The certificate of a `[[proxy.tls.sni]]` entry is not valid for one of the entry's hosts
+    /// (every client asking for that name would refuse it).
+    #[error("TLS certificate {} is not valid for {host}", .cert.display())]
+    NameNotCovered {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The host (or `*.` pattern) it does not cover.
+        host: String,
+    },
     /// rustls refused the protocol versions (cannot happen with the aws-lc-rs provider).
     #[error("TLS 1.2 and 1.3 are not available: {0}")]
     Versions(#[source] rustls::Error),
@@ -108,8 +117,9 @@ pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut resolver = SniResolver::new(load_pair(&tls.cert, &tls.key, &provider)?);
     for (index, entry) in tls.sni.iter().enumerate() {
-        let key =
-            load_pair(&entry.cert, &entry.key, &provider).map_err(|source| TlsError::Sni {
+        let key = load_pair(&entry.cert, &entry.key, &provider)
+            .and_then(|key| covers(&key, &entry.cert, &entry.hosts).map(|()| key))
+            .map_err(|source| TlsError::Sni {
                 index,
                 hosts: hosts_text(&entry.hosts),
                 source: Box::new(source),
@@ -144,6 +154,33 @@ fn load_pair(
             source,
         })?;
     Ok(Arc::new(certified))
+}
+
+/// Whether the end-entity certificate of `key` is valid for every one of `hosts`, as a client's
+/// name check would judge it: a `*.example.com` host needs a certificate valid for any one
+/// label under `example.com` (a wildcard certificate), checked with a sample label.
+fn covers(key: &CertifiedKey, cert: &Path, hosts: &[HostPattern]) -> Result<(), TlsError> {
+    let not_covered = |host: &HostPattern| TlsError::NameNotCovered {
+        cert: cert.to_path_buf(),
+        host: host.to_string(),
+    };
+    let end_entity = key
+        .end_entity_cert()
+        .map_err(|_| TlsError::NoCert(cert.to_path_buf()))?;
+    let parsed = webpki::EndEntityCert::try_from(end_entity)
+        .map_err(|_| TlsError::NoCert(cert.to_path_buf()))?;
+    for host in hosts {
+        let name = match host {
+            HostPattern::Exact(name) => name.clone(),
+            HostPattern::Wildcard(suffix) => format!("canaryd-sni-check{suffix}"),
+        };
+        let valid = rustls::pki_types::ServerName::try_from(name)
+            .is_ok_and(|name| parsed.verify_is_valid_for_subject_name(&name).is_ok());
+        if !valid {
+            return Err(not_covered(host));
+        }
+    }
+    Ok(())
 }
 
 /// `a.example.com, *.example.com`: an entry's hosts for a message.
