@@ -77,11 +77,7 @@ async fn curl_http2_over_tls_through_the_proxy() {
         cert.display(),
         key.display()
     );
-    let toml = base_config("", &tls)
-        + &format!(
-            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
-            up.addr
-        );
+    let toml = base_config("", &tls) + &app_route(&up);
     let proxy = Canaryd::start(&toml);
     let port = proxy.server().tls_addrs()[0].port();
     let (out, _) = tokio::task::spawn_blocking(move || {

@@ -81,11 +81,7 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 fn one_route(up: &Upstream) -> String {
-    base_config("", "drain_timeout = \"2s\"")
-        + &format!(
-            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
-            up.addr
-        )
+    base_config("", "drain_timeout = \"2s\"") + &app_route(&up)
 }
 
 #[test]

@@ -131,11 +131,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &(base_config("", "drain_timeout = \"5s\"")
-            + &format!(
-                "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
-                up.addr
-            )),
+        &(base_config("", "drain_timeout = \"5s\"") + &app_route(&up)),
     );
     let (mut child, addr) = spawn_run(&config);
     let client = client();

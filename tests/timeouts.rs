@@ -16,10 +16,7 @@ fn config(up: &Upstream) -> String {
     base_config(
         "",
         "header_read_timeout = \"300ms\"\nidle_timeout = \"1500ms\"",
-    ) + &format!(
-        "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
-        up.addr
-    )
+    ) + &app_route(&up)
 }
 
 /// Read until the peer closes; how long that took.

@@ -324,6 +324,14 @@ weight = {weight}
 
 pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>;
 
+/// Route "app": every request to `up` as the primary, revision v1, no canary.
+pub fn app_route(up: &Upstream) -> String {
+    format!(
+        "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
+        up.addr
+    )
+}
+
 /// Route "shop" (primary v1, canary v2 on the given upstreams) under analysis: `analysis` is the
 /// body of its `[route.analysis]` table (interval, threshold, steps…); add
 /// [`BUILTIN_METRICS`] and webhooks after it as needed.
