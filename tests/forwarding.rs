@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn one_route(upstream: &Upstream, extra_proxy: &str) -> String {
-    base_config("", extra_proxy) + &app_route(&upstream)
+    base_config("", extra_proxy) + &app_route(upstream)
 }
 
 /// An address nothing listens on.

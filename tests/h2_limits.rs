@@ -306,7 +306,7 @@ async fn handshake(addr: SocketAddr) -> (Reader<OwnedReadHalf>, OwnedWriteHalf, 
 
 /// One route to `up`, plus `extra_proxy` lines; a short drain so a test's end is quick.
 fn one_route(up: &Upstream, extra_proxy: &str) -> String {
-    base_config("", &format!("drain_timeout = \"1s\"\n{extra_proxy}")) + &app_route(&up)
+    base_config("", &format!("drain_timeout = \"1s\"\n{extra_proxy}")) + &app_route(up)
 }
 
 /// The proxy is unharmed: a normal HTTP/2 (h2c) request on a new connection gets 200 from

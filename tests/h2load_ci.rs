@@ -81,7 +81,7 @@ fn args(list: &[&str]) -> Vec<String> {
 }
 
 fn one_route(up: &Upstream) -> String {
-    base_config("", "drain_timeout = \"2s\"") + &app_route(&up)
+    base_config("", "drain_timeout = \"2s\"") + &app_route(up)
 }
 
 #[test]

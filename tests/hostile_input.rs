@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 /// One route without hosts to `up`, plus `extra_proxy` lines in `[proxy]`.
 fn one_route(up: &Upstream, extra_proxy: &str) -> String {
-    base_config("", extra_proxy) + &app_route(&up)
+    base_config("", extra_proxy) + &app_route(up)
 }
 
 /// A route named `name` with optional `hosts` and `path_prefix` lines to `up`.

@@ -16,7 +16,7 @@ fn config(up: &Upstream) -> String {
     base_config(
         "",
         "header_read_timeout = \"300ms\"\nidle_timeout = \"1500ms\"",
-    ) + &app_route(&up)
+    ) + &app_route(up)
 }
 
 /// Read until the peer closes; how long that took.

@@ -50,7 +50,7 @@ fn tls_config(dir: &Path, upstream: &Upstream) -> String {
         dir.join("cert.pem").display(),
         dir.join("key.pem").display()
     );
-    base_config("", &tls) + &app_route(&upstream)
+    base_config("", &tls) + &app_route(upstream)
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

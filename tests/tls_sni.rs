@@ -118,7 +118,7 @@ fn tls_tables(prefix: &str) -> String {
 
 fn proxy_config(certs: &Path, upstream: &Upstream) -> String {
     let prefix = format!("{}/", certs.display());
-    base_config("", &tls_tables(&prefix)) + &app_route(&upstream)
+    base_config("", &tls_tables(&prefix)) + &app_route(upstream)
 }
 
 /// 1-based line of the `n`th (1-based) `[[proxy.tls.sni]]` header in `text`.
