@@ -63,6 +63,16 @@ pub struct Server {
 impl Server {
     /// Bind every listener and start serving `config`.
     pub fn start(config: Config) -> Result<Server, StartError> {
+        Self::start_with_certificates(config, None)
+    }
+
+    /// [`Server::start`], with the TLS configuration already built from `config.proxy.tls`
+    /// (`control::load_with_certificate` builds it for `run`, which need not read the pairs
+    /// twice); `None` builds it here.
+    pub fn start_with_certificates(
+        config: Config,
+        certificates: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Server, StartError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("canaryd-control")
@@ -79,12 +89,13 @@ impl Server {
 
         // Load the certificate before binding, so a bad pair fails the start before any
         // port is taken.
-        let tls = match &config.proxy.tls {
-            Some(tls) => Some((
+        let tls = match (&config.proxy.tls, certificates) {
+            (Some(tls), Some(built)) => Some((tls.listen.clone(), Arc::new(TlsCerts::new(built)))),
+            (Some(tls), None) => Some((
                 tls.listen.clone(),
                 Arc::new(TlsCerts::new(load_server_config(tls)?)),
             )),
-            None => None,
+            (None, _) => None,
         };
 
         // Bind before anything serves, so a taken port fails the start cleanly.

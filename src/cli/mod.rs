@@ -187,16 +187,16 @@ fn check(file: &std::path::Path) -> ExitCode {
 }
 
 fn run(file: &std::path::Path) -> ExitCode {
-    // The certificate is checked here for a positioned error; the server builds its own.
-    let config = match load_with_certificate(file, true) {
-        Ok((config, _)) => config,
+    // The certificates are loaded here, so a bad pair gets a positioned error.
+    let (config, certificates) = match load_with_certificate(file, true) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::from(1);
         }
     };
     logging::init(&config.log);
-    let mut server = match Server::start(config) {
+    let mut server = match Server::start_with_certificates(config, certificates) {
         Ok(server) => server,
         Err(error) => {
             tracing::error!(
