@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod metrics;
+mod process_clock;
 pub mod proxy;
 pub mod routing;
 pub mod server;

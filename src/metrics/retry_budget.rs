@@ -26,10 +26,10 @@
 //! Time is whole seconds since the first budget was created; the arithmetic takes the second and
 //! the request count as arguments so unit tests need no clock.
 
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::Instant;
+use std::sync::{Mutex, PoisonError};
 
 use crate::config::RetryBudgetConfig;
+use crate::process_clock::since_start;
 
 /// Length of the sliding window deposits and withdrawals are remembered for (Finagle's and
 /// Linkerd's default `ttl`).
@@ -67,10 +67,9 @@ impl RetryOutcome {
     }
 }
 
-/// Seconds since the first call, from a monotonic clock.
+/// Whole seconds on the process clock.
 fn now_secs() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs()
+    since_start().as_secs()
 }
 
 /// Deposits (finished requests) and withdrawals (granted retries) of one second.

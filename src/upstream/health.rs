@@ -10,16 +10,15 @@
 //! endpoint was created, so an endpoint that was never ejected costs one atomic load to check.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 use crate::config::EjectionConfig;
+use crate::process_clock::since_start;
 
 fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
     // +1 so that 0 can mean "never ejected".
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    u64::try_from(since_start().as_millis()).unwrap_or(u64::MAX) + 1
 }
 
 /// The passive health state of one endpoint.
