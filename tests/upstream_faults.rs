@@ -169,6 +169,13 @@ async fn ejection_follows_its_config_keys_and_a_reload() {
     // the bad endpoint gets its round-robin share again.
     let off = toml.replace("ejection_failures = 2", "ejection_failures = 0");
     proxy.reload_with(&off).await.unwrap();
+    // The rename also wakes the file watcher, whose own reload rebuilds the snapshot (and with
+    // it the round-robin cursor): let it land before counting the split.
+    let reloads = &proxy.server().registry().process.reloads_success;
+    eventually("the file watcher's reload", Duration::from_secs(3), || {
+        reloads.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let before = bad.hits();
     for _ in 0..20 {
