@@ -1,6 +1,6 @@
 //! Integration tests of configuration validation through the public API: every broken rule
 //! must be reported as `FILE:LINE:COL: message` pointing at the offending value, and valid
-//! files (the SPEC section 2 example, a minimal file) must yield the documented values.
+//! files (the example with every core key, a minimal file) must yield the documented values.
 
 // A failed unwrap is a failed test, which is what a test should do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -495,8 +495,9 @@ fn read_error_names_the_file() {
 const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
 
-/// The example of SPEC section 2, verbatim (commented lines stay commented).
-const SPEC_EXAMPLE: &str = r##"[proxy]
+/// The example with every core key at its default (docs/configuration.md#keys-and-defaults),
+/// as the product's contract first gave it: commented lines stay commented.
+const CORE_KEYS_EXAMPLE: &str = r##"[proxy]
 listen = ["0.0.0.0:8080"]        # plain HTTP/1.1 and HTTP/2 (h2c, prior knowledge)
 workers = 0                      # worker threads; 0 = one per CPU core
 connect_timeout = "2s"           # TCP connect to an upstream endpoint
@@ -603,16 +604,16 @@ fn tls_key_must_be_pem() {
 }
 
 #[test]
-fn spec_example_parses_with_its_values() {
+fn core_keys_example_parses_with_its_values() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("certs")).unwrap();
     std::fs::write(dir.path().join("certs/tls.crt"), PEM_CERT).unwrap();
     std::fs::write(dir.path().join("certs/tls.key"), PEM_KEY).unwrap();
     let file = dir.path().join("canaryd.toml");
-    std::fs::write(&file, SPEC_EXAMPLE).unwrap();
+    std::fs::write(&file, CORE_KEYS_EXAMPLE).unwrap();
     let c = match load_file(&file) {
         Ok(c) => c,
-        Err(e) => panic!("SPEC example rejected: {e}"),
+        Err(e) => panic!("core-keys example rejected: {e}"),
     };
 
     assert_eq!(c.source, file);

@@ -1,4 +1,4 @@
-//! Several certificates chosen by SNI (`[[proxy.tls.sni]]`, an extension of SPEC section 2)
+//! Several certificates chosen by SNI (`[[proxy.tls.sni]]`, an extension: docs/tls.md#several-certificates-sni)
 //! over real sockets: exact names, a one-label `*.` wildcard and the `[proxy.tls]` default
 //! (unknown name, or no SNI when connecting by IP); a reload swapping one entry's files; a
 //! reload with one bad pair rejected as a whole with every old certificate still served;

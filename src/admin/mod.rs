@@ -1,4 +1,4 @@
-//! The admin listener (SPEC sections 6 and 7): health, readiness, the JSON API, operator
+//! The admin listener (docs/operations.md#admin-api, docs/security.md#admin-api): health, readiness, the JSON API, operator
 //! commands, reload, events and the status page. It runs on the control runtime, apart from the
 //! proxy workers, and nothing on a proxy port reaches it.
 

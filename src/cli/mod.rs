@@ -1,4 +1,4 @@
-//! The command line (SPEC section 1): argument parsing and the `run` and `check` commands.
+//! The command line (docs/operations.md#cli): argument parsing and the `run` and `check` commands.
 //! Errors become messages and exit codes here, at the binary's edge.
 
 mod admin_client;
@@ -105,7 +105,7 @@ struct DemoArgs {
     /// After the outcome, keep the proxy, status page and load running until Ctrl-C
     #[arg(long)]
     keep_running: bool,
-    /// Analysis interval (SPEC: 1s; shorter only to test the demo itself)
+    /// Analysis interval (docs/demo.md: 1s; shorter only to test the demo itself)
     #[arg(long, default_value = "1s", value_parser = parse_duration, hide = true)]
     interval: std::time::Duration,
 }

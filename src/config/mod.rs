@@ -1,4 +1,4 @@
-//! Configuration: reads one TOML file, validates every rule of SPEC section 2, and yields an
+//! Configuration: reads one TOML file, validates every rule of docs/configuration.md#validation-rules, and yields an
 //! immutable [`Config`]. Knows nothing of routing, proxying or analysis.
 
 mod analysis;

@@ -60,10 +60,10 @@ pub(crate) struct RawProxy {
     pub max_header_bytes: Spanned<i64>,
     pub retries: Spanned<i64>,
     pub failover_to_primary: bool,
-    /// Extension of SPEC section 2: the retry budget (see `metrics::retry_budget`).
+    /// Extension (docs/routing.md#retry-budget): the retry budget (see `metrics::retry_budget`).
     pub retry_budget_percent: Spanned<i64>,
     pub retry_budget_min_per_second: Spanned<i64>,
-    /// Extension of SPEC section 2: passive ejection (see `upstream::health`).
+    /// Extension (docs/routing.md#3-endpoint): passive ejection (see `upstream::health`).
     pub ejection_failures: Spanned<i64>,
     pub ejection_base_time: Spanned<String>,
     pub ejection_max_time: Spanned<String>,
@@ -107,8 +107,8 @@ pub(crate) struct RawTls {
     pub listen: Spanned<Vec<Spanned<String>>>,
     pub cert: Spanned<String>,
     pub key: Spanned<String>,
-    /// `[[proxy.tls.sni]]`: extra certificates chosen by the client's SNI (an extension of
-    /// SPEC section 2, which has only the one pair above).
+    /// `[[proxy.tls.sni]]`: extra certificates chosen by the client's SNI (an extension,
+    /// docs/tls.md#several-certificates-sni, beside the one pair above).
     #[serde(default)]
     pub sni: Vec<Spanned<RawSni>>,
 }

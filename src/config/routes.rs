@@ -1,4 +1,4 @@
-//! The rules of SPEC section 2 that concern a `[[route]]` table as a whole: its name, hosts,
+//! The rules of docs/configuration.md#validation-rules that concern a `[[route]]` table as a whole: its name, hosts,
 //! `path_prefix`, primary and canary endpoints, the tables that need a canary — and the rules
 //! between routes (unique names, no two routes on the same host and `path_prefix`). The
 //! analysis rules live in `analysis.rs`, match/sticky/mirror/webhook rules in `traffic.rs`.

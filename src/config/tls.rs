@@ -2,7 +2,7 @@
 //! certificate and key files (readable, holding PEM blocks of the right kind), and the SNI host
 //! names (valid, no IP literal, none listed twice).
 //!
-//! `[[proxy.tls.sni]]` is an extension of SPEC section 2, which has a single `cert`/`key`
+//! `[[proxy.tls.sni]]` is an extension (docs/tls.md#several-certificates-sni) of the single `cert`/`key`
 //! pair: that pair stays the default certificate, served when no entry matches the client's
 //! server name. That a key belongs to its certificate is checked later, when rustls loads the
 //! pairs (`proxy::load_server_config`); the tables' offsets are kept so that error is

@@ -1,6 +1,6 @@
 //! The validated configuration: immutable domain types that the rest of canaryd reads.
 //!
-//! Everything here has already passed every rule of SPEC section 2; code that holds a
+//! Everything here has already passed every rule of docs/configuration.md#validation-rules; code that holds a
 //! [`Config`] never re-validates. Raw TOML structures live in `raw.rs`, the rules in
 //! `validate.rs`.
 
@@ -54,9 +54,9 @@ pub struct ProxyConfig {
     pub retries: u32,
     /// A canary request that cannot connect is retried on the primary.
     pub failover_to_primary: bool,
-    /// How many retries may be made across requests (an extension of SPEC section 2).
+    /// How many retries may be made across requests (an extension: docs/configuration.md#keys-and-defaults).
     pub retry_budget: RetryBudgetConfig,
-    /// Passive ejection of failing endpoints (an extension of SPEC section 2).
+    /// Passive ejection of failing endpoints (an extension: docs/configuration.md#keys-and-defaults).
     pub ejection: EjectionConfig,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
@@ -134,7 +134,7 @@ pub struct TlsConfig {
     pub offset: usize,
 }
 
-/// One `[[proxy.tls.sni]]` entry (an extension of SPEC section 2).
+/// One `[[proxy.tls.sni]]` entry (an extension: docs/configuration.md#keys-and-defaults).
 #[derive(Debug, Clone)]
 pub struct SniCertConfig {
     /// Exact names and `*.` wildcards, lower-cased; no name appears in two entries.
@@ -385,7 +385,7 @@ pub struct MirrorConfig {
 /// `[[route.webhooks]]`.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
-    /// When the hook is called (SPEC section 5).
+    /// When the hook is called (docs/rollouts.md#webhooks).
     pub kind: WebhookKind,
     /// `http://` URL the JSON payload is POSTed to.
     pub url: http::Uri,
@@ -395,7 +395,7 @@ pub struct WebhookConfig {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// The eight webhook types of SPEC section 5.
+/// The eight webhook types of docs/rollouts.md#webhooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WebhookKind {
     /// `confirm-rollout`.
@@ -417,7 +417,7 @@ pub enum WebhookKind {
 }
 
 impl WebhookKind {
-    /// Every kind, in SPEC order.
+    /// Every kind, in the order of the table in docs/rollouts.md#webhooks.
     pub const ALL: [WebhookKind; 8] = [
         WebhookKind::ConfirmRollout,
         WebhookKind::PreRollout,

@@ -1,4 +1,4 @@
-//! Turns the raw TOML structures into a validated [`Config`]: every rule of SPEC section 2
+//! Turns the raw TOML structures into a validated [`Config`]: every rule of docs/configuration.md#validation-rules
 //! for the global sections (`[proxy]`, `[admin]`, `[state]`, `[log]`; `[proxy.tls]` in
 //! `tls.rs`), the entry points [`parse_str`] and [`load_file`], and the small checkers shared
 //! with the route rules in `routes.rs` and `tls.rs`.

@@ -1,4 +1,4 @@
-//! `canaryd demo` (SPEC section 9): a whole rollout on loopback in one command — two built-in
+//! `canaryd demo` (docs/demo.md): a whole rollout on loopback in one command — two built-in
 //! backends, the real proxy with a fast analysis, and a built-in load generator going through
 //! the proxy like any client — narrated one line per check, ending promoted or rolled back.
 
@@ -125,7 +125,7 @@ impl Drop for DemoDir {
     }
 }
 
-/// The demo's config: SPEC 9's fast analysis (interval 1 s, step 10, max 50, threshold 2).
+/// The demo's config: docs/demo.md's fast analysis (interval 1 s, step 10, max 50, threshold 2).
 fn demo_config(
     options: &DemoOptions,
     primary: SocketAddr,

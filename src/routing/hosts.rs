@@ -1,4 +1,4 @@
-//! Finding the route of a request by host and longest path prefix (SPEC section 3, step 1).
+//! Finding the route of a request by host and longest path prefix (docs/routing.md#1-route).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Routing a request (SPEC section 3): which route, which version, which endpoint.
+//! Routing a request (docs/routing.md): which route, which version, which endpoint.
 //!
 //! Everything here works on plain data — a [`RoutingSnapshot`] and an `http::HeaderMap` — so it
 //! is tested without sockets. A snapshot is immutable; [`crate::control`] builds a new one for

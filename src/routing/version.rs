@@ -1,4 +1,4 @@
-//! Choosing primary or canary for one request (SPEC section 3, step 2).
+//! Choosing primary or canary for one request (docs/routing.md#2-version).
 
 use http::HeaderMap;
 
