@@ -459,5 +459,4 @@ fn unix_now() -> u64 {
 }
 
 #[cfg(test)]
-#[path = "state_file_tests.rs"]
 mod tests;

@@ -402,5 +402,4 @@ fn log_answer(hook: &WebhookConfig, payload: &WebhookPayload, answer: &WebhookAn
 }
 
 #[cfg(test)]
-#[path = "webhook_tests.rs"]
 mod tests;
