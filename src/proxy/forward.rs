@@ -23,7 +23,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{Completion, ResponseBody};
-use super::headers::{has_ambiguous_framing, rewrite_request, rewrite_response, ClientFacts};
+use super::headers::{
+    has_ambiguous_framing, keep_body_framing, rewrite_request, rewrite_response, ClientFacts,
+};
+use super::validate::malformed_head;
 use super::ProxyError;
 use super::{mirror, upgrade};
 use crate::config::{ProxyConfig, Version};
@@ -72,6 +75,17 @@ pub async fn handle(
     let snapshot = shared.snapshot.load_full();
     let proxy = &snapshot.config.proxy;
 
+    // Refused before routing: nothing reaches an upstream or counts against a version.
+    if let Some(error) = malformed_head(request.version(), request.uri(), request.headers()) {
+        let answer = error_response(&error);
+        // After a malformed HTTP/1 head the connection's next bytes are not trusted either.
+        return if request.version() == http::Version::HTTP_2 {
+            answer
+        } else {
+            closing(answer)
+        };
+    }
+
     // Phase 1: route.
     let authority = request_authority(&request);
     let Some(route) = snapshot
@@ -112,6 +126,7 @@ pub async fn handle(
     }
     parts.uri = origin_form(&parts.uri);
     parts.version = http::Version::HTTP_11;
+    keep_body_framing(&mut parts.headers, &body);
     let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
         let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
         match mirror::read_small_body(body, limit).await {

@@ -307,7 +307,10 @@ impl Worker {
             ))
             .header_read_timeout(proxy.header_read_timeout)
             .max_buf_size(proxy.max_header_bytes.max(8192))
-            .keep_alive(true);
+            .keep_alive(true)
+            // A client that shuts down its write side after its requests (`nc -N`, health
+            // checks) still gets every answer (`docs/security.md#protocol-conformance`).
+            .half_close(true);
         builder
             .http2()
             .timer(TokioTimer::new())

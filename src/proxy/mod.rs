@@ -16,6 +16,7 @@ mod mirror;
 mod tls;
 mod tls_sni;
 mod upgrade;
+mod validate;
 
 pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
