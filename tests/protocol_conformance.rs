@@ -56,7 +56,12 @@ enum RawMode {
     H2c,
     /// Never answers.
     Silent,
+    /// `103 Early Hints` with a `Link` header at once, then `200` after [`HINT_LEAD`].
+    EarlyHints,
 }
+
+/// How long a [`RawMode::EarlyHints`] upstream waits between its `103` and its `200`.
+const HINT_LEAD: Duration = Duration::from_millis(400);
 
 /// A TCP upstream that records every byte the proxy sends it.
 struct RawUpstream {
@@ -121,6 +126,13 @@ async fn serve_raw(mut stream: TcpStream, conn: Arc<Mutex<RawConn>>, mode: RawMo
             heads
         };
         for head in heads {
+            if mode == RawMode::EarlyHints {
+                let hint = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+                if stream.write_all(hint).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(HINT_LEAD).await;
+            }
             let answer: &[u8] = if mode == RawMode::H2c && head.contains("upgrade: h2c") {
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
             } else {
@@ -635,4 +647,84 @@ async fn bad_chunk_after_a_valid_one_is_400_and_the_upstream_request_aborted() {
     );
     let m = proxy.server().registry().route("app");
     assert_eq!(m.version(Version::Primary).code_class(5), 0);
+}
+
+// ---------------------------------------------------------------- 1xx
+
+const HINT: &str = "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n";
+
+/// An upstream's `103 Early Hints` reaches an HTTP/1.1 client with its `Link` header, before
+/// the final response and as soon as the upstream sent it (not held back until the `200`).
+#[tokio::test]
+async fn early_hints_reach_an_http1_client_before_the_final_response() {
+    let up = RawUpstream::start(RawMode::EarlyHints).await;
+    let proxy = Canaryd::start(&app_to(up.addr));
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let sent = Instant::now();
+    s.write_all(b"GET /page HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, s.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let early = sent.elapsed();
+    assert_eq!(String::from_utf8_lossy(&first[..n]), HINT);
+    assert!(early < HINT_LEAD, "the 103 came only after {early:?}");
+    let rest = read_reply(&mut s, WAIT).await;
+    assert!(rest.text.starts_with("HTTP/1.1 200 OK\r\n"), "{rest:?}");
+    assert!(rest.text.ends_with("\r\n\r\nok"), "{rest:?}");
+}
+
+/// Two pipelined requests: each answer is its own `103` then its `200`, in order.
+#[tokio::test]
+async fn early_hints_keep_pipelined_answers_in_order() {
+    let up = RawUpstream::start(RawMode::EarlyHints).await;
+    let proxy = Canaryd::start(&app_to(up.addr));
+    let reply = exchange(
+        proxy.addr,
+        b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let statuses: Vec<&str> = reply.status_lines();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 103 Early Hints",
+            "HTTP/1.1 200 OK"
+        ],
+        "{reply:?}"
+    );
+    assert_eq!(reply.text.matches(HINT).count(), 2, "{reply:?}");
+}
+
+/// An HTTP/1.0 client never gets a 1xx (RFC 9110 §15.2), only the final response.
+#[tokio::test]
+async fn early_hints_are_not_sent_to_an_http10_client() {
+    let up = RawUpstream::start(RawMode::EarlyHints).await;
+    let proxy = Canaryd::start(&app_to(up.addr));
+    let reply = exchange(proxy.addr, b"GET /page HTTP/1.0\r\nHost: a\r\n\r\n").await;
+    assert_eq!(reply.status_lines(), ["HTTP/1.0 200 OK"], "{reply:?}");
+}
+
+/// HTTP/2 clients cannot be sent a 1xx yet (neither hyper 1.12 nor h2 0.4.20 can send one
+/// from a server; `docs/security.md#protocol-conformance`): the `103` is dropped and the final
+/// response arrives intact.
+#[tokio::test]
+async fn early_hints_to_an_http2_client_are_dropped_and_the_final_response_intact() {
+    let up = RawUpstream::start(RawMode::EarlyHints).await;
+    let proxy = Canaryd::start(&app_to(up.addr));
+    let (mut sender, conn) = h2c(&proxy).await;
+    let req = Request::get(proxy.url("/page"))
+        .body(Empty::new().boxed())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(!resp.headers().contains_key("link"), "{:?}", resp.headers());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    close_h2c(sender, conn).await;
 }

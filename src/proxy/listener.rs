@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
 use super::drain::OpenConnections;
 use super::h2_idle::StreamActivity;
+use super::informational::{Informational, InformationalIo};
 use super::tls::{ClientProtocol, ClientStream, TlsCerts};
 use super::{handle, ClientConn, ProxyShared};
 
@@ -363,10 +364,16 @@ impl Worker {
             if let Some(stream) = stream {
                 let tls = matches!(stream, ClientStream::Tls(_));
                 let protocol = stream.protocol();
-                let io = TokioIo::new(CountingIo::new(stream, activity));
+                // HTTP/2 cannot carry a forwarded 1xx (see `informational.rs`).
+                let informational =
+                    (protocol != ClientProtocol::Http2).then(|| Arc::new(Informational::default()));
+                let io = TokioIo::new(InformationalIo::new(
+                    CountingIo::new(stream, activity),
+                    informational.clone(),
+                ));
                 let context = Arc::new(ConnContext {
                     shared,
-                    client: ClientConn::new(peer, tls),
+                    client: ClientConn::new(peer, tls).with_informational(informational),
                 });
                 let streams = StreamActivity::new();
                 let service = service_fn({

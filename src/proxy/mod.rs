@@ -11,6 +11,7 @@ mod error;
 mod forward;
 mod h2_idle;
 pub mod headers;
+mod informational;
 mod listener;
 mod mirror;
 mod tls;
