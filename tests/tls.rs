@@ -459,3 +459,71 @@ async fn after_alpn_http1_or_none_an_h2_preface_is_not_served_http2() {
         .unwrap();
     assert_eq!(get_h1(stream, "/after").await.0, 200);
 }
+
+/// Upgrades still tunnel on a TLS connection served HTTP/1.1 only (ALPN `http/1.1`): the
+/// upstream's 101 reaches the client and bytes go both ways.
+#[tokio::test]
+async fn websocket_upgrade_tunnels_over_tls_after_alpn_http1() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let certs = tempfile::tempdir().unwrap();
+    let cert = new_cert();
+    write_pair(certs.path(), &cert.cert_pem, &cert.key_pem);
+    let tls = format!(
+        "[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    let toml = base_config("", &tls)
+        + &format!("[[route]]\nname = \"ws\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{addr}\"]\n");
+    let proxy = Canaryd::start(&toml);
+    let mut stream = connect(tls_addr(&proxy), &cert.der, &[b"http/1.1"])
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream.write_all(b"ping over the tunnel").await.unwrap();
+    let mut echo = vec![0u8; 20];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping over the tunnel");
+}
