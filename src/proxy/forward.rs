@@ -142,7 +142,6 @@ pub async fn handle(
     }
     parts.uri = origin_form(&parts.uri);
     parts.version = http::Version::HTTP_11;
-    keep_body_framing(&mut parts.headers, &body);
     let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
         let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
         match mirror::read_small_body(body, limit).await {
@@ -160,6 +159,8 @@ pub async fn handle(
     } else {
         RequestBody::Streamed(body)
     };
+    // After the mirror read: a buffered body has a known length and needs no chunked framing.
+    keep_body_framing(&mut parts.headers, &body);
     let mut upstream_request = Request::from_parts(parts, body);
     if let Some(queue) = informational {
         hyper::ext::on_informational(&mut upstream_request, move |response| {
