@@ -452,6 +452,8 @@ async fn missing_repeated_or_invalid_host_is_400_and_never_reaches_the_upstream(
         "GET /x HTTP/1.1\r\nHost: a:99999\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: [::1\r\n\r\n",
         "GET http://u@a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        // An absolute-form target does not replace the Host field HTTP/1.1 requires.
+        "GET http://a/x HTTP/1.1\r\n\r\n",
         // HTTP/1.0 may omit Host, but not repeat or garble it.
         "GET /x HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
         "GET /x HTTP/1.0\r\nHost: a b\r\n\r\n",

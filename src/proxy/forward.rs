@@ -54,7 +54,7 @@ pub struct ClientConn {
     /// Whether the connection is TLS.
     pub tls: bool,
     /// Where an HTTP/1 connection's 1xx responses wait to be written (`informational.rs`).
-    pub informational: Option<Arc<Informational>>,
+    pub(crate) informational: Option<Arc<Informational>>,
 }
 
 impl ClientConn {

@@ -28,9 +28,14 @@ pub fn malformed_head(version: Version, uri: &Uri, headers: &HeaderMap) -> Optio
     {
         return Some(ProxyError::BadHost);
     }
-    let has_authority = host.is_some() || uri.authority().is_some();
-    // HTTP/1.0 predates `Host`; HTTP/1.1 must send it, HTTP/2 sends `:authority` or `Host`.
-    if !has_authority && (version == Version::HTTP_11 || version == Version::HTTP_2) {
+    // HTTP/1.0 predates `Host`; HTTP/1.1 must send it, also with an absolute-form target
+    // (RFC 9112 §3.2); HTTP/2 sends `:authority` or `host` (RFC 9113 §8.3.1).
+    let missing = match version {
+        Version::HTTP_11 => host.is_none(),
+        Version::HTTP_2 => host.is_none() && uri.authority().is_none(),
+        _ => false,
+    };
+    if missing {
         return Some(ProxyError::BadHost);
     }
     if version == Version::HTTP_2
@@ -167,6 +172,8 @@ mod tests {
         let origin: Uri = "/x".parse().unwrap();
         let absolute: Uri = "http://b.test/x".parse().unwrap();
         assert!(malformed_head(Version::HTTP_11, &origin, &headers(&[])).is_some());
+        assert!(malformed_head(Version::HTTP_11, &absolute, &headers(&[])).is_some());
+        assert!(malformed_head(Version::HTTP_11, &absolute, &headers(&[("host", "a")])).is_none());
         assert!(malformed_head(Version::HTTP_10, &origin, &headers(&[])).is_none());
         assert!(malformed_head(Version::HTTP_2, &absolute, &headers(&[])).is_none());
         assert!(malformed_head(Version::HTTP_2, &origin, &headers(&[])).is_some());
