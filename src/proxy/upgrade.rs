@@ -106,3 +106,36 @@ pub fn tunnel(
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     answer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upgrade(values: &[&'static str]) -> Option<HeaderValue> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        for v in values {
+            headers.append(UPGRADE, HeaderValue::from_static(v));
+        }
+        requested(http::Version::HTTP_11, &headers)
+    }
+
+    #[test]
+    fn h2c_is_never_an_upgrade() {
+        for values in [
+            &["h2c"][..],
+            &["H2C"],
+            &["websocket, h2c"],
+            &[" h2c/1 , foo"],
+            &["websocket", "h2c"],
+        ] {
+            assert_eq!(upgrade(values), None, "{values:?}");
+        }
+        for values in [&["websocket"][..], &["h2cx"], &["foo/h2c"]] {
+            assert!(upgrade(values).is_some(), "{values:?}");
+        }
+    }
+}
