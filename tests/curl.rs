@@ -118,3 +118,27 @@ async fn curl_http2_over_tls_through_the_proxy() {
         );
     }
 }
+
+/// `curl --http2` on a plain `http://` URL asks for the h2c upgrade; canaryd never forwards it
+/// (`docs/security.md#protocol-conformance`), so curl gets its answer over HTTP/1.1 and the
+/// upstream sees a plain request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs curl"]
+async fn curl_http2_upgrade_on_plain_http_is_answered_over_http1() {
+    let up = Upstream::start("app").await;
+    let proxy = Canaryd::start(&(base_config("", "") + &app_route(&up)));
+    let url = proxy.url("/upgrade-me");
+    let (out, _) = tokio::task::spawn_blocking(move || curl(&["--http2", "-i", &url]))
+        .await
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("app"), "{out}");
+    let seen = up.last_seen();
+    assert_eq!(seen.uri, "/upgrade-me");
+    for name in ["upgrade", "http2-settings", "connection"] {
+        assert!(
+            !seen.headers.contains_key(name),
+            "{name} forwarded: {seen:?}"
+        );
+    }
+}

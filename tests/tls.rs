@@ -348,3 +348,182 @@ async fn a_stalled_handshake_is_cut_by_the_header_read_timeout() {
         .expect("the proxy hangs up on a silent TLS client");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }
+
+/// Read from a TLS stream until the proxy closes it (`true`) or 3 s pass (`false`).
+async fn read_until_closed(stream: &mut TlsStream<TcpStream>) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Err(_) => return (out, false),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// `bytes` split into HTTP/2 frames (type, payload); `None` unless they are whole frames.
+fn h2_frames(bytes: &[u8]) -> Option<Vec<(u8, Vec<u8>)>> {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < 9 {
+            return None;
+        }
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        if rest.len() < 9 + len {
+            return None;
+        }
+        frames.push((rest[3], rest[9..9 + len].to_vec()));
+        rest = &rest[9 + len..];
+    }
+    Some(frames)
+}
+
+/// After ALPN chose `h2`, the connection speaks HTTP/2 only: HTTP/1.1 bytes are an invalid
+/// connection preface, a connection error. The proxy sends nothing but HTTP/2 frames (its
+/// SETTINGS; h2 omits the GOAWAY, which RFC 9113 §3.4 allows after an invalid preface) and
+/// closes; never an HTTP/1.1 response, and nothing reaches the upstream.
+#[tokio::test]
+async fn after_alpn_h2_http1_bytes_are_a_connection_error_and_reach_no_upstream() {
+    let up = Upstream::start("app").await;
+    let certs = tempfile::tempdir().unwrap();
+    let cert = new_cert();
+    write_pair(certs.path(), &cert.cert_pem, &cert.key_pem);
+    let proxy = Canaryd::start(&tls_config(certs.path(), &up));
+    let mut stream = connect(tls_addr(&proxy), &cert.der, &[b"h2"])
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    stream
+        .write_all(b"GET /h1-over-h2 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut stream).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    assert!(closed, "connection left open: {text:?}");
+    let frames = h2_frames(&answer).unwrap_or_else(|| panic!("not HTTP/2 frames: {text:?}"));
+    // SETTINGS (4), and GOAWAY (7) if h2 ever sends one.
+    assert!(
+        !frames.is_empty() && frames.iter().all(|(kind, _)| *kind == 0x4 || *kind == 0x7),
+        "{frames:?}"
+    );
+    if let Some((_, payload)) = frames.iter().find(|(kind, _)| *kind == 0x7) {
+        assert_eq!(
+            payload[4..8],
+            [0, 0, 0, 1],
+            "GOAWAY not PROTOCOL_ERROR: {payload:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.hits(), 0, "{:?}", up.seen.lock().unwrap());
+}
+
+/// After ALPN chose `http/1.1`, or with no ALPN at all, the connection speaks HTTP/1.1 only: an
+/// HTTP/2 preface and request are read as a (malformed) HTTP/1.1 request, never served as
+/// HTTP/2, and nothing reaches the upstream.
+#[tokio::test]
+async fn after_alpn_http1_or_none_an_h2_preface_is_not_served_http2() {
+    let up = Upstream::start("app").await;
+    let certs = tempfile::tempdir().unwrap();
+    let cert = new_cert();
+    write_pair(certs.path(), &cert.cert_pem, &cert.key_pem);
+    let proxy = Canaryd::start(&tls_config(certs.path(), &up));
+    for alpn in [&[&b"http/1.1"[..]][..], &[][..]] {
+        let mut stream = connect(tls_addr(&proxy), &cert.der, alpn).await.unwrap();
+        let expected = alpn.first().copied();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), expected);
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        // An empty SETTINGS frame, then HEADERS for GET /h2-over-h1 (HPACK literals).
+        bytes.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+        let mut block = vec![0x82, 0x87, 0x04, 11];
+        block.extend_from_slice(b"/h2-over-h1");
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"localhost");
+        bytes.extend_from_slice(&[0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&block);
+        let _ = stream.write_all(&bytes).await;
+        let (answer, _) = read_until_closed(&mut stream).await;
+        let text = String::from_utf8_lossy(&answer);
+        // hyper's HTTP/1 parser refuses the `HTTP/2.0` version (observed: 505), or closes.
+        assert!(
+            answer.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+            "ALPN {alpn:?}: {text:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.hits(), 0, "{:?}", up.seen.lock().unwrap());
+    let stream = connect(tls_addr(&proxy), &cert.der, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(get_h1(stream, "/after").await.0, 200);
+}
+
+/// Upgrades still tunnel on a TLS connection served HTTP/1.1 only (ALPN `http/1.1`): the
+/// upstream's 101 reaches the client and bytes go both ways.
+#[tokio::test]
+async fn websocket_upgrade_tunnels_over_tls_after_alpn_http1() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let certs = tempfile::tempdir().unwrap();
+    let cert = new_cert();
+    write_pair(certs.path(), &cert.cert_pem, &cert.key_pem);
+    let tls = format!(
+        "[proxy.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    );
+    let toml = base_config("", &tls)
+        + &format!("[[route]]\nname = \"ws\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{addr}\"]\n");
+    let proxy = Canaryd::start(&toml);
+    let mut stream = connect(tls_addr(&proxy), &cert.der, &[b"http/1.1"])
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    stream.write_all(b"ping over the tunnel").await.unwrap();
+    let mut echo = vec![0u8; 20];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping over the tunnel");
+}

@@ -17,6 +17,13 @@ pub enum ProxyError {
     /// The request's framing is ambiguous (`Transfer-Encoding: chunked, chunked`).
     #[error("ambiguous request framing")]
     AmbiguousFraming,
+    /// `Host` missing (HTTP/1.1), repeated, or not a valid `host[:port]`; or an authority
+    /// with a userinfo part.
+    #[error("missing, repeated or invalid host")]
+    BadHost,
+    /// An HTTP/2 field value with leading or trailing whitespace.
+    #[error("malformed header field")]
+    MalformedHeader,
     /// The version's endpoints resolved to no address.
     #[error("no endpoint available")]
     NoEndpoint,
@@ -36,7 +43,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::BadRequestBody | ProxyError::AmbiguousFraming => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequestBody
+            | ProxyError::AmbiguousFraming
+            | ProxyError::BadHost
+            | ProxyError::MalformedHeader => StatusCode::BAD_REQUEST,
             ProxyError::NoEndpoint | ProxyError::Connect(_) | ProxyError::Upstream(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -50,6 +60,8 @@ impl ProxyError {
             ProxyError::NoRoute => "no route\n",
             ProxyError::BadRequestBody => "bad request body\n",
             ProxyError::AmbiguousFraming => "bad request framing\n",
+            ProxyError::BadHost => "bad host\n",
+            ProxyError::MalformedHeader => "malformed header field\n",
             ProxyError::NoEndpoint | ProxyError::Connect(_) => "upstream connect failed\n",
             ProxyError::Upstream(_) => "upstream error\n",
             ProxyError::Timeout => "upstream timeout\n",
@@ -61,7 +73,11 @@ impl ProxyError {
     pub fn outcome(&self) -> Option<Outcome> {
         match self {
             // The client's fault, not the version's.
-            ProxyError::NoRoute | ProxyError::BadRequestBody | ProxyError::AmbiguousFraming => None,
+            ProxyError::NoRoute
+            | ProxyError::BadRequestBody
+            | ProxyError::AmbiguousFraming
+            | ProxyError::BadHost
+            | ProxyError::MalformedHeader => None,
             ProxyError::NoEndpoint | ProxyError::Connect(_) => {
                 Some(Outcome::UpstreamError(UpstreamErrorKind::Connect))
             }

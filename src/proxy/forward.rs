@@ -23,7 +23,11 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{Completion, ResponseBody};
-use super::headers::{has_ambiguous_framing, rewrite_request, rewrite_response, ClientFacts};
+use super::headers::{
+    has_ambiguous_framing, keep_body_framing, rewrite_request, rewrite_response, ClientFacts,
+};
+use super::informational::Informational;
+use super::validate::malformed_head;
 use super::ProxyError;
 use super::{mirror, upgrade};
 use crate::config::{ProxyConfig, Version};
@@ -49,6 +53,8 @@ pub struct ClientConn {
     pub peer_value: HeaderValue,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Where an HTTP/1 connection's 1xx responses wait to be written (`informational.rs`).
+    pub(crate) informational: Option<Arc<Informational>>,
 }
 
 impl ClientConn {
@@ -58,7 +64,14 @@ impl ClientConn {
             peer,
             peer_value: super::headers::peer_header_value(peer.ip()),
             tls,
+            informational: None,
         }
+    }
+
+    /// Forward upstreams' 1xx responses to this (HTTP/1) connection through `queue`.
+    pub(super) fn with_informational(mut self, queue: Option<Arc<Informational>>) -> Self {
+        self.informational = queue;
+        self
     }
 }
 
@@ -71,6 +84,17 @@ pub async fn handle(
     let started = Instant::now();
     let snapshot = shared.snapshot.load_full();
     let proxy = &snapshot.config.proxy;
+
+    // Refused before routing: nothing reaches an upstream or counts against a version.
+    if let Some(error) = malformed_head(request.version(), request.uri(), request.headers()) {
+        let answer = error_response(&error);
+        // After a malformed HTTP/1 head the connection's next bytes are not trusted either.
+        return if request.version() == http::Version::HTTP_2 {
+            answer
+        } else {
+            closing(answer)
+        };
+    }
 
     // Phase 1: route.
     let authority = request_authority(&request);
@@ -96,6 +120,12 @@ pub async fn handle(
 
     // Phase 3: rewrite request.
     let mut request = request;
+    // RFC 9110 §15.2: 1xx go to HTTP/1.1 clients, never to HTTP/1.0 ones.
+    let informational = client
+        .informational
+        .as_ref()
+        .filter(|_| request.version() == http::Version::HTTP_11)
+        .cloned();
     let upgrade = upgrade::requested(request.version(), request.headers())
         .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (mut parts, body) = request.into_parts();
@@ -129,7 +159,14 @@ pub async fn handle(
     } else {
         RequestBody::Streamed(body)
     };
-    let upstream_request = Request::from_parts(parts, body);
+    // After the mirror read: a buffered body has a known length and needs no chunked framing.
+    keep_body_framing(&mut parts.headers, &body);
+    let mut upstream_request = Request::from_parts(parts, body);
+    if let Some(queue) = informational {
+        hyper::ext::on_informational(&mut upstream_request, move |response| {
+            queue.forward(response.status(), response.headers());
+        });
+    }
 
     // Phase 4: forward.
     match forward(proxy, &route, version, upstream_request).await {

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
 use rand::RngCore;
@@ -21,6 +22,9 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The h2c upgrade's settings: connection-specific (RFC 9113 §3.1), never forwarded even when
+/// `Connection` does not name it.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// What the request headers are rewritten from: who sent it and how.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +55,21 @@ pub fn has_ambiguous_framing(headers: &HeaderMap) -> bool {
     chunked > 1
 }
 
+/// Make sure a request body of unknown length reaches the upstream, whatever the method.
+///
+/// hyper's client sends a GET, HEAD or CONNECT whose body has no known length as a request with
+/// no body at all, unless `Transfer-Encoding` says otherwise; a chunked HTTP/1.1 body or HTTP/2
+/// DATA frames without `content-length` would be dropped (`docs/security.md#protocol-conformance`).
+/// For the other methods hyper chooses chunked itself; setting it here is the same framing.
+pub fn keep_body_framing(headers: &mut HeaderMap, body: &impl http_body::Body) {
+    if !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+        && !headers.contains_key(CONTENT_LENGTH)
+    {
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+}
+
 /// Remove hop-by-hop headers: the fixed list, and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if let Some(named) = headers_named_in_connection(headers) {
@@ -62,6 +81,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in [
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
+        &HTTP2_SETTINGS,
         &TE,
         &TRAILER,
         &TRANSFER_ENCODING,

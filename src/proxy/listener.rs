@@ -28,8 +28,24 @@ use tokio_rustls::TlsAcceptor;
 use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
 use super::drain::OpenConnections;
 use super::h2_idle::StreamActivity;
-use super::tls::{ClientStream, TlsCerts};
+use super::informational::{Informational, InformationalIo};
+use super::tls::{ClientProtocol, ClientStream, TlsCerts};
 use super::{handle, ClientConn, ProxyShared};
+
+/// The HTTP/1 settings of every client connection, applied to the auto-detecting builder and to
+/// the HTTP/1-only one (two hyper types with the same setters).
+macro_rules! http1_settings {
+    ($http1:expr, $timer:expr, $proxy:expr) => {
+        $http1
+            .timer($timer)
+            .header_read_timeout($proxy.header_read_timeout)
+            .max_buf_size($proxy.max_header_bytes.max(8192))
+            .keep_alive(true)
+            // A client that shuts down its write side after its requests (`nc -N`, health
+            // checks) still gets every answer (`docs/security.md#protocol-conformance`).
+            .half_close(true)
+    };
+}
 
 /// How worker threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,17 +313,22 @@ impl Worker {
         let snapshot = self.shared.snapshot.load();
         let proxy = &snapshot.config.proxy;
         let activity = Arc::new(ReadActivity::default());
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(HeadTimer::new(
+        let head_timer = || {
+            HeadTimer::new(
                 activity.clone(),
                 proxy.idle_timeout,
                 proxy.header_read_timeout,
-            ))
-            .header_read_timeout(proxy.header_read_timeout)
-            .max_buf_size(proxy.max_header_bytes.max(8192))
-            .keep_alive(true);
+            )
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        http1_settings!(builder.http1(), head_timer(), proxy);
+        // TLS connections that did not negotiate `h2` are served HTTP/1.1 only, which the auto
+        // builder cannot do with upgrades; this builder gets the same HTTP/1 settings.
+        let http1_only = acceptor.as_ref().map(|_| {
+            let mut http1 = hyper::server::conn::http1::Builder::new();
+            http1_settings!(http1, head_timer(), proxy);
+            http1
+        });
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -342,10 +363,17 @@ impl Worker {
             };
             if let Some(stream) = stream {
                 let tls = matches!(stream, ClientStream::Tls(_));
-                let io = TokioIo::new(CountingIo::new(stream, activity));
+                let protocol = stream.protocol();
+                // HTTP/2 cannot carry a forwarded 1xx (see `informational.rs`).
+                let informational =
+                    (protocol != ClientProtocol::Http2).then(|| Arc::new(Informational::default()));
+                let io = TokioIo::new(InformationalIo::new(
+                    CountingIo::new(stream, activity),
+                    informational.clone(),
+                ));
                 let context = Arc::new(ConnContext {
                     shared,
-                    client: ClientConn::new(peer, tls),
+                    client: ClientConn::new(peer, tls).with_informational(informational),
                 });
                 let streams = StreamActivity::new();
                 let service = service_fn({
@@ -375,31 +403,46 @@ impl Worker {
                         }
                     }
                 });
-                let connection = builder.serve_connection_with_upgrades(io, service);
-                tokio::pin!(connection);
-                let mut closing = false;
-                let result = loop {
-                    tokio::select! {
-                        // The connection first and in order: no random draw per wake-up.
-                        biased;
-                        result = connection.as_mut() => break result,
-                        _ = shutdown.wait_for(|stop| *stop), if !closing => {
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
+                // One serving loop for whichever connection type the protocol needs.
+                macro_rules! serve {
+                    ($connection:expr) => {{
+                        let connection = $connection;
+                        tokio::pin!(connection);
+                        let mut closing = false;
+                        let result = loop {
+                            tokio::select! {
+                                // The connection first and in order: no random draw per wake-up.
+                                biased;
+                                result = connection.as_mut() => break result,
+                                _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                                    connection.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                                () = streams.over_cancel_budget() => {
+                                    tracing::warn!(%peer, "closing a client connection that cancelled too many requests");
+                                    break Ok(());
+                                }
+                                () = streams.idle_for(idle_timeout), if !closing => {
+                                    tracing::debug!(%peer, "closing idle HTTP/2 connection");
+                                    connection.as_mut().graceful_shutdown();
+                                    closing = true;
+                                }
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
                         }
-                        () = streams.over_cancel_budget() => {
-                            tracing::warn!(%peer, "closing a client connection that cancelled too many requests");
-                            break Ok(());
-                        }
-                        () = streams.idle_for(idle_timeout), if !closing => {
-                            tracing::debug!(%peer, "closing idle HTTP/2 connection");
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
+                    }};
+                }
+                match (protocol, http1_only) {
+                    (ClientProtocol::Http2, _) => {
+                        let http2 = builder.http2_only();
+                        serve!(http2.serve_connection(io, service))
                     }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    (ClientProtocol::Http1, Some(http1)) => {
+                        serve!(http1.serve_connection(io, service).with_upgrades())
+                    }
+                    _ => serve!(builder.serve_connection_with_upgrades(io, service)),
                 }
             }
             drop(open);

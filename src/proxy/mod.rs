@@ -11,11 +11,13 @@ mod error;
 mod forward;
 mod h2_idle;
 pub mod headers;
+mod informational;
 mod listener;
 mod mirror;
 mod tls;
 mod tls_sni;
 mod upgrade;
+mod validate;
 
 pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};

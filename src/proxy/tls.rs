@@ -241,6 +241,31 @@ pub enum ClientStream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// The HTTP version a client connection is served with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// Plain TCP: HTTP/1.1, or HTTP/2 when the connection starts with its preface (h2c).
+    Detect,
+    /// TLS that negotiated `h2`: HTTP/2 only.
+    Http2,
+    /// TLS that negotiated `http/1.1` or no ALPN protocol: HTTP/1.1 only.
+    Http1,
+}
+
+impl ClientStream {
+    /// What ALPN decided, so a TLS connection is never served a protocol it did not negotiate
+    /// (`docs/security.md#protocol-conformance`).
+    pub fn protocol(&self) -> ClientProtocol {
+        match self {
+            ClientStream::Plain(_) => ClientProtocol::Detect,
+            ClientStream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                ClientProtocol::Http2
+            }
+            ClientStream::Tls(_) => ClientProtocol::Http1,
+        }
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -4,6 +4,12 @@
 //!
 //! The version chosen for the upgrade request serves the whole tunnel, and the tunnel counts
 //! as one request (status 101) in the metrics, recorded when the upstream switches protocols.
+//!
+//! `Upgrade: h2c` is never forwarded (`docs/security.md#protocol-conformance`): a tunnelled
+//! HTTP/2 connection would carry requests that skip routing, the split, header rewriting,
+//! metrics and the HTTP/2 limits. A request whose `Upgrade` lists `h2c` (alone or among other
+//! protocols) is answered as a plain HTTP/1.1 request; HTTP/2 stays available by prior
+//! knowledge and ALPN.
 
 use std::sync::Arc;
 
@@ -27,6 +33,9 @@ pub fn requested(version: http::Version, headers: &HeaderMap) -> Option<HeaderVa
         return None;
     }
     let upgrade = headers.get(UPGRADE)?;
+    if lists_h2c(headers) {
+        return None;
+    }
     let asked = headers
         .get_all(CONNECTION)
         .iter()
@@ -34,6 +43,21 @@ pub fn requested(version: http::Version, headers: &HeaderMap) -> Option<HeaderVa
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     asked.then(|| upgrade.clone())
+}
+
+/// Whether any `Upgrade` field names the `h2c` protocol (RFC 9113 §3.1 deprecated that upgrade).
+fn lists_h2c(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|token| {
+            let token = token.trim_ascii();
+            // `h2c` or a versioned `h2c/…`.
+            token.len() >= 3
+                && token[..3].eq_ignore_ascii_case(b"h2c")
+                && (token.len() == 3 || token[3] == b'/')
+        })
 }
 
 /// Put the upgrade back on the upstream request after hop-by-hop removal took it off.
@@ -81,4 +105,37 @@ pub fn tunnel(
     let mut answer = Response::from_parts(parts, ResponseBody::local(""));
     *answer.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upgrade(values: &[&'static str]) -> Option<HeaderValue> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        for v in values {
+            headers.append(UPGRADE, HeaderValue::from_static(v));
+        }
+        requested(http::Version::HTTP_11, &headers)
+    }
+
+    #[test]
+    fn h2c_is_never_an_upgrade() {
+        for values in [
+            &["h2c"][..],
+            &["H2C"],
+            &["websocket, h2c"],
+            &[" h2c/1 , foo"],
+            &["websocket", "h2c"],
+        ] {
+            assert_eq!(upgrade(values), None, "{values:?}");
+        }
+        for values in [&["websocket"][..], &["h2cx"], &["foo/h2c"]] {
+            assert!(upgrade(values).is_some(), "{values:?}");
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub struct Seen {
     pub uri: String,
     pub headers: HeaderMap,
     pub body_len: usize,
+    /// The body bytes as received.
+    pub body: Vec<u8>,
 }
 
 /// A test upstream. Behaviour by path:
@@ -118,12 +120,14 @@ impl Upstream {
         let path = req.uri().path().to_owned();
         let (parts, mut body) = req.into_parts();
         let mut body_len = 0;
+        let mut body_bytes = Vec::new();
         let streaming_upload = path == "/upload";
         let mut first = true;
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else { break };
             if let Some(data) = frame.data_ref() {
                 body_len += data.len();
+                body_bytes.extend_from_slice(data);
                 if streaming_upload && first {
                     self.first_upload_chunk.notify_one();
                     first = false;
@@ -139,6 +143,7 @@ impl Upstream {
             uri: parts.uri.to_string(),
             headers: parts.headers.clone(),
             body_len,
+            body: body_bytes,
         });
         let fail_every = self.fail_every.load(Ordering::SeqCst);
         if fail_every > 0 && self.hits.load(Ordering::SeqCst) % fail_every == 0 {
