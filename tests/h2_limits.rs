@@ -1,5 +1,5 @@
-//! HTTP/2 limits under attack (SPEC section 7: "HTTP/2 resets and CONTINUATION floods are
-//! bounded"). Raw frames written by hand over TCP to canaryd's h2c (prior knowledge) listener,
+//! HTTP/2 limits under attack (docs/security.md, the HTTP/2 table: resets and CONTINUATION
+//! floods are bounded). Raw frames written by hand over TCP to canaryd's h2c (prior knowledge) listener,
 //! against routes to recording upstreams. What each test proves:
 //!
 //! - rapid reset (CVE-2023-44487), burst: thousands of HEADERS + RST_STREAM(CANCEL) pairs get

@@ -1,4 +1,4 @@
-//! Hostile input on the proxy listener (SPEC section 7, issue 6): raw TCP clients write exact
+//! Hostile input on the proxy listener (docs/security.md#hostile-input-on-the-proxy-listener): raw TCP clients write exact
 //! bytes at a running canaryd whose routes lead to recording upstreams. For every case the test
 //! checks the status line canaryd answers, whether it closes the connection, that no upstream saw
 //! the hostile request, and that the proxy still serves a normal request on a new connection.

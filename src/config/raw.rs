@@ -1,5 +1,5 @@
 //! The configuration file exactly as written: serde structures mirroring the TOML schema of
-//! SPEC section 2, with its defaults.
+//! docs/configuration.md#keys-and-defaults, with its defaults.
 //!
 //! Nothing here is validated beyond TOML syntax, types and unknown keys (every struct denies
 //! unknown fields). Every value a rule in `validate.rs` may reject is wrapped in
