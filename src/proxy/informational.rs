@@ -13,7 +13,8 @@
 //!
 //! Not forwarded: `100 Continue` (hyper's server answers `Expect` itself when the body is read),
 //! `101` (upgrades have their own path), anything to an HTTP/1.0 client (RFC 9110 §15.2), and
-//! anything on HTTP/2, where neither hyper nor h2 can send a 1xx yet.
+//! anything on HTTP/2: h2 can send a 1xx (`send_informational`), but hyper's server keeps each
+//! stream's sender to itself.
 
 use std::io;
 use std::pin::Pin;
