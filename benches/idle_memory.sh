@@ -6,8 +6,8 @@
 #   sequential  one request at a time: every proxy needs about one upstream connection
 #   burst       all N requests sent before any response is read: as many upstream connections as
 #               a proxy opens under that concurrency, then whatever its pool keeps idle
-# The "upstream conns" column counts established connections from the proxy to the upstreams at
-# the moment RSS is read. RSS does not depend on CPU contention, so this is meaningful on a busy
+# The "upstream conns" column counts the proxy's established connections to the upstreams at the
+# moment RSS is read (ss -p). RSS does not depend on CPU contention, so this is meaningful on a busy
 # machine (unlike throughput).
 #
 # Usage:  benches/idle_memory.sh        (needs haproxy, nginx, python3; cargo build --release first)
@@ -75,6 +75,26 @@ if [[ -n ${RESULTS_DIR:-} ]]; then
     RESULTS_DIR=$(cd "$RESULTS_DIR" && pwd)
 else
     RESULTS_DIR=$(mktemp -d /tmp/canaryd-idle.XXXXXX)
+fi
+
+# Each mode gets fresh processes: an allocator keeps what one mode freed, which would hide in
+# the next mode's baseline. So with several modes, run this script once per mode.
+read -r -a mode_list <<<"$MODES"
+if ((${#mode_list[@]} > 1)); then
+    rc=0
+    for mode in "${mode_list[@]}"; do
+        MODES=$mode N=$N RESULTS_DIR=$RESULTS_DIR/$mode "$0" || rc=$?
+        ((rc == 0)) || exit "$rc"
+    done
+    echo
+    echo "== all modes (fresh processes per mode): RSS per idle connection, bytes; upstream connections"
+    {
+        head -1 "$RESULTS_DIR/${mode_list[0]}/summary.tsv"
+        for mode in "${mode_list[@]}"; do tail -n +2 "$RESULTS_DIR/$mode/summary.tsv"; done
+    } >"$RESULTS_DIR/summary.tsv"
+    awk -F'\t' 'NR > 1 { printf "  %-10s %-22s %8s B/conn   upstream conns %5s\n", $1, $2, $7, $6 }' "$RESULTS_DIR/summary.tsv"
+    echo "per-mode results: $RESULTS_DIR/<mode>/"
+    exit 0
 fi
 RUN=$RESULTS_DIR/run
 mkdir -p "$RUN"
@@ -152,17 +172,21 @@ rss_kib() {
     done
     echo "$total"
 }
-# established TCP connections to the upstream ports (whoever opened them)
-upstream_conns() {
-    ss -Htn state established "( dport = :$PRIMARY_PORT or dport = :$CANARY_PORT )" 2>/dev/null | wc -l
+# established TCP connections from a proxy (PID and its children) to the upstream ports
+upstream_conns() {   # PID
+    local pids
+    pids=$(printf 'pid=%s,|' "$1" $(pgrep -P "$1" || true))
+    ss -Htnp state established "( dport = :$PRIMARY_PORT or dport = :$CANARY_PORT )" 2>/dev/null |
+        grep -cE "${pids%|}" || true
 }
 
 # ---- upstreams --------------------------------------------------------------------------------------
 alloc_port; PRIMARY_PORT=$REPLY
 alloc_port; CANARY_PORT=$REPLY
 mkdir -p "$RUN/upstream"
+# The upstreams hold every proxy's upstream connections at once (a burst opens thousands)
 render "$TPL/nginx-upstream.conf.tmpl" "$RUN/upstream/nginx.conf" PREFIX="$RUN/upstream" \
-    PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" MAXCONN="$MAXCONN"
+    PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" MAXCONN="$((hard - 300))"
 start_proc upstream nginx -p "$RUN/upstream" -e "$RUN/upstream/error.log" -c "$RUN/upstream/nginx.conf"
 wait_ready upstream "http://127.0.0.1:$PRIMARY_PORT/"
 
@@ -256,7 +280,7 @@ measure() {   # TARGET MODE
     fi
     sleep "$SETTLE"
     idle=$(rss_kib "$pid")
-    up=$(upstream_conns)
+    up=$(upstream_conns "$pid")
     exec 7>&-
     wait "$CLIENT_PID" || true
     CLIENT_PID=
@@ -292,9 +316,14 @@ if ((!SKIP_PEERS)); then
         for mode in $MODES; do
             awk -F'\t' -v c="$c" -v m="$mode" '
                 $1 == m { v[$2] = $7 }
-                END { printf "%-22s %-10s  vs haproxy %6.2fx   vs nginx %6.2fx   (goal: <= 8192 B/conn: %s)\n",
-                      c, m, v["haproxy"] > 0 ? v[c] / v["haproxy"] : 0, v["nginx"] > 0 ? v[c] / v["nginx"] : 0,
-                      v[c] <= 8192 ? "ok" : "MISS" }' "$SUMMARY"
+                END {
+                    h = 0; g = 0
+                    if (v["haproxy"] > 0) h = v[c] / v["haproxy"]
+                    if (v["nginx"] > 0) g = v[c] / v["nginx"]
+                    goal = "MISS"
+                    if (v[c] <= 8192) goal = "ok"
+                    printf "%-22s %-10s  vs haproxy %6.2fx   vs nginx %6.2fx   (goal: <= 8192 B/conn: %s)\n", c, m, h, g, goal
+                }' "$SUMMARY"
         done
     done
 fi
