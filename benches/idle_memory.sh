@@ -106,7 +106,8 @@ CLIENT_PID=
 cleanup() {
     local rc=$? pid kids=() alive _
     trap - EXIT INT TERM
-    [[ -n ${CLIENT_PID:-} ]] && kill -TERM "$CLIENT_PID" 2>/dev/null
+    # (under set -e: a failed kill here would end the cleanup early)
+    if [[ -n ${CLIENT_PID:-} ]]; then kill -TERM "$CLIENT_PID" 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do
         mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$pid" 2>/dev/null || true)
         kill -TERM "$pid" 2>/dev/null || true

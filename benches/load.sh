@@ -114,7 +114,7 @@ WRK_PID=
 cleanup() {
     local rc=$? pid kids=() alive _
     trap - EXIT INT TERM
-    [[ -n ${WRK_PID:-} ]] && kill -TERM "$WRK_PID" 2>/dev/null
+    if [[ -n ${WRK_PID:-} ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do
         # remember children (nginx workers) in case the master has to be killed hard
         mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$pid" 2>/dev/null || true)
