@@ -28,6 +28,11 @@
 #                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection;
 #                      h2load reports no percentiles, so the latency column is the mean
 #
+# Every run also reads the target's CPU time (user and sys, /proc/PID/stat, summed over the
+# process and its children) before and after, and reports microseconds per request: far less
+# sensitive to other work on the machine than req/s and p99 (the ratio against HAProxy is the
+# one to read).
+#
 # Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
 # rotated by one; and so on. The table shows per-target medians over the rounds.
 # Exit status: 0 ok, 1 set-up failure (missing tool, proxy did not start/answer), 2 measured with
@@ -109,7 +114,7 @@ WRK_PID=
 cleanup() {
     local rc=$? pid kids=() alive _
     trap - EXIT INT TERM
-    [[ -n ${WRK_PID:-} ]] && kill -TERM "$WRK_PID" 2>/dev/null
+    if [[ -n ${WRK_PID:-} ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do
         # remember children (nginx workers) in case the master has to be killed hard
         mapfile -t -O "${#kids[@]}" kids < <(pgrep -P "$pid" 2>/dev/null || true)
@@ -390,7 +395,26 @@ parse_h2load() {
 LAT=p99
 [[ $MODE == h2 ]] && LAT=mean
 
+# CPU time of a target: "user sys" in clock ticks, summed over the process and its children
+# (nginx: master + workers; HAProxy and canaryd: one process, all threads). For "direct" the
+# upstream nginx is the process measured.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {   # PID
+    local p u=0 s=0 fields f
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        # fields after the ")" that ends comm: utime and stime are the 12th and 13th
+        fields=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+        read -r -a f <<<"$fields"
+        u=$((u + f[11])); s=$((s + f[12]))
+    done
+    echo "$u $s"
+}
+cpu_pid() {   # TARGET
+    if [[ $1 == direct ]]; then pid_of upstream; else pid_of "$1"; fi
+}
+
 ERRORS=0
+CPU_DELTA=   # "user_ticks sys_ticks" of the last run_wrk's target
 run_wrk() {   # TARGET OUTFILE DURATION
     local t=$1 out=$2 d=$3 pid
     # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
@@ -401,11 +425,16 @@ run_wrk() {   # TARGET OUTFILE DURATION
         wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
     fi
     WRK_PID=$!
+    local cpid u0 s0 u1 s1
+    cpid=$(cpu_pid "$t")
+    read -r u0 s0 <<<"$(cpu_ticks "$cpid")"
     if ! wait "$WRK_PID"; then
         echo "  !!!! wrk against $t exited with an error, see $out" >&2
         ERRORS=$((ERRORS + 1))
     fi
     WRK_PID=
+    read -r u1 s1 <<<"$(cpu_ticks "$cpid")"
+    CPU_DELTA="$((u1 - u0)) $((s1 - s0))"
     if [[ $t != direct ]] && ! kill -0 "$(pid_of "$t")" 2>/dev/null; then
         echo "  !!!! $t is no longer running; last lines of $RUN/$t.log:" >&2
         tail -n 20 "$RUN/$t.log" >&2
@@ -419,7 +448,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 SUMMARY=$RESULTS_DIR/summary.tsv
-printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\n' >"$SUMMARY"
+printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\n' >"$SUMMARY"
 n=${#TARGETS[@]}
 for ((r = 0; r < ROUNDS; r++)); do
     order=()
@@ -429,8 +458,12 @@ for ((r = 0; r < ROUNDS; r++)); do
         out=$RESULTS_DIR/round$((r + 1))-$t.txt
         run_wrk "$t" "$out" "$DURATION"
         read -r rps p99 se n2 reqs <<<"$(parse "$out")"
-        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" >>"$SUMMARY"
-        printf '  %-18s %12s req/s   %s %9s ms   socket errors %s   non-2xx %s\n' "$t" "$rps" "$LAT" "$p99" "$se" "$n2"
+        read -r cu cs <<<"$CPU_DELTA"
+        read -r uus sus <<<"$(awk -v u="$cu" -v s="$cs" -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN {
+            if (n > 0) printf "%.2f %.2f\n", u * 1e6 / hz / n, s * 1e6 / hz / n; else print "NaN NaN" }')"
+        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" >>"$SUMMARY"
+        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   socket errors %s   non-2xx %s\n' \
+            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$se" "$n2"
         if [[ $rps == NaN || $p99 == NaN ]] || ((se + n2 > 0 || reqs == 0)); then
             echo "  !!!! $t round $((r + 1)): $se socket errors, $n2 non-2xx responses, $reqs requests — see $out" >&2
             ERRORS=$((ERRORS + 1))
@@ -447,14 +480,23 @@ total_errors() {
     awk -F'\t' -v t="$1" 'NR > 1 && $2 == t { s += $5 + $6 } END { print s + 0 }' "$SUMMARY"
 }
 
-declare -A MRPS MP99
+# total CPU per request (user + sys) of one round, for the median
+cpu_total() {   # TARGET
+    awk -F'\t' -v t="$1" 'NR > 1 && $2 == t { print $8 + $9 }' "$SUMMARY" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+declare -A MRPS MP99 MCPU
 echo
 echo "== results ($MODE): median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
-printf '%-18s %14s %12s %10s\n' target "req/s" "$LAT (ms)" errors
+echo "   (cpu: the target's user and sys time per request from /proc/PID/stat; \"direct\": the upstream's)"
+printf '%-18s %14s %12s %12s %12s %12s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" errors
 for t in "${TARGETS[@]}"; do
     MRPS[$t]=$(median "$t" 3)
     MP99[$t]=$(median "$t" 4)
-    printf '%-18s %14.0f %12.3f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" "$(total_errors "$t")"
+    MCPU[$t]=$(cpu_total "$t")
+    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
+        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(total_errors "$t")"
 done
 
 if ((${#CANARYD_TARGETS[@]})); then
@@ -462,12 +504,15 @@ if ((${#CANARYD_TARGETS[@]})); then
     for c in "${CANARYD_TARGETS[@]}"; do
         for ref in haproxy nginx; do
             awk -v c="$c" -v ref="$ref" -v cr="${MRPS[$c]}" -v rr="${MRPS[$ref]}" \
-                -v cp="${MP99[$c]}" -v rp="${MP99[$ref]}" -v lat="$LAT" 'BEGIN {
-                    tr = rr > 0 ? cr / rr : 0; pr = rp > 0 ? cp / rp : 0
+                -v cp="${MP99[$c]}" -v rp="${MP99[$ref]}" -v lat="$LAT" \
+                -v cc="${MCPU[$c]}" -v rc="${MCPU[$ref]}" 'BEGIN {
+                    tr = rr > 0 ? cr / rr : 0; pr = rp > 0 ? cp / rp : 0; xr = rc > 0 ? cc / rc : 0
                     gt = ref == "haproxy" ? 1.0 : 1.2
                     printf "%-26s throughput %6.3fx (goal >= %.1f: %-4s)   %s %6.3fx", \
                         c "/" ref ":", tr, gt, (tr >= gt ? "ok" : "MISS"), lat, pr
                     if (ref == "haproxy") printf " (goal <= 1.0: %s)", (pr <= 1.0 ? "ok" : "MISS")
+                    printf "   cpu/req %6.3fx", xr
+                    if (ref == "haproxy") printf " (goal <= 0.9: %s)", (xr <= 0.9 ? "ok" : "MISS")
                     printf "\n"
                 }'
         done

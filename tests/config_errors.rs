@@ -805,3 +805,43 @@ fn zero_routes_is_valid() {
     };
     assert!(c.routes.is_empty());
 }
+
+#[test]
+fn pool_keys_are_read_and_default() {
+    let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
+    assert_eq!(c.proxy.pool.max_idle_per_endpoint, 64);
+    assert_eq!(c.proxy.pool.idle_timeout, Duration::from_secs(30));
+    let text =
+        format!("[proxy]\npool_max_idle_per_endpoint = 0\npool_idle_timeout = \"250ms\"\n{ROUTE}");
+    let c = parse_str(&text, Path::new(FILE)).unwrap();
+    assert_eq!(c.proxy.pool.max_idle_per_endpoint, 0);
+    assert_eq!(c.proxy.pool.idle_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn pool_keys_are_checked() {
+    assert_error(
+        "[proxy]\npool_max_idle_per_endpoint = -1\n",
+        2,
+        30,
+        "`pool_max_idle_per_endpoint` must be in 0..=100000, got -1",
+    );
+    assert_error(
+        "[proxy]\nretries = 1\npool_max_idle_per_endpoint = 100001\n",
+        3,
+        30,
+        "`pool_max_idle_per_endpoint` must be in 0..=100000, got 100001",
+    );
+    assert_error(
+        "[proxy]\npool_idle_timeout = \"0s\"\n",
+        2,
+        21,
+        "`pool_idle_timeout` must be above zero",
+    );
+    assert_error(
+        "[proxy]\npool_idle_timeout = \"30\"\n",
+        2,
+        21,
+        "`pool_idle_timeout` = \"30\"",
+    );
+}

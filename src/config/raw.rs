@@ -67,6 +67,9 @@ pub(crate) struct RawProxy {
     pub ejection_failures: Spanned<i64>,
     pub ejection_base_time: Spanned<String>,
     pub ejection_max_time: Spanned<String>,
+    /// Extension of SPEC section 2: bounds of the upstream keep-alive pool (see `upstream::pool`).
+    pub pool_max_idle_per_endpoint: Spanned<i64>,
+    pub pool_idle_timeout: Spanned<String>,
     pub drain_timeout: Spanned<String>,
     pub version_header: Spanned<String>,
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -91,6 +94,8 @@ impl Default for RawProxy {
             ejection_failures: dflt(5),
             ejection_base_time: dstr("5s"),
             ejection_max_time: dstr("5m"),
+            pool_max_idle_per_endpoint: dflt(64),
+            pool_idle_timeout: dstr("30s"),
             drain_timeout: dstr("30s"),
             version_header: dstr(""),
             trusted_proxies: Vec::new(),

@@ -58,6 +58,8 @@ pub struct ProxyConfig {
     pub retry_budget: RetryBudgetConfig,
     /// Passive ejection of failing endpoints (an extension: docs/configuration.md#keys-and-defaults).
     pub ejection: EjectionConfig,
+    /// Bounds of the per-worker upstream keep-alive pools (an extension of SPEC section 2).
+    pub pool: PoolConfig,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
     /// Response header naming the version that served the request, if set.
@@ -66,6 +68,26 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// `[proxy.tls]`, if present.
     pub tls: Option<TlsConfig>,
+}
+
+/// `proxy.pool_max_idle_per_endpoint` and `proxy.pool_idle_timeout`: each worker keeps at most
+/// `max_idle_per_endpoint` idle upstream connections per endpoint, each for at most `idle_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Idle connections kept per endpoint and worker; 0 keeps none.
+    pub max_idle_per_endpoint: usize,
+    /// An idle pooled connection is closed after this.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    /// The defaults of a file that leaves both keys out.
+    fn default() -> Self {
+        PoolConfig {
+            max_idle_per_endpoint: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `proxy.retry_budget_percent` and `proxy.retry_budget_min_per_second`: per route and version,

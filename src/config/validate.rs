@@ -20,8 +20,8 @@ use super::raw::{RawAdmin, RawConfig, RawLog, RawProxy, RawState};
 use super::routes;
 use super::tls::tls_config;
 use super::types::{
-    AdminConfig, Config, EjectionConfig, LogConfig, LogFormat, ProxyConfig, RetryBudgetConfig,
-    StateConfig,
+    AdminConfig, Config, EjectionConfig, LogConfig, LogFormat, PoolConfig, ProxyConfig,
+    RetryBudgetConfig, StateConfig,
 };
 
 /// Result of one rule check: the value, or where and why it is wrong.
@@ -32,6 +32,9 @@ const MIN_HEADER_BYTES: i64 = 8192;
 
 /// A floor above a million retries per second would be no budget at all.
 const MAX_RETRY_BUDGET_MIN_PER_SECOND: i64 = 1_000_000;
+
+/// More idle connections than this per endpoint and worker is a typo, not a pool.
+const MAX_POOL_IDLE_PER_ENDPOINT: i64 = 100_000;
 
 /// Reads and validates the configuration file at `path`.
 ///
@@ -259,6 +262,15 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         )?,
     };
     let ejection = ejection_config(raw)?;
+    let pool = PoolConfig {
+        max_idle_per_endpoint: int_in(
+            &raw.pool_max_idle_per_endpoint,
+            "pool_max_idle_per_endpoint",
+            0,
+            MAX_POOL_IDLE_PER_ENDPOINT,
+        )?,
+        idle_timeout: positive_duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
+    };
     // Zero is allowed: it means "do not wait for in-flight requests".
     let drain_timeout = duration(&raw.drain_timeout, "drain_timeout")?;
     let version_header = if raw.version_header.get_ref().is_empty() {
@@ -288,6 +300,7 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         failover_to_primary: raw.failover_to_primary,
         retry_budget,
         ejection,
+        pool,
         drain_timeout,
         version_header,
         trusted_proxies,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{Backend, Phase, RolloutView, Route, RouteTable};
-use crate::config::{Config, EndpointAddr, RouteConfig, VersionConfig};
+use crate::config::{Config, EndpointAddr, PoolConfig, RouteConfig, VersionConfig};
 use crate::metrics::MetricsRegistry;
 use crate::upstream::Endpoint;
 
@@ -30,22 +30,34 @@ pub struct BackendCache {
 }
 
 impl BackendCache {
-    fn endpoints(&mut self, version: &VersionConfig, resolved: &Resolved) -> Vec<Arc<Endpoint>> {
+    fn endpoints(
+        &mut self,
+        version: &VersionConfig,
+        resolved: &Resolved,
+        pool: PoolConfig,
+    ) -> Vec<Arc<Endpoint>> {
         version
             .endpoints
             .iter()
             .flat_map(|e| resolved.get(e).map(Vec::as_slice).unwrap_or_default())
             .map(|addr| {
-                self.endpoints
+                let endpoint = self
+                    .endpoints
                     .entry(*addr)
-                    .or_insert_with(|| Arc::new(Endpoint::new(*addr)))
-                    .clone()
+                    .or_insert_with(|| Arc::new(Endpoint::new(*addr)));
+                endpoint.set_pool(pool);
+                endpoint.clone()
             })
             .collect()
     }
 
-    fn backend(&mut self, version: &VersionConfig, resolved: &Resolved) -> Arc<Backend> {
-        let endpoints = self.endpoints(version, resolved);
+    fn backend(
+        &mut self,
+        version: &VersionConfig,
+        resolved: &Resolved,
+        pool: PoolConfig,
+    ) -> Arc<Backend> {
+        let endpoints = self.endpoints(version, resolved, pool);
         Arc::new(Backend::new(
             version.revision.as_str().into(),
             endpoints,
@@ -113,11 +125,11 @@ impl RoutingSnapshot {
                 let route = Route {
                     name: rc.name.as_str().into(),
                     path_prefix: rc.path_prefix.as_str().into(),
-                    primary: cache.backend(&rc.primary, resolved),
+                    primary: cache.backend(&rc.primary, resolved, config.proxy.pool),
                     canary: rc
                         .canary
                         .as_ref()
-                        .map(|c| cache.backend(&c.version, resolved)),
+                        .map(|c| cache.backend(&c.version, resolved, config.proxy.pool)),
                     rollout,
                     matches: rc.matches.clone(),
                     sticky: rc.sticky.clone(),

@@ -3,9 +3,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::health::{Health, HealthChange};
-use crate::config::EjectionConfig;
+use crate::config::{EjectionConfig, PoolConfig};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -17,16 +18,41 @@ pub struct Endpoint {
     addr: SocketAddr,
     in_flight: AtomicUsize,
     health: Health,
+    /// `PoolConfig::max_idle_per_endpoint` of the latest snapshot.
+    pool_max_idle: AtomicUsize,
+    /// `PoolConfig::idle_timeout` of the latest snapshot, in milliseconds.
+    pool_idle_timeout_ms: AtomicU64,
 }
 
 impl Endpoint {
-    /// A new endpoint with a process-unique id.
+    /// A new endpoint with a process-unique id and the default pool bounds.
     pub fn new(addr: SocketAddr) -> Self {
-        Endpoint {
+        let endpoint = Endpoint {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
             in_flight: AtomicUsize::new(0),
             health: Health::default(),
+            pool_max_idle: AtomicUsize::new(0),
+            pool_idle_timeout_ms: AtomicU64::new(0),
+        };
+        endpoint.set_pool(PoolConfig::default());
+        endpoint
+    }
+
+    /// Bound this endpoint's idle connections (every snapshot sets its config's bounds, so a
+    /// reload reaches endpoints that stay).
+    pub fn set_pool(&self, pool: PoolConfig) {
+        let ms = u64::try_from(pool.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        self.pool_max_idle
+            .store(pool.max_idle_per_endpoint, Ordering::Relaxed);
+        self.pool_idle_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The bounds of this endpoint's idle connections on each worker.
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            max_idle_per_endpoint: self.pool_max_idle.load(Ordering::Relaxed),
+            idle_timeout: Duration::from_millis(self.pool_idle_timeout_ms.load(Ordering::Relaxed)),
         }
     }
 

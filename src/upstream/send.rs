@@ -55,7 +55,7 @@ pub async fn acquire(
     connect_timeout: Duration,
 ) -> Result<Conn, AcquireError> {
     let in_flight = endpoint.begin_request();
-    while let Some(mut sender) = pool::take(endpoint.id()) {
+    while let Some(mut sender) = pool::take(endpoint) {
         // A returned connection may still be finishing its last exchange; this resolves at once
         // in the common case and fails if the upstream closed it meanwhile.
         if sender.ready().await.is_ok() {
@@ -110,6 +110,6 @@ impl Conn {
 
     /// The response completed: keep the connection for the next request on this worker.
     pub fn release(self) {
-        pool::put(self.in_flight.endpoint().id(), self.sender);
+        pool::put(self.in_flight.endpoint(), self.sender);
     }
 }
