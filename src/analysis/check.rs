@@ -221,7 +221,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         self.inconclusive_checks += 1;
-        let limit = params.inconclusive_limit;
+        let limit = params.analysis.inconclusive_limit;
         if self.inconclusive_checks >= limit {
             return self.roll_back(RollbackReason::NotEnoughTraffic { limit }, now, events);
         }
@@ -258,8 +258,8 @@ impl Rollout {
                 format!("Halt {} advancement {failure}", self.route),
             ));
         }
-        if self.failed_checks >= params.threshold {
-            let threshold = params.threshold;
+        if self.failed_checks >= params.analysis.threshold {
+            let threshold = params.analysis.threshold;
             return self.roll_back(RollbackReason::FailedChecks { threshold }, now, events);
         }
         Decision::Halt(failures)

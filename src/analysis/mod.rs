@@ -20,6 +20,7 @@ mod phase_serde;
 mod report;
 mod rollout;
 mod route_task;
+mod shared;
 pub mod state_file;
 mod status;
 pub mod webhook;

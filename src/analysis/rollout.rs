@@ -177,8 +177,7 @@ impl Rollout {
         }
         // Idle (and Static, which a rollout never is, but a hand-edited state file might say)
         // means "nothing in flight": the start rule is evaluated afresh.
-        let inert = matches!(self.phase, Phase::Idle | Phase::Static);
-        if params.canary_revision == self.revision && !inert {
+        if params.canary_revision == self.revision && self.phase.in_flight() {
             return events;
         }
 

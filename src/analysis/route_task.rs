@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::engine::EngineShared;
 use super::persist::Persist;
+use super::shared::EngineShared;
 use super::webhook::{WebhookPayload, Webhooks};
 use super::{
     Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus, Severity,
@@ -59,12 +59,12 @@ impl RouteTask {
         self.publish(startup);
         // Measurements from before this task (or before a restart) are not this window's.
         self.discard_measurements();
-        let mut next_check = Instant::now() + self.params.interval;
+        let mut next_check = Instant::now() + self.params.interval();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next_check) => {
                     self.check().await;
-                    next_check = Instant::now() + self.params.interval;
+                    next_check = Instant::now() + self.params.interval();
                 }
                 msg = rx.recv() => match msg {
                     None => return,
@@ -78,7 +78,7 @@ impl RouteTask {
                             self.start_window();
                         }
                         self.publish(events);
-                        next_check = next_check.min(Instant::now() + self.params.interval);
+                        next_check = next_check.min(Instant::now() + self.params.interval());
                     }
                     Some(RouteMsg::Command { command, reply }) => {
                         let result = self.command(command);

@@ -294,7 +294,7 @@ pub enum LoadBalancing {
 }
 
 /// `[route.analysis]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnalysisConfig {
     /// How often the canary is judged.
     pub interval: Duration,

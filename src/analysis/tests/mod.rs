@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Decision, Event, GateAnswers, Hooks, Params, Rollout, VersionWindow, Window};
-use crate::config::{MetricCheck, Steps, WebhookKind};
+use crate::config::{AnalysisConfig, MetricCheck, Steps, WebhookKind};
 
 /// 2023-11-14T22:13:20Z: any fixed instant will do; tests never read the real clock.
 pub(super) const T0: u64 = 1_700_000_000;
@@ -29,28 +29,37 @@ pub(super) fn at(seconds: u64) -> SystemTime {
 pub(super) fn seed() -> Params {
     Params {
         route: "shop".to_owned(),
-        interval: Duration::from_secs(60),
-        threshold: 5,
-        steps: Steps::Weights(vec![10, 20, 30, 40, 50]),
-        min_requests: 20,
-        inconclusive_limit: 10,
-        metrics: vec![
-            MetricCheck::SuccessRate {
-                threshold: 99.0,
-                max_drop: None,
-            },
-            MetricCheck::Duration {
-                threshold: Duration::from_millis(500),
-                quantile: 0.99,
-                max_ratio: None,
-            },
-        ],
+        analysis: AnalysisConfig {
+            interval: Duration::from_secs(60),
+            threshold: 5,
+            steps: Steps::Weights(vec![10, 20, 30, 40, 50]),
+            min_requests: 20,
+            inconclusive_limit: 10,
+            metrics: vec![
+                MetricCheck::SuccessRate {
+                    threshold: 99.0,
+                    max_drop: None,
+                },
+                MetricCheck::Duration {
+                    threshold: Duration::from_millis(500),
+                    quantile: 0.99,
+                    max_ratio: None,
+                },
+            ],
+        },
         hooks: Hooks::default(),
         primary_revision: "v1.4.2".to_owned(),
         canary_revision: "v1.5.0".to_owned(),
         has_match_rules: false,
         has_mirror: false,
     }
+}
+
+/// The seed schedule with `[route.analysis]` changed by `tune`.
+pub(super) fn tuned(tune: impl FnOnce(&mut AnalysisConfig)) -> Params {
+    let mut params = seed();
+    tune(&mut params.analysis);
+    params
 }
 
 /// The seed schedule with these webhook kinds configured.
@@ -143,7 +152,7 @@ impl Runner {
 
     /// One interval passes with `traffic`; returns the final decision.
     pub fn tick(&mut self, traffic: &Window) -> Decision {
-        self.seconds += self.params.interval.as_secs();
+        self.seconds += self.params.interval().as_secs();
         self.window.primary.merge(&traffic.primary);
         self.window.canary.merge(&traffic.canary);
         self.window.duration += traffic.duration;

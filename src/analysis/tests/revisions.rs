@@ -55,10 +55,7 @@ fn reload_with_the_same_revision_continues_the_rollout() {
     run.weights(2, &healthy());
     let before = run.rollout.clone();
     // E.g. only the threshold changed: it applies from the next check, nothing resets.
-    let params = Params {
-        threshold: 2,
-        ..seed()
-    };
+    let params = tuned(|a| a.threshold = 2);
     assert!(run.rollout.on_config(&params, run.now()).is_empty());
     assert_eq!(run.rollout, before);
 }
