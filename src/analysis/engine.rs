@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::evidence::StepEvidence;
 use super::history::HistoryPoint;
 use super::persist::{load_rollouts, Persist};
 use super::route_task::{RouteMsg, RouteTask};
@@ -273,6 +274,7 @@ impl Supervisor {
                 return;
             }
         };
+        let params_metrics = params.analysis.metrics.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = RouteTask {
             params,
@@ -284,6 +286,7 @@ impl Supervisor {
             shared: self.shared.clone(),
             window,
             window_started: Instant::now(),
+            evidence: StepEvidence::new(&params_metrics),
         };
         // Known to the admin API from the moment the engine (or the reload adding the route)
         // returns, not only once the task first runs.

@@ -136,6 +136,13 @@ impl Params {
         self.analysis.interval
     }
 
+    /// Checks in `max_step_duration` (at least 1): an undecided step warns at this many.
+    pub fn max_step_checks(&self) -> u32 {
+        let interval = self.analysis.interval.as_secs_f64().max(1e-3);
+        let checks = (self.analysis.sequential.max_step_duration.as_secs_f64() / interval).ceil();
+        (checks as u32).max(1)
+    }
+
     /// Canary requests a window needs to conclude. Never below 1: a window without canary
     /// requests is inconclusive even with `min_requests = 0`, since no data is never success.
     pub fn required_requests(&self) -> u64 {

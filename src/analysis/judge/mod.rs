@@ -1,9 +1,14 @@
 //! The judges: pure arithmetic on what was measured, side by side. `threshold.rs` judges one
-//! window against fixed thresholds (`docs/rollouts.md#checks`). Neither counts checks nor
+//! window against fixed thresholds (`docs/rollouts.md#checks`); `sequential.rs` tests the evidence
+//! accumulated since the step (or rollout) began (`docs/rollouts.md#the-sequential-judge`). Neither counts checks nor
 //! changes the rollout; [`super::Rollout`] decides what a verdict means.
 
+mod explain;
+pub mod sequential;
 mod threshold;
 
+pub use explain::{describe, report, thousands};
+pub use sequential::{SequentialJudgement, TestName, TestResult, Verdict};
 pub use threshold::{judge, Judgement};
 
 use std::fmt;

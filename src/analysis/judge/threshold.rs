@@ -64,6 +64,7 @@ fn success_rate(
         value,
         threshold,
         passed: failure.is_none(),
+        evidence: None,
     };
     (report, failure)
 }
@@ -102,6 +103,7 @@ fn duration(
         value: value.map(millis),
         threshold: millis(threshold),
         passed: failure.is_none(),
+        evidence: None,
     };
     (report, failure)
 }

@@ -8,14 +8,17 @@ mod gates;
 mod revisions;
 mod runner;
 mod schedule;
+mod sequential;
 mod strategies;
 mod window;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Decision, Event, GateAnswers, Hooks, Params, Rollout, VersionWindow, Window};
-use crate::config::{AnalysisConfig, MetricCheck, Steps, WebhookKind};
+use super::{
+    Decision, Event, GateAnswers, Hooks, Params, Rollout, StepEvidence, VersionWindow, Window,
+};
+use crate::config::{AnalysisConfig, JudgeKind, MetricCheck, SequentialConfig, Steps, WebhookKind};
 
 /// 2023-11-14T22:13:20Z: any fixed instant will do; tests never read the real clock.
 pub(super) const T0: u64 = 1_700_000_000;
@@ -35,6 +38,10 @@ pub(super) fn seed() -> Params {
             steps: Steps::Weights(vec![10, 20, 30, 40, 50]),
             min_requests: 20,
             inconclusive_limit: 10,
+            // The behaviour tests beside this file pin Flagger's semantics; the sequential
+            // judge has its own (`sequential.rs`).
+            judge: JudgeKind::Threshold,
+            sequential: SequentialConfig::defaults(Duration::from_secs(60)),
             metrics: vec![
                 MetricCheck::SuccessRate {
                     threshold: 99.0,
@@ -119,6 +126,8 @@ pub(super) struct Runner {
     pub called: Vec<WebhookKind>,
     /// The window being accumulated since the last concluded check.
     pub window: Window,
+    /// The sequential judge's evidence, kept as the real runner keeps it.
+    pub evidence: StepEvidence,
 }
 
 impl Runner {
@@ -127,12 +136,13 @@ impl Runner {
         let (rollout, events) = Rollout::start_or_resume(&params, None, at(0));
         Runner {
             rollout,
-            params,
             seconds: 0,
             events,
             answers: HashMap::new(),
             called: Vec::new(),
             window: Window::new().unwrap(),
+            evidence: StepEvidence::new(&params.analysis.metrics),
+            params,
         }
     }
 
@@ -156,6 +166,8 @@ impl Runner {
         self.window.primary.merge(&traffic.primary);
         self.window.canary.merge(&traffic.canary);
         self.window.duration += traffic.duration;
+        self.evidence
+            .add(&mut traffic.primary.clone(), &mut traffic.canary.clone());
 
         let mut answers = GateAnswers::default();
         for kind in self.rollout.gates(&self.params) {
@@ -166,9 +178,9 @@ impl Runner {
             }
         }
         let now = self.now();
-        let (mut decision, events) = self
-            .rollout
-            .check(&self.params, &self.window, &answers, now);
+        let (mut decision, events) =
+            self.rollout
+                .check(&self.params, &self.window, &self.evidence, &answers, now);
         self.events.extend(events);
         while let Decision::Confirm(confirm) = decision {
             let yes = self.ask(confirm.webhook());
@@ -178,6 +190,9 @@ impl Runner {
         }
         if decision.concludes_window() {
             self.window.clear();
+        }
+        if decision.restarts_evidence(self.params.analysis.sequential.evidence) {
+            self.evidence.clear();
         }
         decision
     }
@@ -199,4 +214,9 @@ impl Runner {
     pub fn last_message(&self) -> &str {
         self.events.last().map_or("", |e| e.message.as_str())
     }
+}
+
+/// Evidence of nothing, for calls that only exercise the threshold judge or a gate.
+pub(super) fn no_evidence() -> StepEvidence {
+    StepEvidence::new(&seed().analysis.metrics)
 }

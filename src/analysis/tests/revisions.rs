@@ -143,7 +143,13 @@ fn a_progressing_rollout_resumes_where_it_was() {
     let (mut rollout, events) = Rollout::start_or_resume(&seed(), Some(stored), at(500));
     assert!(events.is_empty());
     assert_eq!(rollout.weight(), 30);
-    let (decision, _) = rollout.check(&seed(), &healthy(), &GateAnswers::default(), at(560));
+    let (decision, _) = rollout.check(
+        &seed(),
+        &healthy(),
+        &no_evidence(),
+        &GateAnswers::default(),
+        at(560),
+    );
     assert_eq!(decision, Decision::Advance(40));
 }
 
@@ -194,6 +200,7 @@ step_weight = 10
 max_weight = 50
 min_requests = 20
 inconclusive_limit = 10
+judge = "threshold"
 [[route.analysis.metrics]]
 name = "request-success-rate"
 threshold = 99.0

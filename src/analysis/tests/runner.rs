@@ -31,6 +31,7 @@ revision = "v2"
 endpoints = ["127.0.0.1:9002"]
 [route.analysis]
 interval = "1m"
+judge = "threshold"
 threshold = 2
 step_weight = 10
 max_weight = 100
