@@ -59,8 +59,8 @@ fn parse_share(s: &str) -> Result<f64, String> {
 
 fn parse_rps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= 1e6 => Ok(r),
-        _ => Err("expected requests per second above 0, e.g. 100 or 0.5".to_owned()),
+        Ok(r) if r.is_finite() && (0.0..=1e6).contains(&r) => Ok(r),
+        _ => Err("expected requests per second, 0 to 1000000, e.g. 100 or 0.5".to_owned()),
     }
 }
 

@@ -81,6 +81,7 @@ pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
     // every check.
     let tick = interval.min(Duration::from_secs(1));
     let sequential = params.analysis.judge == JudgeKind::Sequential;
+    // No traffic at all (`--rps 0`) is a scenario too: `Poisson` refuses a zero rate.
     let arrivals = Poisson::new(scenario.rps * tick.as_secs_f64()).ok();
     let mut now = Duration::ZERO;
     let mut next_check = interval;
