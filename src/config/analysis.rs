@@ -189,6 +189,21 @@ fn testable(raw: &Spanned<RawMetric>, metric: &MetricCheck, s: &SequentialConfig
         ),
         MetricCheck::Duration { quantile, .. } => (1.0 - quantile, "slow share (1 - quantile)"),
     };
+    if let (
+        MetricCheck::SuccessRate {
+            max_drop: Some(drop),
+            ..
+        },
+        Some(span),
+    ) = (metric, raw.get_ref().max_drop.as_ref().map(|d| d.span()))
+    {
+        if *drop <= 0.0 {
+            return Err(Issue::new(
+                span,
+                "the sequential judge needs `max_drop` above 0 (points the canary may lose against the primary); remove it or use judge = \"threshold\"",
+            ));
+        }
+    }
     if allowed <= 0.0 || allowed * s.bad_multiple >= 1.0 {
         return Err(Issue::new(
             span_or(raw.get_ref().threshold.span(), raw.span()),
