@@ -249,6 +249,60 @@ fn comparative_failures_half_and_one_and_a_half_of_max_drop_above_the_primary() 
 }
 
 #[test]
+fn comparative_latency_half_and_one_and_a_half_of_one_minus_quantile_above_the_primary() {
+    // Only `max_ratio = 1.5` decides (absolute threshold 5 s): the primary's P99 is 100 ms, so a
+    // request slower than 150 ms counts; the primary has none, so "good" is a 0.5% share above
+    // it and "bad" 1.5% (plus half an event of prior).
+    let text = SEED
+        .replace("EXTRA", "")
+        .replace("SUCCESS", "0.0")
+        .replace("MAXDROP", "")
+        .replace(
+            "threshold = \"500ms\"",
+            "threshold = \"5s\"\nmax_ratio = 1.5",
+        )
+        .replace(
+            "[[route.analysis.metrics]]\nname = \"request-success-rate\"\nthreshold = 0.0\n\n",
+            "",
+        );
+    let config = parse_str(&text, std::path::Path::new("ratio.toml"))
+        .unwrap_or_else(|e| panic!("ratio config rejected: {e}"));
+    let params = Params::from_route(&config.routes[0]).unwrap_or_else(|| panic!("no analysis"));
+    assert_eq!(params.analysis.metrics.len(), 1, "{text}");
+    let mix = |fast, slow, share| Latency::Mix {
+        fast: Duration::from_millis(fast),
+        slow: Duration::from_millis(slow),
+        share,
+    };
+    for (i, rps) in [100.0, 10.0, 1.0].into_iter().enumerate() {
+        let mut good = scenario(params.clone(), rps, 0.0, mix(20, 900, 0.005));
+        good.primary.latency = mix(20, 100, 0.02);
+        let s = simulate(&good, runs(rps), 800 + i as u64);
+        at_most(
+            &s,
+            &format!("false rollbacks (max_ratio) at {rps} req/s"),
+            s.rolled_back,
+            0.01,
+        );
+        let mut bad = scenario(params.clone(), rps, 0.0, mix(20, 900, 0.016));
+        bad.primary.latency = mix(20, 100, 0.02);
+        let s = simulate(&bad, runs(rps), 810 + i as u64);
+        at_most(
+            &s,
+            &format!("false promotions (max_ratio) at {rps} req/s"),
+            s.promoted,
+            0.05,
+        );
+        if rps >= 100.0 {
+            assert!(
+                s.rolled_back >= runs(rps) * 9 / 10,
+                "power at {rps} req/s: {s:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_healthy_canary_at_100_rps_is_promoted_and_a_bad_one_rolled_back_not_left_undecided() {
     // Power, not only error rates: a judge that never decides would pass the cells above.
     let healthy = simulate(&scenario(seed_params(), 100.0, 0.005, FAST), 300, 700);

@@ -302,12 +302,21 @@ fn slow_tests(metric: &MetricCheck) -> usize {
     }
 }
 
-/// The conditional-binomial test: given that `canary.1 + primary.1` events happened, each is
-/// the canary's with probability [`canary_share`]. "Good" lets the canary's event rate exceed
-/// the primary's by `good_multiple × allowance`, "bad" by `bad_multiple × allowance`; the
-/// primary's rate (with half an event of prior, and at least a tenth of the allowance, so a
-/// spotless primary does not make every canary event damning) turns those into rate ratios. A
-/// swing that hits both versions moves both counts and cancels out.
+/// Primary events the conditional test needs before it is used: below, the primary's rate is
+/// too uncertain for the rate ratio, and with no primary events at all every event is the
+/// canary's under either hypothesis, which reads as evidence of "bad" (measured: a canary at
+/// 0.5% slow requests against a primary with none was rolled back in every run).
+pub const CONDITIONAL_MIN_PRIMARY_EVENTS: u64 = 20;
+
+/// The comparative test. "Good" lets the canary's event rate exceed the primary's by
+/// `good_multiple × allowance`, "bad" by `bad_multiple × allowance`, the primary's rate being
+/// the evidence's own (with half an event of prior).
+///
+/// Once the primary has [`CONDITIONAL_MIN_PRIMARY_EVENTS`] events, it is the conditional-binomial
+/// test: given that `canary.1 + primary.1` events happened, each is the canary's with probability
+/// [`canary_share`] of the two versions' requests and the rate ratio, so a swing that hits both
+/// versions moves both counts and cancels out. Before that, the canary's own count is tested
+/// against those two rates (a binomial test like the absolute one).
 fn comparative(
     name: TestName,
     canary: (u64, u64),
@@ -319,23 +328,25 @@ fn comparative(
 ) -> TestResult {
     let (n_c, k_c) = canary;
     let (n_p, k_p) = primary;
-    let base = ((k_p as f64 + 0.5) / (n_p as f64 + 1.0)).max(allowance / 10.0);
-    let good = base + config.good_multiple * allowance;
-    let bad = base + config.bad_multiple * allowance;
-    let llr = if n_c == 0 || n_p == 0 {
+    let base = (k_p as f64 + 0.5) / (n_p as f64 + 1.0);
+    let good = (base + config.good_multiple * allowance).min(0.999);
+    let bad = (base + config.bad_multiple * allowance).min(0.9995);
+    let llr = if n_c == 0 {
         0.0
-    } else {
+    } else if k_p >= CONDITIONAL_MIN_PRIMARY_EVENTS {
         let pi_good = canary_share(n_c, n_p, good / base);
         let pi_bad = canary_share(n_c, n_p, bad / base);
         binomial_llr(k_c, k_c + k_p, pi_good, pi_bad)
+    } else {
+        binomial_llr(k_c, n_c, good, bad)
     };
     TestResult {
         name,
         requests: n_c,
         events: k_c,
         primary_rate: (n_p > 0).then(|| k_p as f64 / n_p as f64),
-        good: good.min(1.0),
-        bad: bad.min(1.0),
+        good,
+        bad,
         slower_than_micros,
         llr,
         bounds,
