@@ -62,7 +62,7 @@ pub(crate) fn analysis_config(
     })
 }
 
-/// `judge` and the sequential judge's keys (`docs/configuration.md#routeanalysis`).
+/// `judge` and the sequential judge's keys (`docs/configuration.md#keys-and-defaults`).
 fn judge(a: &RawAnalysis, interval: Duration) -> Checked<(JudgeKind, SequentialConfig)> {
     let kind = match &a.judge {
         None => JudgeKind::Sequential,

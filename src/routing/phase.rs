@@ -78,7 +78,7 @@ pub enum CanaryShare {
 }
 
 /// What a phase means for the data plane: which requests may reach the canary and how
-/// (`docs/routing.md#choosing-a-version`, `docs/rollouts.md#phases`).
+/// (`docs/routing.md#2-version`, `docs/rollouts.md#phases`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PhaseTraffic {
     /// Whether `[[route.match]]` rules send matching requests where they say.
