@@ -11,6 +11,8 @@ mod commands;
 mod decision;
 mod engine;
 mod events;
+#[cfg(feature = "fleet")]
+mod fleet_route;
 mod gates;
 mod history;
 mod judge;

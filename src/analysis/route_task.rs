@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::engine::EngineShared;
+use super::engine::{EngineError, EngineShared};
 use super::persist::Persist;
 use super::webhook::{WebhookPayload, Webhooks};
 use super::{
@@ -32,7 +32,7 @@ pub(super) enum RouteMsg {
     /// An operator command; the reply is the route's new status.
     Command {
         command: Command,
-        reply: oneshot::Sender<Result<RolloutStatus, CommandError>>,
+        reply: oneshot::Sender<Result<RolloutStatus, EngineError>>,
     },
 }
 
@@ -47,6 +47,9 @@ pub(super) struct RouteTask {
     pub(super) shared: Arc<EngineShared>,
     pub(super) window: Window,
     pub(super) window_started: Instant,
+    /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
+    #[cfg(feature = "fleet")]
+    pub(super) fleet: Option<crate::fleet::FleetHandle>,
 }
 
 impl RouteTask {
@@ -56,6 +59,10 @@ impl RouteTask {
         mut rx: mpsc::UnboundedReceiver<RouteMsg>,
         startup: Vec<Event>,
     ) {
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = self.fleet.take() {
+            return self.run_fleet(fleet, rx, startup).await;
+        }
         self.publish(startup);
         // Measurements from before this task (or before a restart) are not this window's.
         self.discard_measurements();
@@ -81,7 +88,7 @@ impl RouteTask {
                         next_check = next_check.min(Instant::now() + self.params.interval);
                     }
                     Some(RouteMsg::Command { command, reply }) => {
-                        let result = self.command(command);
+                        let result = self.command(command).map_err(EngineError::from);
                         if result.is_ok() {
                             // An operator who gets the answer expects traffic to follow it
                             // already: wait until the data plane routes by the new view.
@@ -100,6 +107,14 @@ impl RouteTask {
     async fn check(&mut self) {
         self.drain_measurements();
         self.window.duration = self.window_started.elapsed();
+        let window = self.window.clone();
+        let (decision, events) = self.decide(&window).await;
+        self.conclude(&decision, events);
+    }
+
+    /// Ask the gates, judge `window` and ask the confirm webhooks: the rollout's next state.
+    /// Publishes nothing (a fleet leader writes the state to etcd first).
+    pub(super) async fn decide(&mut self, window: &Window) -> (Decision, Vec<Event>) {
         let mut answers = GateAnswers::default();
         for kind in self.rollout.gates(&self.params) {
             let yes = self.ask(kind).await;
@@ -110,7 +125,7 @@ impl RouteTask {
         }
         let (mut decision, mut events) =
             self.rollout
-                .check(&self.params, &self.window, &answers, SystemTime::now());
+                .check(&self.params, window, &answers, SystemTime::now());
         while let Decision::Confirm(confirm) = &decision {
             let yes = self.ask(confirm.webhook()).await;
             match self.rollout.confirm(yes, SystemTime::now()) {
@@ -121,6 +136,11 @@ impl RouteTask {
                 Err(_) => break,
             }
         }
+        (decision, events)
+    }
+
+    /// Publish a decided check: new window if it concluded, then the outcome.
+    pub(super) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
         if decision.concludes_window() {
             self.start_window();
         }
@@ -151,7 +171,7 @@ impl RouteTask {
 
     /// Tell everyone what the rollout is now: the data plane (weight, phase), the state file,
     /// the admin API's status, the log, the event ring and the `event` webhooks.
-    fn publish(&self, events: Vec<Event>) {
+    pub(super) fn publish(&self, events: Vec<Event>) {
         self.control
             .set_rollout(self.rollout.route(), self.rollout.view());
         self.persist.save(&self.rollout);
@@ -170,7 +190,7 @@ impl RouteTask {
         }
     }
 
-    fn notify_post_rollout(&self) {
+    pub(super) fn notify_post_rollout(&self) {
         let message = format!(
             "{} {} {}",
             self.rollout.route(),
@@ -202,12 +222,12 @@ impl RouteTask {
         }
     }
 
-    fn start_window(&mut self) {
+    pub(super) fn start_window(&mut self) {
         self.window.clear();
         self.window_started = Instant::now();
     }
 
-    fn drain_measurements(&mut self) {
+    pub(super) fn drain_measurements(&mut self) {
         for (version, into) in [
             (Version::Primary, &mut self.window.primary),
             (Version::Canary, &mut self.window.canary),
@@ -218,7 +238,7 @@ impl RouteTask {
         }
     }
 
-    fn discard_measurements(&mut self) {
+    pub(super) fn discard_measurements(&mut self) {
         self.drain_measurements();
         self.start_window();
     }

@@ -24,11 +24,8 @@ pub struct CommandResult {
     pub refused: Option<String>,
 }
 
-/// How many results a state keeps: enough for every asker to see its own within a few writes.
-pub const KEPT_RESULTS: usize = 32;
-
 /// A fresh command id: replica, time and a counter, unique without coordination.
-pub fn new_id(replica: &str) -> String {
+pub fn new_command_id(replica: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

@@ -26,7 +26,7 @@ mod session;
 mod state;
 
 #[cfg(feature = "fleet")]
-pub use commands::{CommandResult, FleetCommand};
+pub use commands::{new_command_id, CommandResult, FleetCommand};
 #[cfg(feature = "fleet")]
 pub use evidence::{Counts, MergedEvidence, StepEvidence};
 #[cfg(feature = "fleet")]
@@ -38,7 +38,7 @@ pub use session::Session;
 #[cfg(feature = "fleet")]
 pub use state::RouteState;
 
-pub use view::{FleetBoard, FleetView, MemberView};
+pub use view::{FleetBoard, FleetView, MemberView, RouteFleet};
 
 /// A stable hash of a route's analysis settings (FNV-1a, 64 bit, hex): the same settings give the
 /// same hash in every replica of one build, which is all drift detection needs.
