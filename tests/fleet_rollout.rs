@@ -8,126 +8,10 @@ mod fleet_support;
 mod support;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleet_support::*;
-use support::{Load, Upstream};
-
-struct Fleet {
-    etcd: Etcd,
-    replicas: Vec<Replica>,
-    configs: Vec<std::path::PathBuf>,
-    primary: Upstream,
-    canary: Upstream,
-    _dir: tempfile::TempDir,
-}
-
-async fn fleet(steps: &str) -> Fleet {
-    let etcd = Etcd::start().await;
-    let (primary, canary) = (
-        Upstream::start("primary").await,
-        Upstream::start("canary").await,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let route = analysed_shop(primary.addr, canary.addr, steps);
-    let configs: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|r| replica_config(dir.path(), r, &etcd.endpoints(), "2s", &route))
-        .collect();
-    let replicas = ["a", "b", "c"]
-        .iter()
-        .zip(&configs)
-        .map(|(name, config)| Replica::start(name, config))
-        .collect();
-    Fleet {
-        etcd,
-        replicas,
-        configs,
-        primary,
-        canary,
-        _dir: dir,
-    }
-}
-
-/// Samples every replica's weight every 200 ms; the longest time they disagreed.
-struct Agreement {
-    longest: Arc<Mutex<Duration>>,
-    samples: Arc<Mutex<Vec<Vec<Option<u64>>>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Agreement {
-    fn start(admins: Vec<std::net::SocketAddr>) -> Agreement {
-        let longest = Arc::new(Mutex::new(Duration::ZERO));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let task = tokio::spawn({
-            let (longest, samples, stop) = (longest.clone(), samples.clone(), stop.clone());
-            async move {
-                let client = admin_client();
-                let mut since: Option<Instant> = None;
-                while !stop.load(Ordering::Relaxed) {
-                    let mut weights = Vec::new();
-                    for admin in &admins {
-                        let route = admin_get(&client, *admin, "/api/v1/routes/shop").await;
-                        weights.push(route.and_then(|r| r["weight"].as_u64()));
-                    }
-                    let seen: Vec<u64> = weights.iter().flatten().copied().collect();
-                    let disagree = seen.windows(2).any(|w| w[0] != w[1]);
-                    match (disagree, since) {
-                        (true, None) => since = Some(Instant::now()),
-                        (true, Some(start)) => {
-                            let mut l = longest.lock().unwrap();
-                            *l = (*l).max(start.elapsed());
-                        }
-                        (false, _) => since = None,
-                    }
-                    samples.lock().unwrap().push(weights);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        });
-        Agreement {
-            longest,
-            samples,
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) -> (Duration, Vec<Vec<Option<u64>>>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        let longest = *self.longest.lock().unwrap();
-        let samples = self.samples.lock().unwrap().clone();
-        (longest, samples)
-    }
-}
-
-async fn phase_everywhere(replicas: &[Replica], phase: &str) -> bool {
-    let client = admin_client();
-    for replica in replicas {
-        match shop(&client, replica).await {
-            Some((p, _)) if p == phase => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
-async fn leader_of(replicas: &[Replica]) -> Option<usize> {
-    let client = admin_client();
-    for replica in replicas {
-        if let Some(fleet) = admin_get(&client, replica.admin, "/api/v1/fleet").await {
-            if let Some(leader) = fleet["leader"].as_str() {
-                return replicas.iter().position(|r| r.name == leader);
-            }
-        }
-    }
-    None
-}
+use support::Load;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs etcd"]
@@ -209,5 +93,134 @@ async fn a_healthy_canary_is_promoted_by_the_fleet_on_the_fleets_totals() {
     }
     eprintln!(
         "promoted in {elapsed:?}; longest disagreement {longest:?}; judged {judged} of {canary_hits} canary requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd"]
+async fn a_bad_canary_is_rolled_back_everywhere_and_stays_failed_after_restarting_all() {
+    let mut f = fleet("10, 20, 30, 40, 50").await;
+    f.canary.fail_every.store(2, Ordering::SeqCst); // 50% errors
+    let history = History::record(&f.etcd).await;
+    let loads: Vec<Load> = f
+        .replicas
+        .iter()
+        .map(|r| Load::start(r.url("/"), 60))
+        .collect();
+    wait_for(
+        "rollback on every replica",
+        Duration::from_secs(20),
+        || async { phase_everywhere(&f.replicas, "Failed").await.then_some(()) },
+    )
+    .await;
+    for load in loads {
+        load.stop().await;
+    }
+    let client = admin_client();
+    for replica in &f.replicas {
+        assert_eq!(shop(&client, replica).await, Some(("Failed".into(), 0)));
+    }
+    let writes = history.check();
+    assert_eq!(writes.last().unwrap().phase, "Failed", "{writes:#?}");
+
+    // Restart all three without their state files: the fleet state alone keeps it Failed.
+    for replica in &mut f.replicas {
+        replica.kill();
+    }
+    for name in ["a", "b", "c"] {
+        let _ = std::fs::remove_file(f.dir.path().join(format!("{name}-state.json")));
+    }
+    f.replicas = ["a", "b", "c"]
+        .iter()
+        .zip(&f.configs)
+        .map(|(name, config)| Replica::start(name, config))
+        .collect();
+    wait_for(
+        "Failed after the restart",
+        Duration::from_secs(5),
+        || async { phase_everywhere(&f.replicas, "Failed").await.then_some(()) },
+    )
+    .await;
+    let hits = f.canary.hits();
+    let loads: Vec<Load> = f
+        .replicas
+        .iter()
+        .map(|r| Load::start(r.url("/"), 60))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for load in loads {
+        load.stop().await;
+    }
+    for replica in &f.replicas {
+        assert_eq!(shop(&client, replica).await, Some(("Failed".into(), 0)));
+    }
+    // A fresh replica may serve its first-step weight until the fleet state arrives (well under
+    // a second); after that the canary gets nothing.
+    assert!(
+        f.canary.hits() - hits < 20,
+        "the failed canary got {} requests after the restart",
+        f.canary.hits() - hits
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd"]
+async fn abort_on_a_follower_sets_weight_zero_everywhere_within_two_seconds() {
+    let f = fleet("10, 20, 30, 40, 50, 60, 70, 80, 90").await;
+    let history = History::record(&f.etcd).await;
+    let loads: Vec<Load> = f
+        .replicas
+        .iter()
+        .map(|r| Load::start(r.url("/"), 60))
+        .collect();
+    let client = admin_client();
+    let leader = wait_for("a leader", Duration::from_secs(10), || {
+        leader_of(&f.replicas)
+    })
+    .await;
+    wait_for("weight 20", Duration::from_secs(20), || async {
+        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
+        (weight >= 20).then_some(())
+    })
+    .await;
+    let follower = (leader + 1) % 3;
+    let asked = Instant::now();
+    let (status, body) = admin_post(
+        &client,
+        f.replicas[follower].admin,
+        "/api/v1/routes/shop/abort",
+    )
+    .await;
+    let answered = asked.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["phase"], "Failed");
+    assert_eq!(answer["weight"], 0);
+    wait_for("weight 0 everywhere", Duration::from_secs(2), || async {
+        for replica in &f.replicas {
+            if shop(&client, replica).await != Some(("Failed".into(), 0)) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let everywhere = asked.elapsed();
+    assert!(everywhere <= Duration::from_secs(2), "{everywhere:?}");
+    // A command the phase does not allow is refused by the leader, through etcd: 409.
+    let (status, body) = admin_post(
+        &client,
+        f.replicas[follower].admin,
+        "/api/v1/routes/shop/promote",
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("cannot promote: route is Failed"), "{body}");
+    for load in loads {
+        load.stop().await;
+    }
+    history.check();
+    eprintln!(
+        "abort via follower answered in {answered:?}, weight 0 everywhere after {everywhere:?}"
     );
 }

@@ -11,7 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
 use http_body_util::{BodyExt, Full};
+
+use crate::support::Upstream;
 
 /// A free loopback port (bound and released: the child binds it right after).
 fn free_port() -> u16 {
@@ -522,4 +526,121 @@ pub fn analysed_shop(primary: SocketAddr, canary: SocketAddr, steps: &str) -> St
          [[route.analysis.metrics]]\nname = \"request-success-rate\"\nthreshold = 99.0\n\
          [[route.analysis.metrics]]\nname = \"request-duration\"\nthreshold = \"500ms\"\nquantile = 0.99\n"
     )
+}
+
+/// Etcd, backends and three replicas a, b, c of route "shop" (lease_ttl 2 s).
+pub struct Fleet {
+    pub etcd: Etcd,
+    pub replicas: Vec<Replica>,
+    pub configs: Vec<std::path::PathBuf>,
+    pub primary: Upstream,
+    pub canary: Upstream,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn fleet(steps: &str) -> Fleet {
+    let etcd = Etcd::start().await;
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let route = analysed_shop(primary.addr, canary.addr, steps);
+    let configs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|r| replica_config(dir.path(), r, &etcd.endpoints(), "2s", &route))
+        .collect();
+    let replicas = ["a", "b", "c"]
+        .iter()
+        .zip(&configs)
+        .map(|(name, config)| Replica::start(name, config))
+        .collect();
+    Fleet {
+        etcd,
+        replicas,
+        configs,
+        primary,
+        canary,
+        dir,
+    }
+}
+
+/// Samples every replica's weight every 200 ms; the longest time they disagreed (replicas
+/// that do not answer, e.g. killed or paused, are left out of a sample).
+pub struct Agreement {
+    longest: Arc<Mutex<Duration>>,
+    samples: Arc<Mutex<Vec<Vec<Option<u64>>>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Agreement {
+    pub fn start(admins: Vec<std::net::SocketAddr>) -> Agreement {
+        let longest = Arc::new(Mutex::new(Duration::ZERO));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (longest, samples, stop) = (longest.clone(), samples.clone(), stop.clone());
+            async move {
+                let client = admin_client();
+                let mut since: Option<Instant> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut weights = Vec::new();
+                    for admin in &admins {
+                        let route = admin_get(&client, *admin, "/api/v1/routes/shop").await;
+                        weights.push(route.and_then(|r| r["weight"].as_u64()));
+                    }
+                    let seen: Vec<u64> = weights.iter().flatten().copied().collect();
+                    let disagree = seen.windows(2).any(|w| w[0] != w[1]);
+                    match (disagree, since) {
+                        (true, None) => since = Some(Instant::now()),
+                        (true, Some(start)) => {
+                            let mut l = longest.lock().unwrap();
+                            *l = (*l).max(start.elapsed());
+                        }
+                        (false, _) => since = None,
+                    }
+                    samples.lock().unwrap().push(weights);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Agreement {
+            longest,
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop(self) -> (Duration, Vec<Vec<Option<u64>>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let longest = *self.longest.lock().unwrap();
+        let samples = self.samples.lock().unwrap().clone();
+        (longest, samples)
+    }
+}
+
+pub async fn phase_everywhere(replicas: &[Replica], phase: &str) -> bool {
+    let client = admin_client();
+    for replica in replicas {
+        match shop(&client, replica).await {
+            Some((p, _)) if p == phase => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+pub async fn leader_of(replicas: &[Replica]) -> Option<usize> {
+    let client = admin_client();
+    for replica in replicas {
+        if let Some(fleet) = admin_get(&client, replica.admin, "/api/v1/fleet").await {
+            if let Some(leader) = fleet["leader"].as_str() {
+                return replicas.iter().position(|r| r.name == leader);
+            }
+        }
+    }
+    None
 }
