@@ -416,51 +416,54 @@ impl History {
         let writes = Arc::new(Mutex::new(Vec::new()));
         let leaders = Arc::new(Mutex::new(Vec::new()));
         let puts = Arc::new(Mutex::new(Vec::new()));
-        let mut client = etcd.client().await;
-        let mut stream = client
-            .watch(
-                "/canaryd/test-fleet/",
-                Some(etcd_client::WatchOptions::new().with_prefix()),
-            )
+        let endpoints = etcd.endpoints();
+        // The first watch starts now; later ones (after an etcd outage broke it) resume after
+        // the last revision seen, so no write is missed.
+        let start = etcd
+            .client()
             .await
-            .unwrap();
+            .get("/test/health", None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         let task = tokio::spawn({
             let (writes, leaders, puts) = (writes.clone(), leaders.clone(), puts.clone());
             async move {
-                let _client = client;
-                while let Ok(Some(response)) = stream.message().await {
-                    for event in response.events() {
-                        if event.event_type() != etcd_client::EventType::Put {
-                            continue;
-                        }
-                        let Some(kv) = event.kv() else { continue };
-                        let key = String::from_utf8_lossy(kv.key()).into_owned();
-                        puts.lock()
-                            .unwrap()
-                            .push((key.clone(), kv.mod_revision(), Instant::now()));
-                        if key.ends_with("/leader") {
-                            leaders.lock().unwrap().push((
-                                kv.create_revision(),
-                                String::from_utf8_lossy(kv.value()).into_owned(),
-                            ));
-                        } else if key.ends_with("/state/shop") {
-                            let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap();
-                            writes.lock().unwrap().push(Write {
-                                revision: kv.mod_revision(),
-                                term: v["term"].as_i64().unwrap(),
-                                writer: v["writer"].as_str().unwrap().to_owned(),
-                                phase: v["phase"].as_str().unwrap().to_owned(),
-                                weight: v["weight"].as_u64().unwrap(),
-                                window: v["window"].as_u64().unwrap(),
-                                check: v["rollout"]["last_check"]["at"].as_str().map(|at| {
-                                    (
-                                        at.to_owned(),
-                                        v["rollout"]["last_check"]["canary"]["requests"]
-                                            .as_u64()
-                                            .unwrap_or(0),
-                                    )
-                                }),
-                            });
+                let mut next = start + 1;
+                loop {
+                    let options = etcd_client::ConnectOptions::new()
+                        .with_connect_timeout(Duration::from_secs(1))
+                        .with_timeout(Duration::from_secs(2));
+                    let Ok(mut client) =
+                        etcd_client::Client::connect(endpoints.clone(), Some(options)).await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    let watch = client.watch(
+                        "/canaryd/test-fleet/",
+                        Some(
+                            etcd_client::WatchOptions::new()
+                                .with_prefix()
+                                .with_start_revision(next),
+                        ),
+                    );
+                    let Ok(Ok(mut stream)) =
+                        tokio::time::timeout(Duration::from_secs(2), watch).await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    while let Ok(Some(response)) = stream.message().await {
+                        for event in response.events() {
+                            let Some(kv) = event.kv() else { continue };
+                            next = next.max(kv.mod_revision() + 1);
+                            if event.event_type() != etcd_client::EventType::Put {
+                                continue;
+                            }
+                            record_put(kv, &writes, &leaders, &puts);
                         }
                     }
                 }
@@ -507,6 +510,42 @@ impl History {
             }
         }
         writes
+    }
+}
+
+fn record_put(
+    kv: &etcd_client::KeyValue,
+    writes: &Mutex<Vec<Write>>,
+    leaders: &Mutex<Vec<(i64, String)>>,
+    puts: &Mutex<Vec<(String, i64, Instant)>>,
+) {
+    let key = String::from_utf8_lossy(kv.key()).into_owned();
+    puts.lock()
+        .unwrap()
+        .push((key.clone(), kv.mod_revision(), Instant::now()));
+    if key.ends_with("/leader") {
+        leaders.lock().unwrap().push((
+            kv.create_revision(),
+            String::from_utf8_lossy(kv.value()).into_owned(),
+        ));
+    } else if key.ends_with("/state/shop") {
+        let v: serde_json::Value = serde_json::from_slice(kv.value()).unwrap();
+        writes.lock().unwrap().push(Write {
+            revision: kv.mod_revision(),
+            term: v["term"].as_i64().unwrap(),
+            writer: v["writer"].as_str().unwrap().to_owned(),
+            phase: v["phase"].as_str().unwrap().to_owned(),
+            weight: v["weight"].as_u64().unwrap(),
+            window: v["window"].as_u64().unwrap(),
+            check: v["rollout"]["last_check"]["at"].as_str().map(|at| {
+                (
+                    at.to_owned(),
+                    v["rollout"]["last_check"]["canary"]["requests"]
+                        .as_u64()
+                        .unwrap_or(0),
+                )
+            }),
+        });
     }
 }
 
@@ -643,4 +682,25 @@ pub async fn leader_of(replicas: &[Replica]) -> Option<usize> {
         }
     }
     None
+}
+
+/// GET an admin path as text (e.g. `/metrics`, `/readyz`): status and body.
+pub async fn admin_text(client: &Client, admin: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let req = http::Request::get(format!("http://{admin}{path}"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_millis(800), client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The value of an unlabelled gauge in a Prometheus text exposition.
+pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
