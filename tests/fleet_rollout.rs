@@ -43,6 +43,50 @@ async fn a_healthy_canary_is_promoted_by_the_fleet_on_the_fleets_totals() {
 
     // Every replica serves the promoted canary.
     let client = admin_client();
+    // Every replica knows the fleet: one leader, three members, etcd up.
+    let views: Vec<serde_json::Value> = {
+        let mut v = Vec::new();
+        for replica in &f.replicas {
+            v.push(
+                admin_get(&client, replica.admin, "/api/v1/fleet")
+                    .await
+                    .unwrap(),
+            );
+        }
+        v
+    };
+    let leader = views[0]["leader"].as_str().unwrap().to_owned();
+    for view in &views {
+        assert_eq!(view["name"], "test-fleet");
+        assert_eq!(view["leader"], leader.as_str(), "{view}");
+        assert_eq!(view["etcd"], "up");
+        assert_eq!(view["members"].as_array().unwrap().len(), 3, "{view}");
+        assert_eq!(view["is_leader"], view["replica"] == leader.as_str());
+        let member = &view["members"][0];
+        assert!(member["applied"]["shop"].is_u64(), "{member}");
+        assert!(member["config_hash"]["shop"].is_string(), "{member}");
+    }
+    let route = admin_get(&client, f.replicas[1].admin, "/api/v1/routes/shop")
+        .await
+        .unwrap();
+    assert_eq!(route["fleet"]["leader"], leader.as_str());
+    assert_eq!(
+        route["fleet"]["members"],
+        serde_json::json!(["a", "b", "c"])
+    );
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_canaryd"))
+        .args([
+            "status",
+            "--admin",
+            &format!("http://{}", f.replicas[2].admin),
+        ])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("fleet: leader {leader}; members a, b, c")),
+        "{status}"
+    );
     for replica in &f.replicas {
         assert_eq!(
             shop(&client, replica).await,
@@ -223,4 +267,90 @@ async fn abort_on_a_follower_sets_weight_zero_everywhere_within_two_seconds() {
     eprintln!(
         "abort via follower answered in {answered:?}, weight 0 everywhere after {everywhere:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd"]
+async fn members_that_disagree_about_a_routes_settings_hold_it_until_they_agree() {
+    let etcd = Etcd::start().await;
+    let (primary, canary) = (
+        support::Upstream::start("primary").await,
+        support::Upstream::start("canary").await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let route = analysed_shop(primary.addr, canary.addr, "10, 20, 30");
+    let drifted = route.replace("threshold = 2", "threshold = 3");
+    let configs = [
+        replica_config(dir.path(), "a", &etcd.endpoints(), "2s", &route),
+        replica_config(dir.path(), "b", &etcd.endpoints(), "2s", &route),
+        replica_config(dir.path(), "c", &etcd.endpoints(), "2s", &drifted),
+    ];
+    let replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .zip(&configs)
+        .map(|(name, config)| Replica::start(name, config))
+        .collect();
+    let loads: Vec<Load> = replicas
+        .iter()
+        .map(|r| Load::start(r.url("/"), 60))
+        .collect();
+    let client = admin_client();
+    wait_for("drift to be seen", Duration::from_secs(10), || async {
+        let fleet = admin_get(&client, replicas[0].admin, "/api/v1/fleet").await?;
+        (fleet["drift"] == serde_json::json!(["shop"])).then_some(())
+    })
+    .await;
+    // Five intervals: nothing advances past the first step.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for replica in &replicas {
+        let (phase, weight) = shop(&client, replica).await.unwrap();
+        assert!(
+            weight <= 10,
+            "{} advanced to {weight} ({phase}) under drift",
+            replica.name
+        );
+    }
+    let leader = leader_of(&replicas).await.unwrap();
+    let events = admin_get(&client, replicas[leader].admin, "/api/v1/events?route=shop")
+        .await
+        .unwrap();
+    assert!(
+        events.as_array().unwrap().iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("Fleet config drift on shop")),
+        "{events}"
+    );
+    let (_, metrics) = admin_text(&client, replicas[leader].admin, "/metrics")
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("canaryd_fleet_config_drift{route=\"shop\"} 1"),
+        "{metrics}"
+    );
+    let route_json = admin_get(&client, replicas[leader].admin, "/api/v1/routes/shop")
+        .await
+        .unwrap();
+    assert_eq!(route_json["fleet"]["drift"], true);
+
+    // c gets the same settings (its file is rewritten and reloaded): the rollout goes on.
+    let aside = configs[2].with_extension("next");
+    std::fs::write(
+        &aside,
+        std::fs::read_to_string(&configs[0])
+            .unwrap()
+            .replace("replica = \"a\"", "replica = \"c\"")
+            .replace("a-state.json", "c-state.json"),
+    )
+    .unwrap();
+    std::fs::rename(&aside, &configs[2]).unwrap();
+    wait_for(
+        "promotion once the members agree",
+        Duration::from_secs(30),
+        || async { phase_everywhere(&replicas, "Succeeded").await.then_some(()) },
+    )
+    .await;
+    for load in loads {
+        load.stop().await;
+    }
 }
