@@ -193,7 +193,12 @@ fn deploy_files_run_several_replicas_as_one_fleet() {
     let sidecar = kubernetes.join("sidecar.yaml");
     config_map_fleet(&sidecar);
     let docs = documents(&sidecar);
-    assert!(deployment(&docs, "shop")["spec"]["replicas"].as_u64().unwrap() >= 2);
+    assert!(
+        deployment(&docs, "shop")["spec"]["replicas"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
 
     // Compose: a 3-member etcd cluster and two canaryds with distinct host names (their
     // replica ids) sharing one fleet config.
@@ -232,7 +237,9 @@ fn deploy_files_run_several_replicas_as_one_fleet() {
     assert_eq!(hostnames.len(), replicas.len(), "replica ids must differ");
     let compose_config =
         canaryd::config::load_file(&deploy_dir().join("compose").join("canaryd.toml")).unwrap();
-    let fleet = compose_config.fleet.expect("deploy/compose/canaryd.toml has [fleet]");
+    let fleet = compose_config
+        .fleet
+        .expect("deploy/compose/canaryd.toml has [fleet]");
     for member in ["etcd-0", "etcd-1", "etcd-2"] {
         assert!(
             fleet.etcd.iter().any(|e| e.contains(member)),

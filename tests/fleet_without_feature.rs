@@ -28,5 +28,9 @@ fn run_with_fleet_config_fails_with_how_to_build_it() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
