@@ -17,4 +17,5 @@ mod process_clock;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod simulate;
 pub mod upstream;

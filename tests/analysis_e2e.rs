@@ -13,7 +13,8 @@ use support::*;
 
 /// A route under analysis: checks every 300 ms, steps 25 → 50, two failed checks roll back.
 fn analysed(primary: &Upstream, canary: &Upstream, hooks: &HookReceiver, state: &str) -> String {
-    let analysis = "interval = \"300ms\"\nthreshold = 2\nstep_weights = [25, 50]\n\
+    let analysis =
+        "judge = \"threshold\"\ninterval = \"300ms\"\nthreshold = 2\nstep_weights = [25, 50]\n\
                     min_requests = 5\ninconclusive_limit = 20";
     base_config(state, "")
         + &analysed_route(primary, canary, analysis)

@@ -804,3 +804,107 @@ fn zero_routes_is_valid() {
     };
     assert!(c.routes.is_empty());
 }
+
+/// ROUTE_CANARY with `[route.analysis]` at line 8 and `step_weights` at line 9; `extra` starts
+/// at line 10.
+fn sequential(extra: &str) -> String {
+    format!("{ROUTE_CANARY}[route.analysis]\nstep_weights = [10, 50]\n{extra}")
+}
+
+#[test]
+fn sequential_judge_keys_are_validated_with_positions() {
+    assert_error(
+        &sequential("judge = \"bayes\"\n"),
+        10,
+        9,
+        "unknown judge \"bayes\"",
+    );
+    assert_error(
+        &sequential("max_false_rollback = 0.7\n"),
+        10,
+        22,
+        "`max_false_rollback` must be a probability in (0, 0.5)",
+    );
+    assert_error(
+        &sequential("max_false_promotion = 0\n"),
+        10,
+        23,
+        "`max_false_promotion` must be a probability",
+    );
+    assert_error(
+        &sequential("good_multiple = 1.2\n"),
+        10,
+        17,
+        "`good_multiple` must be in (0, 1)",
+    );
+    assert_error(
+        &sequential("bad_multiple = 0.9\n"),
+        10,
+        16,
+        "`bad_multiple` must be above 1",
+    );
+    assert_error(
+        &sequential("interval = \"60s\"\nmax_step_duration = \"30s\"\n"),
+        11,
+        21,
+        "`max_step_duration` must be at least one `interval`",
+    );
+    assert_error(
+        &sequential("on_inconclusive = \"promote\"\n"),
+        10,
+        19,
+        "unknown on_inconclusive \"promote\"; use \"hold\" or \"rollback\"",
+    );
+    assert_error(
+        &sequential("evidence = \"forever\"\n"),
+        10,
+        12,
+        "unknown evidence \"forever\"",
+    );
+}
+
+#[test]
+fn sequential_keys_are_refused_with_the_threshold_judge() {
+    assert_error(
+        &sequential("judge = \"threshold\"\nmax_false_rollback = 0.02\n"),
+        11,
+        22,
+        "`max_false_rollback` applies only to judge = \"sequential\"",
+    );
+}
+
+#[test]
+fn the_sequential_judge_needs_a_testable_allowance() {
+    // 100% allows no failure at all: nothing tells 0.5x from 1.5x of nothing.
+    let text = sequential(
+        "[[route.analysis.metrics]]\nname = \"request-success-rate\"\nthreshold = 100.0\n",
+    );
+    assert_error(
+        &text,
+        12,
+        13,
+        "the sequential judge needs an allowed failure rate",
+    );
+    // With the threshold judge the same metric is fine.
+    let text = sequential(
+        "judge = \"threshold\"\n[[route.analysis.metrics]]\nname = \"request-success-rate\"\nthreshold = 100.0\n",
+    );
+    assert!(parse_str(&text, Path::new(FILE)).is_ok());
+}
+
+#[test]
+fn sequential_defaults() {
+    let config = parse_str(&sequential("interval = \"30s\"\n"), Path::new(FILE)).unwrap();
+    let analysis = config.routes[0].analysis.as_ref().unwrap();
+    assert_eq!(analysis.judge, canaryd::config::JudgeKind::Sequential);
+    let s = &analysis.sequential;
+    assert_eq!((s.max_false_rollback, s.max_false_promotion), (0.01, 0.05));
+    assert_eq!((s.good_multiple, s.bad_multiple), (0.5, 1.5));
+    assert_eq!(
+        s.max_step_duration,
+        Duration::from_secs(300),
+        "10 intervals"
+    );
+    assert_eq!(s.on_inconclusive, canaryd::config::OnInconclusive::Hold);
+    assert_eq!(s.evidence, canaryd::config::EvidenceScope::Rollout);
+}

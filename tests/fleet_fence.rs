@@ -20,6 +20,7 @@ fn state(term: i64, weight: u8) -> RouteState {
         term,
         writer: "a".to_owned(),
         window: 0,
+        evidence: 0,
         weight,
         phase: "Progressing".to_owned(),
         commands: Vec::new(),

@@ -27,7 +27,7 @@ async fn a_healthy_canary_is_promoted_by_the_fleet_on_the_fleets_totals() {
     let started = Instant::now();
     let canary_hits_before = f.canary.hits();
 
-    let deadline = Duration::from_secs(40);
+    let deadline = Duration::from_secs(60);
     wait_for("promotion on every replica", deadline, || async {
         phase_everywhere(&f.replicas, "Succeeded")
             .await
@@ -118,6 +118,23 @@ async fn a_healthy_canary_is_promoted_by_the_fleet_on_the_fleets_totals() {
         judged as f64 >= canary_hits as f64 * 0.7 && judged <= canary_hits + 5,
         "checks judged {judged} canary requests, the canary served {canary_hits}: {checks:?}"
     );
+
+    // The sequential judge decided on the fleet's evidence too: it counts (since its evidence
+    // began) at least the fleet window's canary requests, not one replica's third of them.
+    let sequential: Vec<(u64, u64)> = writes
+        .iter()
+        .filter_map(|w| Some((w.evidence_requests?, w.check.as_ref()?.1)))
+        .collect();
+    assert!(
+        !sequential.is_empty(),
+        "no sequential evidence in {writes:#?}"
+    );
+    for (evidence, window) in &sequential {
+        assert!(
+            *evidence as f64 >= *window as f64 * 0.9,
+            "judge evidence {evidence} < fleet window {window}: {sequential:?}"
+        );
+    }
 
     // etcd writes per replica per second (evidence, member key, state when leading).
     let puts = history.puts.lock().unwrap().clone();

@@ -232,7 +232,7 @@ async fn kill_9_mid_rollout_then_restart_resumes_at_the_same_weight() {
     ) + &analysed_route(
         &primary,
         &canary,
-        "interval = \"1s\"\nthreshold = 3\nstep_weights = [20, 40, 60, 80]\nmin_requests = 5",
+        "judge = \"threshold\"\ninterval = \"1s\"\nthreshold = 3\nstep_weights = [20, 40, 60, 80]\nmin_requests = 5",
     );
     let config = write_config(dir.path(), &toml);
     let (mut child, addr) = spawn_run(&config);

@@ -22,8 +22,8 @@ const FAMILIES: [(&str, &str); 15] = [
     ("canaryd_canary_weight", "gauge"),
     ("canaryd_canary_phase", "gauge"),
     ("canaryd_canary_failed_checks", "gauge"),
-    ("canaryd_analysis_success_rate", "gauge"),
-    ("canaryd_analysis_latency_seconds", "gauge"),
+    ("canaryd_analysis_metric_value", "gauge"),
+    ("canaryd_analysis_evidence", "gauge"),
     ("canaryd_active_connections", "gauge"),
     ("canaryd_config_reloads_total", "counter"),
     ("canaryd_config_last_reload_successful", "gauge"),
@@ -114,6 +114,10 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
                     p50_ms: Some(3.0),
                     p99_ms: Some(300.0),
                 },
+                evidence: vec![
+                    ("request-success-rate".to_owned(), 0.64),
+                    ("request-duration".to_owned(), -0.25),
+                ],
             }),
         },
         RouteInput {
@@ -130,6 +134,7 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
                     p99_ms: None,
                 },
                 canary: VersionCheck::default(),
+                evidence: Vec::new(),
             }),
         },
         RouteInput {
@@ -352,12 +357,12 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     );
     assert_eq!(label_names("canaryd_canary_failed_checks"), set(&["route"]));
     assert_eq!(
-        label_names("canaryd_analysis_success_rate"),
-        set(&["route", "version"])
+        label_names("canaryd_analysis_metric_value"),
+        set(&["route", "version", "metric"])
     );
     assert_eq!(
-        label_names("canaryd_analysis_latency_seconds"),
-        set(&["route", "version", "quantile"])
+        label_names("canaryd_analysis_evidence"),
+        set(&["route", "metric"])
     );
     assert_eq!(label_names("canaryd_active_connections"), set(&[]));
     assert_eq!(
@@ -576,47 +581,49 @@ fn rollout_gauges_phase_one_hot_and_flagger_series() {
 #[test]
 fn analysis_gauges_come_from_the_last_check_and_are_omitted_without_data() {
     let scrape = parse(&rendered());
-    let rate = |route, version| {
+    let measured = |route, version, metric| {
         value(
             &scrape,
-            "canaryd_analysis_success_rate",
-            &[("route", route), ("version", version)],
+            "canaryd_analysis_metric_value",
+            &[("route", route), ("version", version), ("metric", metric)],
         )
     };
-    assert_eq!(rate("shop", "primary"), 100.0);
-    assert_eq!(rate("shop", "canary"), 80.0);
-    assert_eq!(rate("blog", "primary"), 50.0);
-    let latency = |route, version, q| {
+    assert_eq!(measured("shop", "primary", "request-success-rate"), 100.0);
+    assert_eq!(measured("shop", "canary", "request-success-rate"), 80.0);
+    assert_eq!(measured("blog", "primary", "request-success-rate"), 50.0);
+    assert!((measured("shop", "primary", "request-duration-p50") - 0.0008).abs() < 1e-12);
+    assert!((measured("shop", "canary", "request-duration-p99") - 0.3).abs() < 1e-12);
+    assert!((measured("blog", "primary", "request-duration-p50") - 0.001).abs() < 1e-12);
+    let evidence = |metric| {
         value(
             &scrape,
-            "canaryd_analysis_latency_seconds",
-            &[("route", route), ("version", version), ("quantile", q)],
+            "canaryd_analysis_evidence",
+            &[("route", "shop"), ("metric", metric)],
         )
     };
-    assert!((latency("shop", "primary", "0.5") - 0.0008).abs() < 1e-12);
-    assert!((latency("shop", "canary", "0.99") - 0.3).abs() < 1e-12);
-    assert!((latency("blog", "primary", "0.5") - 0.001).abs() < 1e-12);
+    assert!((evidence("request-success-rate") - 0.64).abs() < 1e-12);
+    assert!((evidence("request-duration") + 0.25).abs() < 1e-12);
 
     // No value in the check, or no check at all: no series.
     assert!(absent(
         &scrape,
-        "canaryd_analysis_success_rate",
+        "canaryd_analysis_metric_value",
         &[("route", "blog"), ("version", "canary")]
     ));
     assert!(absent(
         &scrape,
-        "canaryd_analysis_latency_seconds",
-        &[("route", "blog"), ("quantile", "0.99")]
+        "canaryd_analysis_metric_value",
+        &[("route", "blog"), ("metric", "request-duration-p99")]
     ));
     assert!(absent(
         &scrape,
-        "canaryd_analysis_success_rate",
+        "canaryd_analysis_metric_value",
         &[("route", "static-site")]
     ));
     assert!(absent(
         &scrape,
-        "canaryd_analysis_latency_seconds",
-        &[("route", "static-site")]
+        "canaryd_analysis_evidence",
+        &[("route", "blog")]
     ));
 }
 

@@ -15,7 +15,7 @@ use support::*;
 /// A route whose analysis checks every 300 ms through nine steps, so it is Progressing for a
 /// few seconds: long enough for the page to draw a rollout in flight.
 fn rollout(primary: &Upstream, canary: &Upstream, state: &str) -> String {
-    let analysis = "interval = \"300ms\"\nthreshold = 5\n\
+    let analysis = "judge = \"threshold\"\ninterval = \"300ms\"\nthreshold = 5\n\
                     step_weights = [10, 20, 30, 40, 50, 60, 70, 80, 90]\n\
                     min_requests = 5\ninconclusive_limit = 20";
     base_config(state, "") + &analysed_route(primary, canary, analysis) + BUILTIN_METRICS

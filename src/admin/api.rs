@@ -126,6 +126,14 @@ fn metrics(ctx: &AdminContext) -> AdminResponse {
                     LastCheckInput {
                         primary: version_check(&check.primary),
                         canary: version_check(&check.canary),
+                        evidence: check
+                            .metrics
+                            .iter()
+                            .filter_map(|m| {
+                                let e = m.evidence.as_ref()?;
+                                Some((m.name.clone(), e.llr / e.rollback_bound))
+                            })
+                            .collect(),
                     }
                 }),
             }

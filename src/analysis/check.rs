@@ -16,12 +16,14 @@ use std::time::SystemTime;
 
 use super::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
 use super::events::{rfc3339, unix_seconds, Event};
-use super::judge::{judge, Failure};
+use super::evidence::StepEvidence;
+use super::judge::sequential::{self, SequentialJudgement, TestResult};
+use super::judge::{describe, judge, report, Failure};
 use super::params::Params;
 use super::report::{CheckOutcome, CheckReport, VersionReport};
 use super::rollout::Rollout;
 use super::window::Window;
-use crate::config::WebhookKind;
+use crate::config::{JudgeKind, OnInconclusive, WebhookKind};
 use crate::routing::Phase;
 
 /// [`Rollout::confirm`] was called although no check asked for a confirmation (or a later
@@ -29,6 +31,14 @@ use crate::routing::Phase;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no confirmation is pending for this rollout")]
 pub struct NothingPending;
+
+/// What a check judges: the window since the last concluded check (threshold judge, and the
+/// report), and the evidence since the step or rollout began (sequential judge).
+#[derive(Clone, Copy)]
+struct Observed<'a> {
+    window: &'a Window,
+    evidence: &'a StepEvidence,
+}
 
 // === impl Rollout: checks ===
 
@@ -39,19 +49,21 @@ impl Rollout {
         &mut self,
         params: &Params,
         window: &Window,
+        evidence: &StepEvidence,
         answers: &GateAnswers,
         now: SystemTime,
     ) -> (Decision, Vec<Event>) {
         let mut events = Vec::new();
+        let observed = Observed { window, evidence };
         // A confirmation nobody answered is dropped: this check asks again if still relevant.
         self.pending = None;
         let decision = match self.phase {
             Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => {
                 Decision::Skip
             }
-            Phase::Waiting => self.waiting(params, window, answers, now, &mut events),
+            Phase::Waiting => self.waiting(params, observed, answers, now, &mut events),
             Phase::Progressing | Phase::WaitingPromotion => {
-                self.analyse(params, window, answers, now, &mut events)
+                self.analyse(params, observed, answers, now, &mut events)
             }
         };
         if decision != Decision::Skip {
@@ -106,7 +118,7 @@ impl Rollout {
     fn waiting(
         &mut self,
         params: &Params,
-        window: &Window,
+        observed: Observed<'_>,
         answers: &GateAnswers,
         now: SystemTime,
         events: &mut Vec<Event>,
@@ -124,14 +136,14 @@ impl Rollout {
         }
         self.phase = Phase::Progressing;
         events.push(self.starting_event(now));
-        self.analyse(params, window, answers, now, events)
+        self.analyse(params, observed, answers, now, events)
     }
 
     /// Progressing or WaitingPromotion: rollback webhook, then the start gates or the window.
     fn analyse(
         &mut self,
         params: &Params,
-        window: &Window,
+        observed: Observed<'_>,
         answers: &GateAnswers,
         now: SystemTime,
         events: &mut Vec<Event>,
@@ -142,7 +154,12 @@ impl Rollout {
         if !self.started {
             return self.before_first_step(params, answers, now, events);
         }
-        self.judge_window(params, window, answers, now, events)
+        match params.analysis.judge {
+            JudgeKind::Threshold => {
+                self.judge_window(params, observed.window, answers, now, events)
+            }
+            JudgeKind::Sequential => self.judge_evidence(params, observed, answers, now, events),
+        }
     }
 
     /// Before the first step: `pre-rollout` must pass once (a "no" is a failed check), then
@@ -212,6 +229,146 @@ impl Rollout {
         }
     }
 
+    /// Sequential judge: roll back as soon as a test accepts "bad", advance when every test
+    /// accepted "good", else hold and keep gathering (`docs/rollouts.md#the-sequential-judge`).
+    fn judge_evidence(
+        &mut self,
+        params: &Params,
+        observed: Observed<'_>,
+        answers: &GateAnswers,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        let judgement = sequential::judge(params, observed.evidence);
+        let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
+        let outcome = if judgement.rollback().is_some() || hook_failed {
+            CheckOutcome::Fail
+        } else if judgement.all_pass() {
+            CheckOutcome::Pass
+        } else {
+            CheckOutcome::Inconclusive
+        };
+        self.record_evidence(outcome, observed.window, &judgement, now);
+        if let Some(test) = judgement.rollback() {
+            return self.evidence_rollback(test, now, events);
+        }
+        if hook_failed {
+            return self.fail_check(params, vec![Failure::RolloutWebhook], now, events);
+        }
+        if judgement.all_pass() {
+            return self.passed(params, now, events);
+        }
+        self.undecided(params, &judgement, now, events)
+    }
+
+    /// The fast path, run every second between checks: only the rollback side of the
+    /// sequential tests, which stay valid however often they are looked at. `None` when
+    /// nothing is to be done (another judge, another phase, or no test accepted "bad").
+    pub fn watch(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        evidence: &StepEvidence,
+        now: SystemTime,
+    ) -> Option<(Decision, Vec<Event>)> {
+        let judged = match self.phase {
+            Phase::Progressing | Phase::WaitingPromotion => self.started,
+            Phase::Idle
+            | Phase::Static
+            | Phase::Waiting
+            | Phase::Paused
+            | Phase::Succeeded
+            | Phase::Failed => false,
+        };
+        if !judged || params.analysis.judge != JudgeKind::Sequential {
+            return None;
+        }
+        let judgement = sequential::judge(params, evidence);
+        let test = judgement.rollback()?;
+        self.pending = None;
+        self.record_evidence(CheckOutcome::Fail, window, &judgement, now);
+        let mut events = Vec::new();
+        let decision = self.evidence_rollback(test, now, &mut events);
+        Some((decision, events))
+    }
+
+    fn record_evidence(
+        &mut self,
+        outcome: CheckOutcome,
+        window: &Window,
+        judgement: &SequentialJudgement,
+        now: SystemTime,
+    ) {
+        self.last_check = Some(CheckReport {
+            at: rfc3339(now),
+            outcome,
+            window_seconds: window.duration.as_secs(),
+            primary: VersionReport::of(&window.primary),
+            canary: VersionReport::of(&window.canary),
+            metrics: judgement.tests.iter().map(report).collect(),
+        });
+    }
+
+    fn evidence_rollback(
+        &mut self,
+        test: &TestResult,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        events.push(Event::warning(
+            &self.route,
+            now,
+            format!("Halt {} advancement: {}", self.route, describe(test)),
+        ));
+        self.roll_back(RollbackReason::Evidence { test: test.name }, now, events)
+    }
+
+    /// No decision yet: hold; after `max_step_duration` warn and follow `on_inconclusive`.
+    fn undecided(
+        &mut self,
+        params: &Params,
+        judgement: &SequentialJudgement,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        self.step_checks = self.step_checks.saturating_add(1);
+        let limit = params.max_step_checks();
+        let detail = match judgement.closest() {
+            Some(test) => describe(test),
+            None => "no metric to judge".to_owned(),
+        };
+        events.push(Event::info(
+            &self.route,
+            now,
+            format!("Halt {} advancement: {detail}", self.route),
+        ));
+        if self.step_checks == limit {
+            let on = params.analysis.sequential.on_inconclusive;
+            events.push(Event::warning(
+                &self.route,
+                now,
+                format!(
+                    "No decision for {} after {} checks at weight {}: {detail}; {}",
+                    self.route,
+                    self.step_checks,
+                    self.weight,
+                    match on {
+                        OnInconclusive::Hold => "holding (on_inconclusive = hold)",
+                        OnInconclusive::Rollback => "rolling back (on_inconclusive = rollback)",
+                    }
+                ),
+            ));
+            if on == OnInconclusive::Rollback {
+                let checks = self.step_checks;
+                return self.roll_back(RollbackReason::Undecided { checks }, now, events);
+            }
+        }
+        Decision::Undecided {
+            checks: self.step_checks,
+            limit,
+        }
+    }
+
     /// Too few canary requests: hold, and fail after `inconclusive_limit` in a row.
     fn inconclusive(
         &mut self,
@@ -221,7 +378,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         self.inconclusive_checks += 1;
-        let limit = params.inconclusive_limit;
+        let limit = params.analysis.inconclusive_limit;
         if self.inconclusive_checks >= limit {
             return self.roll_back(RollbackReason::NotEnoughTraffic { limit }, now, events);
         }
@@ -258,8 +415,8 @@ impl Rollout {
                 format!("Halt {} advancement {failure}", self.route),
             ));
         }
-        if self.failed_checks >= params.threshold {
-            let threshold = params.threshold;
+        if self.failed_checks >= params.analysis.threshold {
+            let threshold = params.analysis.threshold;
             return self.roll_back(RollbackReason::FailedChecks { threshold }, now, events);
         }
         Decision::Halt(failures)
@@ -283,6 +440,7 @@ impl Rollout {
                     self.route, self.iterations
                 ),
             ));
+            self.step_checks = 0;
             return Decision::Iteration {
                 passed: self.iterations,
                 of,

@@ -3,9 +3,9 @@
 
 use std::fmt;
 
-use crate::config::WebhookKind;
+use crate::config::{EvidenceScope, WebhookKind};
 
-use super::judge::Failure;
+use super::judge::{Failure, TestName};
 
 /// The outcome of [`super::Rollout::check`] or [`super::Rollout::confirm`].
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,13 @@ pub enum Decision {
         /// Inconclusive checks in a row so far.
         checks: u32,
         /// Rollback happens when `checks` reaches this.
+        limit: u32,
+    },
+    /// Sequential judge: not enough evidence yet; weight held, evidence keeps accumulating.
+    Undecided {
+        /// Checks at this step without a decision so far.
+        checks: u32,
+        /// Checks in `max_step_duration`: at this many a warning, and `on_inconclusive`.
         limit: u32,
     },
     /// The check failed (`failed_checks` was incremented); weight held.
@@ -51,6 +58,21 @@ impl Decision {
     /// stale traffic never leaks into a later verdict.
     pub fn concludes_window(&self) -> bool {
         !matches!(self, Decision::Inconclusive { .. })
+    }
+
+    /// Whether the sequential judge's evidence starts afresh after this decision: at a new
+    /// step when evidence is kept per step, and whenever the canary's traffic starts or ends.
+    pub fn restarts_evidence(&self, scope: EvidenceScope) -> bool {
+        match self {
+            Decision::Started | Decision::Promote | Decision::Rollback(_) => true,
+            Decision::Advance(_) | Decision::Iteration { .. } => scope == EvidenceScope::Step,
+            Decision::Skip
+            | Decision::Hold(_)
+            | Decision::Inconclusive { .. }
+            | Decision::Undecided { .. }
+            | Decision::Halt(_)
+            | Decision::Confirm(_) => false,
+        }
     }
 
     /// Whether the rollout finished, so the runner calls the `post-rollout` webhooks.
@@ -105,6 +127,17 @@ pub enum RollbackReason {
         /// The limit that was reached.
         limit: u32,
     },
+    /// The sequential judge accepted "bad" for this test.
+    Evidence {
+        /// The test that did.
+        test: TestName,
+    },
+    /// The sequential judge reached no decision within `max_step_duration` and
+    /// `on_inconclusive = "rollback"`.
+    Undecided {
+        /// Checks at the step without a decision.
+        checks: u32,
+    },
     /// A `rollback` webhook said yes.
     RollbackWebhook,
     /// An operator ran `canaryd abort`.
@@ -120,6 +153,17 @@ impl fmt::Display for RollbackReason {
             RollbackReason::NotEnoughTraffic { limit } => write!(
                 f,
                 "not enough traffic to judge ({limit} inconclusive checks in a row)"
+            ),
+            RollbackReason::Evidence { test } => {
+                write!(
+                    f,
+                    "{} is worse than allowed (sequential test)",
+                    test.as_str()
+                )
+            }
+            RollbackReason::Undecided { checks } => write!(
+                f,
+                "no decision after {checks} checks at one step (on_inconclusive = rollback)"
             ),
             RollbackReason::RollbackWebhook => f.write_str("manual webhook invoked"),
             RollbackReason::Aborted => f.write_str("aborted by operator"),

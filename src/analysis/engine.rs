@@ -1,21 +1,20 @@
 //! The analysis supervisor: starts one task per analysed route, follows config reloads, and
-//! routes operator commands. Also the shared, read-mostly view the admin API reads: each route's
-//! status and the event ring.
+//! routes operator commands. The read-mostly view the admin API reads is `shared.rs`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::history::{HistoryPoint, RouteHistory};
+use super::evidence::StepEvidence;
+use super::history::HistoryPoint;
 use super::persist::{load_rollouts, Persist};
 use super::route_task::{RouteMsg, RouteTask};
+use super::shared::EngineShared;
 use super::state_file::StateFile;
-use super::{
-    rfc3339, Command, CommandError, Event, EventLog, Params, Rollout, RolloutStatus, Window,
-};
+use super::{Command, CommandError, Event, Params, Rollout, RolloutStatus, Window};
 use crate::config::{Config, RouteConfig};
 use crate::control::ControlHandle;
 use crate::metrics::MetricsRegistry;
@@ -37,40 +36,6 @@ pub enum EngineError {
     /// (admin API: 503).
     #[error("fleet: {0}")]
     Fleet(String),
-}
-
-/// Statuses and events, written by route tasks and read by the admin API.
-#[derive(Debug, Default)]
-pub struct EngineShared {
-    statuses: Mutex<BTreeMap<String, RolloutStatus>>,
-    history: Mutex<HashMap<String, RouteHistory>>,
-    events: Mutex<EventLog>,
-}
-
-impl EngineShared {
-    pub(super) fn set_status(&self, status: RolloutStatus) {
-        {
-            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            history
-                .entry(status.name.clone())
-                .or_default()
-                .observe(&status, rfc3339(SystemTime::now()));
-        }
-        let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
-        statuses.insert(status.name.clone(), status);
-    }
-
-    fn remove_status(&self, route: &str) {
-        let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
-        statuses.remove(route);
-        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-        history.remove(route);
-    }
-
-    pub(super) fn push_event(&self, event: Event) {
-        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        events.push(event);
-    }
 }
 
 /// The rollouts at start-up, resumed from the state file, before anything serves.
@@ -154,12 +119,7 @@ impl AnalysisHandle {
 
     /// The status of every analysed route, by name.
     pub fn statuses(&self) -> BTreeMap<String, RolloutStatus> {
-        let statuses = self
-            .shared
-            .statuses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        statuses.clone()
+        self.shared.statuses()
     }
 
     /// One analysed route's status.
@@ -169,22 +129,12 @@ impl AnalysisHandle {
 
     /// The recent check history of an analysed route, oldest first.
     pub fn history(&self, route: &str) -> Option<Vec<HistoryPoint>> {
-        let history = self
-            .shared
-            .history
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        history.get(route).map(RouteHistory::points)
+        self.shared.history(route)
     }
 
     /// The last events (at most 1000), newest last, optionally of one route.
     pub fn events(&self, route: Option<&str>) -> Vec<Event> {
-        let events = self
-            .shared
-            .events
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        events.list(route)
+        self.shared.events(route)
     }
 
     /// Wait until every transition so far is in the state file.
@@ -347,6 +297,7 @@ impl Supervisor {
                 return;
             }
         };
+        let params_metrics = params.analysis.metrics.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = RouteTask {
             params,
@@ -358,6 +309,7 @@ impl Supervisor {
             shared: self.shared.clone(),
             window,
             window_started: Instant::now(),
+            evidence: StepEvidence::new(&params_metrics),
             #[cfg(feature = "fleet")]
             fleet: self.fleet.clone(),
         };

@@ -17,12 +17,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::engine::EngineError;
-use super::route_task::{RouteMsg, RouteTask};
+use super::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
+use super::route_task::{RouteMsg, RouteTask, WATCH_EVERY};
 use super::{
     Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus,
     VersionWindow, Window,
 };
-use crate::config::WebhookKind;
+use crate::config::{JudgeKind, MetricCheck, WebhookKind};
 use crate::control::ControlHandle;
 use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
@@ -44,6 +45,8 @@ struct Link {
     applied_revision: i64,
     /// The fleet window evidence is counted for.
     window: u64,
+    /// The judge's evidence period (its cumulative evidence restarts when this changes).
+    evidence_epoch: u64,
     /// Command results of the applied state.
     results: Vec<CommandResult>,
     /// This replica's term while it leads.
@@ -80,6 +83,53 @@ fn counts_of(window: &VersionWindow) -> Counts {
     }
 }
 
+/// The judge's cumulative evidence as it travels in a replica's evidence key.
+fn judge_to_json(evidence: &JudgeEvidence) -> serde_json::Value {
+    let slow: Vec<serde_json::Value> = evidence
+        .slow
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "above_micros": s.above.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                "primary_requests": s.primary_requests,
+                "primary_slow": s.primary_slow,
+                "canary_requests": s.canary_requests,
+                "canary_slow": s.canary_slow,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "primary": [evidence.primary.requests, evidence.primary.failures],
+        "canary": [evidence.canary.requests, evidence.canary.failures],
+        "slow": slow,
+    })
+}
+
+/// A peer's judge evidence for the same metrics (members agree on them: drift is checked first).
+fn judge_from_json(metrics: &[MetricCheck], value: &serde_json::Value) -> Option<JudgeEvidence> {
+    let counts = |v: &serde_json::Value| -> Option<JudgeCounts> {
+        Some(JudgeCounts {
+            requests: v[0].as_u64()?,
+            failures: v[1].as_u64()?,
+        })
+    };
+    let mut evidence = JudgeEvidence::new(metrics);
+    evidence.primary = counts(&value["primary"])?;
+    evidence.canary = counts(&value["canary"])?;
+    let slow = value["slow"].as_array()?;
+    if slow.len() != evidence.slow.len() {
+        return None;
+    }
+    for (mine, wire) in evidence.slow.iter_mut().zip(slow) {
+        mine.above = wire["above_micros"].as_u64().map(Duration::from_micros);
+        mine.primary_requests = wire["primary_requests"].as_u64()?;
+        mine.primary_slow = wire["primary_slow"].as_u64()?;
+        mine.canary_requests = wire["canary_requests"].as_u64()?;
+        mine.canary_slow = wire["canary_slow"].as_u64()?;
+    }
+    Some(evidence)
+}
+
 fn hash_of(params: &Params) -> String {
     settings_hash(&format!("{params:?}"))
 }
@@ -112,6 +162,7 @@ impl RouteTask {
             fleet: fleet.clone(),
             applied_revision: 0,
             window: 0,
+            evidence_epoch: 0,
             results: Vec::new(),
             term: None,
             hash: hash_of(&self.params),
@@ -124,10 +175,17 @@ impl RouteTask {
         let mut mirror = fleet.mirror();
         let mut session = fleet.session();
         let mut evidence = tokio::time::interval(EVIDENCE_EVERY);
-        let mut next_check = Instant::now() + self.params.interval;
+        let mut next_check = Instant::now() + self.params.interval();
+        let mut next_watch = Instant::now() + WATCH_EVERY;
         self.on_mirror(&mut link).await;
         loop {
+            let watching =
+                self.params.analysis.judge == JudgeKind::Sequential && link.term.is_some();
             tokio::select! {
+                _ = tokio::time::sleep_until(next_watch), if watching => {
+                    self.fleet_watch(&mut link).await;
+                    next_watch = Instant::now() + WATCH_EVERY;
+                }
                 _ = evidence.tick() => self.publish_evidence(&mut link),
                 changed = mirror.changed() => {
                     if changed.is_err() {
@@ -145,18 +203,22 @@ impl RouteTask {
                         if term.is_some() {
                             // A new leader continues where the state is, restarting only the
                             // interval timer.
-                            next_check = Instant::now() + self.params.interval;
+                            next_check = Instant::now() + self.params.interval();
                             self.on_mirror(&mut link).await;
                         }
                     }
                 }
                 _ = tokio::time::sleep_until(next_check) => {
                     self.fleet_check(&mut link).await;
-                    next_check = Instant::now() + self.params.interval;
+                    next_check = Instant::now() + self.params.interval();
                 }
                 msg = rx.recv() => match msg {
                     None => return,
                     Some(RouteMsg::Config { params, hooks, metrics }) => {
+                        if params.analysis.metrics != self.params.analysis.metrics {
+                            // Other tests: the evidence counted for the old ones is not theirs.
+                            self.evidence = JudgeEvidence::new(&params.analysis.metrics);
+                        }
                         self.params = *params;
                         self.hooks = hooks;
                         self.metrics = metrics;
@@ -164,7 +226,7 @@ impl RouteTask {
                         fleet.report(self.rollout.route(), self.rollout.weight(), &link.hash);
                         // The leader starts a new revision at its next check, once every member
                         // has the same settings; followers wait for the state.
-                        next_check = next_check.min(Instant::now() + self.params.interval);
+                        next_check = next_check.min(Instant::now() + self.params.interval());
                     }
                     Some(RouteMsg::Command { command, reply }) => {
                         let fleet = fleet.clone();
@@ -198,6 +260,8 @@ impl RouteTask {
             weight: self.rollout.weight(),
             primary: counts_of(&self.window.primary),
             canary: counts_of(&self.window.canary),
+            judge: Some(judge_to_json(&self.evidence)),
+            judge_epoch: link.evidence_epoch,
         };
         link.fleet.publish_evidence(&route, &evidence);
     }
@@ -217,7 +281,7 @@ impl RouteTask {
                     // A new fleet: the leader's own rollout (from its state file) becomes the
                     // fleet's.
                     let first = self.rollout.clone();
-                    self.commit(link, first, Vec::new(), false, Vec::new(), &[])
+                    self.commit(link, first, Vec::new(), false, false, Vec::new(), &[])
                         .await;
                 }
             }
@@ -248,6 +312,10 @@ impl RouteTask {
             link.window = state.window;
             // Counts for the old window no longer matter: start counting for the new one.
             self.start_window();
+        }
+        if state.evidence != link.evidence_epoch {
+            link.evidence_epoch = state.evidence;
+            self.evidence.clear();
         }
         if let Some(revision) = &link.local_rollback {
             let fleet_rolled_back = rollout.revision() != revision || rollout.weight() == 0;
@@ -323,33 +391,16 @@ impl RouteTask {
         let mut next = self.rollout.clone();
         let events = next.on_config(&self.params, now);
         if !events.is_empty() {
-            self.commit(link, next, events, true, Vec::new(), &[]).await;
+            self.commit(link, next, events, true, true, Vec::new(), &[])
+                .await;
             return;
         }
         self.drain_measurements();
-        let merged = {
-            let mirror = link.fleet.mirror().borrow().clone();
-            let others = mirror.evidence(&route, link.fleet.replica());
-            let own = StepEvidence {
-                window: link.window,
-                revision: self.rollout.revision().to_owned(),
-                weight: self.rollout.weight(),
-                primary: counts_of(&self.window.primary),
-                canary: counts_of(&self.window.canary),
-            };
-            let entries = std::iter::once((link.fleet.replica(), &own))
-                .chain(others.iter().map(|(replica, e)| (replica.as_str(), e)));
-            match MergedEvidence::merge(link.window, self.rollout.revision(), entries) {
-                Ok(merged) => merged,
-                Err(e) => {
-                    tracing::error!(route = %route, "cannot merge fleet evidence: {e}");
-                    return;
-                }
-            }
+        let Some((window, judged, replicas)) = self.merged(link) else {
+            return;
         };
-        let window = fleet_window(&merged, self.window_started.elapsed());
         let before = self.rollout.clone();
-        let (decision, events) = self.decide(&window).await;
+        let (decision, events) = self.decide(&window, &judged).await;
         let next = std::mem::replace(&mut self.rollout, before);
         if next == self.rollout {
             return;
@@ -357,13 +408,90 @@ impl RouteTask {
         tracing::debug!(
             route = %route,
             canary_requests = window.canary.requests,
-            replicas = ?merged.replicas,
+            ?replicas,
             ?decision,
             "fleet check"
         );
         let concluded = decision.concludes_window();
+        let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
         let written = self
-            .commit(link, next, events, concluded, Vec::new(), &[])
+            .commit(link, next, events, concluded, restart, Vec::new(), &[])
+            .await;
+        if written && decision.finished() {
+            self.notify_post_rollout();
+        }
+    }
+
+    /// The fleet's window (summed histograms) and the judge's evidence (summed counts) for the
+    /// current window and evidence period, this replica's own included.
+    fn merged(&self, link: &Link) -> Option<(Window, JudgeEvidence, Vec<String>)> {
+        let route = self.rollout.route();
+        let mirror = link.fleet.mirror().borrow().clone();
+        let others = mirror.evidence(route, link.fleet.replica());
+        let own = StepEvidence {
+            window: link.window,
+            revision: self.rollout.revision().to_owned(),
+            weight: self.rollout.weight(),
+            primary: counts_of(&self.window.primary),
+            canary: counts_of(&self.window.canary),
+            judge: None,
+            judge_epoch: link.evidence_epoch,
+        };
+        let entries = std::iter::once((link.fleet.replica(), &own))
+            .chain(others.iter().map(|(replica, e)| (replica.as_str(), e)));
+        let merged = match MergedEvidence::merge(link.window, self.rollout.revision(), entries) {
+            Ok(merged) => merged,
+            Err(e) => {
+                tracing::error!(route, "cannot merge fleet evidence: {e}");
+                return None;
+            }
+        };
+        let mut judged = self.evidence.clone();
+        for (_, theirs) in &others {
+            if theirs.judge_epoch != link.evidence_epoch
+                || theirs.revision != self.rollout.revision()
+            {
+                continue;
+            }
+            if let Some(value) = &theirs.judge {
+                match judge_from_json(&self.params.analysis.metrics, value) {
+                    Some(evidence) => judged.merge(&evidence),
+                    None => tracing::warn!(
+                        route,
+                        "ignoring a replica's judge evidence of another shape"
+                    ),
+                }
+            }
+        }
+        let window = fleet_window(&merged, self.window_started.elapsed());
+        Some((window, judged, merged.replicas))
+    }
+
+    /// Between checks, on the leader: let the sequential judge roll a burning canary back on
+    /// the fleet's evidence.
+    async fn fleet_watch(&mut self, link: &mut Link) {
+        if link.term.is_none() || !link.fleet.fresh() {
+            return;
+        }
+        if link.fleet.drift(self.rollout.route(), &link.hash).is_some() {
+            return;
+        }
+        self.drain_measurements();
+        let Some((window, judged, _)) = self.merged(link) else {
+            return;
+        };
+        let before = self.rollout.clone();
+        let watched = self
+            .rollout
+            .watch(&self.params, &window, &judged, SystemTime::now());
+        let next = std::mem::replace(&mut self.rollout, before);
+        let Some((decision, events)) = watched else {
+            return;
+        };
+        let concluded = decision.concludes_window();
+        let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
+        let written = self
+            .commit(link, next, events, concluded, restart, Vec::new(), &[])
             .await;
         if written && decision.finished() {
             self.notify_post_rollout();
@@ -381,8 +509,13 @@ impl RouteTask {
             answers.set(kind, kind != WebhookKind::Rollback);
         }
         self.window.duration = self.window_started.elapsed();
-        let (decision, mut events) =
-            local.check(&self.params, &self.window, &answers, SystemTime::now());
+        let (decision, mut events) = local.check(
+            &self.params,
+            &self.window,
+            &self.evidence,
+            &answers,
+            SystemTime::now(),
+        );
         if let Decision::Rollback(_) = decision {
             events.insert(
                 0,
@@ -446,7 +579,15 @@ impl RouteTask {
             }
         }
         let written = self
-            .commit(link, next, events, new_window, results, &keys)
+            .commit(
+                link,
+                next,
+                events,
+                new_window,
+                new_window || finished,
+                results,
+                &keys,
+            )
             .await;
         if written && finished {
             self.notify_post_rollout();
@@ -461,6 +602,7 @@ impl RouteTask {
         next: Rollout,
         events: Vec<Event>,
         new_window: bool,
+        new_evidence: bool,
         results: Vec<CommandResult>,
         consumed: &[String],
     ) -> bool {
@@ -479,11 +621,13 @@ impl RouteTask {
         let excess = commands.len().saturating_sub(KEPT_RESULTS);
         commands.drain(..excess);
         let window = link.window + u64::from(new_window);
+        let evidence = link.evidence_epoch + u64::from(new_evidence);
         let state = RouteState {
             rollout,
             term,
             writer: link.fleet.replica().to_owned(),
             window,
+            evidence,
             weight: next.weight(),
             phase: next.phase().as_str().to_owned(),
             commands,
@@ -500,6 +644,10 @@ impl RouteTask {
                 if window != link.window {
                     link.window = window;
                     self.start_window();
+                }
+                if evidence != link.evidence_epoch {
+                    link.evidence_epoch = evidence;
+                    self.evidence.clear();
                 }
                 self.rollout = next;
                 self.publish(events);

@@ -11,6 +11,7 @@ mod commands;
 mod decision;
 mod engine;
 mod events;
+mod evidence;
 #[cfg(feature = "fleet")]
 mod fleet_route;
 mod gates;
@@ -22,6 +23,7 @@ mod phase_serde;
 mod report;
 mod rollout;
 mod route_task;
+mod shared;
 pub mod state_file;
 mod status;
 pub mod webhook;
@@ -35,10 +37,14 @@ pub use commands::{Command, CommandError};
 pub use decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
 pub use engine::{start, AnalysisHandle, EngineError, Prepared};
 pub use events::{rfc3339, unix_seconds, Event, EventLog, Severity, EVENT_LOG_CAPACITY};
+pub use evidence::{Counts, Drained, LatencyTest, SlowCount, StepEvidence};
 pub use history::{HistoryPoint, HistoryVersion, HISTORY_CAPACITY};
-pub use judge::{judge, Failure, Judgement};
+pub use judge::sequential::{binomial_llr, canary_share, test_count, Bounds};
+pub use judge::{
+    judge, thousands, Failure, Judgement, SequentialJudgement, TestName, TestResult, Verdict,
+};
 pub use params::{Hooks, Params, Strategy};
-pub use report::{CheckOutcome, CheckReport, MetricReport, VersionReport};
+pub use report::{CheckOutcome, CheckReport, EvidenceReport, MetricReport, VersionReport};
 pub use rollout::{FinishOutcome, Finished, ResumeTo, Rollout};
 pub use status::RolloutStatus;
 pub use window::{VersionWindow, Window, WindowError};

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::{MetricCheck, RouteConfig, Steps, WebhookKind};
+use crate::config::{AnalysisConfig, RouteConfig, Steps, WebhookKind};
 
 /// How the canary receives traffic while it is analysed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +62,8 @@ fn index(kind: WebhookKind) -> usize {
 pub struct Params {
     /// Route name (used in event messages).
     pub route: String,
-    /// How often the canary is judged.
-    pub interval: Duration,
-    /// Failed checks before rollback.
-    pub threshold: u32,
-    /// Weight schedule or iteration count.
-    pub steps: Steps,
-    /// Canary requests needed before a check concludes.
-    pub min_requests: u64,
-    /// Consecutive inconclusive checks before rollback.
-    pub inconclusive_limit: u32,
-    /// Metrics every concluded check evaluates.
-    pub metrics: Vec<MetricCheck>,
+    /// The validated `[route.analysis]`: schedule, judge and metrics, as written.
+    pub analysis: AnalysisConfig,
     /// Which webhook kinds exist (gates are only asked when configured).
     pub hooks: Hooks,
     /// Revision behind the primary endpoints.
@@ -96,12 +86,7 @@ impl Params {
         let canary = route.canary.as_ref()?;
         Some(Params {
             route: route.name.clone(),
-            interval: analysis.interval,
-            threshold: analysis.threshold,
-            steps: analysis.steps.clone(),
-            min_requests: analysis.min_requests,
-            inconclusive_limit: analysis.inconclusive_limit,
-            metrics: analysis.metrics.clone(),
+            analysis: analysis.clone(),
             hooks: Hooks::of(route.webhooks.iter().map(|w| w.kind)),
             primary_revision: route.primary.revision.clone(),
             canary_revision: canary.version.revision.clone(),
@@ -112,7 +97,7 @@ impl Params {
 
     /// Canary weights or A/B or blue/green (SPEC section 4).
     pub fn strategy(&self) -> Strategy {
-        match (&self.steps, self.has_match_rules) {
+        match (&self.analysis.steps, self.has_match_rules) {
             (Steps::Weights(_), _) => Strategy::Canary,
             (Steps::Iterations(_), true) => Strategy::AbTesting,
             (Steps::Iterations(_), false) => Strategy::BlueGreen,
@@ -121,7 +106,7 @@ impl Params {
 
     /// The first weight of the schedule, or `None` in iterations mode (the weight stays 0).
     pub fn first_weight(&self) -> Option<u8> {
-        match &self.steps {
+        match &self.analysis.steps {
             Steps::Weights(weights) => weights.first().copied(),
             Steps::Iterations(_) => None,
         }
@@ -132,7 +117,7 @@ impl Params {
     /// Derived from the weight rather than a step index so that a reload that changes the
     /// schedule continues from where the canary's traffic actually is.
     pub fn next_weight(&self, current: u8) -> Option<u8> {
-        match &self.steps {
+        match &self.analysis.steps {
             Steps::Weights(weights) => weights.iter().copied().find(|&w| w > current),
             Steps::Iterations(_) => None,
         }
@@ -140,15 +125,27 @@ impl Params {
 
     /// The number of passed checks that promotes in iterations mode.
     pub fn iterations(&self) -> Option<u32> {
-        match self.steps {
+        match self.analysis.steps {
             Steps::Iterations(n) => Some(n),
             Steps::Weights(_) => None,
         }
     }
 
+    /// How often the canary is judged.
+    pub fn interval(&self) -> Duration {
+        self.analysis.interval
+    }
+
+    /// Checks in `max_step_duration` (at least 1): an undecided step warns at this many.
+    pub fn max_step_checks(&self) -> u32 {
+        let interval = self.analysis.interval.as_secs_f64().max(1e-3);
+        let checks = (self.analysis.sequential.max_step_duration.as_secs_f64() / interval).ceil();
+        (checks as u32).max(1)
+    }
+
     /// Canary requests a window needs to conclude. Never below 1: a window without canary
     /// requests is inconclusive even with `min_requests = 0`, since no data is never success.
     pub fn required_requests(&self) -> u64 {
-        self.min_requests.max(1)
+        self.analysis.min_requests.max(1)
     }
 }

@@ -80,8 +80,46 @@ pub struct MetricReport {
     pub value: Option<f64>,
     /// The absolute threshold, in the same unit.
     pub threshold: f64,
-    /// Whether the metric passed, comparative part included.
+    /// Whether the metric passed, comparative part included (sequential: accepted "good").
     pub passed: bool,
+    /// The sequential judge's evidence; absent with `judge = "threshold"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceReport>,
+}
+
+/// `evidence` of one sequential test (`docs/rollouts.md#explaining-a-decision`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceReport {
+    /// Canary requests the test counted since the evidence began.
+    pub requests: u64,
+    /// Failures, or requests slower than `slower_than_ms`, among them.
+    pub events: u64,
+    /// `events / requests`; `null` without requests.
+    pub observed_rate: Option<f64>,
+    /// The primary's rate over the same time (comparative tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_rate: Option<f64>,
+    /// "Good": the rate a healthy canary stays at or below.
+    pub good_rate: f64,
+    /// "Bad": the rate that must be rolled back.
+    pub bad_rate: f64,
+    /// The latency a request must exceed to count (duration tests), milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slower_than_ms: Option<f64>,
+    /// Log-likelihood ratio of "bad" over "good".
+    pub llr: f64,
+    /// `ln(1/α')`: the LLR that rolls back.
+    pub rollback_bound: f64,
+    /// `ln(β)`: the LLR that accepts "good".
+    pub pass_bound: f64,
+    /// Always-valid p-value of "good", `min(1, e^-llr)`.
+    pub p_value: f64,
+    /// `"rollback"` or `"pass"`: the decision the evidence leans to.
+    pub toward: String,
+    /// Share of the evidence that decision needs, 0..=1.
+    pub progress: f64,
+    /// `"pass"`, `"rollback"` or `"undecided"`.
+    pub verdict: String,
 }
 
 /// A duration as fractional milliseconds, the unit of the JSON reports.

@@ -89,6 +89,9 @@ pub struct Rollout {
     pub(super) inconclusive_checks: u32,
     /// Passed checks in iterations mode.
     pub(super) iterations: u32,
+    /// Sequential judge: checks at the current step without a decision.
+    #[serde(default)]
+    pub(super) step_checks: u32,
     /// The `pre-rollout` gate is behind this rollout (passed, or none was configured when the
     /// first step was entered). Asked only once per rollout.
     pub(super) pre_rollout_passed: bool,
@@ -142,6 +145,7 @@ impl Rollout {
             failed_checks: 0,
             inconclusive_checks: 0,
             iterations: 0,
+            step_checks: 0,
             pre_rollout_passed: false,
             started: false,
             paused_from: None,
@@ -177,8 +181,7 @@ impl Rollout {
         }
         // Idle (and Static, which a rollout never is, but a hand-edited state file might say)
         // means "nothing in flight": the start rule is evaluated afresh.
-        let inert = matches!(self.phase, Phase::Idle | Phase::Static);
-        if params.canary_revision == self.revision && !inert {
+        if params.canary_revision == self.revision && self.phase.in_flight() {
             return events;
         }
 
@@ -217,6 +220,7 @@ impl Rollout {
         self.failed_checks = 0;
         self.inconclusive_checks = 0;
         self.iterations = 0;
+        self.step_checks = 0;
         self.pre_rollout_passed = false;
         self.started = false;
         self.paused_from = None;
@@ -289,6 +293,7 @@ impl Rollout {
     ) -> Decision {
         self.weight = weight.min(100);
         self.started = true;
+        self.step_checks = 0;
         self.updated_at = unix_seconds(now);
         events.push(Event::info(
             &self.route,
@@ -381,6 +386,7 @@ impl Rollout {
         self.failed_checks = 0;
         self.inconclusive_checks = 0;
         self.iterations = 0;
+        self.step_checks = 0;
         self.updated_at = unix_seconds(now);
         events.push(Event::info(
             &self.route,

@@ -1,22 +1,25 @@
 //! One analysed route's task: every `interval` it drains the route's measurements into the
 //! window, asks the gate webhooks, lets the [`Rollout`] decide, and publishes the outcome to the
-//! control task, the state file, the event log and the webhooks. Operator commands for the
+//! control task, the state file, the event log and the webhooks; in between, once a second, it
+//! lets the sequential judge roll a burning canary back. Operator commands for the
 //! route arrive on the same task, so they never race a check.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::engine::{EngineError, EngineShared};
+use super::engine::EngineError;
+use super::evidence::StepEvidence;
 use super::persist::Persist;
+use super::shared::EngineShared;
 use super::webhook::{WebhookPayload, Webhooks};
 use super::{
     Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus, Severity,
     VersionWindow, Window,
 };
-use crate::config::{Version, WebhookConfig, WebhookKind};
+use crate::config::{JudgeKind, Version, WebhookConfig, WebhookKind};
 use crate::control::ControlHandle;
 use crate::metrics::{RouteMetrics, VersionSample};
 
@@ -47,10 +50,18 @@ pub(super) struct RouteTask {
     pub(super) shared: Arc<EngineShared>,
     pub(super) window: Window,
     pub(super) window_started: Instant,
+    /// The sequential judge's evidence since the step (or rollout) began.
+    pub(super) evidence: StepEvidence,
     /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
     #[cfg(feature = "fleet")]
     pub(super) fleet: Option<crate::fleet::FleetHandle>,
 }
+
+/// How often the rollback side of the sequential judge is looked at between checks
+/// (`docs/rollouts.md#fast-rollback`): at least every second, and 4 times a second so that the
+/// wait for the next look (not the evidence) is a small part of the time to roll back. A look
+/// is one drain of the shards and a few logarithms.
+pub(super) const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 impl RouteTask {
     /// Run until the supervisor drops the sender. `startup` are the events of resuming.
@@ -66,26 +77,37 @@ impl RouteTask {
         self.publish(startup);
         // Measurements from before this task (or before a restart) are not this window's.
         self.discard_measurements();
-        let mut next_check = Instant::now() + self.params.interval;
+        let mut next_check = Instant::now() + self.params.interval();
+        let mut next_watch = Instant::now() + WATCH_EVERY;
         loop {
+            let watching = self.params.analysis.judge == JudgeKind::Sequential;
             tokio::select! {
                 _ = tokio::time::sleep_until(next_check) => {
                     self.check().await;
-                    next_check = Instant::now() + self.params.interval;
+                    next_check = Instant::now() + self.params.interval();
+                    next_watch = Instant::now() + WATCH_EVERY;
+                }
+                _ = tokio::time::sleep_until(next_watch), if watching => {
+                    self.watch();
+                    next_watch = Instant::now() + WATCH_EVERY;
                 }
                 msg = rx.recv() => match msg {
                     None => return,
                     Some(RouteMsg::Config { params, hooks, metrics }) => {
+                        if params.analysis.metrics != self.params.analysis.metrics {
+                            // Other tests: the evidence counted for the old ones is not theirs.
+                            self.evidence = StepEvidence::new(&params.analysis.metrics);
+                        }
                         self.params = *params;
                         self.hooks = hooks;
                         self.metrics = metrics;
                         let events = self.rollout.on_config(&self.params, SystemTime::now());
                         if !events.is_empty() {
-                            // A new revision starts from a clean window.
-                            self.start_window();
+                            // A new revision starts from a clean window and no evidence.
+                            self.start_afresh();
                         }
                         self.publish(events);
-                        next_check = next_check.min(Instant::now() + self.params.interval);
+                        next_check = next_check.min(Instant::now() + self.params.interval());
                     }
                     Some(RouteMsg::Command { command, reply }) => {
                         let result = self.command(command).map_err(EngineError::from);
@@ -108,13 +130,18 @@ impl RouteTask {
         self.drain_measurements();
         self.window.duration = self.window_started.elapsed();
         let window = self.window.clone();
-        let (decision, events) = self.decide(&window).await;
+        let evidence = self.evidence.clone();
+        let (decision, events) = self.decide(&window, &evidence).await;
         self.conclude(&decision, events);
     }
 
-    /// Ask the gates, judge `window` and ask the confirm webhooks: the rollout's next state.
-    /// Publishes nothing (a fleet leader writes the state to etcd first).
-    pub(super) async fn decide(&mut self, window: &Window) -> (Decision, Vec<Event>) {
+    /// Ask the gates, judge `window` and `evidence` and ask the confirm webhooks: the
+    /// rollout's next state. Publishes nothing (a fleet leader writes the state to etcd first).
+    pub(super) async fn decide(
+        &mut self,
+        window: &Window,
+        evidence: &StepEvidence,
+    ) -> (Decision, Vec<Event>) {
         let mut answers = GateAnswers::default();
         for kind in self.rollout.gates(&self.params) {
             let yes = self.ask(kind).await;
@@ -125,7 +152,7 @@ impl RouteTask {
         }
         let (mut decision, mut events) =
             self.rollout
-                .check(&self.params, window, &answers, SystemTime::now());
+                .check(&self.params, window, evidence, &answers, SystemTime::now());
         while let Decision::Confirm(confirm) = &decision {
             let yes = self.ask(confirm.webhook()).await;
             match self.rollout.confirm(yes, SystemTime::now()) {
@@ -139,14 +166,41 @@ impl RouteTask {
         (decision, events)
     }
 
-    /// Publish a decided check: new window if it concluded, then the outcome.
+    /// Publish a decided check: new window and evidence as it says, then the outcome.
     pub(super) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
-        if decision.concludes_window() {
-            self.start_window();
-        }
+        self.after(decision);
         self.publish(events);
         if decision.finished() {
             self.notify_post_rollout();
+        }
+    }
+
+    /// Between checks: drain, and roll back at once if a sequential test accepted "bad".
+    fn watch(&mut self) {
+        self.drain_measurements();
+        self.window.duration = self.window_started.elapsed();
+        let Some((decision, events)) = self.rollout.watch(
+            &self.params,
+            &self.window,
+            &self.evidence,
+            SystemTime::now(),
+        ) else {
+            return;
+        };
+        self.after(&decision);
+        self.publish(events);
+        if decision.finished() {
+            self.notify_post_rollout();
+        }
+    }
+
+    /// Start a new window and new evidence as the decision says.
+    pub(super) fn after(&mut self, decision: &Decision) {
+        if decision.concludes_window() {
+            self.start_window();
+        }
+        if decision.restarts_evidence(self.params.analysis.sequential.evidence) {
+            self.evidence.clear();
         }
     }
 
@@ -160,7 +214,7 @@ impl RouteTask {
             Command::Retry => self.rollout.retry(&self.params, now)?,
         };
         if command == Command::Retry {
-            self.start_window();
+            self.start_afresh();
         }
         self.publish(events);
         if matches!(command, Command::Promote | Command::Abort) {
@@ -227,20 +281,25 @@ impl RouteTask {
         self.window_started = Instant::now();
     }
 
+    /// A new revision or a retry: nothing measured so far is about this rollout.
+    pub(super) fn start_afresh(&mut self) {
+        self.start_window();
+        self.evidence.clear();
+    }
+
     pub(super) fn drain_measurements(&mut self) {
-        for (version, into) in [
-            (Version::Primary, &mut self.window.primary),
-            (Version::Canary, &mut self.window.canary),
-        ] {
-            let mut sample = VersionSample::default();
-            self.metrics.drain_window(version, &mut sample);
-            add_sample(into, &sample);
-        }
+        let mut primary = VersionSample::default();
+        let mut canary = VersionSample::default();
+        self.metrics.drain_window(Version::Primary, &mut primary);
+        self.metrics.drain_window(Version::Canary, &mut canary);
+        add_sample(&mut self.window.primary, &primary);
+        add_sample(&mut self.window.canary, &canary);
+        self.evidence.add(&mut primary, &mut canary);
     }
 
     pub(super) fn discard_measurements(&mut self) {
         self.drain_measurements();
-        self.start_window();
+        self.start_afresh();
     }
 }
 

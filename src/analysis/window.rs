@@ -105,7 +105,11 @@ impl VersionWindow {
     pub fn clear(&mut self) {
         self.requests = 0;
         self.failures = 0;
-        self.latency.reset();
+        // Resetting zeroes every bucket; an empty histogram (the sequential judge's windows in
+        // `canaryd simulate`) has nothing to zero.
+        if !self.latency.is_empty() {
+            self.latency.reset();
+        }
     }
 }
 

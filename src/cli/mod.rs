@@ -4,6 +4,7 @@
 mod admin_client;
 mod control;
 mod logging;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,8 @@ enum Command {
     Resume(RouteArg),
     /// Start the rollout of a Failed revision again.
     Retry(RouteArg),
+    /// Run a route's analysis many times on a virtual clock with drawn outcomes.
+    Simulate(simulate::SimulateArgs),
     /// Re-read the config file (same as SIGHUP).
     Reload {
         #[command(flatten)]
@@ -148,6 +151,7 @@ pub fn main() -> ExitCode {
             Ok(client) => control::status(&client, route.as_deref(), json),
             Err(code) => code,
         },
+        Command::Simulate(args) => simulate::run(&args),
         Command::Promote(arg) => route_command(&arg, "promote"),
         Command::Abort(arg) => route_command(&arg, "abort"),
         Command::Pause(arg) => route_command(&arg, "pause"),

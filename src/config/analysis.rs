@@ -3,12 +3,15 @@
 //! `step_weights` or `iterations`), and the `[[route.analysis.metrics]]` entries.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use toml::Spanned;
 
 use super::error::Issue;
-use super::raw::{RawAnalysis, RawCanary, RawMetric};
-use super::types::{AnalysisConfig, MetricCheck, Steps};
+use super::raw::{Number, RawAnalysis, RawCanary, RawMetric};
+use super::types::{
+    AnalysisConfig, EvidenceScope, JudgeKind, MetricCheck, OnInconclusive, SequentialConfig, Steps,
+};
 use super::validate::{int_in, positive_duration, span_or, Checked};
 
 /// Validates `[route.analysis]` of a route whose `[route.canary]` is `canary`.
@@ -41,14 +44,176 @@ pub(crate) fn analysis_config(
         i64::from(u32::MAX),
     )?;
     let metrics = a.metrics.iter().map(metric).collect::<Checked<Vec<_>>>()?;
+    let (judge, sequential) = judge(a, interval)?;
+    if judge == JudgeKind::Sequential {
+        for (raw, metric) in a.metrics.iter().zip(&metrics) {
+            testable(raw, metric, &sequential)?;
+        }
+    }
     Ok(AnalysisConfig {
         interval,
         threshold,
         steps,
         min_requests,
         inconclusive_limit,
+        judge,
+        sequential,
         metrics,
     })
+}
+
+/// `judge` and the sequential judge's keys (`docs/configuration.md#routeanalysis`).
+fn judge(a: &RawAnalysis, interval: Duration) -> Checked<(JudgeKind, SequentialConfig)> {
+    let kind = match &a.judge {
+        None => JudgeKind::Sequential,
+        Some(j) => match j.get_ref().as_str() {
+            "sequential" => JudgeKind::Sequential,
+            "threshold" => JudgeKind::Threshold,
+            other => {
+                return Err(Issue::new(
+                    j.span(),
+                    format!("unknown judge {other:?}; use \"sequential\" or \"threshold\""),
+                ))
+            }
+        },
+    };
+    let mut config = SequentialConfig::defaults(interval);
+    if kind == JudgeKind::Threshold {
+        let sequential_only = [
+            a.max_false_rollback
+                .as_ref()
+                .map(|v| (v.span(), "max_false_rollback")),
+            a.max_false_promotion
+                .as_ref()
+                .map(|v| (v.span(), "max_false_promotion")),
+            a.good_multiple
+                .as_ref()
+                .map(|v| (v.span(), "good_multiple")),
+            a.bad_multiple.as_ref().map(|v| (v.span(), "bad_multiple")),
+            a.max_step_duration
+                .as_ref()
+                .map(|v| (v.span(), "max_step_duration")),
+            a.on_inconclusive
+                .as_ref()
+                .map(|v| (v.span(), "on_inconclusive")),
+            a.evidence.as_ref().map(|v| (v.span(), "evidence")),
+        ];
+        if let Some((span, key)) = sequential_only
+            .into_iter()
+            .flatten()
+            .min_by_key(|(s, _)| s.start)
+        {
+            return Err(Issue::new(
+                span,
+                format!("`{key}` applies only to judge = \"sequential\"; remove it or the `judge = \"threshold\"` line"),
+            ));
+        }
+        return Ok((kind, config));
+    }
+    let probability = |v: &Spanned<Number>, key: &str| {
+        number(
+            v.get_ref().0,
+            v.span(),
+            key,
+            |p| p > 0.0 && p < 0.5,
+            "a probability in (0, 0.5), e.g. 0.01",
+        )
+    };
+    if let Some(v) = &a.max_false_rollback {
+        config.max_false_rollback = probability(v, "max_false_rollback")?;
+    }
+    if let Some(v) = &a.max_false_promotion {
+        config.max_false_promotion = probability(v, "max_false_promotion")?;
+    }
+    if let Some(v) = &a.good_multiple {
+        config.good_multiple = number(
+            v.get_ref().0,
+            v.span(),
+            "good_multiple",
+            |m| m > 0.0 && m < 1.0,
+            "in (0, 1), e.g. 0.5",
+        )?;
+    }
+    if let Some(v) = &a.bad_multiple {
+        config.bad_multiple = number(
+            v.get_ref().0,
+            v.span(),
+            "bad_multiple",
+            |m| m > 1.0,
+            "above 1, e.g. 1.5",
+        )?;
+    }
+    if let Some(v) = &a.max_step_duration {
+        config.max_step_duration = positive_duration(v, "max_step_duration")?;
+        if config.max_step_duration < interval {
+            return Err(Issue::new(
+                v.span(),
+                "`max_step_duration` must be at least one `interval`: a step is judged once per interval",
+            ));
+        }
+    }
+    if let Some(v) = &a.on_inconclusive {
+        config.on_inconclusive = match v.get_ref().as_str() {
+            "hold" => OnInconclusive::Hold,
+            "rollback" => OnInconclusive::Rollback,
+            other => {
+                return Err(Issue::new(
+                    v.span(),
+                    format!("unknown on_inconclusive {other:?}; use \"hold\" or \"rollback\" (an undecided step never promotes)"),
+                ))
+            }
+        };
+    }
+    if let Some(v) = &a.evidence {
+        config.evidence = match v.get_ref().as_str() {
+            "rollout" => EvidenceScope::Rollout,
+            "step" => EvidenceScope::Step,
+            other => {
+                return Err(Issue::new(
+                    v.span(),
+                    format!("unknown evidence {other:?}; use \"rollout\" (carried across steps) or \"step\" (restarted at each step)"),
+                ))
+            }
+        };
+    }
+    Ok((kind, config))
+}
+
+/// A metric the sequential judge can test: its "bad" rate must be a probability below 1, and
+/// a success-rate threshold of 100% allows no failure at all, which no test can tell from 0.5x.
+fn testable(raw: &Spanned<RawMetric>, metric: &MetricCheck, s: &SequentialConfig) -> Checked<()> {
+    let (allowed, what) = match metric {
+        MetricCheck::SuccessRate { threshold, .. } => (
+            (100.0 - threshold) / 100.0,
+            "failure rate (100 - threshold)",
+        ),
+        MetricCheck::Duration { quantile, .. } => (1.0 - quantile, "slow share (1 - quantile)"),
+    };
+    if let (
+        MetricCheck::SuccessRate {
+            max_drop: Some(drop),
+            ..
+        },
+        Some(span),
+    ) = (metric, raw.get_ref().max_drop.as_ref().map(|d| d.span()))
+    {
+        if *drop <= 0.0 {
+            return Err(Issue::new(
+                span,
+                "the sequential judge needs `max_drop` above 0 (points the canary may lose against the primary); remove it or use judge = \"threshold\"",
+            ));
+        }
+    }
+    if allowed <= 0.0 || allowed * s.bad_multiple >= 1.0 {
+        return Err(Issue::new(
+            span_or(raw.get_ref().threshold.span(), raw.span()),
+            format!(
+                "the sequential judge needs an allowed {what} above 0 and below 1/bad_multiple ({:.3}), got {allowed}; change the threshold or use judge = \"threshold\"",
+                1.0 / s.bad_multiple
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Exactly one schedule: `step_weight` + `max_weight`, `step_weights`, or `iterations`.

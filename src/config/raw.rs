@@ -264,6 +264,24 @@ pub(crate) struct RawAnalysis {
     pub min_requests: Spanned<i64>,
     #[serde(default = "default_inconclusive_limit")]
     pub inconclusive_limit: Spanned<i64>,
+    /// `"sequential"` (default) or `"threshold"`; the remaining keys are the sequential
+    /// judge's and are rejected with `"threshold"`.
+    #[serde(default)]
+    pub judge: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_false_rollback: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub max_false_promotion: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub good_multiple: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub bad_multiple: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub max_step_duration: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_inconclusive: Option<Spanned<String>>,
+    #[serde(default)]
+    pub evidence: Option<Spanned<String>>,
     #[serde(default)]
     pub metrics: Vec<Spanned<RawMetric>>,
 }

@@ -296,7 +296,7 @@ pub enum LoadBalancing {
 }
 
 /// `[route.analysis]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnalysisConfig {
     /// How often the canary is judged.
     pub interval: Duration,
@@ -308,8 +308,73 @@ pub struct AnalysisConfig {
     pub min_requests: u64,
     /// Consecutive inconclusive checks before rollback.
     pub inconclusive_limit: u32,
+    /// Which judge decides (`docs/rollouts.md#the-sequential-judge`).
+    pub judge: JudgeKind,
+    /// The sequential judge's settings (defaults when `judge = "threshold"`).
+    pub sequential: SequentialConfig,
     /// `[[route.analysis.metrics]]`.
     pub metrics: Vec<MetricCheck>,
+}
+
+/// `judge`: how checks are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgeKind {
+    /// Wald's sequential probability ratio test on the evidence since the step began.
+    Sequential,
+    /// Flagger's semantics: each window passes or fails on fixed thresholds.
+    Threshold,
+}
+
+/// `on_inconclusive`: what a step without a decision after `max_step_duration` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInconclusive {
+    /// Warn and keep gathering evidence at the same weight (never promotes).
+    Hold,
+    /// Warn and roll back.
+    Rollback,
+}
+
+/// `evidence`: how long the sequential judge's evidence lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceScope {
+    /// Across the steps of one revision's rollout.
+    Rollout,
+    /// Restarted at every step.
+    Step,
+}
+
+/// The sequential judge's keys of `[route.analysis]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequentialConfig {
+    /// Probability that a healthy canary is rolled back, per rollout.
+    pub max_false_rollback: f64,
+    /// Probability that a bad canary is promoted, per rollout.
+    pub max_false_promotion: f64,
+    /// "Good" = this multiple of the allowed failure (or slow) rate.
+    pub good_multiple: f64,
+    /// "Bad" = this multiple of the allowed failure (or slow) rate.
+    pub bad_multiple: f64,
+    /// A step without a decision for this long warns and follows `on_inconclusive`.
+    pub max_step_duration: Duration,
+    /// What an undecided step does after `max_step_duration`.
+    pub on_inconclusive: OnInconclusive,
+    /// Whether evidence carries across steps.
+    pub evidence: EvidenceScope,
+}
+
+impl SequentialConfig {
+    /// The defaults for a route judged every `interval`.
+    pub fn defaults(interval: Duration) -> Self {
+        SequentialConfig {
+            max_false_rollback: 0.01,
+            max_false_promotion: 0.05,
+            good_multiple: 0.5,
+            bad_multiple: 1.5,
+            max_step_duration: interval.saturating_mul(10),
+            on_inconclusive: OnInconclusive::Hold,
+            evidence: EvidenceScope::Rollout,
+        }
+    }
 }
 
 /// How a rollout advances.

@@ -159,6 +159,8 @@ revision = "v2"
 endpoints = ["{canary}"]
 
 [route.analysis]
+# The demo narrates window-by-window checks ("2 failed checks roll back"): the threshold judge.
+judge = "threshold"
 interval = "{interval}ms"
 threshold = 2
 step_weight = 10

@@ -82,6 +82,10 @@ pub struct StepEvidence {
     pub primary: Counts,
     /// The canary's requests.
     pub canary: Counts,
+    /// The analysis's own cumulative evidence (opaque here), counted since `judge_epoch`.
+    pub judge: Option<serde_json::Value>,
+    /// Which evidence period `judge` belongs to (see [`super::RouteState::evidence`]).
+    pub judge_epoch: u64,
 }
 
 /// The fleet's total for a window: the sum of every live member's evidence for it.
@@ -110,6 +114,10 @@ struct WireEvidence {
     weight: u8,
     primary: WireCounts,
     canary: WireCounts,
+    #[serde(default)]
+    judge: Option<serde_json::Value>,
+    #[serde(default)]
+    judge_epoch: u64,
 }
 
 fn encode_counts(counts: &Counts) -> Result<WireCounts, EvidenceError> {
@@ -150,6 +158,8 @@ impl StepEvidence {
             weight,
             primary: Counts::empty()?,
             canary: Counts::empty()?,
+            judge: None,
+            judge_epoch: 0,
         })
     }
 
@@ -161,6 +171,8 @@ impl StepEvidence {
             weight: self.weight,
             primary: encode_counts(&self.primary)?,
             canary: encode_counts(&self.canary)?,
+            judge: self.judge.clone(),
+            judge_epoch: self.judge_epoch,
         };
         Ok(serde_json::to_vec(&wire)?)
     }
@@ -174,6 +186,8 @@ impl StepEvidence {
             weight: wire.weight,
             primary: decode_counts(&wire.primary)?,
             canary: decode_counts(&wire.canary)?,
+            judge: wire.judge,
+            judge_epoch: wire.judge_epoch,
         })
     }
 }

@@ -19,6 +19,10 @@ pub struct RouteState {
     /// The analysis window evidence is counted for; the leader bumps it whenever a check
     /// concludes a window, and replicas then start counting afresh.
     pub window: u64,
+    /// The analysis's evidence period: bumped whenever a decision restarts the judge's
+    /// cumulative evidence; replicas then clear theirs.
+    #[serde(default)]
+    pub evidence: u64,
     /// The canary weight of `rollout` as the data plane applies it (for the history and tools).
     pub weight: u8,
     /// The phase of `rollout`.

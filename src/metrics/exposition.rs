@@ -87,6 +87,9 @@ pub struct LastCheckInput {
     pub primary: VersionCheck,
     /// The canary's side of the window.
     pub canary: VersionCheck,
+    /// Sequential tests by name (`request-success-rate`, …): log-likelihood ratio over its
+    /// rollback bound (1 rolls back; negative leans to pass). Empty with the threshold judge.
+    pub evidence: Vec<(String, f64)>,
 }
 
 /// One version's side of a check; `None` where the window had no requests (the series is then
@@ -124,8 +127,8 @@ pub fn render(input: &ExpositionInput<'_>) -> String {
             &routes,
             |r| f64::from(r.failed_checks),
         ),
-        analysis_success_rate(&routes),
-        analysis_latency(&routes),
+        analysis_metric_value(&routes),
+        analysis_evidence(&routes),
     ];
     families.extend(process_families(input.process));
     families.push(build_info(input.version));
@@ -289,47 +292,52 @@ fn checked(route: &RouteInput) -> impl Iterator<Item = (Version, VersionCheck)> 
         .flat_map(|c| [(Version::Primary, c.primary), (Version::Canary, c.canary)])
 }
 
-fn analysis_success_rate(routes: &[&RouteInput]) -> MetricFamily {
+/// What the last concluded check measured, one series per version and measure, like Flagger's
+/// `flagger_canary_metric_analysis`: `request-success-rate` in percent (0-100, the unit of its
+/// `threshold`), `request-duration-p50` and `request-duration-p99` in seconds.
+fn analysis_metric_value(routes: &[&RouteInput]) -> MetricFamily {
     let mut metrics = Vec::new();
     for route in routes {
         for (version, check) in checked(route) {
-            if let Some(rate) = check.success_rate {
-                metrics.push(gauge(
-                    &[("route", &route.name), ("version", version.as_str())],
-                    rate,
-                ));
-            }
-        }
-    }
-    family(
-        "canaryd_analysis_success_rate",
-        "Percent (0-100) of judged requests that succeeded in the last concluded check.",
-        MetricType::GAUGE,
-        metrics,
-    )
-}
-
-fn analysis_latency(routes: &[&RouteInput]) -> MetricFamily {
-    let mut metrics = Vec::new();
-    for route in routes {
-        for (version, check) in checked(route) {
-            for (quantile, ms) in [("0.5", check.p50_ms), ("0.99", check.p99_ms)] {
-                if let Some(ms) = ms {
+            let values = [
+                ("request-success-rate", check.success_rate),
+                ("request-duration-p50", check.p50_ms.map(|ms| ms / 1000.0)),
+                ("request-duration-p99", check.p99_ms.map(|ms| ms / 1000.0)),
+            ];
+            for (metric, value) in values {
+                if let Some(value) = value {
                     metrics.push(gauge(
                         &[
                             ("route", &route.name),
                             ("version", version.as_str()),
-                            ("quantile", quantile),
+                            ("metric", metric),
                         ],
-                        ms / 1000.0,
+                        value,
                     ));
                 }
             }
         }
     }
     family(
-        "canaryd_analysis_latency_seconds",
-        "Latency quantile of judged requests in the last concluded check.",
+        "canaryd_analysis_metric_value",
+        "What the last concluded check measured: request-success-rate in percent, request-duration-p50/p99 in seconds.",
+        MetricType::GAUGE,
+        metrics,
+    )
+}
+
+fn analysis_evidence(routes: &[&RouteInput]) -> MetricFamily {
+    let mut metrics = Vec::new();
+    for route in routes {
+        if let Some(check) = &route.last_check {
+            for (metric, value) in &check.evidence {
+                metrics.push(gauge(&[("route", &route.name), ("metric", metric)], *value));
+            }
+        }
+    }
+    family(
+        "canaryd_analysis_evidence",
+        "Sequential judge: log-likelihood ratio over its rollback bound (1 = roll back, below 0 leans to pass).",
         MetricType::GAUGE,
         metrics,
     )

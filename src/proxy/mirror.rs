@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::forward::send;
 use crate::config::{Config, MirrorConfig, ProxyConfig, Version};
 use crate::metrics::{Outcome, UpstreamErrorKind};
-use crate::routing::{EndpointPick, Phase, Route};
+use crate::routing::{EndpointPick, Route};
 use crate::upstream::{acquire, RequestBody};
 
 /// Whether this request should be copied to the canary, judged from its head alone.
@@ -26,12 +26,8 @@ pub fn wants_copy(route: &Route, version: Version, parts: &Parts, body: &Incomin
     let Some(mirror) = &route.mirror else {
         return false;
     };
-    // A Failed canary gets nothing, mirror included; before the rollout starts it gets nothing
-    // either, and once promoted it already serves everything.
-    let mirroring_phase = matches!(
-        route.rollout.phase,
-        Phase::Progressing | Phase::Paused | Phase::WaitingPromotion | Phase::Static
-    );
+    // What each phase means for mirroring is decided in `routing::Phase::traffic`.
+    let mirroring_phase = route.rollout.phase.traffic().mirrored;
     version == Version::Primary
         && route.canary.is_some()
         && mirroring_phase

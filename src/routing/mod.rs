@@ -16,7 +16,7 @@ mod version;
 pub use backend::{Backend, EndpointPick};
 pub use hosts::{strip_port, RouteTable};
 pub use matching::rule_matches;
-pub use phase::{Phase, RolloutView};
+pub use phase::{CanaryShare, Phase, PhaseTraffic, RolloutView};
 pub use route::Route;
 pub use snapshot::{initial_rollout, BackendCache, Resolved, RoutingSnapshot};
 pub use sticky::sticky_bucket;

@@ -65,3 +65,71 @@ pub struct RolloutView {
     /// Canary weight, 0..=100.
     pub weight: u8,
 }
+
+/// How much of a route's traffic the canary receives by weight in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryShare {
+    /// None: every request the weight decides goes to the primary.
+    Nothing,
+    /// The rollout's current `weight` (sticky key or random draw).
+    Weighted,
+    /// Everything: the canary was promoted.
+    Everything,
+}
+
+/// What a phase means for the data plane: which requests may reach the canary and how
+/// (`docs/routing.md#choosing-a-version`, `docs/rollouts.md#phases`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseTraffic {
+    /// Whether `[[route.match]]` rules send matching requests where they say.
+    pub match_rules_apply: bool,
+    /// The share of the remaining requests the canary gets.
+    pub share: CanaryShare,
+    /// Whether primary-bound requests are copied to the canary (`[route.mirror]`).
+    pub mirrored: bool,
+}
+
+impl Phase {
+    /// The one place that decides what each phase means for traffic; exhaustive on purpose so
+    /// that a new phase cannot compile without an answer here.
+    pub fn traffic(self) -> PhaseTraffic {
+        const NOTHING: PhaseTraffic = PhaseTraffic {
+            match_rules_apply: false,
+            share: CanaryShare::Nothing,
+            mirrored: false,
+        };
+        const ANALYSED: PhaseTraffic = PhaseTraffic {
+            match_rules_apply: true,
+            share: CanaryShare::Weighted,
+            mirrored: true,
+        };
+        match self {
+            // A Failed canary gets nothing at all, and before the rollout starts (Waiting) it
+            // gets nothing either.
+            Phase::Idle | Phase::Waiting | Phase::Failed => NOTHING,
+            Phase::Static | Phase::Progressing | Phase::Paused | Phase::WaitingPromotion => {
+                ANALYSED
+            }
+            // Promoted: it already serves everything, a copy would be a duplicate.
+            Phase::Succeeded => PhaseTraffic {
+                match_rules_apply: true,
+                share: CanaryShare::Everything,
+                mirrored: false,
+            },
+        }
+    }
+
+    /// Whether a rollout in this phase is in flight (`Idle` and `Static` are not: a new
+    /// config evaluates the start rule afresh).
+    pub fn in_flight(self) -> bool {
+        match self {
+            Phase::Idle | Phase::Static => false,
+            Phase::Waiting
+            | Phase::Progressing
+            | Phase::Paused
+            | Phase::WaitingPromotion
+            | Phase::Succeeded
+            | Phase::Failed => true,
+        }
+    }
+}

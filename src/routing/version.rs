@@ -4,7 +4,7 @@ use http::HeaderMap;
 
 use super::matching::{cookie_value, rule_matches};
 use super::sticky::sticky_bucket;
-use super::{Phase, Route};
+use super::{CanaryShare, Route};
 use crate::config::{StickyKey, Version};
 
 /// A uniformly random bucket in 0..10000, drawn only when the weight decides.
@@ -25,14 +25,16 @@ pub fn choose_version(route: &Route, headers: &HeaderMap, random: &mut impl Buck
         return Version::Primary;
     }
     let rollout = route.rollout;
-    if matches!(rollout.phase, Phase::Idle | Phase::Waiting | Phase::Failed) {
-        return Version::Primary;
+    let traffic = rollout.phase.traffic();
+    if traffic.match_rules_apply {
+        if let Some(rule) = route.matches.iter().find(|r| rule_matches(r, headers)) {
+            return rule.to;
+        }
     }
-    if let Some(rule) = route.matches.iter().find(|r| rule_matches(r, headers)) {
-        return rule.to;
-    }
-    if rollout.phase == Phase::Succeeded {
-        return Version::Canary;
+    match traffic.share {
+        CanaryShare::Nothing => return Version::Primary,
+        CanaryShare::Everything => return Version::Canary,
+        CanaryShare::Weighted => {}
     }
     let threshold = u16::from(rollout.weight) * 100;
     if threshold == 0 {

@@ -398,6 +398,9 @@ pub struct Write {
     pub window: u64,
     /// `last_check.at` and `last_check.canary.requests` of the written rollout.
     pub check: Option<(String, u64)>,
+    /// The sequential judge's evidence behind that check: canary requests counted by its first
+    /// metric's test since the evidence began.
+    pub evidence_requests: Option<u64>,
 }
 
 /// Record every write of `state/shop` (and who held the leader key at each revision) until
@@ -537,6 +540,8 @@ fn record_put(
             phase: v["phase"].as_str().unwrap().to_owned(),
             weight: v["weight"].as_u64().unwrap(),
             window: v["window"].as_u64().unwrap(),
+            evidence_requests: v["rollout"]["last_check"]["metrics"][0]["evidence"]["requests"]
+                .as_u64(),
             check: v["rollout"]["last_check"]["at"].as_str().map(|at| {
                 (
                     at.to_owned(),

@@ -231,6 +231,12 @@ fn retry_with_confirm_rollout_waits_again() {
     rollout.retry(&params, at(2)).unwrap();
     assert_eq!(rollout.phase(), Phase::Waiting);
     assert_eq!(rollout.weight(), 0);
-    let (decision, _) = rollout.check(&params, &healthy(), &GateAnswers::default(), at(60));
+    let (decision, _) = rollout.check(
+        &params,
+        &healthy(),
+        &no_evidence(),
+        &GateAnswers::default(),
+        at(60),
+    );
     assert_eq!(decision, Decision::Hold(Hold::RolloutNotConfirmed));
 }

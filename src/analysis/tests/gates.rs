@@ -93,7 +93,13 @@ fn pre_rollout_unanswered_counts_as_failed_until_threshold() {
     let (mut rollout, _) = Rollout::start_or_resume(&params, None, at(0));
     for n in 1..=5 {
         // The runner could not reach the hook: no answer at all.
-        let (decision, _) = rollout.check(&params, &silence(), &GateAnswers::default(), at(n));
+        let (decision, _) = rollout.check(
+            &params,
+            &silence(),
+            &no_evidence(),
+            &GateAnswers::default(),
+            at(n),
+        );
         if n < 5 {
             assert_eq!(decision, Decision::Halt(vec![Failure::PreRolloutWebhook]));
         } else {
@@ -188,7 +194,13 @@ fn confirm_is_a_second_step_of_the_check() {
     let (mut rollout, _) = Rollout::start_or_resume(&params, None, at(0));
 
     // check() only says what to ask; nothing changes until confirm() hears the answer.
-    let (decision, _) = rollout.check(&params, &healthy(), &GateAnswers::default(), at(60));
+    let (decision, _) = rollout.check(
+        &params,
+        &healthy(),
+        &no_evidence(),
+        &GateAnswers::default(),
+        at(60),
+    );
     assert_eq!(decision, Decision::Confirm(Confirm::TrafficIncrease(10)));
     assert_eq!(rollout.weight(), 0);
     let (decision, _) = rollout.confirm(true, at(60)).unwrap();
@@ -198,9 +210,21 @@ fn confirm_is_a_second_step_of_the_check() {
     assert_eq!(rollout.confirm(true, at(61)), Err(NothingPending));
 
     // An unanswered question is dropped by the next check, which asks again if relevant.
-    let (decision, _) = rollout.check(&params, &healthy(), &GateAnswers::default(), at(120));
+    let (decision, _) = rollout.check(
+        &params,
+        &healthy(),
+        &no_evidence(),
+        &GateAnswers::default(),
+        at(120),
+    );
     assert_eq!(decision, Decision::Confirm(Confirm::TrafficIncrease(20)));
-    let (decision, _) = rollout.check(&params, &silence(), &GateAnswers::default(), at(180));
+    let (decision, _) = rollout.check(
+        &params,
+        &silence(),
+        &no_evidence(),
+        &GateAnswers::default(),
+        at(180),
+    );
     assert!(matches!(decision, Decision::Inconclusive { .. }));
     assert_eq!(rollout.confirm(true, at(181)), Err(NothingPending));
     assert_eq!(rollout.weight(), 10);

@@ -8,14 +8,17 @@ mod gates;
 mod revisions;
 mod runner;
 mod schedule;
+mod sequential;
 mod strategies;
 mod window;
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Decision, Event, GateAnswers, Hooks, Params, Rollout, VersionWindow, Window};
-use crate::config::{MetricCheck, Steps, WebhookKind};
+use super::{
+    Decision, Event, GateAnswers, Hooks, Params, Rollout, StepEvidence, VersionWindow, Window,
+};
+use crate::config::{AnalysisConfig, JudgeKind, MetricCheck, SequentialConfig, Steps, WebhookKind};
 
 /// 2023-11-14T22:13:20Z: any fixed instant will do; tests never read the real clock.
 pub(super) const T0: u64 = 1_700_000_000;
@@ -29,28 +32,41 @@ pub(super) fn at(seconds: u64) -> SystemTime {
 pub(super) fn seed() -> Params {
     Params {
         route: "shop".to_owned(),
-        interval: Duration::from_secs(60),
-        threshold: 5,
-        steps: Steps::Weights(vec![10, 20, 30, 40, 50]),
-        min_requests: 20,
-        inconclusive_limit: 10,
-        metrics: vec![
-            MetricCheck::SuccessRate {
-                threshold: 99.0,
-                max_drop: None,
-            },
-            MetricCheck::Duration {
-                threshold: Duration::from_millis(500),
-                quantile: 0.99,
-                max_ratio: None,
-            },
-        ],
+        analysis: AnalysisConfig {
+            interval: Duration::from_secs(60),
+            threshold: 5,
+            steps: Steps::Weights(vec![10, 20, 30, 40, 50]),
+            min_requests: 20,
+            inconclusive_limit: 10,
+            // The behaviour tests beside this file pin Flagger's semantics; the sequential
+            // judge has its own (`sequential.rs`).
+            judge: JudgeKind::Threshold,
+            sequential: SequentialConfig::defaults(Duration::from_secs(60)),
+            metrics: vec![
+                MetricCheck::SuccessRate {
+                    threshold: 99.0,
+                    max_drop: None,
+                },
+                MetricCheck::Duration {
+                    threshold: Duration::from_millis(500),
+                    quantile: 0.99,
+                    max_ratio: None,
+                },
+            ],
+        },
         hooks: Hooks::default(),
         primary_revision: "v1.4.2".to_owned(),
         canary_revision: "v1.5.0".to_owned(),
         has_match_rules: false,
         has_mirror: false,
     }
+}
+
+/// The seed schedule with `[route.analysis]` changed by `tune`.
+pub(super) fn tuned(tune: impl FnOnce(&mut AnalysisConfig)) -> Params {
+    let mut params = seed();
+    tune(&mut params.analysis);
+    params
 }
 
 /// The seed schedule with these webhook kinds configured.
@@ -110,6 +126,8 @@ pub(super) struct Runner {
     pub called: Vec<WebhookKind>,
     /// The window being accumulated since the last concluded check.
     pub window: Window,
+    /// The sequential judge's evidence, kept as the real runner keeps it.
+    pub evidence: StepEvidence,
 }
 
 impl Runner {
@@ -118,12 +136,13 @@ impl Runner {
         let (rollout, events) = Rollout::start_or_resume(&params, None, at(0));
         Runner {
             rollout,
-            params,
             seconds: 0,
             events,
             answers: HashMap::new(),
             called: Vec::new(),
             window: Window::new().unwrap(),
+            evidence: StepEvidence::new(&params.analysis.metrics),
+            params,
         }
     }
 
@@ -143,10 +162,12 @@ impl Runner {
 
     /// One interval passes with `traffic`; returns the final decision.
     pub fn tick(&mut self, traffic: &Window) -> Decision {
-        self.seconds += self.params.interval.as_secs();
+        self.seconds += self.params.interval().as_secs();
         self.window.primary.merge(&traffic.primary);
         self.window.canary.merge(&traffic.canary);
         self.window.duration += traffic.duration;
+        self.evidence
+            .add(&mut traffic.primary.clone(), &mut traffic.canary.clone());
 
         let mut answers = GateAnswers::default();
         for kind in self.rollout.gates(&self.params) {
@@ -157,9 +178,9 @@ impl Runner {
             }
         }
         let now = self.now();
-        let (mut decision, events) = self
-            .rollout
-            .check(&self.params, &self.window, &answers, now);
+        let (mut decision, events) =
+            self.rollout
+                .check(&self.params, &self.window, &self.evidence, &answers, now);
         self.events.extend(events);
         while let Decision::Confirm(confirm) = decision {
             let yes = self.ask(confirm.webhook());
@@ -169,6 +190,9 @@ impl Runner {
         }
         if decision.concludes_window() {
             self.window.clear();
+        }
+        if decision.restarts_evidence(self.params.analysis.sequential.evidence) {
+            self.evidence.clear();
         }
         decision
     }
@@ -190,4 +214,9 @@ impl Runner {
     pub fn last_message(&self) -> &str {
         self.events.last().map_or("", |e| e.message.as_str())
     }
+}
+
+/// Evidence of nothing, for calls that only exercise the threshold judge or a gate.
+pub(super) fn no_evidence() -> StepEvidence {
+    StepEvidence::new(&seed().analysis.metrics)
 }

@@ -55,10 +55,7 @@ fn reload_with_the_same_revision_continues_the_rollout() {
     run.weights(2, &healthy());
     let before = run.rollout.clone();
     // E.g. only the threshold changed: it applies from the next check, nothing resets.
-    let params = Params {
-        threshold: 2,
-        ..seed()
-    };
+    let params = tuned(|a| a.threshold = 2);
     assert!(run.rollout.on_config(&params, run.now()).is_empty());
     assert_eq!(run.rollout, before);
 }
@@ -146,7 +143,13 @@ fn a_progressing_rollout_resumes_where_it_was() {
     let (mut rollout, events) = Rollout::start_or_resume(&seed(), Some(stored), at(500));
     assert!(events.is_empty());
     assert_eq!(rollout.weight(), 30);
-    let (decision, _) = rollout.check(&seed(), &healthy(), &GateAnswers::default(), at(560));
+    let (decision, _) = rollout.check(
+        &seed(),
+        &healthy(),
+        &no_evidence(),
+        &GateAnswers::default(),
+        at(560),
+    );
     assert_eq!(decision, Decision::Advance(40));
 }
 
@@ -197,6 +200,7 @@ step_weight = 10
 max_weight = 50
 min_requests = 20
 inconclusive_limit = 10
+judge = "threshold"
 [[route.analysis.metrics]]
 name = "request-success-rate"
 threshold = 99.0

@@ -16,6 +16,10 @@ use crate::routing::Phase;
 const INTERVAL: Duration = Duration::from_secs(60);
 
 fn config(dir: &Path) -> Config {
+    config_judged_by(dir, "threshold")
+}
+
+fn config_judged_by(dir: &Path, judge: &str) -> Config {
     let text = format!(
         r#"
 [state]
@@ -31,6 +35,7 @@ revision = "v2"
 endpoints = ["127.0.0.1:9002"]
 [route.analysis]
 interval = "1m"
+judge = "{judge}"
 threshold = 2
 step_weight = 10
 max_weight = 100
@@ -43,7 +48,7 @@ name = "request-duration"
 threshold = "500ms"
 quantile = 0.99
 "#,
-        dir.display()
+        dir.display(),
     );
     match parse_str(&text, &dir.join("canaryd.toml")) {
         Ok(config) => config,
@@ -58,7 +63,10 @@ struct Running {
 }
 
 async fn start(dir: &Path) -> Running {
-    let config = config(dir);
+    start_with(config(dir)).await
+}
+
+async fn start_with(config: Config) -> Running {
     let registry = Arc::new(MetricsRegistry::default());
     let prepared = analysis::Prepared::load(&config);
     let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
@@ -166,4 +174,35 @@ async fn a_canary_failing_half_its_requests_is_rolled_back_after_threshold_check
     run.analysis.flush().await;
     let saved = std::fs::read_to_string(dir.path().join("state.json")).unwrap_or_default();
     assert!(saved.contains("Failed"), "{saved}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sequential_judge_rolls_a_burning_canary_back_within_a_second_of_a_60s_interval() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = start_with(config_judged_by(dir.path(), "sequential")).await;
+    assert_eq!(run.status(), ("Progressing", 10));
+    // Let the route task start (it discards what was measured before it).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let metrics = run.registry.route("shop");
+    // 20 failing canary requests; the next look (every 250 ms) sees them.
+    for _ in 0..20 {
+        metrics.record(
+            Version::Canary,
+            Outcome::Status(503),
+            Duration::from_millis(5),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        run.status(),
+        ("Failed", 0),
+        "rolled back by the watch, not the check"
+    );
+    assert_eq!(run.routed(), (Phase::Failed, 0));
+    let events = run.analysis.events(Some("shop"));
+    assert!(
+        events.iter().any(|e| e.message
+            == "Rolling back shop request-success-rate is worse than allowed (sequential test)"),
+        "{events:?}"
+    );
 }

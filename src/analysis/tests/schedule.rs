@@ -61,8 +61,8 @@ struct Scenario {
 }
 
 fn comparative(success_drop: Option<f64>, ratio: Option<f64>) -> Params {
-    Params {
-        metrics: vec![
+    tuned(|a| {
+        a.metrics = vec![
             MetricCheck::SuccessRate {
                 threshold: 99.0,
                 max_drop: success_drop,
@@ -72,9 +72,8 @@ fn comparative(success_drop: Option<f64>, ratio: Option<f64>) -> Params {
                 quantile: 0.99,
                 max_ratio: ratio,
             },
-        ],
-        ..seed()
-    }
+        ];
+    })
 }
 
 fn scenarios() -> Vec<Scenario> {
@@ -310,10 +309,7 @@ fn an_inconclusive_window_keeps_growing_until_it_concludes() {
 
 #[test]
 fn min_requests_zero_still_needs_one_canary_request() {
-    let mut run = Runner::start(Params {
-        min_requests: 0,
-        ..seed()
-    });
+    let mut run = Runner::start(tuned(|a| a.min_requests = 0));
     assert_eq!(
         run.tick(&silence()),
         Decision::Inconclusive {
@@ -325,10 +321,7 @@ fn min_requests_zero_still_needs_one_canary_request() {
 
 #[test]
 fn explicit_step_weights_are_followed() {
-    let mut run = Runner::start(Params {
-        steps: Steps::Weights(vec![1, 5, 10, 25, 50]),
-        ..seed()
-    });
+    let mut run = Runner::start(tuned(|a| a.steps = Steps::Weights(vec![1, 5, 10, 25, 50])));
     assert_eq!(run.rollout.weight(), 1);
     assert_eq!(run.weights(5, &healthy()), [5, 10, 25, 50, 100]);
 }

@@ -6,10 +6,9 @@ use crate::routing::Phase;
 
 fn iterations(n: u32, match_rules: bool, mirror: bool) -> Params {
     Params {
-        steps: Steps::Iterations(n),
         has_match_rules: match_rules,
         has_mirror: mirror,
-        ..seed()
+        ..tuned(|a| a.steps = Steps::Iterations(n))
     }
 }
 
