@@ -61,6 +61,25 @@ struct Link {
     local_rollback: Option<String>,
 }
 
+/// What a state write starts afresh: the evidence window (histograms) and the judge's
+/// cumulative evidence.
+#[derive(Debug, Clone, Copy)]
+struct Restart {
+    window: bool,
+    evidence: bool,
+}
+
+impl Restart {
+    const NONE: Restart = Restart {
+        window: false,
+        evidence: false,
+    };
+    const BOTH: Restart = Restart {
+        window: true,
+        evidence: true,
+    };
+}
+
 /// The judge's input from the fleet's merged evidence: the one place that knows both shapes.
 pub(super) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
     let version = |counts: &Counts| VersionWindow {
@@ -281,7 +300,7 @@ impl RouteTask {
                     // A new fleet: the leader's own rollout (from its state file) becomes the
                     // fleet's.
                     let first = self.rollout.clone();
-                    self.commit(link, first, Vec::new(), false, false, Vec::new(), &[])
+                    self.commit(link, first, Vec::new(), Restart::NONE, Vec::new(), &[])
                         .await;
                 }
             }
@@ -391,7 +410,7 @@ impl RouteTask {
         let mut next = self.rollout.clone();
         let events = next.on_config(&self.params, now);
         if !events.is_empty() {
-            self.commit(link, next, events, true, true, Vec::new(), &[])
+            self.commit(link, next, events, Restart::BOTH, Vec::new(), &[])
                 .await;
             return;
         }
@@ -415,7 +434,17 @@ impl RouteTask {
         let concluded = decision.concludes_window();
         let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
         let written = self
-            .commit(link, next, events, concluded, restart, Vec::new(), &[])
+            .commit(
+                link,
+                next,
+                events,
+                Restart {
+                    window: concluded,
+                    evidence: restart,
+                },
+                Vec::new(),
+                &[],
+            )
             .await;
         if written && decision.finished() {
             self.notify_post_rollout();
@@ -491,7 +520,17 @@ impl RouteTask {
         let concluded = decision.concludes_window();
         let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
         let written = self
-            .commit(link, next, events, concluded, restart, Vec::new(), &[])
+            .commit(
+                link,
+                next,
+                events,
+                Restart {
+                    window: concluded,
+                    evidence: restart,
+                },
+                Vec::new(),
+                &[],
+            )
             .await;
         if written && decision.finished() {
             self.notify_post_rollout();
@@ -583,8 +622,10 @@ impl RouteTask {
                 link,
                 next,
                 events,
-                new_window,
-                new_window || finished,
+                Restart {
+                    window: new_window,
+                    evidence: new_window || finished,
+                },
                 results,
                 &keys,
             )
@@ -595,14 +636,13 @@ impl RouteTask {
     }
 
     /// Write `next` as the route's fleet state (fenced); apply and publish it only if etcd
-    /// accepted it. `new_window` starts a new evidence window.
+    /// accepted it. `restart` says what starts afresh with it.
     async fn commit(
         &mut self,
         link: &mut Link,
         next: Rollout,
         events: Vec<Event>,
-        new_window: bool,
-        new_evidence: bool,
+        restart: Restart,
         results: Vec<CommandResult>,
         consumed: &[String],
     ) -> bool {
@@ -620,8 +660,8 @@ impl RouteTask {
         commands.extend(results);
         let excess = commands.len().saturating_sub(KEPT_RESULTS);
         commands.drain(..excess);
-        let window = link.window + u64::from(new_window);
-        let evidence = link.evidence_epoch + u64::from(new_evidence);
+        let window = link.window + u64::from(restart.window);
+        let evidence = link.evidence_epoch + u64::from(restart.evidence);
         let state = RouteState {
             rollout,
             term,
