@@ -66,6 +66,9 @@ pub struct Server {
     registry: Arc<MetricsRegistry>,
     admin: Arc<AdminContext>,
     stop_signals: (Signal, Signal),
+    /// Fleet mode: this replica's membership, left at shutdown.
+    #[cfg(feature = "fleet")]
+    fleet: Option<crate::fleet::FleetHandle>,
 }
 
 impl Server {
@@ -130,12 +133,15 @@ impl Server {
         // is the cache of the fleet state, corrected by etcd as soon as it answers.
         let prepared = analysis::Prepared::load(&config);
         let fleet_board = config.fleet.as_ref().map(|_| FleetBoard::default());
+        #[cfg(feature = "fleet")]
+        let mut fleet_member = None;
         let prepared = match (&config.fleet, &fleet_board) {
             #[cfg(feature = "fleet")]
             (Some(fleet), Some(board)) => {
                 let _entered = runtime.enter();
-                let handle = runtime.block_on(crate::fleet::start(fleet, board.clone()))?;
-                prepared.with_fleet(handle)
+                let member = runtime.block_on(crate::fleet::start(fleet, board.clone()))?;
+                fleet_member = Some(member.clone());
+                prepared.with_fleet(member)
             }
             #[cfg(not(feature = "fleet"))]
             (Some(_), _) => return Err(StartError::FleetNotBuilt),
@@ -198,6 +204,8 @@ impl Server {
             registry,
             admin,
             stop_signals,
+            #[cfg(feature = "fleet")]
+            fleet: fleet_member,
         })
     }
 
@@ -250,6 +258,12 @@ impl Server {
     /// Stop accepting, finish in-flight requests within `drain_timeout`, and stop.
     pub fn shutdown(self) {
         self.admin.draining.store(true, Ordering::Relaxed);
+        // Hand leadership over now rather than after the lease lapses; drain with the last
+        // weights.
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = &self.fleet {
+            self.runtime.block_on(fleet.leave());
+        }
         self.workers.shutdown();
         // Every transition is already saved as it happens; wait for the last write to land.
         // (Called from outside any runtime: the CLI's main thread, or a test's helper thread.)

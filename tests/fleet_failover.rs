@@ -205,3 +205,40 @@ async fn a_leader_paused_past_its_lease_cannot_write_and_comes_back_as_a_followe
     assert!(metrics.contains("canaryd_fleet_members 3"), "{metrics}");
     eprintln!("paused leader replaced after {failover:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd"]
+async fn a_leader_stopped_with_sigterm_hands_leadership_over_at_once() {
+    let f = fleet(STEPS).await;
+    let loads: Vec<Load> = f
+        .replicas
+        .iter()
+        .map(|r| Load::start(r.url("/"), 60))
+        .collect();
+    let client = admin_client();
+    let leader = wait_for("a leader", Duration::from_secs(10), || {
+        leader_of(&f.replicas)
+    })
+    .await;
+    wait_for("weight 20", Duration::from_secs(20), || async {
+        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
+        (weight >= 20).then_some(())
+    })
+    .await;
+    f.replicas[leader].terminate();
+    let stopped = Instant::now();
+    wait_for("a new leader", Duration::from_secs(6), || {
+        new_leader(&f.replicas, leader)
+    })
+    .await;
+    let handover = stopped.elapsed();
+    // Well under lease_ttl (2 s): the leaving leader revoked its lease.
+    assert!(
+        handover < Duration::from_millis(1500),
+        "new leader after {handover:?}"
+    );
+    for load in loads {
+        load.stop().await;
+    }
+    eprintln!("leader stopped with SIGTERM: new leader after {handover:?}");
+}

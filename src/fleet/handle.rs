@@ -113,6 +113,7 @@ struct Inner {
     board: FleetBoard,
     local: Mutex<Local>,
     started: Instant,
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// This replica's handle on its fleet (cheap to clone).
@@ -138,6 +139,7 @@ pub async fn start(config: &FleetConfig, board: FleetBoard) -> Result<FleetHandl
     let contact = Arc::new(Contact::new());
     let (mirror_tx, mirror_rx) = watch::channel(Arc::new(Mirror::default()));
     let (session_tx, session_rx) = watch::channel(Session::default());
+    let leaving = Arc::new(std::sync::atomic::AtomicBool::new(false));
     tokio::spawn(mirror::run(
         client.clone(),
         keys.clone(),
@@ -152,6 +154,7 @@ pub async fn start(config: &FleetConfig, board: FleetBoard) -> Result<FleetHandl
         session_tx,
         mirror_rx.clone(),
         contact.clone(),
+        leaving.clone(),
     ));
     let handle = FleetHandle {
         inner: Arc::new(Inner {
@@ -164,6 +167,7 @@ pub async fn start(config: &FleetConfig, board: FleetBoard) -> Result<FleetHandl
             board,
             local: Mutex::new(Local::default()),
             started: Instant::now(),
+            leaving,
         }),
     };
     tokio::spawn(publish_members(handle.clone()));
@@ -174,6 +178,24 @@ impl FleetHandle {
     /// This replica's id.
     pub fn replica(&self) -> &str {
         &self.inner.config.replica
+    }
+
+    /// Leave the fleet at shutdown: revoke the lease, so leadership (and this replica's member
+    /// and evidence keys) go at once instead of after `lease_ttl`. The replica keeps serving
+    /// its last weights while it drains.
+    pub async fn leave(&self) {
+        self.inner
+            .leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let Some(lease) = self.inner.session.borrow().lease else {
+            return;
+        };
+        let mut client = self.inner.client.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, client.lease_revoke(lease)).await {
+            Ok(Ok(_)) => tracing::info!(lease, "left the fleet (lease revoked)"),
+            Ok(Err(e)) => tracing::warn!("cannot revoke the fleet lease: {e}"),
+            Err(_) => tracing::warn!("cannot revoke the fleet lease: etcd did not answer"),
+        }
     }
 
     /// `fleet.lease_ttl`.
@@ -342,10 +364,11 @@ impl FleetHandle {
     }
 }
 
-/// Keep this replica's member key and the admin board current: the key is rewritten when what
-/// it says changed, and at least every few seconds for its state age.
+/// Keep the admin board current (4 times a second, from the mirror) and this replica's member
+/// key: rewritten when what it says changed (at most once a second), and at least every few
+/// seconds for its state age.
 async fn publish_members(handle: FleetHandle) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last: Option<(Local, i64, Instant)> = None;
     let refresh = Duration::from_secs(5);
     loop {
@@ -366,7 +389,10 @@ async fn publish_members(handle: FleetHandle) {
         let unchanged = last
             .as_ref()
             .is_some_and(|(l, le, at)| *l == local && *le == lease && at.elapsed() < refresh);
-        if unchanged {
+        let recent = last
+            .as_ref()
+            .is_some_and(|(_, le, at)| *le == lease && at.elapsed() < Duration::from_secs(1));
+        if unchanged || recent {
             continue;
         }
         let member = MemberView {

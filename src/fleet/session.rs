@@ -7,6 +7,7 @@
 //! of the TTL stops calling itself leader before etcd can expire its lease, and every state
 //! write compares the term anyway (see `state.rs`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,11 +41,17 @@ pub async fn run(
     tx: watch::Sender<Session>,
     mirror: watch::Receiver<Arc<Mirror>>,
     contact: Arc<Contact>,
+    leaving: Arc<AtomicBool>,
 ) {
     let ttl_seconds = i64::try_from(ttl.as_secs()).unwrap_or(10).max(2);
     loop {
         if tx.is_closed() {
             return;
+        }
+        if leaving.load(Ordering::Relaxed) {
+            // Shutting down: the lease was revoked; never take a new one or lead again.
+            tx.send_replace(Session::default());
+            std::future::pending::<()>().await;
         }
         tx.send_if_modified(|s| {
             let changed = *s != Session::default();
@@ -126,6 +133,9 @@ pub async fn run(
             if tx.is_closed() {
                 let _ = client.lease_revoke(lease).await;
                 return;
+            }
+            if leaving.load(Ordering::Relaxed) {
+                break;
             }
         }
         contact.down();

@@ -262,6 +262,11 @@ impl Replica {
         signal(self.child.as_ref().unwrap(), "STOP");
     }
 
+    /// SIGTERM, as an orchestrator stops a pod (the replica drains and exits).
+    pub fn terminate(&self) {
+        signal(self.child.as_ref().unwrap(), "TERM");
+    }
+
     pub fn resume(&self) {
         signal(self.child.as_ref().unwrap(), "CONT");
     }
