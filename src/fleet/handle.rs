@@ -153,8 +153,10 @@ pub async fn start(config: &FleetConfig, board: FleetBoard) -> Result<FleetHandl
         config.lease_ttl,
         session_tx,
         mirror_rx.clone(),
-        contact.clone(),
-        leaving.clone(),
+        session::Shared {
+            contact: contact.clone(),
+            leaving: leaving.clone(),
+        },
     ));
     let handle = FleetHandle {
         inner: Arc::new(Inner {

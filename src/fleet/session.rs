@@ -23,6 +23,14 @@ use super::mirror::Mirror;
 /// How often a follower looks (in its mirror) whether the leader key is free.
 const CAMPAIGN_EVERY: Duration = Duration::from_millis(200);
 
+/// What the session shares with the handle: etcd contact, and the shutdown flag.
+pub struct Shared {
+    /// When etcd last answered.
+    pub contact: Arc<Contact>,
+    /// Set by [`super::FleetHandle::leave`]: take no new lease, never lead again.
+    pub leaving: Arc<AtomicBool>,
+}
+
 /// This replica's standing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Session {
@@ -40,9 +48,9 @@ pub async fn run(
     ttl: Duration,
     tx: watch::Sender<Session>,
     mirror: watch::Receiver<Arc<Mirror>>,
-    contact: Arc<Contact>,
-    leaving: Arc<AtomicBool>,
+    shared: Shared,
 ) {
+    let Shared { contact, leaving } = shared;
     let ttl_seconds = i64::try_from(ttl.as_secs()).unwrap_or(10).max(2);
     loop {
         if tx.is_closed() {
