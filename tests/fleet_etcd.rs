@@ -96,7 +96,7 @@ async fn losing_etcd_quorum_keeps_the_last_weights_and_the_rollout_resumes_after
     )
     .await;
     let resumed_after = restored.elapsed();
-    wait_for("promotion", Duration::from_secs(40), || async {
+    wait_for("promotion", Duration::from_secs(60), || async {
         phase_everywhere(&f.replicas, "Succeeded")
             .await
             .then_some(())

@@ -83,7 +83,7 @@ async fn killing_the_leader_mid_rollout_moves_leadership_and_the_rollout_goes_on
     let agreement = Agreement::start(survivors.iter().map(|i| f.replicas[*i].admin).collect());
     wait_for(
         "promotion on the survivors",
-        Duration::from_secs(40),
+        Duration::from_secs(60),
         || async {
             for i in &survivors {
                 if shop(&client, &f.replicas[*i]).await?.0 != "Succeeded" {
@@ -174,7 +174,7 @@ async fn a_leader_paused_past_its_lease_cannot_write_and_comes_back_as_a_followe
         },
     )
     .await;
-    wait_for("promotion everywhere", Duration::from_secs(40), || async {
+    wait_for("promotion everywhere", Duration::from_secs(60), || async {
         phase_everywhere(&f.replicas, "Succeeded")
             .await
             .then_some(())
