@@ -3,6 +3,10 @@
 #   docker run -p 8080:8080 -p 9901:9901 -v $PWD/my.toml:/etc/canaryd/canaryd.toml canaryd
 
 FROM rust:1-slim-bookworm AS build
+# protoc builds the etcd client of fleet mode (docs/fleet.md).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
@@ -10,12 +14,12 @@ RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
     && echo 'fn main() {}' > benches/routing.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --features fleet \
     && rm -rf src benches
 COPY src ./src
 COPY benches ./benches
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --features fleet \
     && strip target/release/canaryd
 
 FROM debian:bookworm-slim

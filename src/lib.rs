@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod fleet;
 pub mod metrics;
 mod process_clock;
 pub mod proxy;

@@ -13,6 +13,7 @@ use crate::admin::{self, AdminContext};
 use crate::analysis::{self, AnalysisHandle};
 use crate::config::Config;
 use crate::control::{spawn_reload_triggers, spawn_resolver, Control, ControlHandle, Reloader};
+use crate::fleet::FleetBoard;
 use crate::metrics::MetricsRegistry;
 use crate::proxy::{
     bind_listeners, load_server_config, spawn_workers, ProxyShared, RuntimeModel, TlsCerts,
@@ -43,6 +44,13 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// `[fleet]` is configured but this binary was built without fleet support.
+    #[error("the configuration has [fleet], but this canaryd was built without fleet support; build it with `cargo build --release --features fleet` (needs protoc), or use the container image (docs/fleet.md)")]
+    FleetNotBuilt,
+    /// The etcd client could not be set up (bad TLS or password file).
+    #[cfg(feature = "fleet")]
+    #[error("cannot join the fleet: {0}")]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// A running canaryd.
@@ -58,6 +66,9 @@ pub struct Server {
     registry: Arc<MetricsRegistry>,
     admin: Arc<AdminContext>,
     stop_signals: (Signal, Signal),
+    /// Fleet mode: this replica's membership, left at shutdown.
+    #[cfg(feature = "fleet")]
+    fleet: Option<crate::fleet::FleetHandle>,
 }
 
 impl Server {
@@ -118,8 +129,24 @@ impl Server {
                 source,
             })?;
 
-        // Resume rollouts from the state file before anything is routed.
+        // Resume rollouts from the state file before anything is routed. In a fleet the file
+        // is the cache of the fleet state, corrected by etcd as soon as it answers.
         let prepared = analysis::Prepared::load(&config);
+        let fleet_board = config.fleet.as_ref().map(|_| FleetBoard::default());
+        #[cfg(feature = "fleet")]
+        let mut fleet_member = None;
+        let prepared = match (&config.fleet, &fleet_board) {
+            #[cfg(feature = "fleet")]
+            (Some(fleet), Some(board)) => {
+                let _entered = runtime.enter();
+                let member = runtime.block_on(crate::fleet::start(fleet, board.clone()))?;
+                fleet_member = Some(member.clone());
+                prepared.with_fleet(member)
+            }
+            #[cfg(not(feature = "fleet"))]
+            (Some(_), _) => return Err(StartError::FleetNotBuilt),
+            _ => prepared,
+        };
         let (control, handle) =
             runtime.block_on(Control::start(config, registry.clone(), prepared.views()));
         let config = handle.snapshot().config.clone();
@@ -151,6 +178,7 @@ impl Server {
             analysis: analysis.clone(),
             registry: registry.clone(),
             reloader: reloader.clone(),
+            fleet: fleet_board,
         });
         runtime.spawn(admin::serve(admin_listener, admin.clone()));
 
@@ -176,6 +204,8 @@ impl Server {
             registry,
             admin,
             stop_signals,
+            #[cfg(feature = "fleet")]
+            fleet: fleet_member,
         })
     }
 
@@ -228,6 +258,12 @@ impl Server {
     /// Stop accepting, finish in-flight requests within `drain_timeout`, and stop.
     pub fn shutdown(self) {
         self.admin.draining.store(true, Ordering::Relaxed);
+        // Hand leadership over now rather than after the lease lapses; drain with the last
+        // weights.
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = &self.fleet {
+            self.runtime.block_on(fleet.leave());
+        }
         self.workers.shutdown();
         // Every transition is already saved as it happens; wait for the last write to land.
         // (Called from outside any runtime: the CLI's main thread, or a test's helper thread.)

@@ -16,7 +16,7 @@ fn every_example_config_is_valid() {
         }
     }
     assert!(
-        checked >= 6,
+        checked >= 7,
         "expected the example configs, found {checked}"
     );
 }

@@ -151,3 +151,100 @@ fn grafana_dashboard_has_panels() {
         .unwrap_or_else(|| panic!("{}: no `panels` array", path.display()));
     assert!(!panels.is_empty(), "{}: `panels` is empty", path.display());
 }
+
+/// The `[fleet]` of the one canaryd ConfigMap in a manifest.
+fn config_map_fleet(path: &Path) -> canaryd::config::FleetConfig {
+    let docs = documents(path);
+    let text = docs
+        .iter()
+        .filter(|d| d["kind"] == "ConfigMap")
+        .find_map(|d| d["data"]["canaryd.toml"].as_str())
+        .unwrap_or_else(|| panic!("{}: no canaryd.toml ConfigMap", path.display()));
+    let config = check_canaryd_toml(text, "canaryd.toml", &path.display().to_string());
+    config
+        .fleet
+        .unwrap_or_else(|| panic!("{}: the canaryd config has no [fleet]", path.display()))
+}
+
+fn deployment<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Deployment {name}"))
+}
+
+#[test]
+fn deploy_files_run_several_replicas_as_one_fleet() {
+    let kubernetes = deploy_dir().join("kubernetes");
+
+    // Ingress: 3 replicas, rolled one at a time, one fleet.
+    let ingress = kubernetes.join("ingress.yaml");
+    let fleet = config_map_fleet(&ingress);
+    assert!(fleet.etcd.len() >= 3, "{fleet:?}");
+    let docs = documents(&ingress);
+    let canaryd = deployment(&docs, "canaryd");
+    assert!(canaryd["spec"]["replicas"].as_u64().unwrap() >= 3);
+    assert_eq!(canaryd["spec"]["strategy"]["type"], "RollingUpdate");
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "PersistentVolumeClaim"),
+        "a fleet keeps its state in etcd; one RWO volume cannot serve several replicas"
+    );
+
+    // Sidecar: every pod of the app Deployment is a member of one fleet.
+    let sidecar = kubernetes.join("sidecar.yaml");
+    config_map_fleet(&sidecar);
+    let docs = documents(&sidecar);
+    assert!(
+        deployment(&docs, "shop")["spec"]["replicas"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+
+    // Compose: a 3-member etcd cluster and two canaryds with distinct host names (their
+    // replica ids) sharing one fleet config.
+    let compose = documents(&deploy_dir().join("docker-compose.yml"));
+    let services = compose[0]["services"].as_mapping().unwrap();
+    let named = |prefix: &str| -> Vec<&Value> {
+        services
+            .iter()
+            .filter(|(k, _)| k.as_str().is_some_and(|k| k.starts_with(prefix)))
+            .map(|(_, v)| v)
+            .collect()
+    };
+    let etcd = named("etcd-");
+    assert_eq!(etcd.len(), 3, "three etcd members");
+    for member in &etcd {
+        let command: Vec<&str> = member["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let cluster = command
+            .iter()
+            .find(|a| a.starts_with("--initial-cluster="))
+            .unwrap();
+        assert_eq!(cluster.matches("=http://").count(), 3, "{cluster}");
+    }
+    let replicas = named("canaryd-");
+    assert!(replicas.len() >= 2, "at least two canaryd replicas");
+    let mut hostnames: Vec<&str> = replicas
+        .iter()
+        .map(|r| r["hostname"].as_str().unwrap())
+        .collect();
+    hostnames.sort_unstable();
+    hostnames.dedup();
+    assert_eq!(hostnames.len(), replicas.len(), "replica ids must differ");
+    let compose_config =
+        canaryd::config::load_file(&deploy_dir().join("compose").join("canaryd.toml")).unwrap();
+    let fleet = compose_config
+        .fleet
+        .expect("deploy/compose/canaryd.toml has [fleet]");
+    for member in ["etcd-0", "etcd-1", "etcd-2"] {
+        assert!(
+            fleet.etcd.iter().any(|e| e.contains(member)),
+            "{member} missing from {:?}",
+            fleet.etcd
+        );
+    }
+}

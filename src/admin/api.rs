@@ -11,6 +11,7 @@
 //! | `/api/v1/routes/{name}/{promote,abort,pause,resume,retry}` | POST | 200 new JSON, 404, 409, 401 |
 //! | `/api/v1/reload` | POST | 200, or 422 with the config error |
 //! | `/api/v1/events?route=NAME` | GET | the last 1000 events, newest last |
+//! | `/api/v1/fleet` | GET | fleet mode: leader, members, etcd; 404 without `[fleet]` |
 
 use std::sync::atomic::Ordering;
 
@@ -56,16 +57,25 @@ pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResp
         ["healthz"] if is_get => text(StatusCode::OK, "ok\n"),
         ["metrics"] if is_get => metrics(ctx),
         ["readyz"] if is_get => readiness(ctx),
-        ["api", "v1", "routes"] if is_get => json(
-            StatusCode::OK,
-            &all_routes(&ctx.control.snapshot(), &ctx.analysis),
-        ),
+        ["api", "v1", "routes"] if is_get => {
+            let routes = all_routes(&ctx.control.snapshot(), &ctx.analysis);
+            let routes: Vec<serde_json::Value> =
+                routes.iter().map(|r| with_fleet(ctx, &r.name, r)).collect();
+            json(StatusCode::OK, &routes)
+        }
         ["api", "v1", "routes", name] if is_get => {
             match one_route(&ctx.control.snapshot(), &ctx.analysis, name) {
-                Some(route) => json(StatusCode::OK, &route),
+                Some(route) => json(StatusCode::OK, &with_fleet(ctx, name, &route)),
                 None => not_found(name),
             }
         }
+        ["api", "v1", "fleet"] if is_get => match &ctx.fleet {
+            Some(board) => json(StatusCode::OK, &*board.load()),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "this canaryd is not part of a fleet (no [fleet] in its config)",
+            ),
+        },
         ["api", "v1", "routes", name, "history"] if is_get => history(ctx, name),
         ["api", "v1", "reload"] => {
             if method != Method::POST {
@@ -88,7 +98,8 @@ pub async fn answer(ctx: &AdminContext, request: Request<Incoming>) -> AdminResp
         | ["readyz"]
         | ["metrics"]
         | ["api", "v1", "routes", ..]
-        | ["api", "v1", "events"] => method_not_allowed("GET, HEAD"),
+        | ["api", "v1", "events"]
+        | ["api", "v1", "fleet"] => method_not_allowed("GET, HEAD"),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -128,12 +139,71 @@ fn metrics(ctx: &AdminContext) -> AdminResponse {
             }
         })
         .collect();
-    let body = render(&ExpositionInput {
+    let mut body = render(&ExpositionInput {
         routes,
         process: &ctx.registry.process,
         version: env!("CARGO_PKG_VERSION"),
     });
+    if let Some(board) = &ctx.fleet {
+        body.push_str(&fleet_metrics(&board.load()));
+    }
     with_type(StatusCode::OK, Bytes::from(body), CONTENT_TYPE)
+}
+
+/// The route JSON, with `fleet: {leader, members, drift}` in fleet mode.
+fn with_fleet(
+    ctx: &AdminContext,
+    name: &str,
+    route: &crate::analysis::RolloutStatus,
+) -> serde_json::Value {
+    let mut value = serde_json::to_value(route).unwrap_or(serde_json::Value::Null);
+    if let (Some(board), Some(object)) = (&ctx.fleet, value.as_object_mut()) {
+        let fleet = serde_json::to_value(board.route(name)).unwrap_or(serde_json::Value::Null);
+        object.insert("fleet".to_owned(), fleet);
+    }
+    value
+}
+
+/// `canaryd_fleet_*` gauges (docs/fleet.md#observability).
+fn fleet_metrics(view: &crate::fleet::FleetView) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let gauges: [(&str, &str, f64); 4] = [
+        (
+            "canaryd_fleet_leader",
+            "1 on the fleet's leader, 0 on followers.",
+            f64::from(u8::from(view.is_leader)),
+        ),
+        (
+            "canaryd_fleet_members",
+            "Live members of the fleet (including this replica once it has a lease).",
+            view.members.len() as f64,
+        ),
+        (
+            "canaryd_fleet_etcd_up",
+            "1 while this replica reaches etcd.",
+            f64::from(u8::from(view.etcd == "up")),
+        ),
+        (
+            "canaryd_fleet_state_age_seconds",
+            "Seconds since this replica last confirmed its copy of the fleet state.",
+            view.state_age_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP canaryd_fleet_config_drift 1 while fleet members disagree about a route's settings (the leader does not judge it).\n# TYPE canaryd_fleet_config_drift gauge"
+    );
+    for route in &view.drift {
+        let _ = writeln!(out, "canaryd_fleet_config_drift{{route=\"{route}\"}} 1");
+    }
+    out
 }
 
 fn version_check(report: &VersionReport) -> VersionCheck {
@@ -213,7 +283,9 @@ async fn run_command(ctx: &AdminContext, name: &str, command: Command) -> AdminR
             ),
         ),
         Err(e @ EngineError::NotAllowed(_)) => error(StatusCode::CONFLICT, &e.to_string()),
-        Err(e @ EngineError::Stopped) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e @ (EngineError::Stopped | EngineError::Fleet(_))) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
     }
 }
 

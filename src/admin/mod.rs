@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::analysis::AnalysisHandle;
 use crate::control::{ControlHandle, Reloader};
+use crate::fleet::FleetBoard;
 use crate::metrics::MetricsRegistry;
 
 pub use server::serve;
@@ -32,4 +33,6 @@ pub struct AdminContext {
     pub registry: Arc<MetricsRegistry>,
     /// `POST /api/v1/reload`.
     pub reloader: Reloader,
+    /// Fleet mode: what this replica knows of its fleet (`GET /api/v1/fleet`).
+    pub fleet: Option<FleetBoard>,
 }

@@ -32,12 +32,18 @@ pub enum EngineError {
     /// The analysis is shutting down.
     #[error("the analysis engine is not running")]
     Stopped,
+    /// Fleet mode: the command could not go through etcd, or no leader applied it in time
+    /// (admin API: 503).
+    #[error("fleet: {0}")]
+    Fleet(String),
 }
 
 /// The rollouts at start-up, resumed from the state file, before anything serves.
 pub struct Prepared {
     state_file: StateFile,
     rollouts: BTreeMap<String, (Rollout, Vec<Event>)>,
+    #[cfg(feature = "fleet")]
+    fleet: Option<crate::fleet::FleetHandle>,
 }
 
 impl Prepared {
@@ -55,7 +61,16 @@ impl Prepared {
         Prepared {
             state_file,
             rollouts,
+            #[cfg(feature = "fleet")]
+            fleet: None,
         }
+    }
+
+    /// Run every analysed route as part of a fleet (`docs/fleet.md`).
+    #[cfg(feature = "fleet")]
+    pub fn with_fleet(mut self, fleet: crate::fleet::FleetHandle) -> Prepared {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// The phase and weight each analysed route starts serving with.
@@ -149,6 +164,8 @@ pub fn start(
         persist: persist.clone(),
         shared: shared.clone(),
         registry,
+        #[cfg(feature = "fleet")]
+        fleet: prepared.fleet.clone(),
     };
     for (name, (rollout, events)) in prepared.rollouts {
         if let Some((route, params)) = analysed(&config).find(|(r, _)| r.name == name) {
@@ -176,6 +193,8 @@ struct Supervisor {
     persist: Persist,
     shared: Arc<EngineShared>,
     registry: Arc<MetricsRegistry>,
+    #[cfg(feature = "fleet")]
+    fleet: Option<crate::fleet::FleetHandle>,
 }
 
 impl Supervisor {
@@ -228,7 +247,7 @@ impl Supervisor {
         // supervisor (and every other route's commands) on it.
         tokio::spawn(async move {
             let answer = match task_rx.await {
-                Ok(result) => result.map_err(EngineError::from),
+                Ok(result) => result,
                 Err(_) => Err(EngineError::Stopped),
             };
             let _ = reply.send(answer);
@@ -251,6 +270,10 @@ impl Supervisor {
                 // No analysis any more: the route task ends when its sender is dropped.
                 self.persist.forget(name);
                 self.shared.remove_status(name);
+                #[cfg(feature = "fleet")]
+                if let Some(fleet) = &self.fleet {
+                    fleet.forget(name);
+                }
                 false
             }
         });
@@ -287,6 +310,8 @@ impl Supervisor {
             window,
             window_started: Instant::now(),
             evidence: StepEvidence::new(&params_metrics),
+            #[cfg(feature = "fleet")]
+            fleet: self.fleet.clone(),
         };
         // Known to the admin API from the moment the engine (or the reload adding the route)
         // returns, not only once the task first runs.

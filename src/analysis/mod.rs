@@ -12,6 +12,8 @@ mod decision;
 mod engine;
 mod events;
 mod evidence;
+#[cfg(feature = "fleet")]
+mod fleet_route;
 mod gates;
 mod history;
 mod judge;

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::engine::EngineError;
 use super::evidence::StepEvidence;
 use super::persist::Persist;
 use super::shared::EngineShared;
@@ -34,7 +35,7 @@ pub(super) enum RouteMsg {
     /// An operator command; the reply is the route's new status.
     Command {
         command: Command,
-        reply: oneshot::Sender<Result<RolloutStatus, CommandError>>,
+        reply: oneshot::Sender<Result<RolloutStatus, EngineError>>,
     },
 }
 
@@ -51,6 +52,9 @@ pub(super) struct RouteTask {
     pub(super) window_started: Instant,
     /// The sequential judge's evidence since the step (or rollout) began.
     pub(super) evidence: StepEvidence,
+    /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
+    #[cfg(feature = "fleet")]
+    pub(super) fleet: Option<crate::fleet::FleetHandle>,
 }
 
 /// How often the rollback side of the sequential judge is looked at between checks
@@ -66,6 +70,10 @@ impl RouteTask {
         mut rx: mpsc::UnboundedReceiver<RouteMsg>,
         startup: Vec<Event>,
     ) {
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = self.fleet.take() {
+            return self.run_fleet(fleet, rx, startup).await;
+        }
         self.publish(startup);
         // Measurements from before this task (or before a restart) are not this window's.
         self.discard_measurements();
@@ -102,7 +110,7 @@ impl RouteTask {
                         next_check = next_check.min(Instant::now() + self.params.interval());
                     }
                     Some(RouteMsg::Command { command, reply }) => {
-                        let result = self.command(command);
+                        let result = self.command(command).map_err(EngineError::from);
                         if result.is_ok() {
                             // An operator who gets the answer expects traffic to follow it
                             // already: wait until the data plane routes by the new view.
@@ -121,6 +129,19 @@ impl RouteTask {
     async fn check(&mut self) {
         self.drain_measurements();
         self.window.duration = self.window_started.elapsed();
+        let window = self.window.clone();
+        let evidence = self.evidence.clone();
+        let (decision, events) = self.decide(&window, &evidence).await;
+        self.conclude(&decision, events);
+    }
+
+    /// Ask the gates, judge `window` and `evidence` and ask the confirm webhooks: the
+    /// rollout's next state. Publishes nothing (a fleet leader writes the state to etcd first).
+    pub(super) async fn decide(
+        &mut self,
+        window: &Window,
+        evidence: &StepEvidence,
+    ) -> (Decision, Vec<Event>) {
         let mut answers = GateAnswers::default();
         for kind in self.rollout.gates(&self.params) {
             let yes = self.ask(kind).await;
@@ -129,13 +150,9 @@ impl RouteTask {
                 break;
             }
         }
-        let (mut decision, mut events) = self.rollout.check(
-            &self.params,
-            &self.window,
-            &self.evidence,
-            &answers,
-            SystemTime::now(),
-        );
+        let (mut decision, mut events) =
+            self.rollout
+                .check(&self.params, window, evidence, &answers, SystemTime::now());
         while let Decision::Confirm(confirm) = &decision {
             let yes = self.ask(confirm.webhook()).await;
             match self.rollout.confirm(yes, SystemTime::now()) {
@@ -146,7 +163,12 @@ impl RouteTask {
                 Err(_) => break,
             }
         }
-        self.after(&decision);
+        (decision, events)
+    }
+
+    /// Publish a decided check: new window and evidence as it says, then the outcome.
+    pub(super) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
+        self.after(decision);
         self.publish(events);
         if decision.finished() {
             self.notify_post_rollout();
@@ -173,7 +195,7 @@ impl RouteTask {
     }
 
     /// Start a new window and new evidence as the decision says.
-    fn after(&mut self, decision: &Decision) {
+    pub(super) fn after(&mut self, decision: &Decision) {
         if decision.concludes_window() {
             self.start_window();
         }
@@ -203,7 +225,7 @@ impl RouteTask {
 
     /// Tell everyone what the rollout is now: the data plane (weight, phase), the state file,
     /// the admin API's status, the log, the event ring and the `event` webhooks.
-    fn publish(&self, events: Vec<Event>) {
+    pub(super) fn publish(&self, events: Vec<Event>) {
         self.control
             .set_rollout(self.rollout.route(), self.rollout.view());
         self.persist.save(&self.rollout);
@@ -222,7 +244,7 @@ impl RouteTask {
         }
     }
 
-    fn notify_post_rollout(&self) {
+    pub(super) fn notify_post_rollout(&self) {
         let message = format!(
             "{} {} {}",
             self.rollout.route(),
@@ -254,18 +276,18 @@ impl RouteTask {
         }
     }
 
-    fn start_window(&mut self) {
+    pub(super) fn start_window(&mut self) {
         self.window.clear();
         self.window_started = Instant::now();
     }
 
     /// A new revision or a retry: nothing measured so far is about this rollout.
-    fn start_afresh(&mut self) {
+    pub(super) fn start_afresh(&mut self) {
         self.start_window();
         self.evidence.clear();
     }
 
-    fn drain_measurements(&mut self) {
+    pub(super) fn drain_measurements(&mut self) {
         let mut primary = VersionSample::default();
         let mut canary = VersionSample::default();
         self.metrics.drain_window(Version::Primary, &mut primary);
@@ -275,7 +297,7 @@ impl RouteTask {
         self.evidence.add(&mut primary, &mut canary);
     }
 
-    fn discard_measurements(&mut self) {
+    pub(super) fn discard_measurements(&mut self) {
         self.drain_measurements();
         self.start_afresh();
     }

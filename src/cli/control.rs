@@ -32,7 +32,35 @@ pub fn status(client: &AdminClient, route: Option<&str>, as_json: bool) -> ExitC
         }
     };
     print!("{}", table(&routes));
+    print!("{}", fleet_lines(&routes));
     ExitCode::SUCCESS
+}
+
+/// In fleet mode (docs/fleet.md): who leads, who is a member, and routes in config drift.
+fn fleet_lines(routes: &[Value]) -> String {
+    let Some(fleet) = routes.iter().map(|r| &r["fleet"]).find(|f| f.is_object()) else {
+        return String::new();
+    };
+    let members: Vec<&str> = fleet["members"]
+        .as_array()
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut out = format!(
+        "fleet: leader {}; members {}\n",
+        fleet["leader"].as_str().unwrap_or("(none)"),
+        if members.is_empty() {
+            "(none)".to_owned()
+        } else {
+            members.join(", ")
+        }
+    );
+    for route in routes.iter().filter(|r| r["fleet"]["drift"] == true) {
+        out.push_str(&format!(
+            "fleet: {} is not judged: members disagree about its settings\n",
+            text(&route["name"])
+        ));
+    }
+    out
 }
 
 /// `canaryd promote|abort|pause|resume|retry ROUTE`.

@@ -3,6 +3,7 @@
 
 mod analysis;
 mod error;
+mod fleet;
 mod raw;
 mod routes;
 mod tls;
@@ -11,5 +12,6 @@ mod types;
 mod validate;
 
 pub use error::ConfigError;
+pub use fleet::{FleetConfig, FleetTls};
 pub use types::*;
 pub use validate::{load_file, parse_str};

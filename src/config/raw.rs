@@ -41,6 +41,9 @@ pub(crate) struct RawConfig {
     /// `[log]`.
     #[serde(default)]
     pub log: RawLog,
+    /// `[fleet]` (docs/fleet.md); absent: single-process mode.
+    #[serde(default)]
+    pub fleet: Option<Spanned<super::fleet::RawFleet>>,
     /// `[[route]]`; zero routes is valid (every request gets 404).
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,

@@ -29,6 +29,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[route]]`, in file order.
     pub routes: Vec<RouteConfig>,
+    /// `[fleet]`: share rollouts with other replicas through etcd (docs/fleet.md).
+    pub fleet: Option<super::FleetConfig>,
 }
 
 /// `[proxy]`.

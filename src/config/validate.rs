@@ -65,6 +65,10 @@ pub fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
     let admin = keep(&mut issues, admin_config(&raw.admin, base));
     let state = keep(&mut issues, state_config(&raw.state, base));
     let log = keep(&mut issues, log_config(&raw.log));
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .and_then(|f| keep(&mut issues, super::fleet::fleet_config(f, base)));
     let mut route_list = Vec::with_capacity(raw.route.len());
     for route in &raw.route {
         if let Some(r) = keep(&mut issues, routes::route_config(route)) {
@@ -90,6 +94,7 @@ pub fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
             state,
             log,
             routes: route_list,
+            fleet,
         }),
         // Unreachable: a section is `None` only when it pushed an issue. Still, fail rather
         // than panic.

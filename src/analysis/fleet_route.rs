@@ -1,0 +1,760 @@
+//! A route task in fleet mode (`docs/fleet.md`): the same [`RouteTask`], with etcd between the
+//! decision and everyone applying it.
+//!
+//! - Every replica drains its measurements into its window about once a second and publishes
+//!   them as evidence for the fleet's current window.
+//! - The leader, every `interval`, merges the evidence of every member ([`fleet_window`]),
+//!   judges it, and writes the new rollout in a fenced transaction; only a write that etcd
+//!   accepted is applied. It also consumes the operator commands queued in etcd.
+//! - Every replica (the leader too) applies the state it watches: the rollout is replaced and
+//!   published to the control task with the same message a local decision sends.
+//! - Cut off from etcd, a replica keeps serving what it last applied; it judges its own traffic
+//!   only to roll back (never to advance), and asks the fleet to abort once etcd is back.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::engine::EngineError;
+use super::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
+use super::route_task::{RouteMsg, RouteTask, WATCH_EVERY};
+use super::{
+    Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus,
+    VersionWindow, Window,
+};
+use crate::config::{JudgeKind, MetricCheck, WebhookKind};
+use crate::control::ControlHandle;
+use crate::fleet::{
+    settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
+    RouteState, StepEvidence,
+};
+use crate::routing::Phase;
+
+/// How often a replica publishes its evidence.
+const EVIDENCE_EVERY: Duration = Duration::from_secs(1);
+/// How long an operator waits for the leader to apply a command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Command results kept in a route's state.
+const KEPT_RESULTS: usize = 32;
+
+/// What a route task knows about its fleet state.
+struct Link {
+    fleet: FleetHandle,
+    /// `mod_revision` of the state applied last (0: none yet).
+    applied_revision: i64,
+    /// The fleet window evidence is counted for.
+    window: u64,
+    /// The judge's evidence period (its cumulative evidence restarts when this changes).
+    evidence_epoch: u64,
+    /// Command results of the applied state.
+    results: Vec<CommandResult>,
+    /// This replica's term while it leads.
+    term: Option<i64>,
+    /// Hash of the route's settings, published for drift detection.
+    hash: String,
+    /// Drift already reported (one event per episode).
+    drift_reported: bool,
+    /// While cut off from etcd: the local rollout judged on local traffic (rollback only).
+    cut_off: Option<Rollout>,
+    /// Rolled back locally while cut off: the revision, until the fleet has rolled it back.
+    local_rollback: Option<String>,
+}
+
+/// What a state write starts afresh: the evidence window (histograms) and the judge's
+/// cumulative evidence.
+#[derive(Debug, Clone, Copy)]
+struct Restart {
+    window: bool,
+    evidence: bool,
+}
+
+impl Restart {
+    const NONE: Restart = Restart {
+        window: false,
+        evidence: false,
+    };
+    const BOTH: Restart = Restart {
+        window: true,
+        evidence: true,
+    };
+}
+
+/// The judge's input from the fleet's merged evidence: the one place that knows both shapes.
+pub(super) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
+    let version = |counts: &Counts| VersionWindow {
+        requests: counts.requests,
+        failures: counts.failures,
+        latency: counts.latency.clone(),
+    };
+    Window {
+        primary: version(&merged.primary),
+        canary: version(&merged.canary),
+        duration,
+    }
+}
+
+fn counts_of(window: &VersionWindow) -> Counts {
+    Counts {
+        requests: window.requests,
+        failures: window.failures,
+        latency: window.latency.clone(),
+    }
+}
+
+/// The judge's cumulative evidence as it travels in a replica's evidence key.
+fn judge_to_json(evidence: &JudgeEvidence) -> serde_json::Value {
+    let slow: Vec<serde_json::Value> = evidence
+        .slow
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "above_micros": s.above.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                "primary_requests": s.primary_requests,
+                "primary_slow": s.primary_slow,
+                "canary_requests": s.canary_requests,
+                "canary_slow": s.canary_slow,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "primary": [evidence.primary.requests, evidence.primary.failures],
+        "canary": [evidence.canary.requests, evidence.canary.failures],
+        "slow": slow,
+    })
+}
+
+/// A peer's judge evidence for the same metrics (members agree on them: drift is checked first).
+fn judge_from_json(metrics: &[MetricCheck], value: &serde_json::Value) -> Option<JudgeEvidence> {
+    let counts = |v: &serde_json::Value| -> Option<JudgeCounts> {
+        Some(JudgeCounts {
+            requests: v[0].as_u64()?,
+            failures: v[1].as_u64()?,
+        })
+    };
+    let mut evidence = JudgeEvidence::new(metrics);
+    evidence.primary = counts(&value["primary"])?;
+    evidence.canary = counts(&value["canary"])?;
+    let slow = value["slow"].as_array()?;
+    if slow.len() != evidence.slow.len() {
+        return None;
+    }
+    for (mine, wire) in evidence.slow.iter_mut().zip(slow) {
+        mine.above = wire["above_micros"].as_u64().map(Duration::from_micros);
+        mine.primary_requests = wire["primary_requests"].as_u64()?;
+        mine.primary_slow = wire["primary_slow"].as_u64()?;
+        mine.canary_requests = wire["canary_requests"].as_u64()?;
+        mine.canary_slow = wire["canary_slow"].as_u64()?;
+    }
+    Some(evidence)
+}
+
+fn hash_of(params: &Params) -> String {
+    settings_hash(&format!("{params:?}"))
+}
+
+/// Apply an operator command to a rollout (the leader, for a command queued in etcd).
+fn apply_command(
+    rollout: &mut Rollout,
+    params: &Params,
+    command: Command,
+    now: SystemTime,
+) -> Result<Vec<Event>, CommandError> {
+    match command {
+        Command::Promote => rollout.promote(now),
+        Command::Abort => rollout.abort(now),
+        Command::Pause => rollout.pause(now),
+        Command::Resume => rollout.resume(now),
+        Command::Retry => rollout.retry(params, now),
+    }
+}
+
+impl RouteTask {
+    /// The fleet-mode loop; ends when the supervisor drops the sender.
+    pub(super) async fn run_fleet(
+        mut self,
+        fleet: FleetHandle,
+        mut rx: mpsc::UnboundedReceiver<RouteMsg>,
+        startup: Vec<Event>,
+    ) {
+        let mut link = Link {
+            fleet: fleet.clone(),
+            applied_revision: 0,
+            window: 0,
+            evidence_epoch: 0,
+            results: Vec::new(),
+            term: None,
+            hash: hash_of(&self.params),
+            drift_reported: false,
+            cut_off: None,
+            local_rollback: None,
+        };
+        self.publish(startup);
+        self.discard_measurements();
+        let mut mirror = fleet.mirror();
+        let mut session = fleet.session();
+        let mut evidence = tokio::time::interval(EVIDENCE_EVERY);
+        let mut next_check = Instant::now() + self.params.interval();
+        let mut next_watch = Instant::now() + WATCH_EVERY;
+        self.on_mirror(&mut link).await;
+        loop {
+            let watching =
+                self.params.analysis.judge == JudgeKind::Sequential && link.term.is_some();
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_watch), if watching => {
+                    self.fleet_watch(&mut link).await;
+                    next_watch = Instant::now() + WATCH_EVERY;
+                }
+                _ = evidence.tick() => self.publish_evidence(&mut link),
+                changed = mirror.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.on_mirror(&mut link).await;
+                }
+                changed = session.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let term = session.borrow_and_update().term;
+                    if term != link.term {
+                        link.term = term;
+                        if term.is_some() {
+                            // A new leader continues where the state is, restarting only the
+                            // interval timer.
+                            next_check = Instant::now() + self.params.interval();
+                            self.on_mirror(&mut link).await;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_check) => {
+                    self.fleet_check(&mut link).await;
+                    next_check = Instant::now() + self.params.interval();
+                }
+                msg = rx.recv() => match msg {
+                    None => return,
+                    Some(RouteMsg::Config { params, hooks, metrics }) => {
+                        if params.analysis.metrics != self.params.analysis.metrics {
+                            // Other tests: the evidence counted for the old ones is not theirs.
+                            self.evidence = JudgeEvidence::new(&params.analysis.metrics);
+                        }
+                        self.params = *params;
+                        self.hooks = hooks;
+                        self.metrics = metrics;
+                        link.hash = hash_of(&self.params);
+                        fleet.report(self.rollout.route(), self.rollout.weight(), &link.hash);
+                        // The leader starts a new revision at its next check, once every member
+                        // has the same settings; followers wait for the state.
+                        next_check = next_check.min(Instant::now() + self.params.interval());
+                    }
+                    Some(RouteMsg::Command { command, reply }) => {
+                        let fleet = fleet.clone();
+                        let control = self.control.clone();
+                        let route = self.rollout.route().to_owned();
+                        tokio::spawn(async move {
+                            let answer = fleet_command(&fleet, &control, &route, command).await;
+                            let _ = reply.send(answer);
+                        });
+                    }
+                },
+            }
+        }
+    }
+
+    /// Drain local measurements into the window and publish them as this replica's evidence.
+    fn publish_evidence(&mut self, link: &mut Link) {
+        self.drain_measurements();
+        let route = self.rollout.route().to_owned();
+        link.fleet.report(&route, self.rollout.weight(), &link.hash);
+        let judged = matches!(
+            self.rollout.phase(),
+            Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion
+        );
+        if !judged {
+            return;
+        }
+        let evidence = StepEvidence {
+            window: link.window,
+            revision: self.rollout.revision().to_owned(),
+            weight: self.rollout.weight(),
+            primary: counts_of(&self.window.primary),
+            canary: counts_of(&self.window.canary),
+            judge: Some(judge_to_json(&self.evidence)),
+            judge_epoch: link.evidence_epoch,
+        };
+        link.fleet.publish_evidence(&route, &evidence);
+    }
+
+    /// The mirror changed: apply a new state; as leader, create a missing state and consume
+    /// queued commands.
+    async fn on_mirror(&mut self, link: &mut Link) {
+        let mirror = link.fleet.mirror().borrow().clone();
+        let route = self.rollout.route().to_owned();
+        match mirror.state(&route) {
+            Some((state, revision)) if revision != link.applied_revision => {
+                self.apply_state(link, state, revision);
+            }
+            Some(_) => {}
+            None => {
+                if link.term.is_some() && link.applied_revision == 0 && link.fleet.fresh() {
+                    // A new fleet: the leader's own rollout (from its state file) becomes the
+                    // fleet's.
+                    let first = self.rollout.clone();
+                    self.commit(link, first, Vec::new(), Restart::NONE, Vec::new(), &[])
+                        .await;
+                }
+            }
+        }
+        if link.term.is_some() {
+            let commands = mirror.commands(&route);
+            if !commands.is_empty() {
+                self.consume_commands(link, commands).await;
+            }
+        }
+    }
+
+    fn apply_state(&mut self, link: &mut Link, state: RouteState, revision: i64) {
+        let rollout: Rollout = match serde_json::from_value(state.rollout) {
+            Ok(rollout) => rollout,
+            Err(e) => {
+                tracing::error!(route = %self.rollout.route(), "fleet state has no valid rollout: {e}");
+                return;
+            }
+        };
+        if rollout.route() != self.rollout.route() {
+            return;
+        }
+        link.applied_revision = revision;
+        link.results = state.commands;
+        link.cut_off = None;
+        if state.window != link.window {
+            link.window = state.window;
+            // Counts for the old window no longer matter: start counting for the new one.
+            self.start_window();
+        }
+        if state.evidence != link.evidence_epoch {
+            link.evidence_epoch = state.evidence;
+            self.evidence.clear();
+        }
+        if let Some(revision) = &link.local_rollback {
+            let fleet_rolled_back = rollout.revision() != revision || rollout.weight() == 0;
+            if !fleet_rolled_back {
+                // Keep the canary out locally until the fleet has rolled it back too.
+                return;
+            }
+            link.local_rollback = None;
+        }
+        if rollout != self.rollout {
+            tracing::debug!(
+                route = %rollout.route(),
+                phase = %rollout.phase(),
+                weight = rollout.weight(),
+                revision,
+                writer = %state.writer,
+                "applying fleet state"
+            );
+            self.rollout = rollout;
+            self.publish(Vec::new());
+        }
+    }
+
+    /// Every `interval`: the leader judges the fleet's evidence; a replica cut off from etcd
+    /// judges its own, to roll back only.
+    async fn fleet_check(&mut self, link: &mut Link) {
+        let route = self.rollout.route().to_owned();
+        if !link.fleet.fresh() {
+            self.cut_off_check(link).await;
+            return;
+        }
+        if let Some(rolled_back) = link.local_rollback.clone() {
+            // Back in touch after rolling back alone: ask the fleet to do the same.
+            let command = FleetCommand {
+                id: crate::fleet::new_command_id(link.fleet.replica()),
+                command: Command::Abort.as_str().to_owned(),
+                from: link.fleet.replica().to_owned(),
+            };
+            if link.fleet.submit_command(&route, &command).await.is_ok() {
+                tracing::warn!(route = %route, revision = %rolled_back, "asked the fleet to abort what this replica rolled back alone");
+            }
+        }
+        let Some(_term) = link.term else {
+            return;
+        };
+        let now = SystemTime::now();
+        if let Some(differing) = link.fleet.drift(&route, &link.hash) {
+            if !link.drift_reported {
+                link.drift_reported = true;
+                let event = Event::warning(
+                    &route,
+                    now,
+                    format!(
+                        "Fleet config drift on {route}: {} disagree about its settings; not judging until every member has the same config",
+                        differing.join(", ")
+                    ),
+                );
+                self.publish(vec![event]);
+            }
+            // Evidence gathered under mixed settings is not judged.
+            return;
+        }
+        if link.drift_reported {
+            link.drift_reported = false;
+            let event = Event::info(
+                &route,
+                now,
+                format!("Fleet members agree on {route}'s settings again"),
+            );
+            self.publish(vec![event]);
+        }
+        // A config that moved on (new revision) starts its rollout first.
+        let mut next = self.rollout.clone();
+        let events = next.on_config(&self.params, now);
+        if !events.is_empty() {
+            self.commit(link, next, events, Restart::BOTH, Vec::new(), &[])
+                .await;
+            return;
+        }
+        self.drain_measurements();
+        let Some((window, judged, replicas)) = self.merged(link) else {
+            return;
+        };
+        let before = self.rollout.clone();
+        let (decision, events) = self.decide(&window, &judged).await;
+        let next = std::mem::replace(&mut self.rollout, before);
+        if next == self.rollout {
+            return;
+        }
+        tracing::debug!(
+            route = %route,
+            canary_requests = window.canary.requests,
+            ?replicas,
+            ?decision,
+            "fleet check"
+        );
+        let concluded = decision.concludes_window();
+        let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
+        let written = self
+            .commit(
+                link,
+                next,
+                events,
+                Restart {
+                    window: concluded,
+                    evidence: restart,
+                },
+                Vec::new(),
+                &[],
+            )
+            .await;
+        if written && decision.finished() {
+            self.notify_post_rollout();
+        }
+    }
+
+    /// The fleet's window (summed histograms) and the judge's evidence (summed counts) for the
+    /// current window and evidence period, this replica's own included.
+    fn merged(&self, link: &Link) -> Option<(Window, JudgeEvidence, Vec<String>)> {
+        let route = self.rollout.route();
+        let mirror = link.fleet.mirror().borrow().clone();
+        let others = mirror.evidence(route, link.fleet.replica());
+        let own = StepEvidence {
+            window: link.window,
+            revision: self.rollout.revision().to_owned(),
+            weight: self.rollout.weight(),
+            primary: counts_of(&self.window.primary),
+            canary: counts_of(&self.window.canary),
+            judge: None,
+            judge_epoch: link.evidence_epoch,
+        };
+        let entries = std::iter::once((link.fleet.replica(), &own))
+            .chain(others.iter().map(|(replica, e)| (replica.as_str(), e)));
+        let merged = match MergedEvidence::merge(link.window, self.rollout.revision(), entries) {
+            Ok(merged) => merged,
+            Err(e) => {
+                tracing::error!(route, "cannot merge fleet evidence: {e}");
+                return None;
+            }
+        };
+        let mut judged = self.evidence.clone();
+        for (_, theirs) in &others {
+            if theirs.judge_epoch != link.evidence_epoch
+                || theirs.revision != self.rollout.revision()
+            {
+                continue;
+            }
+            if let Some(value) = &theirs.judge {
+                match judge_from_json(&self.params.analysis.metrics, value) {
+                    Some(evidence) => judged.merge(&evidence),
+                    None => tracing::warn!(
+                        route,
+                        "ignoring a replica's judge evidence of another shape"
+                    ),
+                }
+            }
+        }
+        let window = fleet_window(&merged, self.window_started.elapsed());
+        Some((window, judged, merged.replicas))
+    }
+
+    /// Between checks, on the leader: let the sequential judge roll a burning canary back on
+    /// the fleet's evidence.
+    async fn fleet_watch(&mut self, link: &mut Link) {
+        if link.term.is_none() || !link.fleet.fresh() {
+            return;
+        }
+        if link.fleet.drift(self.rollout.route(), &link.hash).is_some() {
+            return;
+        }
+        self.drain_measurements();
+        let Some((window, judged, _)) = self.merged(link) else {
+            return;
+        };
+        let before = self.rollout.clone();
+        let watched = self
+            .rollout
+            .watch(&self.params, &window, &judged, SystemTime::now());
+        let next = std::mem::replace(&mut self.rollout, before);
+        let Some((decision, events)) = watched else {
+            return;
+        };
+        let concluded = decision.concludes_window();
+        let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
+        let written = self
+            .commit(
+                link,
+                next,
+                events,
+                Restart {
+                    window: concluded,
+                    evidence: restart,
+                },
+                Vec::new(),
+                &[],
+            )
+            .await;
+        if written && decision.finished() {
+            self.notify_post_rollout();
+        }
+    }
+
+    /// Cut off from etcd: judge local traffic on a local copy of the rollout; apply it only if
+    /// it rolls back.
+    async fn cut_off_check(&mut self, link: &mut Link) {
+        self.drain_measurements();
+        let mut local = link.cut_off.take().unwrap_or_else(|| self.rollout.clone());
+        let mut answers = GateAnswers::default();
+        for kind in local.gates(&self.params) {
+            // Only the metrics decide here: no webhook is called on the leader's behalf.
+            answers.set(kind, kind != WebhookKind::Rollback);
+        }
+        self.window.duration = self.window_started.elapsed();
+        let (decision, mut events) = local.check(
+            &self.params,
+            &self.window,
+            &self.evidence,
+            &answers,
+            SystemTime::now(),
+        );
+        if let Decision::Rollback(_) = decision {
+            events.insert(
+                0,
+                Event::warning(
+                    local.route(),
+                    SystemTime::now(),
+                    format!(
+                        "{} is cut off from etcd and its canary fails here: rolling back locally",
+                        local.route()
+                    ),
+                ),
+            );
+            link.local_rollback = Some(local.revision().to_owned());
+            self.rollout = local;
+            self.start_window();
+            self.publish(events);
+            return;
+        }
+        if decision.concludes_window() {
+            self.start_window();
+        }
+        link.cut_off = Some(local);
+    }
+
+    /// Queued operator commands: apply them in order and write the result with the state.
+    async fn consume_commands(&mut self, link: &mut Link, commands: Vec<(String, FleetCommand)>) {
+        let now = SystemTime::now();
+        let mut next = self.rollout.clone();
+        let mut events = Vec::new();
+        let mut results = Vec::new();
+        let mut keys = Vec::new();
+        let mut new_window = false;
+        let mut finished = false;
+        for (key, queued) in commands {
+            keys.push(key);
+            let Some(command) = Command::ALL
+                .into_iter()
+                .find(|c| c.as_str() == queued.command)
+            else {
+                results.push(CommandResult {
+                    id: queued.id,
+                    refused: Some(format!("unknown command {:?}", queued.command)),
+                });
+                continue;
+            };
+            match apply_command(&mut next, &self.params, command, now) {
+                Ok(more) => {
+                    tracing::info!(route = %next.route(), command = command.as_str(), from = %queued.from, "fleet operator command");
+                    events.extend(more);
+                    new_window |= command == Command::Retry;
+                    finished |= matches!(command, Command::Promote | Command::Abort);
+                    results.push(CommandResult {
+                        id: queued.id,
+                        refused: None,
+                    });
+                }
+                Err(e) => results.push(CommandResult {
+                    id: queued.id,
+                    refused: Some(e.to_string()),
+                }),
+            }
+        }
+        let written = self
+            .commit(
+                link,
+                next,
+                events,
+                Restart {
+                    window: new_window,
+                    evidence: new_window || finished,
+                },
+                results,
+                &keys,
+            )
+            .await;
+        if written && finished {
+            self.notify_post_rollout();
+        }
+    }
+
+    /// Write `next` as the route's fleet state (fenced); apply and publish it only if etcd
+    /// accepted it. `restart` says what starts afresh with it.
+    async fn commit(
+        &mut self,
+        link: &mut Link,
+        next: Rollout,
+        events: Vec<Event>,
+        restart: Restart,
+        results: Vec<CommandResult>,
+        consumed: &[String],
+    ) -> bool {
+        let Some(term) = link.term else {
+            return false;
+        };
+        let rollout = match serde_json::to_value(&next) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!(route = %next.route(), "cannot encode the rollout: {e}");
+                return false;
+            }
+        };
+        let mut commands = link.results.clone();
+        commands.extend(results);
+        let excess = commands.len().saturating_sub(KEPT_RESULTS);
+        commands.drain(..excess);
+        let window = link.window + u64::from(restart.window);
+        let evidence = link.evidence_epoch + u64::from(restart.evidence);
+        let state = RouteState {
+            rollout,
+            term,
+            writer: link.fleet.replica().to_owned(),
+            window,
+            evidence,
+            weight: next.weight(),
+            phase: next.phase().as_str().to_owned(),
+            commands,
+        };
+        let route = next.route().to_owned();
+        match link
+            .fleet
+            .write_state(&route, &state, link.applied_revision, consumed)
+            .await
+        {
+            Ok(revision) => {
+                link.applied_revision = revision;
+                link.results = state.commands;
+                if window != link.window {
+                    link.window = window;
+                    self.start_window();
+                }
+                if evidence != link.evidence_epoch {
+                    link.evidence_epoch = evidence;
+                    self.evidence.clear();
+                }
+                self.rollout = next;
+                self.publish(events);
+                true
+            }
+            Err(FleetError::Fenced) => {
+                tracing::warn!(route = %route, term, "fleet state not written: leadership or state changed");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(route = %route, "fleet state not written: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// An operator command on this replica: queue it in etcd and answer once the fleet state
+/// records what the leader did with it (and this replica's data plane routes by it).
+async fn fleet_command(
+    fleet: &FleetHandle,
+    control: &ControlHandle,
+    route: &str,
+    command: Command,
+) -> Result<RolloutStatus, EngineError> {
+    let id = crate::fleet::new_command_id(fleet.replica());
+    let mut mirror = fleet.mirror();
+    let queued = FleetCommand {
+        id: id.clone(),
+        command: command.as_str().to_owned(),
+        from: fleet.replica().to_owned(),
+    };
+    fleet
+        .submit_command(route, &queued)
+        .await
+        .map_err(|e| EngineError::Fleet(format!("cannot queue {command}: {e}")))?;
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let answered = {
+            let current = mirror.borrow_and_update();
+            current.state(route).and_then(|(state, _)| {
+                let result = state.commands.iter().find(|r| r.id == id)?.clone();
+                let rollout: Rollout = serde_json::from_value(state.rollout).ok()?;
+                Some((result, rollout))
+            })
+        };
+        if let Some((result, rollout)) = answered {
+            return match result.refused {
+                None => {
+                    control.apply_rollout(rollout.route(), rollout.view()).await;
+                    Ok(rollout.status())
+                }
+                Some(_) => Err(EngineError::NotAllowed(CommandError::NotAllowed {
+                    command,
+                    phase: rollout.phase(),
+                })),
+            };
+        }
+        match tokio::time::timeout_at(deadline, mirror.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(EngineError::Stopped),
+            Err(_) => {
+                return Err(EngineError::Fleet(format!(
+                    "no fleet leader applied {command} within {}s; it stays queued",
+                    COMMAND_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+}
