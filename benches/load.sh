@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark: canaryd vs HAProxy vs nginx (and "direct" to the upstream as a
 # reference), all doing the same 90/10 split over keep-alive to two fast nginx upstreams on
-# loopback. SPEC section 8: only the ratios from one run mean anything.
+# loopback. docs/performance.md: only the ratios from one run mean anything.
 #
 # Usage:  benches/load.sh            (from anywhere; needs wrk, haproxy, nginx, curl)
 #
@@ -517,7 +517,7 @@ if ((${#CANARYD_TARGETS[@]})); then
                 }'
         done
     done
-    echo "(goals from SPEC section 8; with few/short rounds on a shared 2-core box they are indicative only)"
+    echo "(goals from docs/performance.md; with few/short rounds on a shared 2-core box they are indicative only)"
 fi
 
 echo

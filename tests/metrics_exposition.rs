@@ -13,7 +13,7 @@ use canaryd::metrics::{
 use canaryd::routing::Phase;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
-/// Every metric of SPEC section 6 and its type, plus the extension `canaryd_retries_total`.
+/// Every metric of docs/operations.md#series and its type, plus the extension `canaryd_retries_total`.
 const FAMILIES: [(&str, &str); 15] = [
     ("canaryd_requests_total", "counter"),
     ("canaryd_request_duration_seconds", "histogram"),

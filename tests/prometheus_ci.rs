@@ -28,7 +28,7 @@ fn tool(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_owned())
 }
 
-/// An exposition with every family of SPEC section 6 in it.
+/// An exposition with every family of docs/operations.md#series in it.
 fn full_exposition() -> String {
     let registry = MetricsRegistry::default();
     let shop = registry.route("shop");

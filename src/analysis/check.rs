@@ -1,4 +1,4 @@
-//! One analysis interval of a rollout (SPEC section 4, "Checks" and "Promotion"), and the
+//! One analysis interval of a rollout (docs/rollouts.md#checks, docs/rollouts.md#promotion), and the
 //! answer of a confirm webhook that a passing check asked for.
 //!
 //! What the runner does every `interval`, per route:

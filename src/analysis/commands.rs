@@ -1,4 +1,4 @@
-//! Operator commands (`canaryd promote|abort|pause|resume|retry`, SPEC sections 1 and 6).
+//! Operator commands (`canaryd promote|abort|pause|resume|retry`, docs/rollouts.md#operator-commands).
 //!
 //! | command | allowed in | result |
 //! |---|---|---|

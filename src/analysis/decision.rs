@@ -53,7 +53,7 @@ pub enum Decision {
 
 impl Decision {
     /// Whether the check concluded, so the runner starts a new window. Only an inconclusive
-    /// check keeps the window growing (SPEC section 4: "requests since the last concluded
+    /// check keeps the window growing (docs/rollouts.md#checks: "requests since the last concluded
     /// check"); everything else, including phases that judge nothing, starts afresh so that
     /// stale traffic never leaks into a later verdict.
     pub fn concludes_window(&self) -> bool {

@@ -1,4 +1,4 @@
-//! Rollout events (SPEC section 6): what happened to a route, in Flagger's words, and the
+//! Rollout events (docs/rollouts.md#events): what happened to a route, in Flagger's words, and the
 //! ring buffer of the last 1000 that `GET /api/v1/events` serves.
 
 use std::collections::VecDeque;

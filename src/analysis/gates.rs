@@ -1,4 +1,4 @@
-//! Which webhooks the runner asks before a check (SPEC section 5).
+//! Which webhooks the runner asks before a check (docs/rollouts.md#webhooks).
 //!
 //! Up-front gates only: `confirm-traffic-increase` and `confirm-promotion` are asked *after*
 //! a check passed, when [`super::Decision::Confirm`] says so, because they approve a specific

@@ -1,4 +1,4 @@
-//! Canary analysis (SPEC sections 4 and 5): the rollout state machine, and the runner around it.
+//! Canary analysis (docs/rollouts.md): the rollout state machine, and the runner around it.
 //!
 //! The state machine is pure and synchronous: [`Params`] (from config) → [`Window`] (what was
 //! measured) → [`Rollout`] ([`Rollout::gates`], [`Rollout::check`], [`Rollout::confirm`],

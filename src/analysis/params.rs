@@ -1,7 +1,7 @@
 //! The rollout parameters of one route, taken from its validated config.
 //!
 //! The state machine receives a fresh [`Params`] with every call, so a reload's new analysis
-//! settings apply from the next check (SPEC section 2, hot reload) without any extra plumbing.
+//! settings apply from the next check (docs/configuration.md#reloading) without any extra plumbing.
 
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ impl Params {
         })
     }
 
-    /// Canary weights or A/B or blue/green (SPEC section 4).
+    /// Canary weights or A/B or blue/green (docs/rollouts.md#ab-testing-and-bluegreen).
     pub fn strategy(&self) -> Strategy {
         match (&self.analysis.steps, self.has_match_rules) {
             (Steps::Weights(_), _) => Strategy::Canary,

@@ -1,4 +1,4 @@
-//! How a [`Phase`] is written to the state file: its SPEC name (`"Progressing"`), so the file
+//! How a [`Phase`] is written to the state file: its documented name (`"Progressing"`), so the file
 //! stays readable and `Phase` (owned by the data plane) needs no serde dependency.
 
 use serde::{de, Deserialize, Deserializer, Serializer};

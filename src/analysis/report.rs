@@ -1,4 +1,4 @@
-//! The `last_check` JSON of SPEC section 6: what one check saw and concluded.
+//! The `last_check` JSON of docs/operations.md#admin-api: what one check saw and concluded.
 
 use std::time::Duration;
 

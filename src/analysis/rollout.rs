@@ -1,5 +1,4 @@
-//! The rollout of one route: its persisted state, how a config starts or resumes it (SPEC
-//! section 4, "Start" and "New revision"), and the transitions every other file shares.
+//! The rollout of one route: its persisted state, how a config starts or resumes it (docs/rollouts.md#start), and the transitions every other file shares.
 //!
 //! Pure: no IO and no clock reads. Every call takes the route's current [`Params`] and `now`,
 //! and returns the [`Event`]s it produced; the runner publishes [`Rollout::view`] and persists
@@ -39,7 +38,7 @@ pub enum FinishOutcome {
 }
 
 /// The last finished rollout of a route: which revision, and how it ended. A revision that
-/// appears here is not rolled out again on its own (SPEC section 4, "Start").
+/// appears here is not rolled out again on its own (docs/rollouts.md#start).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finished {
     /// The canary revision that finished.

@@ -1,4 +1,4 @@
-//! The persisted rollout state (SPEC section 4, "State").
+//! The persisted rollout state (docs/rollouts.md#state-file).
 //!
 //! # Schema
 //!

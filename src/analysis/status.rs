@@ -1,4 +1,4 @@
-//! The route JSON of `GET /api/v1/routes/{name}` (SPEC section 6), as far as the rollout
+//! The route JSON of `GET /api/v1/routes/{name}` (docs/operations.md#admin-api), as far as the rollout
 //! knows it.
 
 use serde::Serialize;

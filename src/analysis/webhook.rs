@@ -1,4 +1,4 @@
-//! Calling the rollout webhooks of SPEC section 5.
+//! Calling the rollout webhooks of docs/rollouts.md#webhooks.
 //!
 //! # Payload
 //!
@@ -14,7 +14,7 @@
 //! and `metadata` come from the hook the body is sent to, so one payload can be sent to several
 //! hooks and each still gets its own metadata.
 //!
-//! One optional field is added beyond SPEC 5: `message`, present only when set (omitted, not
+//! One optional field is added beyond the core payload: `message`, present only when set (omitted, not
 //! `null`, otherwise). `event` hooks carry the event's message there ("Promotion completed! shop
 //! is now serving v1.5.0"), and `post-rollout` hooks a one-line outcome ("Rolling back shop failed
 //! checks threshold reached 5"). That answers the GitOps caveat — an automatic rollback leaves the
@@ -72,12 +72,12 @@ pub struct WebhookPayload {
     pub weight: u8,
     /// Failed checks so far in this rollout.
     pub failed_checks: u32,
-    /// Extension to SPEC 5: the event message for `event` hooks, the outcome for `post-rollout`
+    /// Extension of the core payload: the event message for `event` hooks, the outcome for `post-rollout`
     /// hooks. Omitted from the JSON when `None`.
     pub message: Option<String>,
 }
 
-/// The JSON body as sent: SPEC 5's fields in SPEC order, plus `message` when set.
+/// The JSON body as sent: the core fields in the order docs/rollouts.md#webhooks lists them, plus `message` when set.
 #[derive(Serialize)]
 struct WireBody<'a> {
     route: &'a str,

@@ -70,7 +70,7 @@ pub(crate) struct RawProxy {
     pub ejection_failures: Spanned<i64>,
     pub ejection_base_time: Spanned<String>,
     pub ejection_max_time: Spanned<String>,
-    /// Extension of SPEC section 2: bounds of the upstream keep-alive pool (see `upstream::pool`).
+    /// Extension (docs/configuration.md#keys-and-defaults): bounds of the upstream keep-alive pool (see `upstream::pool`).
     pub pool_max_idle_per_endpoint: Spanned<i64>,
     pub pool_idle_timeout: Spanned<String>,
     pub drain_timeout: Spanned<String>,

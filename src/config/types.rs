@@ -60,7 +60,7 @@ pub struct ProxyConfig {
     pub retry_budget: RetryBudgetConfig,
     /// Passive ejection of failing endpoints (an extension: docs/configuration.md#keys-and-defaults).
     pub ejection: EjectionConfig,
-    /// Bounds of the per-worker upstream keep-alive pools (an extension of SPEC section 2).
+    /// Bounds of the per-worker upstream keep-alive pools (an extension: docs/configuration.md#keys-and-defaults).
     pub pool: PoolConfig,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,

@@ -1,4 +1,4 @@
-//! The Prometheus text exposition of `GET /metrics` (SPEC section 6).
+//! The Prometheus text exposition of `GET /metrics` (docs/operations.md#metrics).
 //!
 //! Everything is read at scrape time from the request-path atomics and from plain input structs
 //! the admin module fills from the routing snapshot and the analysis statuses, so this module
@@ -17,8 +17,7 @@
 //! three error kinds and both retry outcomes are emitted, zeros included, so ratios and `rate`s
 //! never miss a series.
 //!
-//! `canaryd_retries_total` is the one family that SPEC section 6 does not list: an extension for
-//! the retry budget.
+//! `canaryd_retries_total` is an extension (docs/operations.md#series) for the retry budget.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -226,8 +225,8 @@ fn upstream_errors(routes: &[&RouteInput]) -> MetricFamily {
     )
 }
 
-/// An extension of SPEC section 6 (whose names are exact, so this adds a family and renames
-/// none): what the retry budget answered, by the version whose endpoints failed to connect.
+/// An extension (docs/operations.md#series; the core names are exact, so this adds a family and
+/// renames none): what the retry budget answered, by the version whose endpoints failed to connect.
 fn retries_total(routes: &[&RouteInput]) -> MetricFamily {
     let mut metrics = Vec::new();
     for route in routes {

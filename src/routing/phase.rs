@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// A route's rollout phase (SPEC section 4).
+/// A route's rollout phase (docs/rollouts.md#phases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {
     /// No canary, or the canary revision equals the primary's.
@@ -24,7 +24,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// Every phase, in SPEC order (used for the `canaryd_canary_phase` series).
+    /// Every phase, in the order of docs/rollouts.md#phases (used for the `canaryd_canary_phase` series).
     pub const ALL: [Phase; 8] = [
         Phase::Idle,
         Phase::Static,

@@ -1,4 +1,4 @@
-//! Webhook gates (SPEC section 5): which are asked when, and what their answers do.
+//! Webhook gates (docs/rollouts.md#webhooks): which are asked when, and what their answers do.
 
 use super::*;
 use crate::analysis::{Confirm, Failure, Hold, NothingPending, RollbackReason};

@@ -27,7 +27,7 @@ pub(super) fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0 + seconds)
 }
 
-/// The seed schedule of the brief: interval 60s, threshold 5, step 10 up to 50, at least 20
+/// The seed schedule (docs/rollouts.md#worked-example-the-seed-schedule): interval 60s, threshold 5, step 10 up to 50, at least 20
 /// canary requests, 10 inconclusive checks, success rate >= 99%, P99 <= 500ms.
 pub(super) fn seed() -> Params {
     Params {

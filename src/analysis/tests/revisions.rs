@@ -1,4 +1,4 @@
-//! Start, new revisions, reloads and restarts (SPEC section 4, "Start", "Rollback is sticky",
+//! Start, new revisions, reloads and restarts (docs/rollouts.md#start, docs/rollouts.md#rollback,
 //! "State").
 
 use std::path::Path;

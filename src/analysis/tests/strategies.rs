@@ -1,4 +1,4 @@
-//! A/B testing and blue/green: `iterations` instead of weights (SPEC section 4).
+//! A/B testing and blue/green: `iterations` instead of weights (docs/rollouts.md#ab-testing-and-bluegreen).
 
 use super::*;
 use crate::analysis::Strategy;
