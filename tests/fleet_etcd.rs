@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fleet_support::*;
-use support::Load;
 
 const STEPS: &str = "10, 20, 30, 40, 50, 60, 70, 80, 90";
 
@@ -28,21 +27,9 @@ async fn weights(replicas: &[Replica]) -> Vec<Option<u64>> {
 async fn losing_etcd_quorum_keeps_the_last_weights_and_the_rollout_resumes_after() {
     let mut f = fleet(STEPS).await;
     let history = History::record(&f.etcd).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let client = admin_client();
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 20", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
-        (weight >= 20).then_some(())
-    })
-    .await;
+    leader_at_weight(&client, &f.replicas, 20).await;
 
     f.etcd.kill(1);
     f.etcd.kill(2);
@@ -123,21 +110,9 @@ async fn losing_etcd_quorum_keeps_the_last_weights_and_the_rollout_resumes_after
 #[ignore = "needs etcd"]
 async fn a_replica_cut_off_from_etcd_drops_a_failing_canary_and_the_fleet_follows() {
     let mut f = fleet(STEPS).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let client = admin_client();
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 20", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
-        (weight >= 20).then_some(())
-    })
-    .await;
+    leader_at_weight(&client, &f.replicas, 20).await;
     f.etcd.kill(1);
     f.etcd.kill(2);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -179,21 +154,9 @@ async fn a_replica_cut_off_from_etcd_drops_a_failing_canary_and_the_fleet_follow
 #[ignore = "needs etcd"]
 async fn a_follower_whose_watch_is_compacted_away_recovers_the_current_state() {
     let f = fleet(STEPS).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let client = admin_client();
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 20", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
-        (weight >= 20).then_some(())
-    })
-    .await;
+    let leader = leader_at_weight(&client, &f.replicas, 20).await;
     let follower = (leader + 1) % 3;
     f.replicas[follower].pause();
     // Flood the fleet's prefix so the paused follower's watch falls behind (etcd moves it off

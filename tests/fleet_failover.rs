@@ -53,15 +53,7 @@ async fn killing_the_leader_mid_rollout_moves_leadership_and_the_rollout_goes_on
         .map(|r| Some(Load::start(r.url("/"), 60)))
         .collect();
     let client = admin_client();
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 30", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
-        (weight >= 30).then_some(())
-    })
-    .await;
+    let leader = leader_at_weight(&client, &f.replicas, 30).await;
 
     f.replicas[leader].kill();
     let killed = Instant::now();
@@ -123,21 +115,9 @@ async fn killing_the_leader_mid_rollout_moves_leadership_and_the_rollout_goes_on
 async fn a_leader_paused_past_its_lease_cannot_write_and_comes_back_as_a_follower() {
     let f = fleet(STEPS).await;
     let history = History::record(&f.etcd).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let client = admin_client();
-    let old = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 20", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[old]).await?;
-        (weight >= 20).then_some(())
-    })
-    .await;
+    let old = leader_at_weight(&client, &f.replicas, 20).await;
 
     f.replicas[old].pause();
     let paused = Instant::now();
@@ -210,21 +190,9 @@ async fn a_leader_paused_past_its_lease_cannot_write_and_comes_back_as_a_followe
 #[ignore = "needs etcd"]
 async fn a_leader_stopped_with_sigterm_hands_leadership_over_at_once() {
     let f = fleet(STEPS).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let client = admin_client();
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 20", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
-        (weight >= 20).then_some(())
-    })
-    .await;
+    let leader = leader_at_weight(&client, &f.replicas, 20).await;
     f.replicas[leader].terminate();
     let stopped = Instant::now();
     wait_for("a new leader", Duration::from_secs(6), || {

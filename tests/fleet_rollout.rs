@@ -11,18 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use fleet_support::*;
-use support::Load;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs etcd"]
 async fn a_healthy_canary_is_promoted_by_the_fleet_on_the_fleets_totals() {
     let f = fleet("10, 20, 30, 40, 50").await;
     let history = History::record(&f.etcd).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let agreement = Agreement::start(f.replicas.iter().map(|r| r.admin).collect());
     let started = Instant::now();
     let canary_hits_before = f.canary.hits();
@@ -163,11 +158,7 @@ async fn a_bad_canary_is_rolled_back_everywhere_and_stays_failed_after_restartin
     let mut f = fleet("10, 20, 30, 40, 50").await;
     f.canary.fail_every.store(2, Ordering::SeqCst); // 50% errors
     let history = History::record(&f.etcd).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     wait_for(
         "rollback on every replica",
         Duration::from_secs(20),
@@ -203,11 +194,7 @@ async fn a_bad_canary_is_rolled_back_everywhere_and_stays_failed_after_restartin
     )
     .await;
     let hits = f.canary.hits();
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for load in loads {
         load.stop().await;
@@ -229,21 +216,9 @@ async fn a_bad_canary_is_rolled_back_everywhere_and_stays_failed_after_restartin
 async fn abort_on_a_follower_sets_weight_zero_everywhere_within_two_seconds() {
     let f = fleet("10, 20, 30, 40, 50, 60, 70, 80, 90").await;
     let history = History::record(&f.etcd).await;
-    let loads: Vec<Load> = f
-        .replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&f.replicas);
     let client = admin_client();
-    let leader = wait_for("a leader", Duration::from_secs(10), || {
-        leader_of(&f.replicas)
-    })
-    .await;
-    wait_for("weight 20", Duration::from_secs(20), || async {
-        let (_, weight) = shop(&client, &f.replicas[leader]).await?;
-        (weight >= 20).then_some(())
-    })
-    .await;
+    let leader = leader_at_weight(&client, &f.replicas, 20).await;
     let follower = (leader + 1) % 3;
     let asked = Instant::now();
     let (status, body) = admin_post(
@@ -307,10 +282,7 @@ async fn members_that_disagree_about_a_routes_settings_hold_it_until_they_agree(
         .zip(&configs)
         .map(|(name, config)| Replica::start(name, config))
         .collect();
-    let loads: Vec<Load> = replicas
-        .iter()
-        .map(|r| Load::start(r.url("/"), 60))
-        .collect();
+    let loads = load_through(&replicas);
     let client = admin_client();
     wait_for("drift to be seen", Duration::from_secs(10), || async {
         let fleet = admin_get(&client, replicas[0].admin, "/api/v1/fleet").await?;

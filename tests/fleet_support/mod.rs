@@ -714,3 +714,26 @@ pub fn gauge(exposition: &str, name: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// 60 requests per second through each replica.
+pub fn load_through(replicas: &[Replica]) -> Vec<crate::support::Load> {
+    replicas
+        .iter()
+        .map(|r| crate::support::Load::start(r.url("/"), 60))
+        .collect()
+}
+
+/// Wait for a leader, then for the weight it reports to reach `weight`; the leader's index.
+pub async fn leader_at_weight(client: &Client, replicas: &[Replica], weight: u64) -> usize {
+    let leader = wait_for("a leader", Duration::from_secs(10), || leader_of(replicas)).await;
+    wait_for(
+        &format!("weight {weight}"),
+        Duration::from_secs(20),
+        || async {
+            let (_, reported) = shop(client, &replicas[leader]).await?;
+            (reported >= weight).then_some(())
+        },
+    )
+    .await;
+    leader
+}
