@@ -726,9 +726,11 @@ pub fn load_through(replicas: &[Replica]) -> Vec<crate::support::Load> {
 /// Wait for a leader, then for the weight it reports to reach `weight`; the leader's index.
 pub async fn leader_at_weight(client: &Client, replicas: &[Replica], weight: u64) -> usize {
     let leader = wait_for("a leader", Duration::from_secs(10), || leader_of(replicas)).await;
+    // The sequential judge needs a few hundred canary requests per step (docs/rollouts.md): at
+    // 10% of 3 × 60 req/s that is about 17 s, so 20 s was too tight on a loaded machine.
     wait_for(
         &format!("weight {weight}"),
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || async {
             let (_, reported) = shop(client, &replicas[leader]).await?;
             (reported >= weight).then_some(())
