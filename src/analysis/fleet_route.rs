@@ -431,24 +431,7 @@ impl RouteTask {
             ?decision,
             "fleet check"
         );
-        let concluded = decision.concludes_window();
-        let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
-        let written = self
-            .commit(
-                link,
-                next,
-                events,
-                Restart {
-                    window: concluded,
-                    evidence: restart,
-                },
-                Vec::new(),
-                &[],
-            )
-            .await;
-        if written && decision.finished() {
-            self.notify_post_rollout();
-        }
+        self.commit_decision(link, next, &decision, events).await;
     }
 
     /// The fleet's window (summed histograms) and the judge's evidence (summed counts) for the
@@ -517,24 +500,7 @@ impl RouteTask {
         let Some((decision, events)) = watched else {
             return;
         };
-        let concluded = decision.concludes_window();
-        let restart = decision.restarts_evidence(self.params.analysis.sequential.evidence);
-        let written = self
-            .commit(
-                link,
-                next,
-                events,
-                Restart {
-                    window: concluded,
-                    evidence: restart,
-                },
-                Vec::new(),
-                &[],
-            )
-            .await;
-        if written && decision.finished() {
-            self.notify_post_rollout();
-        }
+        self.commit_decision(link, next, &decision, events).await;
     }
 
     /// Cut off from etcd: judge local traffic on a local copy of the rollout; apply it only if
@@ -631,6 +597,27 @@ impl RouteTask {
             )
             .await;
         if written && finished {
+            self.notify_post_rollout();
+        }
+    }
+
+    /// Write what a check or the watch decided, restarting the window and evidence as the
+    /// decision says; a finished rollout that reached etcd tells the post-rollout hooks.
+    async fn commit_decision(
+        &mut self,
+        link: &mut Link,
+        next: Rollout,
+        decision: &Decision,
+        events: Vec<Event>,
+    ) {
+        let restart = Restart {
+            window: decision.concludes_window(),
+            evidence: decision.restarts_evidence(self.params.analysis.sequential.evidence),
+        };
+        let written = self
+            .commit(link, next, events, restart, Vec::new(), &[])
+            .await;
+        if written && decision.finished() {
             self.notify_post_rollout();
         }
     }
