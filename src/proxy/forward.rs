@@ -127,7 +127,7 @@ pub async fn handle(
         .filter(|_| request.version() == http::Version::HTTP_11)
         .cloned();
     let upgrade = upgrade::requested(request.version(), request.headers())
-        .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
+        .map(|protocol| (protocol, upgrade::client_side(&mut request)));
     let (mut parts, body) = request.into_parts();
     let facts = ClientFacts {
         peer: client.peer.ip(),

@@ -110,6 +110,11 @@ impl<T> InformationalIo<T> {
     pub fn new(inner: T, queue: Option<Arc<Informational>>) -> Self {
         InformationalIo { inner, queue }
     }
+
+    /// The socket underneath.
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 impl<T: AsyncWrite + Unpin> InformationalIo<T> {

@@ -6,10 +6,8 @@
 //! selects tokio's work-stealing runtime instead, kept for benchmarking the choice.
 //!
 //! `[proxy.tls].listen` sockets are bound the same way and served by the same workers: after
-//! the TLS handshake (see `tls.rs`) a connection goes through exactly the serving path a plain
-//! one does.
+//! the TLS handshake (see `tls.rs`) a connection is served by `connection.rs` like a plain one.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -17,35 +15,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
+use super::connection::Client;
 use super::drain::OpenConnections;
-use super::h2_idle::StreamActivity;
-use super::informational::{Informational, InformationalIo};
-use super::tls::{ClientProtocol, ClientStream, TlsCerts};
-use super::{handle, ClientConn, ProxyShared};
-
-/// The HTTP/1 settings of every client connection, applied to the auto-detecting builder and to
-/// the HTTP/1-only one (two hyper types with the same setters).
-macro_rules! http1_settings {
-    ($http1:expr, $timer:expr, $proxy:expr) => {
-        $http1
-            .timer($timer)
-            .header_read_timeout($proxy.header_read_timeout)
-            .max_buf_size($proxy.max_header_bytes.max(8192))
-            .keep_alive(true)
-            // A client that shuts down its write side after its requests (`nc -N`, health
-            // checks) still gets every answer (`docs/security.md#protocol-conformance`).
-            .half_close(true)
-    };
-}
+use super::tls::TlsCerts;
+use super::ProxyShared;
 
 /// How worker threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,13 +191,6 @@ struct Worker {
     shutdown: watch::Receiver<bool>,
 }
 
-/// What one client connection's requests share; cloned per request, so it is per connection
-/// (its refcount stays on this connection's core).
-struct ConnContext {
-    shared: Arc<ProxyShared>,
-    client: ClientConn,
-}
-
 impl Worker {
     async fn serve(self, sockets: Vec<BoundSocket>) {
         let connections = Arc::new(OpenConnections::default());
@@ -310,141 +281,10 @@ impl Worker {
             .process
             .active_connections
             .fetch_add(1, Ordering::Relaxed);
-        let snapshot = self.shared.snapshot.load();
-        let proxy = &snapshot.config.proxy;
-        let activity = Arc::new(ReadActivity::default());
-        let head_timer = || {
-            HeadTimer::new(
-                activity.clone(),
-                proxy.idle_timeout,
-                proxy.header_read_timeout,
-            )
-        };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        http1_settings!(builder.http1(), head_timer(), proxy);
-        // TLS connections that did not negotiate `h2` are served HTTP/1.1 only, which the auto
-        // builder cannot do with upgrades; this builder gets the same HTTP/1 settings.
-        let http1_only = acceptor.as_ref().map(|_| {
-            let mut http1 = hyper::server::conn::http1::Builder::new();
-            http1_settings!(http1, head_timer(), proxy);
-            http1
-        });
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(256)
-            .max_header_list_size(u32::try_from(proxy.max_header_bytes).unwrap_or(u32::MAX))
-            .max_pending_accept_reset_streams(Some(20))
-            .max_local_error_reset_streams(Some(1024));
-        // A client that stalls the handshake is cut like one that stalls its request head.
-        let handshake_timeout = proxy.header_read_timeout;
-        let shared = self.shared.clone();
+        let client = Client::new(peer, self.shared.clone(), self.shutdown.clone());
         let open = connections.opened();
-        let idle_timeout = proxy.idle_timeout;
-        let mut shutdown = self.shutdown.clone();
         async move {
-            let stream = match acceptor {
-                None => Some(ClientStream::Plain(stream)),
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => Some(ClientStream::Tls(Box::new(tls))),
-                        // Scanners, plain HTTP on the TLS port, clients that dislike the
-                        // certificate: routine on an internet-facing port, so debug only.
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            None
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, ?handshake_timeout, "TLS handshake timed out");
-                            None
-                        }
-                    }
-                }
-            };
-            if let Some(stream) = stream {
-                let tls = matches!(stream, ClientStream::Tls(_));
-                let protocol = stream.protocol();
-                // HTTP/2 cannot carry a forwarded 1xx (see `informational.rs`).
-                let informational =
-                    (protocol != ClientProtocol::Http2).then(|| Arc::new(Informational::default()));
-                let io = TokioIo::new(InformationalIo::new(
-                    CountingIo::new(stream, activity),
-                    informational.clone(),
-                ));
-                let context = Arc::new(ConnContext {
-                    shared,
-                    client: ClientConn::new(peer, tls).with_informational(informational),
-                });
-                let streams = StreamActivity::new();
-                let service = service_fn({
-                    let streams = streams.clone();
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let context = context.clone();
-                        let stream = if request.version() == hyper::Version::HTTP_2 {
-                            Some(streams.stream_opened())
-                        } else {
-                            streams.saw_http1();
-                            None
-                        };
-                        async move {
-                            // Dropped with this future if the client cancels the stream first.
-                            let mut stream = stream;
-                            // Boxed: the request's future is about 4 KB, and hyper moves the
-                            // service future several times (into its dispatcher, and for
-                            // HTTP/2 into a spawned task); moving a pointer is cheaper than
-                            // copying 4 KB each time (measured in BENCHMARKS.md).
-                            let mut response =
-                                Box::pin(handle(&context.shared, &context.client, request)).await;
-                            if let Some(mut stream) = stream.take() {
-                                stream.answered();
-                                response.body_mut().hold_stream(stream);
-                            }
-                            Ok::<_, Infallible>(response)
-                        }
-                    }
-                });
-                // One serving loop for whichever connection type the protocol needs.
-                macro_rules! serve {
-                    ($connection:expr) => {{
-                        let connection = $connection;
-                        tokio::pin!(connection);
-                        let mut closing = false;
-                        let result = loop {
-                            tokio::select! {
-                                // The connection first and in order: no random draw per wake-up.
-                                biased;
-                                result = connection.as_mut() => break result,
-                                _ = shutdown.wait_for(|stop| *stop), if !closing => {
-                                    connection.as_mut().graceful_shutdown();
-                                    closing = true;
-                                }
-                                () = streams.over_cancel_budget() => {
-                                    tracing::warn!(%peer, "closing a client connection that cancelled too many requests");
-                                    break Ok(());
-                                }
-                                () = streams.idle_for(idle_timeout), if !closing => {
-                                    tracing::debug!(%peer, "closing idle HTTP/2 connection");
-                                    connection.as_mut().graceful_shutdown();
-                                    closing = true;
-                                }
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                        }
-                    }};
-                }
-                match (protocol, http1_only) {
-                    (ClientProtocol::Http2, _) => {
-                        let http2 = builder.http2_only();
-                        serve!(http2.serve_connection(io, service))
-                    }
-                    (ClientProtocol::Http1, Some(http1)) => {
-                        serve!(http1.serve_connection(io, service).with_upgrades())
-                    }
-                    _ => serve!(builder.serve_connection_with_upgrades(io, service)),
-                }
-            }
+            client.serve(stream, acceptor).await;
             drop(open);
             stats
                 .process

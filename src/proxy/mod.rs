@@ -6,14 +6,18 @@
 mod body;
 mod cancel_budget;
 mod conn_timer;
+mod connection;
 mod drain;
 mod error;
 mod forward;
 mod h2_idle;
 pub mod headers;
+mod http1_rounds;
 mod informational;
 mod listener;
 mod mirror;
+mod rewind;
+mod service;
 mod tls;
 mod tls_sni;
 mod upgrade;

@@ -11,13 +11,15 @@
 //! protocols) is answered as a plain HTTP/1.1 request; HTTP/2 stays available by prior
 //! knowledge and ALPN.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::body::ResponseBody;
@@ -60,6 +62,65 @@ fn lists_h2c(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A client socket handed to a tunnel.
+pub trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
+
+/// Where a plain HTTP/1 connection served in rounds (`http1_rounds.rs`) hands its socket over
+/// once the 101 is written; put on the request by that connection, taken by [`client_side`].
+/// (Request extensions must be `Clone`, hence the shared slot.)
+#[derive(Clone)]
+pub struct ReleasedUpgrade(Arc<Mutex<Option<SocketReceiver>>>);
+
+/// Where a released client socket arrives.
+type SocketReceiver = oneshot::Receiver<Box<dyn ClientIo>>;
+
+impl ReleasedUpgrade {
+    /// The request's side of the channel the round sends the socket on.
+    pub fn new(socket: SocketReceiver) -> Self {
+        ReleasedUpgrade(Arc::new(Mutex::new(Some(socket))))
+    }
+
+    fn take(&self) -> Option<SocketReceiver> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// The client's side of an upgrade: hyper's, or the socket a round hands over.
+pub enum ClientUpgrade {
+    /// hyper keeps the connection and resolves this after writing the 101.
+    Hyper(OnUpgrade),
+    /// The round ends after the 101 and sends the socket here.
+    Released(SocketReceiver),
+}
+
+/// Take the client's side of the upgrade off the request.
+pub fn client_side<B>(request: &mut http::Request<B>) -> ClientUpgrade {
+    match request
+        .extensions_mut()
+        .remove::<ReleasedUpgrade>()
+        .and_then(|released| released.take())
+    {
+        Some(socket) => ClientUpgrade::Released(socket),
+        None => ClientUpgrade::Hyper(hyper::upgrade::on(request)),
+    }
+}
+
+impl ClientUpgrade {
+    /// The client's socket, once the 101 has gone out.
+    async fn socket(self) -> Result<Box<dyn ClientIo>, String> {
+        match self {
+            ClientUpgrade::Hyper(on) => match on.await {
+                Ok(upgraded) => Ok(Box::new(TokioIo::new(upgraded))),
+                Err(e) => Err(e.to_string()),
+            },
+            ClientUpgrade::Released(socket) => socket
+                .await
+                .map_err(|_| "the client connection ended before the 101 was written".into()),
+        }
+    }
+}
+
 /// Put the upgrade back on the upstream request after hop-by-hop removal took it off.
 pub fn keep_on_request(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(UPGRADE, protocol);
@@ -70,7 +131,7 @@ pub fn keep_on_request(headers: &mut HeaderMap, protocol: HeaderValue) {
 pub fn tunnel(
     mut response: Response<Incoming>,
     conn: Conn,
-    client: OnUpgrade,
+    client: ClientUpgrade,
     route: &Arc<Route>,
     served_by: Version,
     version_header: Option<&http::HeaderName>,
@@ -91,9 +152,9 @@ pub fn tunnel(
     tokio::spawn(async move {
         // The connection stays counted in flight to its endpoint for the tunnel's life.
         let _conn = conn;
-        match tokio::try_join!(client, upstream) {
-            Ok((client, upstream)) => {
-                let mut client = TokioIo::new(client);
+        let upstream = async { upstream.await.map_err(|e| e.to_string()) };
+        match tokio::try_join!(client.socket(), upstream) {
+            Ok((mut client, upstream)) => {
                 let mut upstream = TokioIo::new(upstream);
                 if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                     tracing::debug!(route = %route_name, error = %e, "tunnel closed with an error");

@@ -1,0 +1,272 @@
+//! One client connection from accept to close: the TLS handshake, the protocol (ALPN on TLS,
+//! the HTTP/2 preface on plain TCP), and the serving loop of that protocol.
+//!
+//! Plain HTTP/1.1 is served in rounds (`http1_rounds.rs`), so an idle connection holds no
+//! hyper buffers. HTTP/2 and TLS HTTP/1.1 keep one hyper connection for their life: an HTTP/2
+//! connection multiplexes streams and has no idle boundary to stop at, and rustls holds
+//! buffers of its own for a TLS connection's life anyway.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
+use super::h2_idle::StreamActivity;
+use super::http1_rounds::{PlainSocket, Rounds};
+use super::informational::{Informational, InformationalIo};
+use super::rewind::Rewind;
+use super::service::{ClientService, ConnContext};
+use super::tls::{ClientProtocol, ClientStream};
+use super::{ClientConn, ProxyShared};
+use crate::config::ProxyConfig;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a client connection's serving needs from the configuration, read once at accept.
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    idle_timeout: Duration,
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl ConnLimits {
+    fn new(proxy: &ProxyConfig) -> Self {
+        ConnLimits {
+            idle_timeout: proxy.idle_timeout,
+            header_read_timeout: proxy.header_read_timeout,
+            max_header_bytes: proxy.max_header_bytes,
+        }
+    }
+}
+
+/// An accepted client connection and what serving it needs.
+pub(super) struct Client {
+    peer: SocketAddr,
+    shared: Arc<ProxyShared>,
+    limits: ConnLimits,
+    activity: Arc<ReadActivity>,
+    streams: Arc<StreamActivity>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Client {
+    /// A connection from `peer`, accepted now.
+    pub fn new(
+        peer: SocketAddr,
+        shared: Arc<ProxyShared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let limits = ConnLimits::new(&shared.snapshot.load().config.proxy);
+        Client {
+            peer,
+            shared,
+            limits,
+            activity: Arc::new(ReadActivity::default()),
+            streams: StreamActivity::new(),
+            shutdown,
+        }
+    }
+
+    /// Serve the connection until it closes.
+    pub async fn serve(self, stream: TcpStream, acceptor: Option<TlsAcceptor>) {
+        match acceptor {
+            None => self.serve_plain(stream).await,
+            Some(acceptor) => {
+                if let Some(tls) = self.handshake(acceptor, stream).await {
+                    self.serve_tls(tls).await;
+                }
+            }
+        }
+    }
+
+    /// A client that stalls the handshake is cut like one that stalls its request head.
+    async fn handshake(&self, acceptor: TlsAcceptor, stream: TcpStream) -> Option<ClientStream> {
+        let timeout = self.limits.header_read_timeout;
+        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => Some(ClientStream::Tls(Box::new(tls))),
+            // Scanners, plain HTTP on the TLS port, clients that dislike the certificate:
+            // routine on an internet-facing port, so debug only.
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, ?timeout, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    fn service(&self, tls: bool, informational: Option<Arc<Informational>>) -> ClientService {
+        let context = ConnContext {
+            shared: self.shared.clone(),
+            client: ClientConn::new(self.peer, tls).with_informational(informational),
+        };
+        ClientService::new(context, self.streams.clone())
+    }
+
+    fn http1(&self) -> http1::Builder {
+        let limits = self.limits;
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(HeadTimer::new(
+                self.activity.clone(),
+                limits.idle_timeout,
+                limits.header_read_timeout,
+            ))
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true)
+            // A client that shuts down its write side after its requests (`nc -N`, health
+            // checks) still gets every answer (`docs/security.md#protocol-conformance`).
+            .half_close(true);
+        http1
+    }
+
+    fn http2(&self) -> http2::Builder<TokioExecutor> {
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(u32::try_from(self.limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(1024));
+        http2
+    }
+
+    /// Plain TCP: HTTP/2 if the connection starts with its preface (h2c), HTTP/1.1 otherwise.
+    async fn serve_plain(mut self, stream: TcpStream) {
+        // HTTP/2 cannot carry a forwarded 1xx (see `informational.rs`); plain connections are
+        // almost always HTTP/1.1, so they get the queue.
+        let informational = Some(Arc::new(Informational::default()));
+        let mut socket: PlainSocket = Rewind::new(InformationalIo::new(
+            CountingIo::new(stream, self.activity.clone()),
+            informational.clone(),
+        ));
+        let service = self.service(false, informational);
+        let sniffed = tokio::select! {
+            biased;
+            sniffed = tokio::time::timeout(self.limits.header_read_timeout, starts_with_preface(&mut socket)) => sniffed,
+            _ = self.shutdown.wait_for(|stop| *stop) => return,
+        };
+        match sniffed {
+            Ok(Ok(Some(true))) => {
+                let connection = self.http2().serve_connection(TokioIo::new(socket), service);
+                tokio::pin!(connection);
+                self.drive(connection.as_mut(), |c| c.graceful_shutdown())
+                    .await;
+            }
+            Ok(Ok(Some(false))) => {
+                let http1 = self.http1();
+                let rounds = Rounds {
+                    http1: &http1,
+                    service,
+                    activity: self.activity.clone(),
+                    idle_timeout: self.limits.idle_timeout,
+                    shutdown: self.shutdown.clone(),
+                    peer: self.peer,
+                };
+                rounds.serve(socket).await;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "client connection failed")
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "closing a connection that sent no request in time");
+            }
+        }
+    }
+
+    /// TLS: the protocol ALPN chose, so a connection is never served a protocol it did not
+    /// negotiate (`docs/security.md#protocol-conformance`).
+    async fn serve_tls(mut self, stream: ClientStream) {
+        let protocol = stream.protocol();
+        let informational =
+            (protocol != ClientProtocol::Http2).then(|| Arc::new(Informational::default()));
+        let io = TokioIo::new(InformationalIo::new(
+            CountingIo::new(stream, self.activity.clone()),
+            informational.clone(),
+        ));
+        let service = self.service(true, informational);
+        if protocol == ClientProtocol::Http2 {
+            let connection = self.http2().serve_connection(io, service);
+            tokio::pin!(connection);
+            self.drive(connection.as_mut(), |c| c.graceful_shutdown())
+                .await;
+        } else {
+            let connection = self.http1().serve_connection(io, service).with_upgrades();
+            tokio::pin!(connection);
+            self.drive(connection.as_mut(), |c| c.graceful_shutdown())
+                .await;
+        }
+    }
+
+    /// Run a connection that lives as long as the client's: graceful shutdown on the process's
+    /// shutdown signal and on the HTTP/2 idle timeout, a hard close over the cancel budget.
+    async fn drive<C, E>(&mut self, mut connection: Pin<&mut C>, graceful: fn(Pin<&mut C>))
+    where
+        C: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let peer = self.peer;
+        let mut closing = false;
+        let result = loop {
+            tokio::select! {
+                // The connection first and in order: no random draw per wake-up.
+                biased;
+                result = connection.as_mut() => break result,
+                _ = self.shutdown.wait_for(|stop| *stop), if !closing => {
+                    graceful(connection.as_mut());
+                    closing = true;
+                }
+                () = self.streams.over_cancel_budget() => {
+                    tracing::warn!(%peer, "closing a client connection that cancelled too many requests");
+                    break Ok(());
+                }
+                () = self.streams.idle_for(self.limits.idle_timeout), if !closing => {
+                    tracing::debug!(%peer, "closing idle HTTP/2 connection");
+                    graceful(connection.as_mut());
+                    closing = true;
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+    }
+}
+
+/// Read until the first bytes differ from the HTTP/2 preface or match all of it, and put them
+/// back: `Some(true)` for HTTP/2, `Some(false)` for anything else, `None` if the client
+/// closed first. Reads at most the preface's 24 bytes, so nothing of a request is consumed.
+async fn starts_with_preface(socket: &mut PlainSocket) -> std::io::Result<Option<bool>> {
+    let mut read = [0u8; HTTP2_PREFACE.len()];
+    let mut filled = 0;
+    let http2 = loop {
+        let n = socket.read(&mut read[filled..]).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        filled += n;
+        if read[..filled] != HTTP2_PREFACE[..filled] {
+            break false;
+        }
+        if filled == HTTP2_PREFACE.len() {
+            break true;
+        }
+    };
+    socket.put_back(Bytes::copy_from_slice(&read[..filled]));
+    Ok(Some(http2))
+}

@@ -1,0 +1,287 @@
+//! Plain HTTP/1.1 client connections served in rounds, so an idle keep-alive connection holds
+//! its socket and nothing of hyper's (`docs/performance.md#memory-per-idle-connection`).
+//!
+//! hyper keeps a connection's read and write buffers (about 16 KiB) and its dispatcher for the
+//! connection's whole life, idle or not, and has no setting to let them go. So a plain
+//! connection gets a fresh hyper connection only when a request's first bytes arrive — a
+//! *round* — and the round ends, its buffers freed, as soon as the connection is back at a
+//! message boundary with nothing in flight:
+//!
+//! 1. Wait until the next request's first byte can be peeked (`idle_timeout` bounds the wait,
+//!    as hyper's keep-alive timer did); bytes put back by the previous round start one at once.
+//! 2. Serve with hyper. When the last request had no body, did not ask to close, and its
+//!    response head has been written, disable keep-alive: hyper finishes that response and
+//!    stops without touching the socket (`poll_without_shutdown`). A response head already
+//!    written is unaffected, so the client sees an ordinary keep-alive answer.
+//! 3. Take the socket back with whatever hyper read past that response (a pipelined request)
+//!    and go to 1.
+//!
+//! A request with a body keeps its round going: whether hyper consumed every byte of it is not
+//! visible from outside, and only hyper's own next parse proves the boundary. The round ends
+//! after the next bodiless request instead. A connection that asked to close, or a response
+//! that closes, ends the connection as hyper would. A 101 ends the round with the socket handed
+//! to the tunnel (`upgrade.rs`).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::header::CONNECTION;
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch, Notify};
+
+use super::body::ResponseBody;
+use super::conn_timer::{CountingIo, ReadActivity};
+use super::informational::InformationalIo;
+use super::rewind::Rewind;
+use super::service::ClientService;
+use super::upgrade::{self, ClientIo, ReleasedUpgrade};
+
+/// A plain client socket as every round sees it.
+pub(super) type PlainSocket = Rewind<InformationalIo<CountingIo<TcpStream>>>;
+
+/// What the requests of one round tell the loop that serves it.
+pub(super) struct Round {
+    activity: Arc<ReadActivity>,
+    started: AtomicU32,
+    answered: AtomicU32,
+    /// The latest request leaves the connection at a boundary a new hyper connection can
+    /// start from: no body, no `Connection: close`, and (once answered) no closing response.
+    reusable: AtomicBool,
+    switched: AtomicBool,
+    upgrade: Mutex<Option<oneshot::Sender<Box<dyn ClientIo>>>>,
+    answered_one: Notify,
+}
+
+impl Round {
+    fn new(activity: Arc<ReadActivity>) -> Self {
+        Round {
+            activity,
+            started: AtomicU32::new(0),
+            answered: AtomicU32::new(0),
+            reusable: AtomicBool::new(false),
+            switched: AtomicBool::new(false),
+            upgrade: Mutex::new(None),
+            answered_one: Notify::new(),
+        }
+    }
+
+    /// hyper parsed a request head of this round and is calling the service.
+    pub fn request_started(&self, request: &mut Request<Incoming>) {
+        self.activity.head_parsed();
+        self.started.fetch_add(1, Ordering::Relaxed);
+        let reusable =
+            request.body().is_end_stream() && !asks_to_close(request.version(), request.headers());
+        self.reusable.store(reusable, Ordering::Relaxed);
+        if upgrade::requested(request.version(), request.headers()).is_some() {
+            let (socket, released) = oneshot::channel();
+            *self.upgrade.lock().unwrap_or_else(PoisonError::into_inner) = Some(socket);
+            request
+                .extensions_mut()
+                .insert(ReleasedUpgrade::new(released));
+        }
+    }
+
+    /// The service returned `response`; hyper writes its head in the same poll.
+    pub fn answered(&self, response: &Response<ResponseBody>) {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            self.switched.store(true, Ordering::Relaxed);
+        }
+        if asks_to_close(http::Version::HTTP_11, response.headers()) {
+            self.reusable.store(false, Ordering::Relaxed);
+        }
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.answered_one.notify_one();
+    }
+
+    /// Every request of the round is answered and the last one left a clean boundary.
+    fn can_end(&self) -> bool {
+        self.started.load(Ordering::Relaxed) == self.answered.load(Ordering::Relaxed)
+            && self.reusable.load(Ordering::Relaxed)
+            && !self.switched.load(Ordering::Relaxed)
+    }
+
+    fn served_any(&self) -> bool {
+        self.started.load(Ordering::Relaxed) > 0
+    }
+
+    fn take_upgrade(&self) -> Option<oneshot::Sender<Box<dyn ClientIo>>> {
+        if !self.switched.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.upgrade
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Whether a message's `Connection` field (or, for HTTP/1.0, its absence of `keep-alive`)
+/// closes the connection after it (RFC 9112 §9.3).
+fn asks_to_close(version: http::Version, headers: &HeaderMap) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for token in headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let token = token.trim();
+        close |= token.eq_ignore_ascii_case("close");
+        keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+    }
+    close || (version <= http::Version::HTTP_10 && !keep_alive)
+}
+
+/// How rounds are served on one connection.
+pub(super) struct Rounds<'a> {
+    pub http1: &'a http1::Builder,
+    pub service: ClientService,
+    pub activity: Arc<ReadActivity>,
+    pub idle_timeout: Duration,
+    pub shutdown: watch::Receiver<bool>,
+    pub peer: std::net::SocketAddr,
+}
+
+/// How a round ended.
+enum RoundEnd {
+    /// Back at a message boundary: wait for the next request.
+    Boundary(PlainSocket),
+    /// The connection is done (closed by either side, an error, or shutdown).
+    Closed,
+}
+
+impl Rounds<'_> {
+    /// Serve `socket` until the connection ends.
+    pub async fn serve(mut self, mut socket: PlainSocket) {
+        loop {
+            if !socket.has_put_back() && !self.wait_for_request(&socket).await {
+                close(socket).await;
+                return;
+            }
+            match self.round(socket).await {
+                RoundEnd::Boundary(next) => socket = next,
+                RoundEnd::Closed => return,
+            }
+        }
+    }
+
+    /// Wait, holding only the socket, until the next request's first bytes arrive; `false`
+    /// if the connection should close instead (idle timeout, the client closed, shutdown, a
+    /// socket error).
+    async fn wait_for_request(&mut self, socket: &PlainSocket) -> bool {
+        let tcp = socket.get_ref().get_ref().get_ref();
+        // A peek, not `readable()`: readiness left over from hyper's last read would start a
+        // round with nothing to read, and that round would sit idle holding hyper's buffers.
+        let mut first = [0u8; 1];
+        tokio::select! {
+            biased;
+            peeked = tokio::time::timeout(self.idle_timeout, tcp.peek(&mut first)) => match peeked {
+                Ok(Ok(n)) => n > 0,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "client connection failed while idle");
+                    false
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "closing idle HTTP/1 connection");
+                    false
+                }
+            },
+            _ = self.shutdown.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    /// One hyper connection, from a request's first bytes to the next boundary.
+    async fn round(&mut self, socket: PlainSocket) -> RoundEnd {
+        self.activity.round_started();
+        let round = Arc::new(Round::new(self.activity.clone()));
+        // Boxed, so the idle connection's task does not carry hyper's connection state inline.
+        let mut connection = Box::new(
+            self.http1
+                .serve_connection(TokioIo::new(socket), self.service.in_round(round.clone())),
+        );
+        let mut ending = false;
+        let mut stopping = false;
+        let result = loop {
+            tokio::select! {
+                // The connection first and in order: no random draw per wake-up.
+                biased;
+                result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
+                () = round.answered_one.notified(), if !ending && !stopping => {
+                    if round.can_end() {
+                        std::pin::Pin::new(&mut *connection).graceful_shutdown();
+                        ending = true;
+                    }
+                }
+                _ = self.shutdown.wait_for(|stop| *stop), if !stopping => {
+                    std::pin::Pin::new(&mut *connection).graceful_shutdown();
+                    stopping = true;
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %self.peer, error = %e, "client connection ended with an error");
+            return RoundEnd::Closed;
+        }
+        let parts = connection.into_parts();
+        let mut socket = parts.io.into_inner();
+        socket.put_back(parts.read_buf);
+        if let Some(tunnel) = round.take_upgrade() {
+            // The 101 is out; the tunnel owns the socket from here.
+            let _ = tunnel.send(Box::new(socket));
+            return RoundEnd::Closed;
+        }
+        if ending && !stopping && round.served_any() {
+            RoundEnd::Boundary(socket)
+        } else {
+            close(socket).await;
+            RoundEnd::Closed
+        }
+    }
+}
+
+/// Close the write side as hyper would have at the end of a connection.
+async fn close(mut socket: PlainSocket) {
+    let _ = socket.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn connection(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(CONNECTION, HeaderValue::from_static(v));
+        }
+        headers
+    }
+
+    #[test]
+    fn close_is_read_like_hyper_reads_it() {
+        use http::Version;
+        assert!(!asks_to_close(Version::HTTP_11, &connection(&[])));
+        assert!(asks_to_close(Version::HTTP_11, &connection(&["close"])));
+        assert!(asks_to_close(
+            Version::HTTP_11,
+            &connection(&["x-a, Close"])
+        ));
+        assert!(asks_to_close(
+            Version::HTTP_11,
+            &connection(&["x-a", "close"])
+        ));
+        assert!(asks_to_close(Version::HTTP_10, &connection(&[])));
+        assert!(!asks_to_close(
+            Version::HTTP_10,
+            &connection(&["Keep-Alive"])
+        ));
+        assert!(!asks_to_close(Version::HTTP_11, &connection(&["closed"])));
+    }
+}
