@@ -25,7 +25,7 @@ use super::http1_rounds::{PlainSocket, Rounds};
 use super::informational::{Informational, InformationalIo};
 use super::rewind::Rewind;
 use super::service::{ClientService, ConnContext};
-use super::tls::{ClientProtocol, ClientStream};
+use super::tls::{negotiated_protocol, ClientProtocol, ClientTlsStream};
 use super::{ClientConn, ProxyShared};
 use crate::config::ProxyConfig;
 
@@ -91,10 +91,10 @@ impl Client {
     }
 
     /// A client that stalls the handshake is cut like one that stalls its request head.
-    async fn handshake(&self, acceptor: TlsAcceptor, stream: TcpStream) -> Option<ClientStream> {
+    async fn handshake(&self, acceptor: TlsAcceptor, stream: TcpStream) -> Option<ClientTlsStream> {
         let timeout = self.limits.header_read_timeout;
         match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Some(ClientStream::Tls(Box::new(tls))),
+            Ok(Ok(tls)) => Some(Box::new(tls)),
             // Scanners, plain HTTP on the TLS port, clients that dislike the certificate:
             // routine on an internet-facing port, so debug only.
             Ok(Err(e)) => {
@@ -191,8 +191,8 @@ impl Client {
 
     /// TLS: the protocol ALPN chose, so a connection is never served a protocol it did not
     /// negotiate (`docs/security.md#protocol-conformance`).
-    async fn serve_tls(mut self, stream: ClientStream) {
-        let protocol = stream.protocol();
+    async fn serve_tls(mut self, stream: ClientTlsStream) {
+        let protocol = negotiated_protocol(&stream);
         let informational =
             (protocol != ClientProtocol::Http2).then(|| Arc::new(Informational::default()));
         let io = TokioIo::new(InformationalIo::new(

@@ -28,4 +28,4 @@ pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
 pub use error::ProxyError;
 pub use forward::{handle, ClientConn, ProxyShared};
 pub use listener::{bind_listeners, spawn_workers, BoundListeners, RuntimeModel, WorkerSet};
-pub use tls::{load_server_config, ClientStream, TlsCerts, TlsError, ALPN_PROTOCOLS};
+pub use tls::{load_server_config, ClientTlsStream, TlsCerts, TlsError, ALPN_PROTOCOLS};

@@ -1,6 +1,6 @@
 //! TLS termination: building the rustls server configuration from `[proxy.tls]` (the default
 //! certificate) and its `[[proxy.tls.sni]]` entries, the shared slot the workers read it from,
-//! and the client stream type that is either plain or TLS.
+//! and the protocol a TLS client negotiated.
 //!
 //! The current [`ServerConfig`] lives in an [`ArcSwap`] ([`TlsCerts`]) shared by every worker:
 //! each TLS accept loads it once, so a reload that swaps in new certificates affects only
@@ -10,11 +10,8 @@
 //! control task, so any certificate or key that does not load (or a key that does not belong
 //! to its certificate) rejects the whole reload and the old set keeps serving.
 
-use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -22,7 +19,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -229,97 +225,25 @@ impl TlsCerts {
     }
 }
 
-/// A client connection's byte stream: plain TCP, or TLS after a completed handshake.
-///
-/// One concrete type lets plain and TLS connections share a single serving path (same hyper
-/// builder, same timers) without making it generic.
-pub enum ClientStream {
-    /// A plain TCP connection.
-    Plain(TcpStream),
-    /// A TLS connection; boxed because the rustls state is large and plain connections are
-    /// the common case.
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// A client connection after a completed TLS handshake; boxed because the rustls state is
+/// large.
+pub type ClientTlsStream = Box<TlsStream<TcpStream>>;
 
-/// The HTTP version a client connection is served with.
+/// The HTTP version a TLS client connection is served with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientProtocol {
-    /// Plain TCP: HTTP/1.1, or HTTP/2 when the connection starts with its preface (h2c).
-    Detect,
     /// TLS that negotiated `h2`: HTTP/2 only.
     Http2,
     /// TLS that negotiated `http/1.1` or no ALPN protocol: HTTP/1.1 only.
     Http1,
 }
 
-impl ClientStream {
-    /// What ALPN decided, so a TLS connection is never served a protocol it did not negotiate
-    /// (`docs/security.md#protocol-conformance`).
-    pub fn protocol(&self) -> ClientProtocol {
-        match self {
-            ClientStream::Plain(_) => ClientProtocol::Detect,
-            ClientStream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                ClientProtocol::Http2
-            }
-            ClientStream::Tls(_) => ClientProtocol::Http1,
-        }
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientStream::Plain(s) => s.is_write_vectored(),
-            ClientStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+/// What ALPN decided, so a TLS connection is never served a protocol it did not negotiate
+/// (`docs/security.md#protocol-conformance`).
+pub fn negotiated_protocol(tls: &TlsStream<TcpStream>) -> ClientProtocol {
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        ClientProtocol::Http2
+    } else {
+        ClientProtocol::Http1
     }
 }
