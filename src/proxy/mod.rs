@@ -22,6 +22,7 @@ mod tls;
 mod tls_sni;
 mod upgrade;
 mod validate;
+mod write_through;
 
 pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
