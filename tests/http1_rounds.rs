@@ -107,3 +107,27 @@ async fn a_partial_head_after_an_idle_gap_still_gets_the_header_read_timeout() {
     );
     assert_eq!(up.hits(), 1);
 }
+
+/// The first bytes of a connection are read to tell HTTP/2 from HTTP/1 and put back; a head
+/// that stalls inside them is still cut at `header_read_timeout`.
+#[tokio::test]
+async fn a_head_stalled_within_the_protocol_sniff_gets_the_header_read_timeout() {
+    let up = Upstream::start("app").await;
+    let proxy = Canaryd::start(
+        &(base_config(
+            "",
+            "header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"",
+        ) + &app_route(&up)),
+    );
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream.write_all(b"GET /a HTTP/1.1\r\nHo").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "a stalled first head was held {waited:?}, not cut at header_read_timeout"
+    );
+    assert_eq!(up.hits(), 0);
+}

@@ -5,13 +5,13 @@
 //! `idle_timeout` (90 s). [`HeadTimer`] is the `Timer` hyper's HTTP/1 side uses for that one
 //! deadline: while no byte of the next request has arrived it waits `idle_timeout`; from the
 //! first byte on, the head must be complete within `header_read_timeout`. The very first request
-//! of a connection gets `header_read_timeout` from the accept, as a slowloris guard, and so does
-//! the first request of each round on a plain connection (`http1_rounds.rs`), whose bytes have
-//! already arrived when hyper starts.
+//! of a connection gets `header_read_timeout` from the accept, as a slowloris guard. Bytes put
+//! back for a round of `http1_rounds.rs` are counted again when hyper reads them
+//! (`rewind.rs` sits under [`CountingIo`]), so a head that starts in them is a started head.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -25,33 +25,12 @@ use super::write_through::write_through;
 #[derive(Debug, Default)]
 pub struct ReadActivity {
     bytes: AtomicU64,
-    /// A round of `http1_rounds.rs` has begun, because a request's first bytes arrived, and
-    /// hyper has not parsed a head of it yet.
-    fresh_round: AtomicBool,
 }
 
 impl ReadActivity {
     fn bytes(&self) -> u64 {
         // One connection is served by one task, so relaxed ordering is enough.
         self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// A new hyper connection starts on bytes that have already arrived: the head they begin
-    /// has `header_read_timeout` from now, not `idle_timeout`.
-    pub fn round_started(&self) {
-        self.fresh_round.store(true, Ordering::Relaxed);
-    }
-
-    /// hyper parsed a request head; a later head on the same hyper connection waits
-    /// `idle_timeout` for its first byte again.
-    pub fn head_parsed(&self) {
-        if self.fresh_round.load(Ordering::Relaxed) {
-            self.fresh_round.store(false, Ordering::Relaxed);
-        }
-    }
-
-    fn in_fresh_round(&self) -> bool {
-        self.fresh_round.load(Ordering::Relaxed)
     }
 }
 
@@ -71,6 +50,11 @@ impl<T> CountingIo<T> {
     /// The socket underneath.
     pub fn get_ref(&self) -> &T {
         &self.inner
+    }
+
+    /// The socket underneath.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
     }
 }
 
@@ -124,7 +108,7 @@ impl Timer for HeadTimer {
     fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
         let now = tokio::time::Instant::now();
         let bytes_at_start = self.activity.bytes();
-        let first_request = bytes_at_start == 0 || self.activity.in_fresh_round();
+        let first_request = bytes_at_start == 0;
         let wait = if first_request {
             self.header_read_timeout
         } else {

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
 use super::h2_idle::StreamActivity;
-use super::http1_rounds::{PlainSocket, Rounds};
+use super::http1_rounds::{put_back_bytes, PlainSocket, Rounds};
 use super::informational::{Informational, InformationalIo};
 use super::rewind::Rewind;
 use super::service::{ClientService, ConnContext};
@@ -150,10 +150,10 @@ impl Client {
         // HTTP/2 cannot carry a forwarded 1xx (see `informational.rs`); plain connections are
         // almost always HTTP/1.1, so they get the queue.
         let informational = Some(Arc::new(Informational::default()));
-        let mut socket: PlainSocket = Rewind::new(InformationalIo::new(
-            CountingIo::new(stream, self.activity.clone()),
+        let mut socket: PlainSocket = InformationalIo::new(
+            CountingIo::new(Rewind::new(stream), self.activity.clone()),
             informational.clone(),
-        ));
+        );
         let service = self.service(false, informational);
         let sniffed = tokio::select! {
             biased;
@@ -172,7 +172,6 @@ impl Client {
                 let rounds = Rounds {
                     http1: &http1,
                     service,
-                    activity: self.activity.clone(),
                     idle_timeout: self.limits.idle_timeout,
                     shutdown: self.shutdown.clone(),
                     peer: self.peer,
@@ -267,6 +266,6 @@ async fn starts_with_preface(socket: &mut PlainSocket) -> std::io::Result<Option
             break true;
         }
     };
-    socket.put_back(Bytes::copy_from_slice(&read[..filled]));
+    put_back_bytes(socket).put_back(Bytes::copy_from_slice(&read[..filled]));
     Ok(Some(http2))
 }

@@ -36,18 +36,23 @@ use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify};
 
 use super::body::ResponseBody;
-use super::conn_timer::{CountingIo, ReadActivity};
+use super::conn_timer::CountingIo;
 use super::informational::InformationalIo;
 use super::rewind::Rewind;
 use super::service::ClientService;
 use super::upgrade::{self, ClientIo, ReleasedUpgrade};
 
-/// A plain client socket as every round sees it.
-pub(super) type PlainSocket = Rewind<InformationalIo<CountingIo<TcpStream>>>;
+/// A plain client socket as every round sees it. The put-back bytes sit under the byte count,
+/// so hyper's head timer sees a head that starts in them as started (`conn_timer.rs`).
+pub(super) type PlainSocket = InformationalIo<CountingIo<Rewind<TcpStream>>>;
+
+/// Where a plain socket's bytes are put back.
+pub(super) fn put_back_bytes(socket: &mut PlainSocket) -> &mut Rewind<TcpStream> {
+    socket.get_mut().get_mut()
+}
 
 /// What the requests of one round tell the loop that serves it.
 pub(super) struct Round {
-    activity: Arc<ReadActivity>,
     started: AtomicU32,
     answered: AtomicU32,
     /// The latest request leaves the connection at a boundary a new hyper connection can
@@ -59,9 +64,8 @@ pub(super) struct Round {
 }
 
 impl Round {
-    fn new(activity: Arc<ReadActivity>) -> Self {
+    fn new() -> Self {
         Round {
-            activity,
             started: AtomicU32::new(0),
             answered: AtomicU32::new(0),
             reusable: AtomicBool::new(false),
@@ -73,7 +77,6 @@ impl Round {
 
     /// hyper parsed a request head of this round and is calling the service.
     pub fn request_started(&self, request: &mut Request<Incoming>) {
-        self.activity.head_parsed();
         self.started.fetch_add(1, Ordering::Relaxed);
         let reusable =
             request.body().is_end_stream() && !asks_to_close(request.version(), request.headers());
@@ -143,7 +146,6 @@ fn asks_to_close(version: http::Version, headers: &HeaderMap) -> bool {
 pub(super) struct Rounds<'a> {
     pub http1: &'a http1::Builder,
     pub service: ClientService,
-    pub activity: Arc<ReadActivity>,
     pub idle_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
     pub peer: std::net::SocketAddr,
@@ -161,7 +163,7 @@ impl Rounds<'_> {
     /// Serve `socket` until the connection ends.
     pub async fn serve(mut self, mut socket: PlainSocket) {
         loop {
-            if !socket.has_put_back() && !self.wait_for_request(&socket).await {
+            if !socket.get_ref().get_ref().has_put_back() && !self.wait_for_request(&socket).await {
                 close(socket).await;
                 return;
             }
@@ -199,8 +201,7 @@ impl Rounds<'_> {
 
     /// One hyper connection, from a request's first bytes to the next boundary.
     async fn round(&mut self, socket: PlainSocket) -> RoundEnd {
-        self.activity.round_started();
-        let round = Arc::new(Round::new(self.activity.clone()));
+        let round = Arc::new(Round::new());
         // Boxed, so the idle connection's task does not carry hyper's connection state inline.
         let mut connection = Box::new(
             self.http1
@@ -231,7 +232,7 @@ impl Rounds<'_> {
         }
         let parts = connection.into_parts();
         let mut socket = parts.io.into_inner();
-        socket.put_back(parts.read_buf);
+        put_back_bytes(&mut socket).put_back(parts.read_buf);
         if let Some(tunnel) = round.take_upgrade() {
             // The 101 is out; the tunnel owns the socket from here.
             let _ = tunnel.send(Box::new(socket));

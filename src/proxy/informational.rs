@@ -115,6 +115,11 @@ impl<T> InformationalIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
+
+    /// The socket underneath.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
 }
 
 impl<T: AsyncWrite + Unpin> InformationalIo<T> {
