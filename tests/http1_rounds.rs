@@ -141,3 +141,34 @@ async fn a_head_stalled_within_the_protocol_sniff_gets_the_header_read_timeout()
     );
     assert_eq!(up.hits(), 0);
 }
+
+/// hyper reads a pipelined request while the previous response is still streaming; that round
+/// ends after the stream, and the request it had read ahead is served by the next one.
+#[tokio::test]
+async fn a_request_read_ahead_during_a_streamed_response_is_served_after_it() {
+    let up = Upstream::start("app").await;
+    let proxy = Canaryd::start(&(base_config("", "") + &app_route(&up)));
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /gated HTTP/1.1\r\nHost: a\r\n\r\n\
+              GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The first answer's head and first chunk are out before the rest is released.
+    let mut head = vec![0u8; 4096];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200 "));
+    up.release.notify_one();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("the proxy closes after the second answer")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("rest"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200 ").count(), 1, "{reply}");
+    assert_eq!(up.hits(), 2);
+    assert_eq!(up.last_seen().uri, "/after");
+}
