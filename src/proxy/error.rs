@@ -85,4 +85,16 @@ impl ProxyError {
             ProxyError::Upstream(_) => Some(Outcome::UpstreamError(UpstreamErrorKind::Reset)),
         }
     }
+
+    /// Whether the client's request was broken in a way that leaves the rest of its
+    /// connection's bytes untrusted to start another request: its framing, body or head.
+    pub fn distrusts_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BadRequestBody
+                | ProxyError::AmbiguousFraming
+                | ProxyError::BadHost
+                | ProxyError::MalformedHeader
+        )
+    }
 }

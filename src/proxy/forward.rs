@@ -1,16 +1,24 @@
-//! The life of one request, as named phases:
+//! The life of one request, as named phases, each a function of this file run in order by
+//! `run_phases` (`docs/routing.md`):
 //!
-//! 1. **route** — find the route by host and path, from the snapshot loaded once per request;
-//! 2. **choose version** — match rules, phase, sticky key or weight;
-//! 3. **rewrite request** — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`, origin-form URI;
-//!    and, for a route with `[route.mirror]`, a copy of the request sent to the canary;
-//! 4. **forward** — pick an endpoint, take or open a connection (retrying connect failures
-//!    within the version's retry budget), send, wait for the response head within
+//! 0. `refuse_malformed_head` — a bad `Host` or header field is refused before routing;
+//! 1. `find_route` — the route by host and path, from the snapshot loaded once per request;
+//!    then `refuse_ambiguous_framing`;
+//! 2. `pick_version` — match rules, phase, sticky key or weight;
+//! 3. `take_upgrade` and `rewrite` — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`,
+//!    origin-form URI; and, for a route with `[route.mirror]`, a copy of the request sent to
+//!    the canary (`copy_to_canary`);
+//! 4. `upstream_call::forward` — pick an endpoint, take or open a connection (retrying connect
+//!    failures within the version's retry budget), send, wait for the response head within
 //!    `request_timeout`;
-//! 5. **respond** — rewrite the response headers and stream the body back; or, when an upgrade
+//! 5. `respond` — rewrite the response headers and stream the body back; or, when an upgrade
 //!    request got a 101, join client and upstream into a tunnel (`upgrade.rs`);
 //! 6. **record** — the outcome is reported once to the route's metrics, when the response body
-//!    ends (`body.rs`) or at once for errors the proxy answers itself.
+//!    ends (`body.rs`).
+//!
+//! A phase that fails returns a `ProxyError`; every such request leaves through one exit,
+//! `answer_failure`, which records the outcome of a failure that counts against a version
+//! (phase 6 for it), and picks the status, the text and whether the connection closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +26,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::header::HOST;
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
@@ -27,13 +35,14 @@ use super::headers::{
     has_ambiguous_framing, keep_body_framing, rewrite_request, rewrite_response, ClientFacts,
 };
 use super::informational::Informational;
+use super::upgrade::{self, ClientUpgrade};
+use super::upstream_call::{self, Forwarded};
 use super::validate::malformed_head;
-use super::ProxyError;
-use super::{mirror, upgrade};
+use super::{mirror, ProxyError};
 use crate::config::{ProxyConfig, Version};
 use crate::metrics::MetricsRegistry;
-use crate::routing::{choose_version, EndpointPick, Route, RoutingSnapshot};
-use crate::upstream::{acquire, Conn, RequestBody, SendError};
+use crate::routing::{choose_version, Route, RoutingSnapshot};
+use crate::upstream::RequestBody;
 
 /// What every connection of the proxy shares.
 #[derive(Debug)]
@@ -75,60 +84,54 @@ impl ClientConn {
     }
 }
 
-/// Serve one request on a client connection.
+/// Serve one request on a client connection: the phases in order, and one exit for every
+/// request the proxy answers itself.
 pub async fn handle(
     shared: &ProxyShared,
     client: &ClientConn,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
+    let client_version = request.version();
     let snapshot = shared.snapshot.load_full();
+    match run_phases(&snapshot, client, request, started).await {
+        Ok(response) => response,
+        Err(failure) => answer_failure(failure, client_version, started),
+    }
+}
+
+/// A request the proxy answers itself instead of forwarding it.
+struct Failure {
+    error: ProxyError,
+    /// The route and version the failure counts against, once a version was chosen.
+    counted: Option<(Arc<Route>, Version)>,
+}
+
+impl From<ProxyError> for Failure {
+    fn from(error: ProxyError) -> Self {
+        Failure {
+            error,
+            counted: None,
+        }
+    }
+}
+
+/// An upgrade the client asked for: the protocol, and the client's side of the connection.
+type RequestedUpgrade = Option<(HeaderValue, ClientUpgrade)>;
+
+async fn run_phases(
+    snapshot: &RoutingSnapshot,
+    client: &ClientConn,
+    mut request: Request<Incoming>,
+    started: Instant,
+) -> Result<Response<ResponseBody>, Failure> {
     let proxy = &snapshot.config.proxy;
-
-    // Refused before routing: nothing reaches an upstream or counts against a version.
-    if let Some(error) = malformed_head(request.version(), request.uri(), request.headers()) {
-        let answer = error_response(&error);
-        // After a malformed HTTP/1 head the connection's next bytes are not trusted either.
-        return if request.version() == http::Version::HTTP_2 {
-            answer
-        } else {
-            closing(answer)
-        };
-    }
-
-    // Phase 1: route.
+    refuse_malformed_head(&request)?;
     let authority = request_authority(&request);
-    let Some(route) = snapshot
-        .table
-        .find(
-            authority.as_ref().and_then(|a| a.to_str().ok()),
-            request.uri().path(),
-        )
-        .cloned()
-    else {
-        return error_response(&ProxyError::NoRoute);
-    };
-
-    if has_ambiguous_framing(request.headers()) {
-        return closing(error_response(&ProxyError::AmbiguousFraming));
-    }
-
-    // Phase 2: choose version.
-    let version = choose_version(&route, request.headers(), &mut || {
-        rand::random_range(0..10_000u16)
-    });
-
-    // Phase 3: rewrite request.
-    let mut request = request;
-    // RFC 9110 §15.2: 1xx go to HTTP/1.1 clients, never to HTTP/1.0 ones.
-    let informational = client
-        .informational
-        .as_ref()
-        .filter(|_| request.version() == http::Version::HTTP_11)
-        .cloned();
-    let upgrade = upgrade::requested(request.version(), request.headers())
-        .map(|protocol| (protocol, upgrade::client_side(&mut request)));
-    let (mut parts, body) = request.into_parts();
+    let route = find_route(snapshot, authority.as_ref(), &request)?;
+    refuse_ambiguous_framing(&request)?;
+    let version = pick_version(&route, &request);
+    let upgrade = take_upgrade(&mut request);
     let facts = ClientFacts {
         peer: client.peer.ip(),
         peer_value: &client.peer_value,
@@ -136,26 +139,88 @@ pub async fn handle(
         authority: authority.as_ref(),
         trusted_proxies: &proxy.trusted_proxies,
     };
-    rewrite_request(&mut parts.headers, &facts);
-    if let Some((protocol, _)) = &upgrade {
+    let upstream_request =
+        rewrite(snapshot, &route, version, client, &facts, &upgrade, request).await?;
+    let forwarded = upstream_call::forward(proxy, &route, version, upstream_request)
+        .await
+        .map_err(|(error, counted_for)| Failure {
+            error,
+            counted: Some((route.clone(), counted_for)),
+        })?;
+    Ok(respond(forwarded, upgrade, &route, proxy, started))
+}
+
+/// Refused before routing: nothing reaches an upstream or counts against a version.
+fn refuse_malformed_head(request: &Request<Incoming>) -> Result<(), ProxyError> {
+    match malformed_head(request.version(), request.uri(), request.headers()) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Phase 1: the route, by host and path.
+fn find_route(
+    snapshot: &RoutingSnapshot,
+    authority: Option<&HeaderValue>,
+    request: &Request<Incoming>,
+) -> Result<Arc<Route>, ProxyError> {
+    snapshot
+        .table
+        .find(
+            authority.and_then(|a| a.to_str().ok()),
+            request.uri().path(),
+        )
+        .cloned()
+        .ok_or(ProxyError::NoRoute)
+}
+
+fn refuse_ambiguous_framing(request: &Request<Incoming>) -> Result<(), ProxyError> {
+    if has_ambiguous_framing(request.headers()) {
+        return Err(ProxyError::AmbiguousFraming);
+    }
+    Ok(())
+}
+
+/// Phase 2: the version, by rules, phase, sticky key or weight.
+fn pick_version(route: &Route, request: &Request<Incoming>) -> Version {
+    choose_version(route, request.headers(), &mut || {
+        rand::random_range(0..10_000u16)
+    })
+}
+
+/// The client's side of an upgrade comes off the request before its parts are rewritten.
+fn take_upgrade(request: &mut Request<Incoming>) -> RequestedUpgrade {
+    upgrade::requested(request.version(), request.headers())
+        .map(|protocol| (protocol, upgrade::client_side(request)))
+}
+
+/// Phase 3: the upstream's request — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`,
+/// origin-form URI, HTTP/1.1 — its body (copied to the canary for a mirrored route), and the
+/// hook that passes the upstream's 1xx on to an HTTP/1.1 client.
+async fn rewrite(
+    snapshot: &RoutingSnapshot,
+    route: &Arc<Route>,
+    version: Version,
+    client: &ClientConn,
+    facts: &ClientFacts<'_>,
+    upgrade: &RequestedUpgrade,
+    request: Request<Incoming>,
+) -> Result<Request<RequestBody>, ProxyError> {
+    // RFC 9110 §15.2: 1xx go to HTTP/1.1 clients, never to HTTP/1.0 ones.
+    let informational = client
+        .informational
+        .as_ref()
+        .filter(|_| request.version() == http::Version::HTTP_11)
+        .cloned();
+    let (mut parts, body) = request.into_parts();
+    rewrite_request(&mut parts.headers, facts);
+    if let Some((protocol, _)) = upgrade {
         upgrade::keep_on_request(&mut parts.headers, protocol.clone());
     }
     parts.uri = origin_form(&parts.uri);
     parts.version = http::Version::HTTP_11;
-    let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
-        let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
-        match mirror::read_small_body(body, limit).await {
-            Ok(bytes) => {
-                mirror::spawn_copy(
-                    route.clone(),
-                    snapshot.config.clone(),
-                    &parts,
-                    bytes.clone(),
-                );
-                RequestBody::Buffered((!bytes.is_empty()).then_some(bytes))
-            }
-            Err(_) => return closing(error_response(&ProxyError::BadRequestBody)),
-        }
+    let body = if upgrade.is_none() && mirror::wants_copy(route, version, &parts, &body) {
+        copy_to_canary(snapshot, route, &parts, body).await?
     } else {
         RequestBody::Streamed(body)
     };
@@ -167,48 +232,79 @@ pub async fn handle(
             queue.forward(response.status(), response.headers());
         });
     }
+    Ok(upstream_request)
+}
 
-    // Phase 4: forward.
-    match forward(proxy, &route, version, upstream_request).await {
-        Ok((response, conn, served_by)) => {
-            if let (StatusCode::SWITCHING_PROTOCOLS, Some((_, client))) =
-                (response.status(), upgrade)
-            {
-                return upgrade::tunnel(
-                    response,
-                    conn,
-                    client,
-                    &route,
-                    served_by,
-                    proxy.version_header.as_ref(),
-                    started,
-                );
-            }
-            // Phase 5: respond; phase 6 runs when the body ends.
-            let (mut parts, body) = response.into_parts();
-            rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);
-            let completion = Completion {
-                metrics: route.metrics.clone(),
-                version: served_by,
-                status: parts.status.as_u16(),
-                started,
-                conn,
-            };
-            Response::from_parts(parts, ResponseBody::upstream(body, completion))
-        }
-        Err((ProxyError::BadRequestBody, _)) => {
-            closing(error_response(&ProxyError::BadRequestBody))
-        }
-        Err((error, counted_for)) => {
-            // Phase 6 for errors the proxy answers itself.
-            if let Some(outcome) = error.outcome() {
-                route
-                    .metrics
-                    .record(counted_for, outcome, started.elapsed());
-            }
+/// Read a mirrored request's small body once, send a copy to the canary in the background,
+/// and give back the body for the request itself.
+async fn copy_to_canary(
+    snapshot: &RoutingSnapshot,
+    route: &Arc<Route>,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<RequestBody, ProxyError> {
+    let limit = route.mirror.as_ref().map_or(0, |m| m.max_body_bytes);
+    let bytes = mirror::read_small_body(body, limit)
+        .await
+        .map_err(|_| ProxyError::BadRequestBody)?;
+    mirror::spawn_copy(route.clone(), snapshot.config.clone(), parts, bytes.clone());
+    Ok(RequestBody::Buffered((!bytes.is_empty()).then_some(bytes)))
+}
+
+/// Phase 5: the upstream's answer goes back with its headers rewritten and its body streamed;
+/// phase 6 (record) runs when the body ends (`body.rs`). A 101 to an upgrade request joins
+/// client and upstream into a tunnel instead (`upgrade.rs`).
+fn respond(
+    (response, conn, served_by): Forwarded,
+    upgrade: RequestedUpgrade,
+    route: &Arc<Route>,
+    proxy: &ProxyConfig,
+    started: Instant,
+) -> Response<ResponseBody> {
+    if let (StatusCode::SWITCHING_PROTOCOLS, Some((_, client))) = (response.status(), upgrade) {
+        return upgrade::tunnel(
+            response,
+            conn,
+            client,
+            route,
+            served_by,
+            proxy.version_header.as_ref(),
+            started,
+        );
+    }
+    let (mut parts, body) = response.into_parts();
+    rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);
+    let completion = Completion {
+        metrics: route.metrics.clone(),
+        version: served_by,
+        status: parts.status.as_u16(),
+        started,
+        conn,
+    };
+    Response::from_parts(parts, ResponseBody::upstream(body, completion))
+}
+
+/// The one exit for requests the proxy answers itself: phase 6 for a failure that counts
+/// against a version, then the error's status and text. After a client's framing or body
+/// error, an HTTP/1 connection's next bytes cannot be trusted to start a request, so the
+/// answer closes it.
+fn answer_failure(
+    failure: Failure,
+    client_version: http::Version,
+    started: Instant,
+) -> Response<ResponseBody> {
+    let Failure { error, counted } = failure;
+    if let Some((route, version)) = counted {
+        if let Some(outcome) = error.outcome() {
+            route.metrics.record(version, outcome, started.elapsed());
             tracing::debug!(route = %route.name, error = %error, "proxy error");
-            error_response(&error)
         }
+    }
+    let answer = error_response(&error);
+    if error.distrusts_connection() && client_version != http::Version::HTTP_2 {
+        closing(answer)
+    } else {
+        answer
     }
 }
 
@@ -226,136 +322,6 @@ fn origin_form(uri: &Uri) -> Uri {
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Uri::from(path)
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-type Forwarded = (Response<Incoming>, Conn, Version);
-
-/// Connect (with retries and failover) and send. On error, also says which version the
-/// failure counts against.
-///
-/// A retry — another endpoint of the same version after a connect failure, idempotent methods,
-/// at most `retries` per request — also needs the version's retry budget
-/// (`metrics::RetryBudget`): when it is spent the request goes on as if it had no retries left.
-/// The failover of a canary request to the primary is not charged to any budget: it happens at
-/// most once per request and moves the request to the other pool rather than adding load to the
-/// failing one. The replacement of a stale pooled connection in [`send`] is not a retry either.
-async fn forward(
-    proxy: &ProxyConfig,
-    route: &Route,
-    version: Version,
-    request: Request<RequestBody>,
-) -> Result<Forwarded, (ProxyError, Version)> {
-    let idempotent = is_idempotent(request.method());
-    let mut retries_left = if idempotent { proxy.retries } else { 0 };
-    let mut target = version;
-    let mut pick = EndpointPick::default();
-    let mut endpoint = route.backend(target).pick(&mut pick).cloned();
-    let mut last_error = ProxyError::NoEndpoint;
-    loop {
-        let acquired = match &endpoint {
-            Some(endpoint) => acquire(endpoint, proxy.connect_timeout).await.map_err(Some),
-            None => Err(None),
-        };
-        match acquired {
-            Ok(conn) => {
-                let result = send(proxy, conn, request).await;
-                // Passive health: 5xx answers, timeouts and broken exchanges count against the
-                // endpoint; a client's broken body does not.
-                if let Some(endpoint) = &endpoint {
-                    match &result {
-                        Ok((response, _)) => {
-                            endpoint.record(!response.status().is_server_error(), &proxy.ejection)
-                        }
-                        Err(ProxyError::BadRequestBody) => {}
-                        Err(_) => endpoint.record(false, &proxy.ejection),
-                    }
-                }
-                return result
-                    .map(|(response, conn)| (response, conn, target))
-                    .map_err(|e| (e, target));
-            }
-            Err(error) => {
-                if let Some(error) = error {
-                    if let Some(endpoint) = &endpoint {
-                        endpoint.record(false, &proxy.ejection);
-                    }
-                    tracing::debug!(route = %route.name, error = %error, "connect failed");
-                    last_error = ProxyError::Connect(error);
-                    if retries_left > 0 {
-                        retries_left -= 1;
-                        // Only a retry that has somewhere to go asks the budget.
-                        let next = route.backend(target).pick(&mut pick).cloned();
-                        if next.is_some() && route.metrics.try_retry(target, &proxy.retry_budget) {
-                            endpoint = next;
-                            continue;
-                        }
-                    }
-                }
-                let can_fail_over = target == Version::Canary
-                    && route.canary.is_some()
-                    && proxy.failover_to_primary;
-                if !can_fail_over {
-                    return Err((last_error, target));
-                }
-                // The canary could not take the request: it counts against the canary, and the
-                // primary serves it. Nothing was sent, so this is safe for any method.
-                if let Some(outcome) = last_error.outcome() {
-                    route
-                        .metrics
-                        .record(Version::Canary, outcome, std::time::Duration::ZERO);
-                }
-                target = Version::Primary;
-                pick = EndpointPick::default();
-                endpoint = route.backend(target).pick(&mut pick).cloned();
-                retries_left = if idempotent { proxy.retries } else { 0 };
-            }
-        }
-    }
-}
-
-/// Send on a connection; a stale pooled connection that closed before the request was written
-/// is replaced once by a fresh one to the same endpoint.
-pub(super) async fn send(
-    proxy: &ProxyConfig,
-    conn: Conn,
-    request: Request<RequestBody>,
-) -> Result<(Response<Incoming>, Conn), ProxyError> {
-    let exchange = async move {
-        let mut conn = conn;
-        let mut request = request;
-        loop {
-            match conn.send(request).await {
-                Ok(response) => return Ok((response, conn)),
-                Err(SendError::NotSent(unsent)) if conn.is_reused() => {
-                    request = *unsent;
-                    conn = conn
-                        .reconnect(proxy.connect_timeout)
-                        .await
-                        .map_err(ProxyError::Connect)?;
-                }
-                Err(SendError::NotSent(_)) => {
-                    return Err(ProxyError::Connect(crate::upstream::AcquireError::closed(
-                        conn.endpoint().addr(),
-                    )))
-                }
-                // The client's own body broke (bad chunk, early close): not the upstream's
-                // fault, and not a failure of the version.
-                Err(SendError::Failed(e)) if e.is_user() => return Err(ProxyError::BadRequestBody),
-                Err(SendError::Failed(e)) => return Err(ProxyError::Upstream(e)),
-            }
-        }
-    };
-    match tokio::time::timeout(proxy.request_timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(ProxyError::Timeout),
-    }
 }
 
 /// Ask hyper to close the client connection after this answer: after a framing error the rest

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::forward::send;
+use super::upstream_call::send;
 use crate::config::{Config, MirrorConfig, ProxyConfig, Version};
 use crate::metrics::{Outcome, UpstreamErrorKind};
 use crate::routing::{EndpointPick, Route};
@@ -79,7 +79,7 @@ pub fn spawn_copy(route: Arc<Route>, config: Arc<Config>, parts: &Parts, body: B
     });
 }
 
-/// Connect and send like any request (`forward::send`, so a stale pooled connection is replaced
+/// Connect and send like any request (`upstream_call::send`, so a stale pooled connection is replaced
 /// rather than counted against the canary), then read the answer to the end and discard it,
 /// all within `request_timeout`.
 async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Request<RequestBody>) -> Outcome {

@@ -1,0 +1,144 @@
+//! The upstream side of one request: pick an endpoint, take or open a connection, send, and
+//! wait for the response head within `request_timeout` (`docs/routing.md`, phase 4).
+//!
+//! Both the client's request (`forward.rs`) and a mirrored copy (`mirror.rs`) go through here,
+//! so neither of those two imports the other.
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::ProxyError;
+use crate::config::{ProxyConfig, Version};
+use crate::routing::{EndpointPick, Route};
+use crate::upstream::{acquire, Conn, RequestBody, SendError};
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The upstream's response head, the connection it came on, and the version that served it.
+pub(super) type Forwarded = (Response<Incoming>, Conn, Version);
+
+/// Connect (with retries and failover) and send. On error, also says which version the
+/// failure counts against.
+///
+/// A retry — another endpoint of the same version after a connect failure, idempotent methods,
+/// at most `retries` per request — also needs the version's retry budget
+/// (`metrics::RetryBudget`): when it is spent the request goes on as if it had no retries left.
+/// The failover of a canary request to the primary is not charged to any budget: it happens at
+/// most once per request and moves the request to the other pool rather than adding load to the
+/// failing one. The replacement of a stale pooled connection in [`send`] is not a retry either.
+pub(super) async fn forward(
+    proxy: &ProxyConfig,
+    route: &Route,
+    version: Version,
+    request: Request<RequestBody>,
+) -> Result<Forwarded, (ProxyError, Version)> {
+    let idempotent = is_idempotent(request.method());
+    let mut retries_left = if idempotent { proxy.retries } else { 0 };
+    let mut target = version;
+    let mut pick = EndpointPick::default();
+    let mut endpoint = route.backend(target).pick(&mut pick).cloned();
+    let mut last_error = ProxyError::NoEndpoint;
+    loop {
+        let acquired = match &endpoint {
+            Some(endpoint) => acquire(endpoint, proxy.connect_timeout).await.map_err(Some),
+            None => Err(None),
+        };
+        match acquired {
+            Ok(conn) => {
+                let result = send(proxy, conn, request).await;
+                // Passive health: 5xx answers, timeouts and broken exchanges count against the
+                // endpoint; a client's broken body does not.
+                if let Some(endpoint) = &endpoint {
+                    match &result {
+                        Ok((response, _)) => {
+                            endpoint.record(!response.status().is_server_error(), &proxy.ejection)
+                        }
+                        Err(ProxyError::BadRequestBody) => {}
+                        Err(_) => endpoint.record(false, &proxy.ejection),
+                    }
+                }
+                return result
+                    .map(|(response, conn)| (response, conn, target))
+                    .map_err(|e| (e, target));
+            }
+            Err(error) => {
+                if let Some(error) = error {
+                    if let Some(endpoint) = &endpoint {
+                        endpoint.record(false, &proxy.ejection);
+                    }
+                    tracing::debug!(route = %route.name, error = %error, "connect failed");
+                    last_error = ProxyError::Connect(error);
+                    if retries_left > 0 {
+                        retries_left -= 1;
+                        // Only a retry that has somewhere to go asks the budget.
+                        let next = route.backend(target).pick(&mut pick).cloned();
+                        if next.is_some() && route.metrics.try_retry(target, &proxy.retry_budget) {
+                            endpoint = next;
+                            continue;
+                        }
+                    }
+                }
+                let can_fail_over = target == Version::Canary
+                    && route.canary.is_some()
+                    && proxy.failover_to_primary;
+                if !can_fail_over {
+                    return Err((last_error, target));
+                }
+                // The canary could not take the request: it counts against the canary, and the
+                // primary serves it. Nothing was sent, so this is safe for any method.
+                if let Some(outcome) = last_error.outcome() {
+                    route
+                        .metrics
+                        .record(Version::Canary, outcome, std::time::Duration::ZERO);
+                }
+                target = Version::Primary;
+                pick = EndpointPick::default();
+                endpoint = route.backend(target).pick(&mut pick).cloned();
+                retries_left = if idempotent { proxy.retries } else { 0 };
+            }
+        }
+    }
+}
+
+/// Send on a connection; a stale pooled connection that closed before the request was written
+/// is replaced once by a fresh one to the same endpoint.
+pub(super) async fn send(
+    proxy: &ProxyConfig,
+    conn: Conn,
+    request: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let exchange = async move {
+        let mut conn = conn;
+        let mut request = request;
+        loop {
+            match conn.send(request).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(SendError::NotSent(unsent)) if conn.is_reused() => {
+                    request = *unsent;
+                    conn = conn
+                        .reconnect(proxy.connect_timeout)
+                        .await
+                        .map_err(ProxyError::Connect)?;
+                }
+                Err(SendError::NotSent(_)) => {
+                    return Err(ProxyError::Connect(crate::upstream::AcquireError::closed(
+                        conn.endpoint().addr(),
+                    )))
+                }
+                // The client's own body broke (bad chunk, early close): not the upstream's
+                // fault, and not a failure of the version.
+                Err(SendError::Failed(e)) if e.is_user() => return Err(ProxyError::BadRequestBody),
+                Err(SendError::Failed(e)) => return Err(ProxyError::Upstream(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(proxy.request_timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ProxyError::Timeout),
+    }
+}
