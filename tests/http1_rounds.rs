@@ -1,6 +1,12 @@
 //! Plain HTTP/1.1 connections served in rounds (`docs/performance.md#memory-per-idle-connection`):
 //! one client connection carries bodiless and body-carrying requests, idle gaps and a
 //! pipelined pair, and every answer is an ordinary keep-alive answer on that same connection.
+//!
+//! Each test runs twice: with `release_buffers_after = "0s"`, so a round ends after every
+//! bodiless response and every boundary is crossed, and with a short quiet period, so rounds
+//! span several requests and end in the idle gaps.
+// Each scenario is a helper run once per setting, outside #[test] itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -14,10 +20,22 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The two ways rounds end: after each response, and after 50 ms without a new request.
+const RELEASE_SETTINGS: [&str; 2] = [
+    "release_buffers_after = \"0s\"",
+    "release_buffers_after = \"50ms\"",
+];
+
 #[tokio::test]
 async fn one_connection_keeps_serving_across_rounds() {
+    for release in RELEASE_SETTINGS {
+        one_connection_keeps_serving_across_rounds_with(release).await;
+    }
+}
+
+async fn one_connection_keeps_serving_across_rounds_with(release: &str) {
     let up = Upstream::start("app").await;
-    let proxy = Canaryd::start(&(base_config("", "") + &app_route(&up)));
+    let proxy = Canaryd::start(&(base_config("", release) + &app_route(&up)));
     let stream = TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -56,8 +74,14 @@ async fn one_connection_keeps_serving_across_rounds() {
 
 #[tokio::test]
 async fn pipelined_requests_across_a_round_boundary_are_each_served_once() {
+    for release in RELEASE_SETTINGS {
+        pipelined_requests_across_a_round_boundary_are_each_served_once_with(release).await;
+    }
+}
+
+async fn pipelined_requests_across_a_round_boundary_are_each_served_once_with(release: &str) {
     let up = Upstream::start("app").await;
-    let proxy = Canaryd::start(&(base_config("", "") + &app_route(&up)));
+    let proxy = Canaryd::start(&(base_config("", release) + &app_route(&up)));
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(
@@ -79,11 +103,17 @@ async fn pipelined_requests_across_a_round_boundary_are_each_served_once() {
 
 #[tokio::test]
 async fn a_partial_head_after_an_idle_gap_still_gets_the_header_read_timeout() {
+    for release in RELEASE_SETTINGS {
+        a_partial_head_after_an_idle_gap_still_gets_the_header_read_timeout_with(release).await;
+    }
+}
+
+async fn a_partial_head_after_an_idle_gap_still_gets_the_header_read_timeout_with(release: &str) {
     let up = Upstream::start("app").await;
     let proxy = Canaryd::start(
         &(base_config(
             "",
-            "header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"",
+            &format!("header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"\n{release}"),
         ) + &app_route(&up)),
     );
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
@@ -122,11 +152,17 @@ async fn a_partial_head_after_an_idle_gap_still_gets_the_header_read_timeout() {
 /// that stalls inside them is still cut at `header_read_timeout`.
 #[tokio::test]
 async fn a_head_stalled_within_the_protocol_sniff_gets_the_header_read_timeout() {
+    for release in RELEASE_SETTINGS {
+        a_head_stalled_within_the_protocol_sniff_gets_the_header_read_timeout_with(release).await;
+    }
+}
+
+async fn a_head_stalled_within_the_protocol_sniff_gets_the_header_read_timeout_with(release: &str) {
     let up = Upstream::start("app").await;
     let proxy = Canaryd::start(
         &(base_config(
             "",
-            "header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"",
+            &format!("header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"\n{release}"),
         ) + &app_route(&up)),
     );
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
@@ -146,8 +182,14 @@ async fn a_head_stalled_within_the_protocol_sniff_gets_the_header_read_timeout()
 /// ends after the stream, and the request it had read ahead is served by the next one.
 #[tokio::test]
 async fn a_request_read_ahead_during_a_streamed_response_is_served_after_it() {
+    for release in RELEASE_SETTINGS {
+        a_request_read_ahead_during_a_streamed_response_is_served_after_it_with(release).await;
+    }
+}
+
+async fn a_request_read_ahead_during_a_streamed_response_is_served_after_it_with(release: &str) {
     let up = Upstream::start("app").await;
-    let proxy = Canaryd::start(&(base_config("", "") + &app_route(&up)));
+    let proxy = Canaryd::start(&(base_config("", release) + &app_route(&up)));
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(

@@ -59,6 +59,9 @@ pub(crate) struct RawProxy {
     pub request_timeout: Spanned<String>,
     pub idle_timeout: Spanned<String>,
     pub header_read_timeout: Spanned<String>,
+    /// Extension (docs/performance.md#memory-per-idle-connection): when a quiet plain HTTP/1.1
+    /// connection gives back its buffers (see `proxy::http1_rounds`).
+    pub release_buffers_after: Spanned<String>,
     pub max_connections: Spanned<i64>,
     pub max_header_bytes: Spanned<i64>,
     pub retries: Spanned<i64>,
@@ -88,6 +91,7 @@ impl Default for RawProxy {
             request_timeout: dstr("60s"),
             idle_timeout: dstr("90s"),
             header_read_timeout: dstr("10s"),
+            release_buffers_after: dstr("100ms"),
             max_connections: dflt(20000),
             max_header_bytes: dflt(65536),
             retries: dflt(1),

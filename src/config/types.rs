@@ -48,6 +48,10 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// A client must send its whole request head within this.
     pub header_read_timeout: Duration,
+    /// A plain HTTP/1.1 connection quiet this long, with nothing in flight, gives back its
+    /// per-connection buffers; zero gives them back after every response (an extension:
+    /// docs/performance.md#memory-per-idle-connection).
+    pub release_buffers_after: Duration,
     /// Concurrent client connections; further clients wait in the backlog.
     pub max_connections: usize,
     /// Largest accepted request head; larger gets 431.

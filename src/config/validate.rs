@@ -243,6 +243,8 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
     let request_timeout = positive_duration(&raw.request_timeout, "request_timeout")?;
     let idle_timeout = positive_duration(&raw.idle_timeout, "idle_timeout")?;
     let header_read_timeout = positive_duration(&raw.header_read_timeout, "header_read_timeout")?;
+    // Zero is allowed: buffers are given back after every response.
+    let release_buffers_after = duration(&raw.release_buffers_after, "release_buffers_after")?;
     let max_connections = int_in(&raw.max_connections, "max_connections", 1, i64::MAX)?;
     let max_header_bytes = int_in(
         &raw.max_header_bytes,
@@ -299,6 +301,7 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         request_timeout,
         idle_timeout,
         header_read_timeout,
+        release_buffers_after,
         max_connections,
         max_header_bytes,
         retries,

@@ -37,6 +37,7 @@ const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 struct ConnLimits {
     idle_timeout: Duration,
     header_read_timeout: Duration,
+    release_buffers_after: Duration,
     max_header_bytes: usize,
 }
 
@@ -45,6 +46,7 @@ impl ConnLimits {
         ConnLimits {
             idle_timeout: proxy.idle_timeout,
             header_read_timeout: proxy.header_read_timeout,
+            release_buffers_after: proxy.release_buffers_after,
             max_header_bytes: proxy.max_header_bytes,
         }
     }
@@ -173,6 +175,7 @@ impl Client {
                     http1: &http1,
                     service,
                     idle_timeout: self.limits.idle_timeout,
+                    release_after: self.limits.release_buffers_after,
                     shutdown: self.shutdown.clone(),
                     peer: self.peer,
                 };

@@ -4,17 +4,23 @@
 //! hyper keeps a connection's read and write buffers (about 16 KiB) and its dispatcher for the
 //! connection's whole life, idle or not, and has no setting to let them go. So a plain
 //! connection gets a fresh hyper connection only when a request's first bytes arrive — a
-//! *round* — and the round ends, its buffers freed, as soon as the connection is back at a
-//! message boundary with nothing in flight:
+//! *round* — and the round ends, its buffers freed, once the connection is back at a message
+//! boundary with nothing in flight and has stayed quiet for `proxy.release_buffers_after`:
 //!
 //! 1. Wait until the next request's first byte can be peeked (`idle_timeout` bounds the wait,
 //!    as hyper's keep-alive timer did); bytes put back by the previous round start one at once.
-//! 2. Serve with hyper. When the last request had no body, did not ask to close, and its
-//!    response head has been written, disable keep-alive: hyper finishes that response and
-//!    stops without touching the socket (`poll_without_shutdown`). A response head already
+//! 2. Serve with hyper, for as many requests as keep coming. When a whole quiet period passes
+//!    with no new request, every request answered, and the last one without a body or a wish
+//!    to close, disable keep-alive: hyper finishes the response still being written, if any,
+//!    and stops without touching the socket (`poll_without_shutdown`). A response head already
 //!    written is unaffected, so the client sees an ordinary keep-alive answer.
 //! 3. Take the socket back with whatever hyper read past that response (a pipelined request)
 //!    and go to 1.
+//!
+//! The quiet period is what keeps a busy connection cheap: a fresh hyper connection, and the
+//! peek before it, cost about 8,700 instructions and one system call per request when a round
+//! ended after every response (`docs/performance.md#memory-per-idle-connection`). With
+//! `release_buffers_after = "0s"` a round still ends right after each such response.
 //!
 //! A request with a body keeps its round going: whether hyper consumed every byte of it is not
 //! visible from outside, and only hyper's own next parse proves the boundary. The round ends
@@ -102,6 +108,11 @@ impl Round {
         self.answered_one.notify_one();
     }
 
+    /// How many requests of this round hyper has started.
+    fn started(&self) -> u32 {
+        self.started.load(Ordering::Relaxed)
+    }
+
     /// Every request of the round is answered and the last one left a clean boundary.
     fn can_end(&self) -> bool {
         self.started.load(Ordering::Relaxed) == self.answered.load(Ordering::Relaxed)
@@ -147,6 +158,8 @@ pub(super) struct Rounds<'a> {
     pub http1: &'a http1::Builder,
     pub service: ClientService,
     pub idle_timeout: Duration,
+    /// `proxy.release_buffers_after`: how long a round stays quiet before it ends.
+    pub release_after: Duration,
     pub shutdown: watch::Receiver<bool>,
     pub peer: std::net::SocketAddr,
 }
@@ -209,13 +222,21 @@ impl Rounds<'_> {
         );
         let mut ending = false;
         let mut stopping = false;
+        let at_once = self.release_after.is_zero();
+        let mut quiet = QuietPeriods::new(self.release_after);
         let result = loop {
             tokio::select! {
                 // The connection first and in order: no random draw per wake-up.
                 biased;
                 result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
-                () = round.answered_one.notified(), if !ending && !stopping => {
+                () = round.answered_one.notified(), if at_once && !ending && !stopping => {
                     if round.can_end() {
+                        std::pin::Pin::new(&mut *connection).graceful_shutdown();
+                        ending = true;
+                    }
+                }
+                () = quiet.next(), if !at_once && !ending && !stopping => {
+                    if quiet.was_quiet(round.started()) && round.can_end() {
                         std::pin::Pin::new(&mut *connection).graceful_shutdown();
                         ending = true;
                     }
@@ -244,6 +265,45 @@ impl Rounds<'_> {
             close(socket).await;
             RoundEnd::Closed
         }
+    }
+}
+
+/// Ticks every `release_after` during a round, to see whether a whole period went by without a
+/// new request. One timer per round, not one reset per request: a busy connection pays a wake-up
+/// per period, not per request.
+struct QuietPeriods {
+    ticks: Option<tokio::time::Interval>,
+    started_at_last_tick: u32,
+}
+
+impl QuietPeriods {
+    fn new(period: Duration) -> Self {
+        let ticks = (!period.is_zero()).then(|| {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
+        QuietPeriods {
+            ticks,
+            started_at_last_tick: 0,
+        }
+    }
+
+    /// The end of the current period (never, without a period).
+    async fn next(&mut self) {
+        match &mut self.ticks {
+            Some(ticks) => {
+                ticks.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether no request started in the period that just ended.
+    fn was_quiet(&mut self, started: u32) -> bool {
+        let quiet = started == self.started_at_last_tick;
+        self.started_at_last_tick = started;
+        quiet
     }
 }
 
