@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use super::balance::{Balancer, HandedOver, Inbox};
 use super::connection::Client;
-use super::drain::OpenConnections;
+use super::drain::{OpenConnection, OpenConnections};
 use super::tls::TlsCerts;
 use super::ProxyShared;
 
@@ -156,7 +157,8 @@ pub fn spawn_workers(
         max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
     let mut threads = Vec::new();
-    for (index, group) in bound.groups.into_iter().enumerate() {
+    let (balancer, ends) = Balancer::new(bound.groups.len());
+    for ((index, group), (connections, inbox)) in bound.groups.into_iter().enumerate().zip(ends) {
         let runtime = match model {
             RuntimeModel::ThreadPerCore => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -167,16 +169,19 @@ pub fn spawn_workers(
                 .build()?,
         };
         let worker = Worker {
+            index,
             shared: shared.clone(),
             tls: tls.clone(),
             limit: limit.clone(),
             shutdown: rx.clone(),
+            balancer: balancer.clone(),
+            connections,
         };
         let thread = std::thread::Builder::new()
             .name(format!("canaryd-worker-{index}"))
             .spawn(move || {
                 crate::metrics::set_worker_shard(index);
-                runtime.block_on(worker.serve(group))
+                runtime.block_on(worker.serve(group, inbox))
             })?;
         threads.push(thread);
     }
@@ -185,16 +190,22 @@ pub fn spawn_workers(
 
 #[derive(Clone)]
 struct Worker {
+    index: usize,
     shared: Arc<ProxyShared>,
     tls: Option<Arc<TlsCerts>>,
     limit: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
+    /// Where accepted connections go when another worker has fewer (`balance.rs`).
+    balancer: Arc<Balancer>,
+    /// This worker's open connections, including those handed over to it.
+    connections: Arc<OpenConnections>,
 }
 
 impl Worker {
-    async fn serve(self, sockets: Vec<BoundSocket>) {
-        let connections = Arc::new(OpenConnections::default());
+    async fn serve(self, sockets: Vec<BoundSocket>, inbox: Inbox) {
+        let connections = self.connections.clone();
         let mut accepting = tokio::task::JoinSet::new();
+        accepting.spawn(self.clone().receive_handed_over(inbox));
         for BoundSocket { socket, tls } in sockets {
             let tls = match (tls, &self.tls) {
                 (false, _) => None,
@@ -207,7 +218,7 @@ impl Worker {
             };
             match TcpListener::from_std(socket) {
                 Ok(listener) => {
-                    accepting.spawn(self.clone().accept_loop(listener, tls, connections.clone()));
+                    accepting.spawn(self.clone().accept_loop(listener, tls));
                 }
                 Err(e) => tracing::error!(error = %e, "cannot register listener"),
             }
@@ -230,12 +241,7 @@ impl Worker {
         }
     }
 
-    async fn accept_loop(
-        self,
-        listener: TcpListener,
-        tls: Option<Arc<TlsCerts>>,
-        connections: Arc<OpenConnections>,
-    ) {
+    async fn accept_loop(self, listener: TcpListener, tls: Option<Arc<TlsCerts>>) {
         let mut shutdown = self.shutdown.clone();
         loop {
             // Wait for a connection slot first: beyond max_connections clients wait in the
@@ -253,11 +259,17 @@ impl Worker {
                 Ok((stream, peer)) => {
                     // Load the certificate per accept, so a reload reaches new connections.
                     let acceptor = tls.as_ref().map(|certs| TlsAcceptor::from(certs.current()));
-                    let conn = self.serve_connection(stream, peer, acceptor, &connections);
-                    tokio::spawn(async move {
-                        conn.await;
-                        drop(permit);
-                    });
+                    let (worker, open) = self.balancer.place(self.index);
+                    if worker == self.index {
+                        self.spawn_connection(stream, peer, acceptor, permit, open);
+                    } else if let Err(e) = self
+                        .balancer
+                        .hand_over(worker, stream, peer, acceptor, permit, open)
+                    {
+                        // Only while shutting down: the connection closes like one still in
+                        // the backlog.
+                        tracing::debug!(%peer, error = %e, "could not hand a connection over");
+                    }
                 }
                 Err(e) => {
                     // Typically EMFILE: back off briefly instead of spinning.
@@ -268,13 +280,42 @@ impl Worker {
         }
     }
 
-    fn serve_connection(
+    /// Serve the connections other workers accepted and handed over, until shutdown.
+    async fn receive_handed_over(self, mut inbox: Inbox) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let handed = tokio::select! {
+                handed = inbox.recv() => handed,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            let Some(HandedOver {
+                stream,
+                peer,
+                acceptor,
+                permit,
+                open,
+            }) = handed
+            else {
+                return;
+            };
+            match TcpStream::from_std(stream) {
+                Ok(stream) => self.spawn_connection(stream, peer, acceptor, permit, open),
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "cannot register a handed-over connection")
+                }
+            }
+        }
+    }
+
+    /// Serve one connection on this worker; `permit` and `open` are held until it closes.
+    fn spawn_connection(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         acceptor: Option<TlsAcceptor>,
-        connections: &Arc<OpenConnections>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        permit: OwnedSemaphorePermit,
+        open: OpenConnection,
+    ) {
         let _ = stream.set_nodelay(true);
         let stats = self.shared.registry.clone();
         stats
@@ -282,14 +323,14 @@ impl Worker {
             .active_connections
             .fetch_add(1, Ordering::Relaxed);
         let client = Client::new(peer, self.shared.clone(), self.shutdown.clone());
-        let open = connections.opened();
-        async move {
+        tokio::spawn(async move {
             client.serve(stream, acceptor).await;
             drop(open);
             stats
                 .process
                 .active_connections
                 .fetch_sub(1, Ordering::Relaxed);
-        }
+            drop(permit);
+        });
     }
 }

@@ -3,6 +3,7 @@
 //! `proxy/` owns sockets and speaks hyper; below it, routing and metrics see plain
 //! `http::Request`/`Response` values and snapshots.
 
+mod balance;
 mod body;
 mod cancel_budget;
 mod conn_timer;
@@ -21,6 +22,7 @@ mod service;
 mod tls;
 mod tls_sni;
 mod upgrade;
+mod upstream_call;
 mod validate;
 mod write_through;
 
