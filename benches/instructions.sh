@@ -48,8 +48,11 @@ render() {   # TEMPLATE OUT KEY=VALUE...
 }
 
 PIDS=()
+MEASURED=
 cleanup() {
     local pid
+    # A target under valgrind can outlive a TERM for seconds; it must not outlive the script.
+    [[ -n $MEASURED ]] && kill -KILL "$MEASURED" 2>/dev/null
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
@@ -68,20 +71,26 @@ measure() {
     local name=$1 dir=$RESULTS_DIR/$1 pid requests collected
     shift
     mkdir -p "$dir"
+    (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && die "port $PROXY_PORT is taken: another proxy would answer for $name"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out" \
         "$@" >"$dir/valgrind.log" 2>&1 &
     pid=$!
+    MEASURED=$pid
     for _ in $(seq 300); do
         curl -s -o /dev/null --max-time 1 "$URL" && break
         kill -0 "$pid" 2>/dev/null || { tail -n 20 "$dir/valgrind.log" >&2; die "$name exited during start-up"; }
         sleep 0.2
     done
     curl -s -o /dev/null --max-time 5 "$URL" || die "$name does not answer $URL"
-    callgrind_control -i on "$pid" >/dev/null 2>&1
+    callgrind_control -i on "$pid" >"$dir/control-on.log" 2>&1
+    grep -q OK "$dir/control-on.log" || die "$name: callgrind did not switch instrumentation on (see $dir/control-on.log)"
     wrk -t1 -c"$CONNS" -d"$DURATION" "$URL" >"$dir/wrk.txt"
-    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -i off "$pid" >"$dir/control-off.log" 2>&1
     kill -TERM "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    MEASURED=
     requests=$(grep -oP '^\s+\K\d+(?= requests in)' "$dir/wrk.txt")
     collected=$(grep -oP 'Collected : \K\d+' "$dir/valgrind.log" | tail -n 1)
     [[ -n $requests && -n $collected ]] || die "$name: no request or instruction count (see $dir)"
