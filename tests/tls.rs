@@ -527,3 +527,34 @@ async fn websocket_upgrade_tunnels_over_tls_after_alpn_http1() {
         .unwrap();
     assert_eq!(&echo, b"ping over the tunnel");
 }
+
+/// Accept balancing (`docs/performance.md#accept-balancing`) moves a TLS connection to the
+/// least loaded worker before its handshake. Each worker has its own upstream pool, so two
+/// requests sent one after the other on two held-open connections need two upstream
+/// connections when two workers serve them, and one when a single worker does (which the
+/// kernel's `SO_REUSEPORT` hash alone chooses half the time: eight tries).
+#[tokio::test]
+async fn tls_connections_are_spread_over_the_workers_before_the_handshake() {
+    for attempt in 0..8 {
+        let up = Upstream::start("app").await;
+        let certs = tempfile::tempdir().unwrap();
+        let cert = new_cert();
+        write_pair(certs.path(), &cert.cert_pem, &cert.key_pem);
+        let proxy = Canaryd::start(&tls_config(certs.path(), &up));
+        let first = connect(tls_addr(&proxy), &cert.der, &[b"http/1.1"])
+            .await
+            .unwrap();
+        let second = connect(tls_addr(&proxy), &cert.der, &[b"http/1.1"])
+            .await
+            .unwrap();
+        assert_eq!(get_h1(first, "/").await.0, 200);
+        // Let the first answer's upstream connection go back to its worker's pool.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(get_h1(second, "/").await.0, 200);
+        assert_eq!(
+            up.connections(),
+            2,
+            "attempt {attempt}: both TLS connections were served by one worker"
+        );
+    }
+}
