@@ -846,6 +846,21 @@ fn pool_keys_are_checked() {
     );
 }
 
+#[test]
+fn release_buffers_after_defaults_to_100ms_and_takes_zero() {
+    let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
+    assert_eq!(c.proxy.release_buffers_after, Duration::from_millis(100));
+    let text = format!("[proxy]\nrelease_buffers_after = \"0s\"\n{ROUTE}");
+    let c = parse_str(&text, Path::new(FILE)).unwrap();
+    assert_eq!(c.proxy.release_buffers_after, Duration::ZERO);
+    assert_error(
+        "[proxy]\nrelease_buffers_after = \"soon\"\n",
+        2,
+        25,
+        "`release_buffers_after` = \"soon\" is not a duration",
+    );
+}
+
 /// ROUTE_CANARY with `[route.analysis]` at line 8 and `step_weights` at line 9; `extra` starts
 /// at line 10.
 fn sequential(extra: &str) -> String {
