@@ -1,13 +1,13 @@
 //! The life of one request, as named phases, each a function of this file run in order by
-//! `run_phases` (`docs/routing.md`):
+//! `handle` (`docs/routing.md`):
 //!
 //! 0. `refuse_malformed_head` — a bad `Host` or header field is refused before routing;
 //! 1. `find_route` — the route by host and path, from the snapshot loaded once per request;
 //!    then `refuse_ambiguous_framing`;
 //! 2. `pick_version` — match rules, phase, sticky key or weight;
-//! 3. `take_upgrade` and `rewrite` — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`,
-//!    origin-form URI; and, for a route with `[route.mirror]`, a copy of the request sent to
-//!    the canary (`copy_to_canary`);
+//! 3. `take_upgrade`, `rewrite_head` and `upstream_request` — hop-by-hop removal,
+//!    `X-Forwarded-*`, `X-Request-Id`, origin-form URI; and, for a route with
+//!    `[route.mirror]`, a copy of the request sent to the canary (`copy_to_canary`);
 //! 4. `upstream_call::forward` — pick an endpoint, take or open a connection (retrying connect
 //!    failures within the version's retry budget), send, wait for the response head within
 //!    `request_timeout`;
@@ -16,8 +16,8 @@
 //! 6. **record** — the outcome is reported once to the route's metrics, when the response body
 //!    ends (`body.rs`).
 //!
-//! A phase that fails returns a `ProxyError`; every such request leaves through one exit,
-//! `answer_failure`, which records the outcome of a failure that counts against a version
+//! A phase that fails returns a `ProxyError`; every such request leaves through one exit
+//! (`or_answer!`, then `answer_failure`), which records the outcome of a failure that counts against a version
 //! (phase 6 for it), and picks the status, the text and whether the connection closes.
 
 use std::net::SocketAddr;
@@ -86,18 +86,61 @@ impl ClientConn {
 
 /// Serve one request on a client connection: the phases in order, and one exit for every
 /// request the proxy answers itself.
+///
+/// The phases run in this one function rather than in a nested `async fn`: a nested future is
+/// built and then moved into its caller's state, and a nested `run_phases` cost 633
+/// instructions per request over TLS and 491 over plain HTTP (BENCHMARKS.md, 2026-12-04).
 pub async fn handle(
     shared: &ProxyShared,
     client: &ClientConn,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let client_version = request.version();
     let snapshot = shared.snapshot.load_full();
-    match run_phases(&snapshot, client, request, started).await {
-        Ok(response) => response,
-        Err(failure) => answer_failure(failure, client_version, started),
+    let proxy = &snapshot.config.proxy;
+    // A phase's error leaves through the one exit.
+    macro_rules! or_answer {
+        ($phase:expr) => {
+            match $phase {
+                Ok(value) => value,
+                Err(failure) => {
+                    return answer_failure(Failure::from(failure), client_version, started)
+                }
+            }
+        };
     }
+    or_answer!(refuse_malformed_head(&request));
+    let authority = request_authority(&request);
+    let route = or_answer!(find_route(&snapshot, authority.as_ref(), &request));
+    or_answer!(refuse_ambiguous_framing(&request));
+    let version = pick_version(&route, &request);
+    let upgrade = take_upgrade(&mut request);
+    let informational = informational_queue(client, &request);
+    let (mut parts, body) = request.into_parts();
+    let facts = ClientFacts {
+        peer: client.peer.ip(),
+        peer_value: &client.peer_value,
+        tls: client.tls,
+        authority: authority.as_ref(),
+        trusted_proxies: &proxy.trusted_proxies,
+    };
+    rewrite_head(&mut parts, &facts, &upgrade);
+    let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
+        or_answer!(copy_to_canary(&snapshot, &route, &parts, body).await)
+    } else {
+        RequestBody::Streamed(body)
+    };
+    let upstream_request = upstream_request(parts, body, informational);
+    let forwarded = or_answer!(
+        upstream_call::forward(proxy, &route, version, upstream_request)
+            .await
+            .map_err(|(error, counted_for)| Failure {
+                error,
+                counted: Some((route.clone(), counted_for)),
+            })
+    );
+    respond(forwarded, upgrade, &route, proxy, started)
 }
 
 /// A request the proxy answers itself instead of forwarding it.
@@ -118,37 +161,6 @@ impl From<ProxyError> for Failure {
 
 /// An upgrade the client asked for: the protocol, and the client's side of the connection.
 type RequestedUpgrade = Option<(HeaderValue, ClientUpgrade)>;
-
-async fn run_phases(
-    snapshot: &RoutingSnapshot,
-    client: &ClientConn,
-    mut request: Request<Incoming>,
-    started: Instant,
-) -> Result<Response<ResponseBody>, Failure> {
-    let proxy = &snapshot.config.proxy;
-    refuse_malformed_head(&request)?;
-    let authority = request_authority(&request);
-    let route = find_route(snapshot, authority.as_ref(), &request)?;
-    refuse_ambiguous_framing(&request)?;
-    let version = pick_version(&route, &request);
-    let upgrade = take_upgrade(&mut request);
-    let facts = ClientFacts {
-        peer: client.peer.ip(),
-        peer_value: &client.peer_value,
-        tls: client.tls,
-        authority: authority.as_ref(),
-        trusted_proxies: &proxy.trusted_proxies,
-    };
-    let upstream_request =
-        rewrite(snapshot, &route, version, client, &facts, &upgrade, request).await?;
-    let forwarded = upstream_call::forward(proxy, &route, version, upstream_request)
-        .await
-        .map_err(|(error, counted_for)| Failure {
-            error,
-            counted: Some((route.clone(), counted_for)),
-        })?;
-    Ok(respond(forwarded, upgrade, &route, proxy, started))
-}
 
 /// Refused before routing: nothing reaches an upstream or counts against a version.
 fn refuse_malformed_head(request: &Request<Incoming>) -> Result<(), ProxyError> {
@@ -194,36 +206,40 @@ fn take_upgrade(request: &mut Request<Incoming>) -> RequestedUpgrade {
         .map(|protocol| (protocol, upgrade::client_side(request)))
 }
 
-/// Phase 3: the upstream's request — hop-by-hop removal, `X-Forwarded-*`, `X-Request-Id`,
-/// origin-form URI, HTTP/1.1 — its body (copied to the canary for a mirrored route), and the
-/// hook that passes the upstream's 1xx on to an HTTP/1.1 client.
-async fn rewrite(
-    snapshot: &RoutingSnapshot,
-    route: &Arc<Route>,
-    version: Version,
+/// Where the upstream's 1xx answers go: RFC 9110 §15.2 sends them to HTTP/1.1 clients, never
+/// to HTTP/1.0 ones, and HTTP/2 cannot carry them (`informational.rs`).
+fn informational_queue(
     client: &ClientConn,
-    facts: &ClientFacts<'_>,
-    upgrade: &RequestedUpgrade,
-    request: Request<Incoming>,
-) -> Result<Request<RequestBody>, ProxyError> {
-    // RFC 9110 §15.2: 1xx go to HTTP/1.1 clients, never to HTTP/1.0 ones.
-    let informational = client
+    request: &Request<Incoming>,
+) -> Option<Arc<Informational>> {
+    client
         .informational
         .as_ref()
         .filter(|_| request.version() == http::Version::HTTP_11)
-        .cloned();
-    let (mut parts, body) = request.into_parts();
+        .cloned()
+}
+
+/// Phase 3: the upstream's request head — hop-by-hop removal, `X-Forwarded-*`,
+/// `X-Request-Id`, the upgrade kept, origin-form URI, HTTP/1.1.
+fn rewrite_head(
+    parts: &mut http::request::Parts,
+    facts: &ClientFacts<'_>,
+    upgrade: &RequestedUpgrade,
+) {
     rewrite_request(&mut parts.headers, facts);
     if let Some((protocol, _)) = upgrade {
         upgrade::keep_on_request(&mut parts.headers, protocol.clone());
     }
     parts.uri = origin_form(&parts.uri);
     parts.version = http::Version::HTTP_11;
-    let body = if upgrade.is_none() && mirror::wants_copy(route, version, &parts, &body) {
-        copy_to_canary(snapshot, route, &parts, body).await?
-    } else {
-        RequestBody::Streamed(body)
-    };
+}
+
+/// Phase 3's end: head and body joined, with the hook that passes the upstream's 1xx on.
+fn upstream_request(
+    mut parts: http::request::Parts,
+    body: RequestBody,
+    informational: Option<Arc<Informational>>,
+) -> Request<RequestBody> {
     // After the mirror read: a buffered body has a known length and needs no chunked framing.
     keep_body_framing(&mut parts.headers, &body);
     let mut upstream_request = Request::from_parts(parts, body);
@@ -232,7 +248,7 @@ async fn rewrite(
             queue.forward(response.status(), response.headers());
         });
     }
-    Ok(upstream_request)
+    upstream_request
 }
 
 /// Read a mirrored request's small body once, send a copy to the canary in the background,
