@@ -5,7 +5,7 @@
 //! 1. `find_route` — the route by host and path, from the snapshot loaded once per request;
 //!    then `refuse_ambiguous_framing`;
 //! 2. `pick_version` — match rules, phase, sticky key or weight;
-//! 3. `take_upgrade`, `rewrite_head` and `upstream_request` — hop-by-hop removal,
+//! 3. `take_upgrade`, `rewrite_head` and `join_upstream_request` — hop-by-hop removal,
 //!    `X-Forwarded-*`, `X-Request-Id`, origin-form URI; and, for a route with
 //!    `[route.mirror]`, a copy of the request sent to the canary (`copy_to_canary`);
 //! 4. `upstream_call::forward` — pick an endpoint, take or open a connection (retrying connect
@@ -131,7 +131,7 @@ pub async fn handle(
     } else {
         RequestBody::Streamed(body)
     };
-    let upstream_request = upstream_request(parts, body, informational);
+    let upstream_request = join_upstream_request(parts, body, informational);
     let forwarded = or_answer!(
         upstream_call::forward(proxy, &route, version, upstream_request)
             .await
@@ -235,7 +235,7 @@ fn rewrite_head(
 }
 
 /// Phase 3's end: head and body joined, with the hook that passes the upstream's 1xx on.
-fn upstream_request(
+fn join_upstream_request(
     mut parts: http::request::Parts,
     body: RequestBody,
     informational: Option<Arc<Informational>>,
