@@ -1,13 +1,12 @@
 //! Accepted connections spread evenly over the workers (`docs/performance.md#accept-balancing`).
 //!
 //! Each worker accepts on its own `SO_REUSEPORT` socket, and the kernel picks the socket by a
-//! hash of the client's address and port: a burst of connections can land 36 on one worker
-//! and 28 on the other, and the busier worker's clients then wait longer for every answer,
-//! which shows as a p99 that changes from one load run to the next. So a worker that accepts a
-//! connection while it holds more open connections than the least loaded worker hands the
-//! socket over to that worker, as HAProxy dispatches each accepted connection to its least
-//! loaded thread. Only the accept pays for it (the socket moves between the two workers'
-//! reactors once); a connection never moves after it is served.
+//! hash of the client's address and port. With few long-lived clients that hash often leaves a
+//! worker idle: four connections from wrk all landed on one of two workers in 2 runs of 6. So
+//! a worker that accepts a connection while it holds more open connections than the least
+//! loaded worker hands the socket over to that worker, as HAProxy dispatches each accepted
+//! connection to its least loaded thread. Only the accept pays for it (the socket moves between
+//! the two workers' reactors once); a connection never moves after it is served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,8 +74,9 @@ impl Balancer {
         (chosen, self.workers[chosen].connections.opened())
     }
 
-    /// Send a connection to worker `to`; gives it back if that worker no longer receives
-    /// (it is shutting down), so the caller can serve it or let it close.
+    /// Send a connection to worker `to`. An error means it was not sent (that worker has
+    /// stopped, or the socket could not leave this worker's reactor) and is closed on return,
+    /// like a connection still in the backlog at shutdown.
     pub fn hand_over(
         &self,
         to: usize,

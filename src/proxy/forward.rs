@@ -17,8 +17,9 @@
 //!    ends (`body.rs`).
 //!
 //! A phase that fails returns a `ProxyError`; every such request leaves through one exit
-//! (`or_answer!`, then `answer_failure`), which records the outcome of a failure that counts against a version
-//! (phase 6 for it), and picks the status, the text and whether the connection closes.
+//! (`or_answer!`, then `answer_failure`), which records the outcome of a failure that counts
+//! against a version (phase 6 for it), and picks the status, the text and whether the
+//! connection closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -266,8 +266,7 @@ impl Worker {
                         .balancer
                         .hand_over(worker, stream, peer, acceptor, permit, open)
                     {
-                        // Only while shutting down: the connection closes like one still in
-                        // the backlog.
+                        // The connection is closed, as `hand_over` says.
                         tracing::debug!(%peer, error = %e, "could not hand a connection over");
                     }
                 }
