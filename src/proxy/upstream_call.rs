@@ -52,13 +52,13 @@ pub(super) async fn forward(
             Ok(conn) => {
                 let result = send(proxy, conn, request).await;
                 // Passive health: 5xx answers, timeouts and broken exchanges count against the
-                // endpoint; a client's broken body does not.
+                // endpoint; a client's broken or stalled body does not.
                 if let Some(endpoint) = &endpoint {
                     match &result {
                         Ok((response, _)) => {
                             endpoint.record(!response.status().is_server_error(), &proxy.ejection)
                         }
-                        Err(ProxyError::BadRequestBody) => {}
+                        Err(ProxyError::BadRequestBody | ProxyError::ClientBodyTimeout) => {}
                         Err(_) => endpoint.record(false, &proxy.ejection),
                     }
                 }
@@ -106,12 +106,17 @@ pub(super) async fn forward(
 }
 
 /// Send on a connection; a stale pooled connection that closed before the request was written
-/// is replaced once by a fresh one to the same endpoint.
+/// is replaced once by a fresh one to the same endpoint. When `request_timeout` runs out while
+/// the upstream waits for the client's body, the stall is the client's (`ClientBodyTimeout`).
 pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
     request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let watch = match request.body() {
+        RequestBody::Watched(_, watch) => Some(watch.clone()),
+        _ => None,
+    };
     let exchange = async move {
         let mut conn = conn;
         let mut request = request;
@@ -139,6 +144,7 @@ pub(super) async fn send(
     };
     match tokio::time::timeout(proxy.request_timeout, exchange).await {
         Ok(result) => result,
+        Err(_) if watch.is_some_and(|w| w.waits_for_client()) => Err(ProxyError::ClientBodyTimeout),
         Err(_) => Err(ProxyError::Timeout),
     }
 }
