@@ -1,6 +1,8 @@
 //! Protocol upgrades (WebSocket and any other `Upgrade`): the request keeps its `Upgrade`
-//! header, and if the upstream answers 101 the two connections are joined into a byte-for-byte
-//! tunnel. Any other answer is relayed as a normal response and no tunnel opens.
+//! header, and if the upstream answers 101 to a protocol the request offered
+//! ([`switches_to_offered`]) the two connections are joined into a byte-for-byte tunnel; a 101
+//! to anything else is the upstream's failure (`forward.rs`). Any other answer is relayed as a
+//! normal response and no tunnel opens.
 //!
 //! The version chosen for the upgrade request serves the whole tunnel, and the tunnel counts
 //! as one request (status 101) in the metrics, recorded when the upstream switches protocols.
