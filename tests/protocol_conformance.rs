@@ -918,6 +918,46 @@ async fn an_unsolicited_or_unoffered_101_is_502_counted_and_never_a_tunnel() {
     assert_eq!(errors(&m, "reset"), 3.0);
 }
 
+/// A 101 nobody asked for counts against the endpoint's passive health too: with
+/// `ejection_failures = 1` the endpoint that sent it is ejected, and the next requests all go to
+/// the other endpoint.
+#[tokio::test]
+async fn an_unsolicited_101_counts_against_the_endpoint() {
+    let a = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let b = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let toml = base_config("", "ejection_failures = 1\nejection_base_time = \"60s\"")
+        + &format!(
+            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\", \"{}\"]\n",
+            a.addr, b.addr
+        );
+    let proxy = Canaryd::start(&toml);
+    let reply = exchange(
+        proxy.addr,
+        b"GET /switch HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.1 502 Bad Gateway"],
+        "{reply:?}"
+    );
+    let (switched, other) = if a.received().contains("/switch") {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    for _ in 0..20 {
+        let reply = exchange(
+            proxy.addr,
+            b"GET /n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    }
+    assert_eq!(switched.received().matches("GET /n ").count(), 0);
+    assert_eq!(other.received().matches("GET /n ").count(), 20);
+}
+
 /// A client that stops sending its body — after `Expect: 100-continue` and nothing, or after
 /// part of it — gets 408 once `request_timeout` runs out, and its connection is closed. Nothing
 /// counts against the version (no 5xx, no upstream timeout) or the endpoint: with

@@ -143,14 +143,18 @@ pub async fn handle(
         watched(body)
     };
     let upstream_request = join_upstream_request(parts, body, informational);
-    let forwarded = or_answer!(
-        upstream_call::forward(proxy, &route, version, upstream_request)
-            .await
-            .map_err(|(error, counted_for)| Failure {
-                error,
-                counted: Some((route.clone(), counted_for)),
-            })
-    );
+    let forwarded = or_answer!(upstream_call::forward(
+        proxy,
+        &route,
+        version,
+        upstream_request,
+        upgrade.as_ref().map(|(offered, _)| offered)
+    )
+    .await
+    .map_err(|(error, counted_for)| Failure {
+        error,
+        counted: Some((route.clone(), counted_for)),
+    }));
     or_answer!(respond(
         forwarded,
         upgrade,
