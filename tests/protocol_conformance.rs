@@ -2,11 +2,15 @@
 //! h2c upgrade is never tunnelled, half-closed clients get their answers, request bodies reach
 //! the upstream whatever the method, `Host` is checked, HTTP/2 field values with surrounding
 //! whitespace are refused, and the framing cases the contract settles (`Content-Length` with
-//! `Transfer-Encoding`, bare LF, a bad chunk after a valid one).
+//! `Transfer-Encoding`, bare LF, a bad chunk after a valid one); then misbehaving upstreams
+//! (`Content-Length` with `Transfer-Encoding`, transfer codings, a 101 nobody asked for),
+//! request targets and codings canaryd refuses, clients that stall their own body, HTTP/2 cookie
+//! crumbs, HTTP/1.0 keep-alive and `Max-Forwards`.
 //!
 //! Clients write exact bytes (or HTTP/2 frames through hyper's client); upstreams record what
-//! reached them: the test support's hyper upstream, or [`RawUpstream`], which keeps every byte
-//! of every connection so a test can show what was (not) sent.
+//! reached them: the test support's hyper upstream, or `RawUpstream` (`tests/support`), which
+//! keeps every byte of every connection so a test can show what was (not) sent, and answers by
+//! path with bytes the test chose.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
