@@ -118,12 +118,15 @@ pub fn response_codings(headers: &mut HeaderMap) -> ResponseCodings {
             }
             joined.extend_from_slice(coding);
         }
-        // Made of the bytes of valid header values and ", ": always a valid value.
-        HeaderValue::from_bytes(&joined).unwrap_or_else(|_| HeaderValue::from_static("identity"))
+        // Made of the bytes of valid header values and ", ", so always a valid value; were it
+        // not, the field as received still names every coding.
+        HeaderValue::from_bytes(&joined)
+            .ok()
+            .or_else(|| headers.get(TRANSFER_ENCODING).cloned())
     });
     ResponseCodings {
         length_dropped,
-        remaining,
+        remaining: remaining.flatten(),
     }
 }
 
