@@ -99,8 +99,9 @@ fn prints_the_outcome_shares_times_and_exposure_for_a_known_config() {
 fn the_default_horizon_follows_the_traffic_and_undecided_runs_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "seed.toml", SEED);
-    // 1 req/s: the first step's canary gets 0.1 req/s and needs 297 clean requests, 50 checks;
-    // 3 × (50 + 4 later steps) × 60 s + one interval = 9,780 s, beyond the schedule's 3,060 s.
+    // 1 req/s: the first step's canary gets 0.1 req/s; at the "good" rate (0.5% failures) the
+    // judge needs 658 requests on average, 110 checks; 3 × (110 + 4 later steps) × 60 s + one
+    // interval = 20,580 s, beyond the schedule's 3,060 s.
     let out = simulate(&[
         "-c",
         &config,
@@ -115,7 +116,7 @@ fn the_default_horizon_follows_the_traffic_and_undecided_runs_are_explained() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(
-            "horizon 9780 s (3x the 3240 s a canary without failures needs at this traffic)"
+            "horizon 20580 s (3x the 6840 s a canary failing at the \"good\" rate needs on average at this traffic)"
         ),
         "{stdout}"
     );
