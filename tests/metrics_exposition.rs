@@ -13,7 +13,8 @@ use canaryd::metrics::{
 use canaryd::routing::Phase;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
-/// Every metric of docs/operations.md#series and its type, plus the extension `canaryd_retries_total`.
+/// Every metric of docs/operations.md#series and its type, plus the extensions
+/// `canaryd_retries_total` and `canaryd_webhook_failures_total`.
 const FAMILIES: [(&str, &str); 16] = [
     ("canaryd_requests_total", "counter"),
     ("canaryd_request_duration_seconds", "histogram"),
