@@ -15,14 +15,16 @@
 //! hooks and each still gets its own metadata.
 //!
 //! Two optional fields are added beyond the core payload, present only when set (omitted, not
-//! `null`, otherwise): `message` and `reason`. `event` hooks carry the event's message there ("Promotion completed! shop
-//! is now serving v1.5.0"), and `post-rollout` hooks a one-line outcome ("Rolling back shop failed
-//! checks threshold reached 5"). That answers the GitOps caveat — an automatic rollback leaves the
-//! production repository out of date — because a pipeline learns from one request which revision
-//! finished (`revision`), how (`phase` = `Succeeded` or `Failed`) and why (`message`), and can
-//! revert or promote the repository accordingly. `reason` is why the rollout ended as it did, in
-//! one line ("request-success-rate is worse than allowed (sequential test)"): with the sequential
-//! judge a rollback counts no failed checks, so `failed_checks` alone would say 0.
+//! `null`, otherwise): `message` and `reason`. `event` hooks carry the event's message in
+//! `message` ("Promotion completed! shop is now serving v1.5.0"), and `post-rollout` hooks a
+//! one-line outcome ("shop v1.5.0 Failed"). That answers the GitOps caveat — an automatic
+//! rollback leaves the production repository out of date — because a pipeline learns from one
+//! request which revision finished (`revision`), how (`phase` = `Succeeded` or `Failed`) and why
+//! (`reason`), and can revert or promote the repository accordingly. `reason` (`post-rollout`) is
+//! why the rollout ended as it did, in one line ("failed checks threshold reached 5",
+//! "request-success-rate is worse than allowed (sequential test): error rate 2.10% over 1,000
+//! requests, …"): the sequential judge rolls back on one check's evidence, so `failed_checks`
+//! alone says little.
 //!
 //! A hook with `format = "slack"`, `"msteams"` or `"discord"` gets the same facts shaped for
 //! that service instead (`format.rs`, docs/rollouts.md#notifications).
@@ -207,8 +209,8 @@ pub async fn call(hook: &WebhookConfig, payload: &WebhookPayload) -> WebhookAnsw
     }
 }
 
-/// The waits between attempts at a notice: the `n`th retry waits `first × 2ⁿ⁻¹`, at most `max`,
-/// of which a random half is jitter, so receivers that came back are not hit by every
+/// The waits between attempts at a notice: the `n`th retry waits `first × 2ⁿ⁻¹`, at most
+/// `max`, of which a random half is jitter, so receivers that came back are not hit by every
 /// canaryd at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
