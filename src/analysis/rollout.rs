@@ -111,6 +111,10 @@ pub struct Rollout {
     /// The last check that judged a window.
     #[serde(default)]
     pub(super) last_check: Option<CheckReport>,
+    /// Why the rollout is where it is, in one line: what the judge is still collecting, or why
+    /// it was promoted or rolled back (`reason` in the status and the `post-rollout` payload).
+    #[serde(default)]
+    pub(super) reason: Option<String>,
     /// A confirm webhook the runner was told to ask; only [`Rollout::confirm`] consumes it.
     /// Not persisted: after a restart the next passing check asks again.
     #[serde(skip)]
@@ -152,6 +156,7 @@ impl Rollout {
             started_at: now,
             updated_at: now,
             last_check: None,
+            reason: None,
             pending: None,
         }
     }
@@ -224,6 +229,7 @@ impl Rollout {
         self.started = false;
         self.paused_from = None;
         self.last_check = None;
+        self.reason = None;
         self.pending = None;
         self.started_at = unix_seconds(now);
         self.updated_at = unix_seconds(now);
@@ -293,6 +299,8 @@ impl Rollout {
         self.weight = weight.min(100);
         self.started = true;
         self.step_checks = 0;
+        // What the judge was collecting was about the step just passed.
+        self.reason = None;
         self.updated_at = unix_seconds(now);
         events.push(Event::info(
             &self.route,
@@ -305,6 +313,7 @@ impl Rollout {
     /// All traffic to the canary: phase Succeeded, weight 100.
     pub(super) fn promote_now(&mut self, now: SystemTime, events: &mut Vec<Event>) -> Decision {
         self.finish(FinishOutcome::Succeeded, now);
+        self.reason = Some("every check passed".to_owned());
         events.push(Event::info(
             &self.route,
             now,
@@ -324,6 +333,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         self.finish(FinishOutcome::Failed, now);
+        self.reason = Some(reason.to_string());
         events.push(Event::warning(
             &self.route,
             now,
@@ -448,6 +458,11 @@ impl Rollout {
     /// Failed checks of this rollout.
     pub fn failed_checks(&self) -> u32 {
         self.failed_checks
+    }
+
+    /// Why the rollout is where it is, one line (see the field).
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// Inconclusive checks in a row.

@@ -14,7 +14,7 @@ use super::engine::EngineError;
 use super::evidence::StepEvidence;
 use super::persist::Persist;
 use super::shared::EngineShared;
-use super::webhook::{WebhookPayload, Webhooks};
+use super::webhook::{redacted, OnUndelivered, WebhookPayload, Webhooks};
 use super::{
     Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus, Severity,
     VersionWindow, Window,
@@ -230,18 +230,41 @@ impl RouteTask {
             .set_rollout(self.rollout.route(), self.rollout.view());
         self.persist.save(&self.rollout);
         self.shared.set_status(self.rollout.status());
+        let undelivered = self.undelivered();
         for event in events {
             match event.severity {
                 Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
                 Severity::Warning => tracing::warn!(route = %event.route, "{}", event.message),
             }
-            Webhooks::notify(
-                &self.hooks,
-                WebhookKind::Event,
-                &self.payload(Some(event.message.clone())),
-            );
+            let mut payload = self.payload(Some(event.message.clone()));
+            payload.severity = event.severity;
+            Webhooks::notify(&self.hooks, WebhookKind::Event, &payload, &undelivered);
             self.shared.push_event(event);
         }
+    }
+
+    /// What a notice that finally failed becomes: a warning event (logged and kept, but not
+    /// sent to the `event` hooks, which may be the ones failing) and a count in
+    /// `canaryd_webhook_failures_total`.
+    pub(super) fn undelivered(&self) -> OnUndelivered {
+        let route = self.rollout.route().to_owned();
+        let metrics = Arc::clone(&self.metrics);
+        let shared = Arc::clone(&self.shared);
+        Arc::new(move |hook: &WebhookConfig, reason: &str| {
+            metrics.count_undelivered(hook.kind);
+            let event = Event::warning(
+                &route,
+                SystemTime::now(),
+                format!(
+                    "Webhook {} {} not delivered after {} attempts: {reason}",
+                    hook.kind.as_str(),
+                    redacted(&hook.url),
+                    hook.retries + 1
+                ),
+            );
+            tracing::warn!(route = %event.route, "{}", event.message);
+            shared.push_event(event);
+        })
     }
 
     pub(super) fn notify_post_rollout(&self) {
@@ -251,10 +274,13 @@ impl RouteTask {
             self.rollout.revision(),
             self.rollout.phase()
         );
+        let mut payload = self.payload(Some(message));
+        payload.reason = self.rollout.reason().map(str::to_owned);
         Webhooks::notify(
             &self.hooks,
             WebhookKind::PostRollout,
-            &self.payload(Some(message)),
+            &payload,
+            &self.undelivered(),
         );
     }
 
@@ -273,6 +299,8 @@ impl RouteTask {
             weight: self.rollout.weight(),
             failed_checks: self.rollout.failed_checks(),
             message,
+            reason: None,
+            severity: Severity::Info,
         }
     }
 

@@ -6,12 +6,15 @@
 //! (binomial) and slow requests (binomial on the latency distribution's tail) straight into the
 //! same window and evidence types the route task fills from the data plane, and follows the
 //! route task's protocol (watch every second, check every interval, restart window and evidence
-//! as the decision says). `run.rs` is one rollout, `latency.rs` the latency models.
+//! as the decision says). `run.rs` is one rollout, `latency.rs` the latency models,
+//! `horizon.rs` how long a run is given and why a run may stay undecided.
 
+mod horizon;
 mod latency;
 mod run;
 mod summary;
 
+pub use horizon::{clean_requests_to_pass, Horizon};
 pub use latency::{Latency, LatencyError};
 pub use run::{simulate_once, RunOutcome, RunResult};
 pub use summary::Summary;
