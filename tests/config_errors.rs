@@ -809,7 +809,7 @@ fn zero_routes_is_valid() {
 #[test]
 fn pool_keys_are_read_and_default() {
     let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
-    assert_eq!(c.proxy.pool.max_idle_per_endpoint, 64);
+    assert_eq!(c.proxy.pool.max_idle_per_endpoint, usize::MAX, "no bound unless written");
     assert_eq!(c.proxy.pool.idle_timeout, Duration::from_secs(30));
     let text =
         format!("[proxy]\npool_max_idle_per_endpoint = 0\npool_idle_timeout = \"250ms\"\n{ROUTE}");

@@ -3,15 +3,19 @@
 
 mod analysis;
 mod error;
+mod failures;
 mod fleet;
 mod raw;
 mod routes;
 mod tls;
 mod traffic;
 mod types;
+mod upstream;
 mod validate;
 
 pub use error::ConfigError;
+pub use failures::{FailurePolicy, GRPC_CODE_NAMES};
 pub use fleet::{FleetConfig, FleetTls};
 pub use types::*;
+pub use upstream::{UpstreamProtocol, UpstreamTlsConfig, UpstreamTransport};
 pub use validate::{load_file, parse_str};

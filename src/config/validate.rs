@@ -71,7 +71,7 @@ pub fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
         .and_then(|f| keep(&mut issues, super::fleet::fleet_config(f, base)));
     let mut route_list = Vec::with_capacity(raw.route.len());
     for route in &raw.route {
-        if let Some(r) = keep(&mut issues, routes::route_config(route)) {
+        if let Some(r) = keep(&mut issues, routes::route_config(route, base)) {
             route_list.push(r);
         }
     }
@@ -269,13 +269,20 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         )?,
     };
     let ejection = ejection_config(raw)?;
-    let pool = PoolConfig {
-        max_idle_per_endpoint: int_in(
+    // Not written: no bound but the idle timeout, so the pool keeps the connections the
+    // traffic uses (docs/configuration.md#keys-and-defaults).
+    let max_idle_per_endpoint = if raw.pool_max_idle_per_endpoint.span().is_empty() {
+        PoolConfig::default().max_idle_per_endpoint
+    } else {
+        int_in(
             &raw.pool_max_idle_per_endpoint,
             "pool_max_idle_per_endpoint",
             0,
             MAX_POOL_IDLE_PER_ENDPOINT,
-        )?,
+        )?
+    };
+    let pool = PoolConfig {
+        max_idle_per_endpoint,
         idle_timeout: positive_duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
     };
     // Zero is allowed: it means "do not wait for in-flight requests".

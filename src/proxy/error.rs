@@ -68,6 +68,24 @@ impl ProxyError {
         }
     }
 
+    /// The `grpc-status` a gRPC client gets instead of [`Self::status`]
+    /// (docs/routing.md#grpc): the proxy's own errors reach a gRPC client as gRPC.
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            // UNIMPLEMENTED: nothing serves this method here.
+            ProxyError::NoRoute => 12,
+            // INTERNAL: what gRPC answers a request it cannot read.
+            ProxyError::BadRequestBody
+            | ProxyError::AmbiguousFraming
+            | ProxyError::BadHost
+            | ProxyError::MalformedHeader => 13,
+            // UNAVAILABLE: the one code a client may retry on its own.
+            ProxyError::NoEndpoint | ProxyError::Connect(_) | ProxyError::Upstream(_) => 14,
+            // DEADLINE_EXCEEDED.
+            ProxyError::Timeout => 4,
+        }
+    }
+
     /// How the error counts against the version the request was meant for; `None` when no
     /// version was chosen.
     pub fn outcome(&self) -> Option<Outcome> {

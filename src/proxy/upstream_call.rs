@@ -1,5 +1,6 @@
 //! The upstream side of one request: pick an endpoint, take or open a connection, send, and
-//! wait for the response head within `request_timeout` (`docs/routing.md`, phase 4).
+//! wait for the response head within `request_timeout` — or a gRPC call's shorter
+//! `grpc-timeout` (`docs/routing.md`, phase 4).
 //!
 //! Both the client's request (`forward.rs`) and a mirrored copy (`mirror.rs`) go through here,
 //! so neither of those two imports the other.
@@ -7,6 +8,7 @@
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use super::grpc::{grpc_timeout, is_grpc};
 use super::ProxyError;
 use crate::config::{ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
@@ -38,6 +40,11 @@ pub(super) async fn forward(
     request: Request<RequestBody>,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
+    let grpc = is_grpc(request.headers());
+    let timeout = match grpc.then(|| grpc_timeout(request.headers())).flatten() {
+        Some(deadline) => deadline.min(proxy.request_timeout),
+        None => proxy.request_timeout,
+    };
     let mut retries_left = if idempotent { proxy.retries } else { 0 };
     let mut target = version;
     let mut pick = EndpointPick::default();
@@ -50,14 +57,17 @@ pub(super) async fn forward(
         };
         match acquired {
             Ok(conn) => {
-                let result = send(proxy, conn, request).await;
-                // Passive health: 5xx answers, timeouts and broken exchanges count against the
-                // endpoint; a client's broken body does not.
+                let result = send(proxy, conn, request, timeout).await;
+                // Passive health: answers in the route's failure set, timeouts and broken
+                // exchanges count against the endpoint; a client's broken body does not; a gRPC
+                // call's answer counts when it ends (`body.rs`), its status says little.
                 if let Some(endpoint) = &endpoint {
                     match &result {
-                        Ok((response, _)) => {
-                            endpoint.record(!response.status().is_server_error(), &proxy.ejection)
-                        }
+                        Ok(_) if grpc => {}
+                        Ok((response, _)) => endpoint.record(
+                            !route.failures.status_fails(response.status().as_u16()),
+                            &proxy.ejection,
+                        ),
                         Err(ProxyError::BadRequestBody) => {}
                         Err(_) => endpoint.record(false, &proxy.ejection),
                     }
@@ -105,12 +115,15 @@ pub(super) async fn forward(
     }
 }
 
-/// Send on a connection; a stale pooled connection that closed before the request was written
-/// is replaced once by a fresh one to the same endpoint.
+/// Send on a connection, waiting for the response head at most `timeout`; a request the
+/// connection did not process (a stale pooled connection that closed before it was written, a
+/// stream an HTTP/2 peer refused or left out of its GOAWAY) is sent once more on another
+/// connection to the same endpoint.
 pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
     request: Request<RequestBody>,
+    timeout: std::time::Duration,
 ) -> Result<(Response<Incoming>, Conn), ProxyError> {
     let exchange = async move {
         let mut conn = conn;
@@ -137,7 +150,7 @@ pub(super) async fn send(
             }
         }
     };
-    match tokio::time::timeout(proxy.request_timeout, exchange).await {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(ProxyError::Timeout),
     }
