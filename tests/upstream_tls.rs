@@ -228,3 +228,35 @@ async fn alpn_auto_picks_h2_from_an_h2_server_and_http1_from_an_http1_only_one()
         assert_eq!(upstream.versions(), [expected; 3]);
     }
 }
+
+#[tokio::test]
+async fn routes_with_other_tls_settings_never_share_a_verified_connection() {
+    tls_failures();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, other) = (TestCa::new("test ca"), TestCa::new("other ca"));
+    let upstream =
+        TlsUpstream::start(server_config(&ca.server(&["orders.internal"]), &[b"http/1.1"], None)).await;
+    let trusted = ca.write(dir.path(), "ca.pem");
+    let untrusted = other.write(dir.path(), "other.pem");
+    // The same address twice: "good" trusts the upstream's CA, "bad" does not.
+    let toml = base_config("", "")
+        + &format!(
+            "[[route]]\nname = \"good\"\nhosts = [\"good.test\"]\n[route.primary]\nrevision = \"v1\"\n\
+             endpoints = [\"{addr}\"]\n[route.primary.tls]\nca = \"{good}\"\nserver_name = \"orders.internal\"\n\
+             [[route]]\nname = \"bad\"\nhosts = [\"bad.test\"]\n[route.primary]\nrevision = \"v1\"\n\
+             endpoints = [\"{addr}\"]\n[route.primary.tls]\nca = \"{bad}\"\nserver_name = \"orders.internal\"\n",
+            addr = upstream.addr,
+            good = trusted.display(),
+            bad = untrusted.display(),
+        );
+    let proxy = Canaryd::start(&toml);
+    let client = client();
+    for _ in 0..3 {
+        let (status, _, _) = get(&client, &proxy.url("/"), &[("host", "good.test")]).await;
+        assert_eq!(status.as_u16(), 200);
+        // The pooled connection "good" verified must not serve "bad".
+        let (status, _, _) = get(&client, &proxy.url("/"), &[("host", "bad.test")]).await;
+        assert_eq!(status.as_u16(), 502);
+    }
+    assert_eq!(upstream.served.load(Ordering::SeqCst), 3);
+}
