@@ -809,7 +809,11 @@ fn zero_routes_is_valid() {
 #[test]
 fn pool_keys_are_read_and_default() {
     let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
-    assert_eq!(c.proxy.pool.max_idle_per_endpoint, usize::MAX, "no bound unless written");
+    assert_eq!(
+        c.proxy.pool.max_idle_per_endpoint,
+        usize::MAX,
+        "no bound unless written"
+    );
     assert_eq!(c.proxy.pool.idle_timeout, Duration::from_secs(30));
     let text =
         format!("[proxy]\npool_max_idle_per_endpoint = 0\npool_idle_timeout = \"250ms\"\n{ROUTE}");
@@ -979,12 +983,7 @@ fn an_unknown_protocol_is_refused_at_its_value() {
 
 #[test]
 fn auto_needs_tls() {
-    assert_error(
-        &format!("{ROUTE}protocol = \"auto\"\n"),
-        5,
-        12,
-        "needs TLS",
-    );
+    assert_error(&format!("{ROUTE}protocol = \"auto\"\n"), 5, 12, "needs TLS");
     // The canary's own settings are checked too.
     assert_error(
         &format!("{ROUTE_CANARY}protocol = \"auto\"\n"),
@@ -1063,7 +1062,11 @@ fn the_whole_upstream_contract_is_read() {
     let client = rcgen::generate_simple_self_signed(vec!["client".to_owned()]).unwrap();
     std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
     std::fs::write(dir.path().join("client.pem"), client.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("client.key"), client.signing_key.serialize_pem()).unwrap();
+    std::fs::write(
+        dir.path().join("client.key"),
+        client.signing_key.serialize_pem(),
+    )
+    .unwrap();
     let text = "[[route]]\nname = \"orders\"\n[route.primary]\nendpoints = [\"10.0.0.1:50051\"]\n\
                 protocol = \"http2\"\n[route.primary.tls]\nca = \"ca.pem\"\n\
                 server_name = \"orders.internal\"\ncert = \"client.pem\"\nkey = \"client.key\"\n\
@@ -1080,17 +1083,26 @@ fn the_whole_upstream_contract_is_read() {
     assert_eq!(tls.server_name.as_deref(), Some("orders.internal"));
     assert!(tls.verify && tls.ca_pem.is_some() && tls.client_pem.is_some());
     let canary = &route.canary.as_ref().unwrap().version.transport;
-    assert!(canary.tls.is_none(), "h2c: each version has its own settings");
+    assert!(
+        canary.tls.is_none(),
+        "h2c: each version has its own settings"
+    );
     let f = &route.failures;
     assert!(f.status_fails(429) && f.status_fails(502) && !f.status_fails(404));
     assert!(f.grpc_fails(14) && !f.grpc_fails(13));
     assert!(f.ignores("/healthz/ready"));
-    assert_eq!(f.outcome_header.as_ref().unwrap().as_str(), "x-canaryd-outcome");
+    assert_eq!(
+        f.outcome_header.as_ref().unwrap().as_str(),
+        "x-canaryd-outcome"
+    );
     // And the defaults: HTTP/1.1 cleartext, 5xx and the server-fault gRPC codes.
     let c = parse_str(ROUTE, Path::new(FILE)).unwrap();
     assert_eq!(
         c.routes[0].primary.transport,
         canaryd::config::UpstreamTransport::default()
     );
-    assert_eq!(c.routes[0].failures, canaryd::config::FailurePolicy::default());
+    assert_eq!(
+        c.routes[0].failures,
+        canaryd::config::FailurePolicy::default()
+    );
 }

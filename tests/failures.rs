@@ -42,7 +42,9 @@ async fn marking_upstream() -> SocketAddr {
                 let mut response = Response::new(Full::new(Bytes::from("answer")));
                 *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                 if let Some(say) = request.headers().get("x-say") {
-                    response.headers_mut().insert("x-canaryd-outcome", say.clone());
+                    response
+                        .headers_mut()
+                        .insert("x-canaryd-outcome", say.clone());
                 }
                 Ok::<_, Infallible>(response)
             });
@@ -77,7 +79,10 @@ async fn counted(proxy: &Canaryd, requests: u64) -> std::sync::Arc<canaryd::metr
 #[tokio::test]
 async fn a_listed_429_counts_as_a_failure_and_by_default_it_does_not() {
     let addr = marking_upstream().await;
-    let listed = Canaryd::start(&route(addr, "[route.failures]\nhttp_statuses = [\"5xx\", \"429\"]\n"));
+    let listed = Canaryd::start(&route(
+        addr,
+        "[route.failures]\nhttp_statuses = [\"5xx\", \"429\"]\n",
+    ));
     let (status, _, _) = get(&client(), &listed.url("/api/429"), &[]).await;
     assert_eq!(status.as_u16(), 429);
     let (status, _, _) = get(&client(), &listed.url("/api/404"), &[]).await;
@@ -96,10 +101,17 @@ async fn a_listed_429_counts_as_a_failure_and_by_default_it_does_not() {
 #[tokio::test]
 async fn ignored_paths_are_served_but_never_counted() {
     let addr = marking_upstream().await;
-    let proxy = Canaryd::start(&route(addr, "[route.failures]\nignore_paths = [\"/healthz\"]\n"));
+    let proxy = Canaryd::start(&route(
+        addr,
+        "[route.failures]\nignore_paths = [\"/healthz\"]\n",
+    ));
     for _ in 0..3 {
         let (status, _, body) = get(&client(), &proxy.url("/healthz/503"), &[]).await;
-        assert_eq!((status.as_u16(), body.as_str()), (503, "answer"), "still served");
+        assert_eq!(
+            (status.as_u16(), body.as_str()),
+            (503, "answer"),
+            "still served"
+        );
     }
     // One counted request afterwards: once it is in, the three before it would be too.
     get(&client(), &proxy.url("/api/200"), &[]).await;
@@ -117,14 +129,27 @@ async fn the_outcome_header_overrides_the_status_and_never_reaches_the_client() 
         addr,
         "[route.failures]\noutcome_header = \"x-canaryd-outcome\"\n",
     ));
-    let (status, headers, _) = get(&client(), &proxy.url("/api/200"), &[("x-say", "failure")]).await;
+    let (status, headers, _) =
+        get(&client(), &proxy.url("/api/200"), &[("x-say", "failure")]).await;
     assert_eq!(status.as_u16(), 200);
-    assert!(headers.get("x-canaryd-outcome").is_none(), "stripped: {headers:?}");
-    let (status, headers, _) = get(&client(), &proxy.url("/api/503"), &[("x-say", "success")]).await;
+    assert!(
+        headers.get("x-canaryd-outcome").is_none(),
+        "stripped: {headers:?}"
+    );
+    let (status, headers, _) =
+        get(&client(), &proxy.url("/api/503"), &[("x-say", "success")]).await;
     assert_eq!(status.as_u16(), 503);
     assert!(headers.get("x-canaryd-outcome").is_none());
     let m = counted(&proxy, 2).await;
     let v = m.version(Version::Primary);
-    assert_eq!(v.code_class_outcome(2, true), 1, "a 200 the upstream marked failed");
-    assert_eq!(v.code_class_outcome(5, false), 1, "a 503 the upstream marked a success");
+    assert_eq!(
+        v.code_class_outcome(2, true),
+        1,
+        "a 200 the upstream marked failed"
+    );
+    assert_eq!(
+        v.code_class_outcome(5, false),
+        1,
+        "a 503 the upstream marked a success"
+    );
 }

@@ -32,7 +32,9 @@ async fn every_kind_of_call_passes_through_to_an_h2c_upstream() {
     let proxy = Canaryd::start(&grpc_route(upstream.addr, ""));
     let mut client = connect(proxy.addr).await;
 
-    let answer = unary(&mut client, "/test.Echo/Unary", "hello").await.unwrap();
+    let answer = unary(&mut client, "/test.Echo/Unary", "hello")
+        .await
+        .unwrap();
     assert_eq!(answer.into_inner().text, "v1:hello");
     assert_eq!(
         server_stream(&mut client, "n").await.unwrap(),
@@ -62,13 +64,23 @@ async fn trailer_metadata_reaches_the_client_and_the_status_is_what_is_counted()
     let upstream = GrpcUpstream::start("v1").await;
     let proxy = Canaryd::start(&grpc_route(upstream.addr, ""));
     let mut client = connect(proxy.addr).await;
-    let status = unary(&mut client, "/test.Echo/Fail", "x").await.unwrap_err();
+    let status = unary(&mut client, "/test.Echo/Fail", "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.message(), "no such thing");
-    assert_eq!(status.metadata().get("x-detail").unwrap(), "looked everywhere");
+    assert_eq!(
+        status.metadata().get("x-detail").unwrap(),
+        "looked everywhere"
+    );
 
-    upstream.behaviour.unavailable_per_10.store(10, Ordering::SeqCst);
-    let status = unary(&mut client, "/test.Echo/Unary", "x").await.unwrap_err();
+    upstream
+        .behaviour
+        .unavailable_per_10
+        .store(10, Ordering::SeqCst);
+    let status = unary(&mut client, "/test.Echo/Unary", "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
     // NOT_FOUND is an answer (not in the default failure set); UNAVAILABLE is a failure, though
@@ -79,8 +91,16 @@ async fn trailer_metadata_reaches_the_client_and_the_status_is_what_is_counted()
         primary.requests() == 2
     })
     .await;
-    assert_eq!(primary.grpc_code_outcome(5, false), 1, "NOT_FOUND, a success");
-    assert_eq!(primary.grpc_code_outcome(14, true), 1, "UNAVAILABLE, a failure");
+    assert_eq!(
+        primary.grpc_code_outcome(5, false),
+        1,
+        "NOT_FOUND, a success"
+    );
+    assert_eq!(
+        primary.grpc_code_outcome(14, true),
+        1,
+        "UNAVAILABLE, a failure"
+    );
     assert_eq!(primary.code_class(2), 2);
 }
 
@@ -92,7 +112,9 @@ async fn a_dead_endpoint_gives_the_client_unavailable_never_an_http_error_page()
     };
     let proxy = Canaryd::start(&grpc_route(dead, ""));
     let mut client = connect(proxy.addr).await;
-    let status = unary(&mut client, "/test.Echo/Unary", "x").await.unwrap_err();
+    let status = unary(&mut client, "/test.Echo/Unary", "x")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(status.message(), "upstream connect failed");
 }
@@ -109,7 +131,9 @@ async fn calls_pass_through_to_a_tls_upstream() {
     );
     let proxy = Canaryd::start(&grpc_route(upstream.addr, &tls));
     let mut client = connect(proxy.addr).await;
-    let answer = unary(&mut client, "/test.Echo/Unary", "secure").await.unwrap();
+    let answer = unary(&mut client, "/test.Echo/Unary", "secure")
+        .await
+        .unwrap();
     assert_eq!(answer.into_inner().text, "tls:secure");
     assert_eq!(
         server_stream(&mut client, "s").await.unwrap(),
@@ -172,15 +196,26 @@ async fn a_canary_answering_unavailable_on_30_percent_of_calls_is_rolled_back() 
         GrpcUpstream::start("v2").await,
     );
     // All of them HTTP 200: only grpc-status tells.
-    canary.behaviour.unavailable_per_10.store(3, Ordering::SeqCst);
+    canary
+        .behaviour
+        .unavailable_per_10
+        .store(3, Ordering::SeqCst);
     let proxy = Canaryd::start(&analysed(&primary, &canary));
     let load = grpc_load(proxy.addr, 200);
-    eventually("rollback", Duration::from_secs(15), || phase(&proxy) == "Failed").await;
+    eventually("rollback", Duration::from_secs(15), || {
+        phase(&proxy) == "Failed"
+    })
+    .await;
     drop(load);
     let status = proxy.server().analysis().status("shop").unwrap();
     assert_eq!(status.weight, 0);
     let canary_metrics = proxy.server().registry().route("shop");
-    assert!(canary_metrics.version(Version::Canary).grpc_code_outcome(14, true) > 0);
+    assert!(
+        canary_metrics
+            .version(Version::Canary)
+            .grpc_code_outcome(14, true)
+            > 0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +232,8 @@ async fn a_healthy_grpc_canary_is_promoted() {
     .await;
     drop(load);
     let mut client = connect(proxy.addr).await;
-    let answer = unary(&mut client, "/test.Echo/Unary", "after").await.unwrap();
+    let answer = unary(&mut client, "/test.Echo/Unary", "after")
+        .await
+        .unwrap();
     assert_eq!(answer.into_inner().text, "v2:after");
 }

@@ -54,13 +54,18 @@ async fn h2_upstream(
                 let open = Arc::new(AtomicU64::new(0));
                 let taken = Arc::new(AtomicU64::new(0));
                 let shut_down = Arc::new(Notify::new());
-                let (open2, taken2, shut2, counters2) =
-                    (open.clone(), taken.clone(), shut_down.clone(), counters.clone());
+                let (open2, taken2, shut2, counters2) = (
+                    open.clone(),
+                    taken.clone(),
+                    shut_down.clone(),
+                    counters.clone(),
+                );
                 let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let (open, counters) = (open2.clone(), counters2.clone());
                     let now = open.fetch_add(1, Ordering::SeqCst) + 1;
                     counters.max_streams.fetch_max(now, Ordering::SeqCst);
-                    if goaway_after.is_some_and(|n| taken2.fetch_add(1, Ordering::SeqCst) + 1 == n) {
+                    if goaway_after.is_some_and(|n| taken2.fetch_add(1, Ordering::SeqCst) + 1 == n)
+                    {
                         shut2.notify_one();
                     }
                     let version = format!("{:?}", request.version());
@@ -89,8 +94,7 @@ async fn h2_upstream(
 }
 
 fn h2_route(addr: SocketAddr) -> String {
-    base_config("", "")
-        .replace("workers = 2", "workers = 1")
+    base_config("", "").replace("workers = 2", "workers = 1")
         + &format!(
             "[[route]]\nname = \"h2\"\n[route.primary]\nrevision = \"v1\"\n\
              endpoints = [\"{addr}\"]\nprotocol = \"http2\"\n"
@@ -120,13 +124,19 @@ async fn http1_clients_reach_an_http2_upstream_over_one_shared_connection() {
     let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "HTTP/2.0"));
     let answers = burst(&proxy, 20).await;
-    assert!(answers.iter().all(|(s, b)| *s == 200 && b == "HTTP/2.0"), "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, b)| *s == 200 && b == "HTTP/2.0"),
+        "{answers:?}"
+    );
     assert_eq!(
         counters.connections.load(Ordering::SeqCst),
         1,
         "one worker, one multiplexed connection"
     );
-    assert!(counters.max_streams.load(Ordering::SeqCst) > 1, "streams were multiplexed");
+    assert!(
+        counters.max_streams.load(Ordering::SeqCst) > 1,
+        "streams were multiplexed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +150,10 @@ async fn a_peer_allowing_two_streams_gets_more_connections_never_more_streams() 
         let answers = burst(&proxy, 8).await;
         assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
     }
-    assert!(counters.max_streams.load(Ordering::SeqCst) <= 2, "more streams than allowed");
+    assert!(
+        counters.max_streams.load(Ordering::SeqCst) <= 2,
+        "more streams than allowed"
+    );
     assert!(
         counters.connections.load(Ordering::SeqCst) >= 4,
         "8 calls at once over connections of 2 streams need at least 4, got {}",
@@ -157,7 +170,11 @@ async fn goaway_mid_load_loses_no_request_the_peer_did_not_process() {
         answers.extend(burst(&proxy, 10).await);
     }
     let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(failed.is_empty(), "{} of 100 failed: {failed:?}", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} of 100 failed: {failed:?}",
+        failed.len()
+    );
     assert!(
         counters.connections.load(Ordering::SeqCst) >= 5,
         "connections were shut down and replaced"

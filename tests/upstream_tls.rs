@@ -51,11 +51,14 @@ impl TlsUpstream {
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
-                    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        seen.lock().unwrap().push(request.version());
-                        async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("tls-ok")))) }
-                    });
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push(request.version());
+                            async {
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("tls-ok"))))
+                            }
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
@@ -81,7 +84,11 @@ fn tls_failures() -> &'static Mutex<Vec<(String, String)>> {
         use tracing_subscriber::layer::SubscriberExt;
         struct Capture;
         impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-            fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
                 #[derive(Default)]
                 struct Fields(String, String, String);
                 impl tracing::field::Visit for Fields {
@@ -138,14 +145,23 @@ async fn a_good_chain_is_accepted_by_ip_san_and_by_server_name() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("test ca");
     // An IP endpoint without server_name: the certificate's IP SAN is verified.
-    let by_ip = TlsUpstream::start(server_config(&ca.server(&["127.0.0.1"]), &[b"http/1.1"], None)).await;
+    let by_ip = TlsUpstream::start(server_config(
+        &ca.server(&["127.0.0.1"]),
+        &[b"http/1.1"],
+        None,
+    ))
+    .await;
     let proxy = Canaryd::start(&route(by_ip.addr, "http1", &ca_line(dir.path(), &ca)));
     let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "tls-ok"));
     assert_eq!(by_ip.versions(), [http::Version::HTTP_11]);
 
-    let by_name =
-        TlsUpstream::start(server_config(&ca.server(&["orders.internal"]), &[b"http/1.1"], None)).await;
+    let by_name = TlsUpstream::start(server_config(
+        &ca.server(&["orders.internal"]),
+        &[b"http/1.1"],
+        None,
+    ))
+    .await;
     let tls = ca_line(dir.path(), &ca) + "server_name = \"orders.internal\"\n";
     let proxy = Canaryd::start(&route(by_name.addr, "http1", &tls));
     let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
@@ -159,8 +175,16 @@ async fn refused(pair: Pair, trusted: &TestCa, reason: &str) {
     let tls = ca_line(dir.path(), trusted) + "server_name = \"orders.internal\"\n";
     let proxy = Canaryd::start(&route(upstream.addr, "http1", &tls));
     let (status, _, _) = get(&client(), &proxy.url("/"), &[]).await;
-    assert_eq!(status.as_u16(), 502, "a refused certificate is a connect failure");
-    assert_eq!(upstream.served.load(Ordering::SeqCst), 0, "nothing served from it");
+    assert_eq!(
+        status.as_u16(),
+        502,
+        "a refused certificate is a connect failure"
+    );
+    assert_eq!(
+        upstream.served.load(Ordering::SeqCst),
+        0,
+        "nothing served from it"
+    );
     let reasons = failure_reasons(upstream.addr);
     assert!(
         reasons.iter().any(|r| r.contains(reason)),
@@ -194,8 +218,12 @@ async fn mtls_presents_the_client_certificate_the_upstream_demands() {
     tls_failures();
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("test ca");
-    let upstream =
-        TlsUpstream::start(server_config(&ca.server(&["127.0.0.1"]), &[b"http/1.1"], Some(&ca))).await;
+    let upstream = TlsUpstream::start(server_config(
+        &ca.server(&["127.0.0.1"]),
+        &[b"http/1.1"],
+        Some(&ca),
+    ))
+    .await;
     // Without a client certificate the upstream refuses the handshake.
     let proxy = Canaryd::start(&route(upstream.addr, "http1", &ca_line(dir.path(), &ca)));
     let (status, _, _) = get(&client(), &proxy.url("/"), &[]).await;
@@ -205,7 +233,11 @@ async fn mtls_presents_the_client_certificate_the_upstream_demands() {
     // With one, it serves.
     let (cert, key) = ca.client("canaryd").write(dir.path(), "client");
     let tls = ca_line(dir.path(), &ca)
-        + &format!("cert = \"{}\"\nkey = \"{}\"\n", cert.display(), key.display());
+        + &format!(
+            "cert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
     let proxy = Canaryd::start(&route(upstream.addr, "http1", &tls));
     let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "tls-ok"));
@@ -234,8 +266,12 @@ async fn routes_with_other_tls_settings_never_share_a_verified_connection() {
     tls_failures();
     let dir = tempfile::tempdir().unwrap();
     let (ca, other) = (TestCa::new("test ca"), TestCa::new("other ca"));
-    let upstream =
-        TlsUpstream::start(server_config(&ca.server(&["orders.internal"]), &[b"http/1.1"], None)).await;
+    let upstream = TlsUpstream::start(server_config(
+        &ca.server(&["orders.internal"]),
+        &[b"http/1.1"],
+        None,
+    ))
+    .await;
     let trusted = ca.write(dir.path(), "ca.pem");
     let untrusted = other.write(dir.path(), "other.pem");
     // The same address twice: "good" trusts the upstream's CA, "bad" does not.

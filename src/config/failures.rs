@@ -106,7 +106,9 @@ impl FailurePolicy {
     /// Whether requests to this path are never counted.
     #[inline]
     pub fn ignores(&self, path: &str) -> bool {
-        self.ignore_paths.iter().any(|p| path.starts_with(p.as_str()))
+        self.ignore_paths
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
     }
 }
 

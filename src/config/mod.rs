@@ -17,5 +17,5 @@ pub use error::ConfigError;
 pub use failures::{FailurePolicy, GRPC_CODE_NAMES};
 pub use fleet::{FleetConfig, FleetTls};
 pub use types::*;
-pub use upstream::{UpstreamProtocol, UpstreamTlsConfig, UpstreamTransport};
+pub use upstream::{ClientPem, UpstreamProtocol, UpstreamTlsConfig, UpstreamTransport};
 pub use validate::{load_file, parse_str};

@@ -14,11 +14,11 @@ use super::analysis::analysis_config;
 use super::error::Issue;
 use super::failures::{failure_policy, FailurePolicy};
 use super::raw::{RawCanary, RawRoute};
-use super::upstream::upstream_transport;
 use super::traffic::{match_rule, mirror_config, sticky_key, webhooks};
 use super::types::{
     CanaryConfig, EndpointAddr, HostPattern, LoadBalancing, RouteConfig, VersionConfig,
 };
+use super::upstream::upstream_transport;
 use super::validate::{int_in, span_or, Checked};
 
 /// Validates one `[[route]]` on its own (rules between routes are in [`conflicts`]).

@@ -34,10 +34,19 @@ pub struct UpstreamTlsConfig {
     /// The name sent as SNI and verified; `None`: the endpoint's host (an IP literal is
     /// verified against the certificate's IP SANs).
     pub server_name: Option<String>,
-    /// The client certificate chain and key (mTLS), as PEM.
-    pub client_pem: Option<(Arc<[u8]>, Arc<[u8]>)>,
+    /// The client certificate chain and key (mTLS).
+    pub client_pem: Option<ClientPem>,
     /// `false`: no verification at all (logged as a warning).
     pub verify: bool,
+}
+
+/// A client certificate chain and its key, as PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientPem {
+    /// `cert`: the chain, leaf first.
+    pub cert: Arc<[u8]>,
+    /// `key`: its private key.
+    pub key: Arc<[u8]>,
 }
 
 /// How one version's endpoints are reached.
@@ -143,7 +152,10 @@ fn upstream_tls(raw: &RawUpstreamTls, base: &Path) -> Checked<UpstreamTlsConfig>
             let chain = CertificateDer::pem_slice_iter(&cert_pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
-                    Issue::new(cert.span(), format!("certificate {:?}: {e}", cert.get_ref()))
+                    Issue::new(
+                        cert.span(),
+                        format!("certificate {:?}: {e}", cert.get_ref()),
+                    )
                 })?;
             if chain.is_empty() {
                 return Err(Issue::new(
@@ -161,7 +173,10 @@ fn upstream_tls(raw: &RawUpstreamTls, base: &Path) -> Checked<UpstreamTlsConfig>
             rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).map_err(|e| {
                 Issue::new(key.span(), format!("private key {:?}: {e}", key.get_ref()))
             })?;
-            Some((cert_pem, key_pem))
+            Some(ClientPem {
+                cert: cert_pem,
+                key: key_pem,
+            })
         }
     };
     Ok(UpstreamTlsConfig {

@@ -169,10 +169,8 @@ impl VersionMetrics {
     /// Responses other than gRPC calls in a `code_class` with one `outcome`.
     pub fn code_class_outcome(&self, class: u8, failed: bool) -> u64 {
         match class {
-            1..=5 => {
-                self.by_code_class[usize::from(class) - 1][usize::from(failed)]
-                    .load(Ordering::Relaxed)
-            }
+            1..=5 => self.by_code_class[usize::from(class) - 1][usize::from(failed)]
+                .load(Ordering::Relaxed),
             _ => 0,
         }
     }

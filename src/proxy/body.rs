@@ -229,6 +229,10 @@ impl Drop for ResponseBody {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Local(_) => true,
         };
-        completion.finish(if ended { End::Complete } else { End::ClientGone });
+        completion.finish(if ended {
+            End::Complete
+        } else {
+            End::ClientGone
+        });
     }
 }

@@ -283,7 +283,10 @@ mod tests {
         assert!(h.get("x-secret").is_none());
         assert!(h.get(CONNECTION).is_none());
         assert!(h.get("keep-alive").is_none());
-        assert_eq!(h[TE], "trailers", "the proxy relays trailers, so it takes them too");
+        assert_eq!(
+            h[TE], "trailers",
+            "the proxy relays trailers, so it takes them too"
+        );
         assert_eq!(h["x-keep"], "1");
         // Connection named X-Forwarded-For: the client's copy is gone, the proxy's own arrives.
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");

@@ -15,8 +15,8 @@ mod tls;
 mod transport;
 
 pub use body::RequestBody;
+pub use connect::ConnectError;
 pub use endpoint::{Endpoint, InFlight};
 pub use health::{Health, HealthChange};
-pub use connect::ConnectError;
 pub use send::{acquire, AcquireError, Conn, SendError};
 pub use transport::Transport;

@@ -125,11 +125,14 @@ pub(super) fn add_connection(
         retired: AtomicBool::new(false),
     });
     H2.with(|h2| {
-        h2.borrow_mut().entry(endpoint.id()).or_default().push(H2Conn {
-            sender,
-            shared: shared.clone(),
-            expires: Instant::now() + endpoint.pool().idle_timeout,
-        });
+        h2.borrow_mut()
+            .entry(endpoint.id())
+            .or_default()
+            .push(H2Conn {
+                sender,
+                shared: shared.clone(),
+                expires: Instant::now() + endpoint.pool().idle_timeout,
+            });
     });
     start_sweeping();
     StreamSlot(shared)

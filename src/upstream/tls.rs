@@ -47,7 +47,8 @@ pub(super) fn client_config(
     tls: &UpstreamTlsConfig,
     protocol: UpstreamProtocol,
 ) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = if tls.verify {
         let roots = match &tls.ca_pem {
             Some(pem) => {
@@ -66,9 +67,10 @@ pub(super) fn client_config(
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
     };
     let mut config = match &tls.client_pem {
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>()?;
-            let key = PrivateKeyDer::from_pem_slice(key)?;
+        Some(client) => {
+            let chain =
+                CertificateDer::pem_slice_iter(&client.cert).collect::<Result<Vec<_>, _>>()?;
+            let key = PrivateKeyDer::from_pem_slice(&client.key)?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
@@ -137,8 +139,6 @@ impl ServerCertVerifier for NoVerification {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

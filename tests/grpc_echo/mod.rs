@@ -58,7 +58,10 @@ impl Service<http::Request<Body>> for EchoServer {
     type Error = Infallible;
     type Future = BoxFuture<Self::Response, Infallible>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -76,7 +79,10 @@ impl Service<http::Request<Body>> for EchoServer {
                             if n % 10 < behaviour.unavailable_per_10.load(Ordering::SeqCst) {
                                 return Err(Status::unavailable("overloaded"));
                             }
-                            Ok(Response::new(msg(&format!("{name}:{}", r.into_inner().text))))
+                            Ok(Response::new(msg(&format!(
+                                "{name}:{}",
+                                r.into_inner().text
+                            ))))
                         }
                     });
                     grpc.unary(handler, request).await

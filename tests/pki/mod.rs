@@ -101,7 +101,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A server config serving `pair` with these ALPN protocols; with `client_ca`, a client
 /// certificate from that CA is required.
-pub fn server_config(pair: &Pair, alpn: &[&[u8]], client_ca: Option<&TestCa>) -> rustls::ServerConfig {
+pub fn server_config(
+    pair: &Pair,
+    alpn: &[&[u8]],
+    client_ca: Option<&TestCa>,
+) -> rustls::ServerConfig {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
         .collect::<Result<_, _>>()
         .unwrap();
