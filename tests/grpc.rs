@@ -237,3 +237,36 @@ async fn a_healthy_grpc_canary_is_promoted() {
         .unwrap();
     assert_eq!(answer.into_inner().text, "v2:after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_sent_te_trailers_gets_the_grpc_trailers_in_the_chunked_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = GrpcUpstream::start("v1").await;
+    let proxy = Canaryd::start(&grpc_route(upstream.addr, ""));
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // One gRPC frame: uncompressed, 4 bytes, Msg { text: "hi" }.
+    let frame = [0u8, 0, 0, 0, 4, 0x0a, 2, b'h', b'i'];
+    let head = format!(
+        "POST /test.Echo/Unary HTTP/1.1\r\nHost: orders\r\ncontent-type: application/grpc\r\n\
+         te: trailers\r\ncontent-length: {}\r\n\r\n",
+        frame.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&frame).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&seen).contains("grpc-status") {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("the trailers arrive")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    let (_, after_body) = text.split_once("\r\n0\r\n").expect("a last chunk");
+    assert!(after_body.contains("grpc-status: 0"), "{text}");
+}
