@@ -270,3 +270,33 @@ async fn an_http1_client_that_sent_te_trailers_gets_the_grpc_trailers_in_the_chu
     let (_, after_body) = text.split_once("\r\n0\r\n").expect("a last chunk");
     assert!(after_body.contains("grpc-status: 0"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_bounds_the_wait_and_the_client_gets_deadline_exceeded() {
+    use http_body_util::{BodyExt, Full};
+    let upstream = GrpcUpstream::start("v1").await;
+    let proxy = Canaryd::start(&grpc_route(upstream.addr, ""));
+    // A plain HTTP/2 client with no deadline of its own: what comes back is canaryd's doing.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    let frame = bytes::Bytes::from_static(&[0, 0, 0, 0, 4, 0x0a, 2, b'h', b'i']);
+    let request = http::Request::post(proxy.url("/test.Echo/Slow"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "300m")
+        .body(Full::new(frame))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = client.request(request).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "the 300 ms deadline, not the 60 s request_timeout nor the 3 s answer: {elapsed:?}"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty(), "a trailers-only answer");
+}

@@ -137,14 +137,15 @@ pub async fn handle(
         RequestBody::Streamed(body)
     };
     let upstream_request = join_upstream_request(parts, body, informational);
-    let forwarded = or_answer!(
-        upstream_call::forward(proxy, &route, version, upstream_request)
-            .await
-            .map_err(|(error, counted_for)| Failure {
-                error,
-                counted: counted.then(|| (route.clone(), counted_for)),
-            })
-    );
+    let forwarded =
+        or_answer!(
+            upstream_call::forward(proxy, &route, version, upstream_request, grpc)
+                .await
+                .map_err(|(error, counted_for)| Failure {
+                    error,
+                    counted: counted.then(|| (route.clone(), counted_for)),
+                })
+        );
     let exchange = Exchange {
         route: &route,
         proxy,

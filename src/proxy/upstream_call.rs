@@ -8,7 +8,7 @@
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
-use super::grpc::{grpc_timeout, is_grpc};
+use super::grpc::grpc_timeout;
 use super::ProxyError;
 use crate::config::{ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
@@ -24,8 +24,8 @@ fn is_idempotent(method: &Method) -> bool {
 /// The upstream's response head, the connection it came on, and the version that served it.
 pub(super) type Forwarded = (Response<Incoming>, Conn, Version);
 
-/// Connect (with retries and failover) and send. On error, also says which version the
-/// failure counts against.
+/// Connect (with retries and failover) and send; `grpc` says the request is a gRPC call. On
+/// error, also says which version the failure counts against.
 ///
 /// A retry — another endpoint of the same version after a connect failure, idempotent methods,
 /// at most `retries` per request — also needs the version's retry budget
@@ -38,9 +38,9 @@ pub(super) async fn forward(
     route: &Route,
     version: Version,
     request: Request<RequestBody>,
+    grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
-    let grpc = is_grpc(request.headers());
     let timeout = match grpc.then(|| grpc_timeout(request.headers())).flatten() {
         Some(deadline) => deadline.min(proxy.request_timeout),
         None => proxy.request_timeout,

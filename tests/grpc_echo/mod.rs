@@ -1,6 +1,7 @@
 //! A real gRPC server and client (tonic) for tests, with messages derived by hand (no
 //! `protoc`): service `test.Echo` with one method of each kind — `Unary`, `ServerStream`,
-//! `ClientStream`, `Bidi` — and `Fail`, which answers NOT_FOUND with trailer metadata.
+//! `ClientStream`, `Bidi` — `Slow`, which answers after 3 s, and `Fail`, which answers NOT_FOUND
+//! with trailer metadata.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -84,6 +85,13 @@ impl Service<http::Request<Body>> for EchoServer {
                                 r.into_inner().text
                             ))))
                         }
+                    });
+                    grpc.unary(handler, request).await
+                }
+                "/test.Echo/Slow" => {
+                    let handler = tower::service_fn(|r: Request<Msg>| async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        Ok::<_, Status>(Response::new(r.into_inner()))
                     });
                     grpc.unary(handler, request).await
                 }
