@@ -296,3 +296,17 @@ async fn routes_with_other_tls_settings_never_share_a_verified_connection() {
     }
     assert_eq!(upstream.served.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn verify_false_accepts_what_verification_would_refuse() {
+    let other = TestCa::new("other ca");
+    let upstream = TlsUpstream::start(server_config(
+        &other.expired_server(&["elsewhere"]),
+        &[b"http/1.1"],
+        None,
+    ))
+    .await;
+    let proxy = Canaryd::start(&route(upstream.addr, "http1", "verify = false\n"));
+    let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "tls-ok"));
+}

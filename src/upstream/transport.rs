@@ -48,15 +48,9 @@ impl Default for Transport {
 
 impl Transport {
     /// The transport of `config` towards an endpoint written as `host` (the default server
-    /// name). `verify = false` is logged here, each time a configuration introduces it.
+    /// name).
     pub fn new(config: &UpstreamTransport, host: &str) -> Self {
         let tls = config.tls.as_ref().map(|tls| {
-            if !tls.verify {
-                tracing::warn!(
-                    endpoint = host,
-                    "upstream TLS certificate verification is off (verify = false)"
-                );
-            }
             let config = client_config(tls, config.protocol);
             let name = server_name(tls, host);
             match (config, name) {
