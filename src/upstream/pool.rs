@@ -51,9 +51,17 @@ pub(super) struct H2Shared {
     max_streams: Arc<AtomicUsize>,
     /// The peer sent GOAWAY or refused a stream: no new stream goes here.
     retired: AtomicBool,
+    /// A response arrived, so the peer's SETTINGS did (a server sends them first): until then
+    /// `max_streams` is only hyper's initial guess.
+    settled: AtomicBool,
 }
 
 impl H2Shared {
+    /// A response arrived on this connection: its stream limit is the peer's.
+    pub(super) fn settle(&self) {
+        self.settled.store(true, Ordering::Relaxed);
+    }
+
     /// No new stream goes to this connection (it is closing).
     pub(super) fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
@@ -91,9 +99,18 @@ impl H2Conn {
     }
 }
 
+/// This worker's HTTP/2 connections to one endpoint.
+#[derive(Default)]
+struct H2Conns {
+    conns: Vec<H2Conn>,
+    /// The stream limit the endpoint's settled connections report: what a new connection is
+    /// held to until its own peer's SETTINGS are known.
+    learned_limit: Option<usize>,
+}
+
 thread_local! {
     static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
-    static H2: RefCell<HashMap<u64, Vec<H2Conn>>> = RefCell::new(HashMap::new());
+    static H2: RefCell<HashMap<u64, H2Conns>> = RefCell::new(HashMap::new());
     static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -101,15 +118,32 @@ thread_local! {
 pub(super) fn take_stream(endpoint: &Endpoint) -> Option<(H2Sender, StreamSlot)> {
     H2.with(|h2| {
         let mut h2 = h2.borrow_mut();
-        let list = h2.get_mut(&endpoint.id())?;
-        list.retain(H2Conn::is_usable);
+        let entry = h2.get_mut(&endpoint.id())?;
+        entry.conns.retain(H2Conn::is_usable);
         let expires = Instant::now() + endpoint.pool().idle_timeout;
-        let conn = list.iter_mut().find(|c| {
-            c.shared.streams.load(Ordering::Relaxed) < c.shared.max_streams.load(Ordering::Relaxed)
-        })?;
+        let mut learned = entry.learned_limit;
+        let conn = entry.conns.iter_mut().find(|c| {
+            let own = c.shared.max_streams.load(Ordering::Relaxed);
+            let limit = if c.shared.settled.load(Ordering::Relaxed) {
+                learned = Some(own);
+                own
+            } else {
+                learned.map_or(own, |l| l.min(own))
+            };
+            c.shared.streams.load(Ordering::Relaxed) < limit
+        });
+        let conn = match conn {
+            Some(conn) => conn,
+            None => {
+                entry.learned_limit = learned;
+                return None;
+            }
+        };
         conn.shared.streams.fetch_add(1, Ordering::Relaxed);
         conn.expires = expires;
-        Some((conn.sender.clone(), StreamSlot(conn.shared.clone())))
+        let taken = (conn.sender.clone(), StreamSlot(conn.shared.clone()));
+        entry.learned_limit = learned;
+        Some(taken)
     })
 }
 
@@ -123,11 +157,13 @@ pub(super) fn add_connection(
         streams: AtomicUsize::new(1),
         max_streams,
         retired: AtomicBool::new(false),
+        settled: AtomicBool::new(false),
     });
     H2.with(|h2| {
         h2.borrow_mut()
             .entry(endpoint.id())
             .or_default()
+            .conns
             .push(H2Conn {
                 sender,
                 shared: shared.clone(),
@@ -211,11 +247,11 @@ fn sweep(now: Instant) {
     });
     H2.with(|h2| {
         let mut h2 = h2.borrow_mut();
-        for list in h2.values_mut() {
-            list.retain(|c| {
+        for entry in h2.values_mut() {
+            entry.conns.retain(|c| {
                 c.is_usable() && (c.expires > now || c.shared.streams.load(Ordering::Relaxed) > 0)
             });
         }
-        h2.retain(|_, list| !list.is_empty());
+        h2.retain(|_, entry| !entry.conns.is_empty());
     });
 }

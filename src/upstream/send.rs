@@ -152,7 +152,10 @@ impl Conn {
                 // whose body was streamed away cannot.
                 let again = request.body().is_end_stream().then(|| head_copy(&request));
                 match sender.try_send_request(request).await {
-                    Ok(response) => Ok(response),
+                    Ok(response) => {
+                        slot.connection().settle();
+                        Ok(response)
+                    }
                     Err(mut e) => {
                         if let Some(request) = e.take_message() {
                             return Err(SendError::NotSent(Box::new(request)));
