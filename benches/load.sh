@@ -26,7 +26,22 @@
 #                      certificate, HTTP/1.1 keep-alive with wrk (no "direct": the upstreams are plain);
 #                      h2: the same TLS listeners, HTTP/2 via ALPN, load from h2load (needs h2load,
 #                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection;
-#                      h2load reports no percentiles, so the latency column is the mean
+#                      h2load reports no percentiles, so the latency column is the mean;
+#                      h2c: HTTP/2 without TLS end to end — h2load to every proxy by prior knowledge,
+#                      and every proxy to h2c upstreams (HAProxy "proto h2" servers, nginx grpc_pass,
+#                      canaryd protocol = "http2"), STREAMS per connection;
+#                      grpc: h2c with gRPC unary calls: h2load POSTs a gRPC-framed message with
+#                      content-type application/grpc and te: trailers to /bench.Echo/Unary, and the
+#                      upstreams answer with content-type application/grpc and trailer grpc-status 0
+#                      (nginx answers with "return" before reading the request body; nginx as the
+#                      proxy, grpc_pass, then logs "upstream sent frame for unknown stream" and
+#                      answers 502 for part of the calls: in a 1 s smoke run on 2026-12-07 its
+#                      column had errors, HAProxy's and canaryd's none — read nginx's grpc row
+#                      with that in mind)
+#
+# Every run also reads the upstream nginx's stub_status "accepts" before and after, and reports
+# the connections the target opened to the upstreams per request ("conn/req"): at steady state a
+# pool that keeps what it uses is near 0.
 #
 # Every run also reads the target's CPU time (user and sys, /proc/PID/stat, summed over the
 # process and its children) before and after, and reports microseconds per request: far less
@@ -68,8 +83,13 @@ case $MODE in
     http) tools=(wrk haproxy nginx curl) ;;
     https) tools=(wrk haproxy nginx curl openssl) ;;
     h2) tools=(h2load haproxy nginx curl openssl) ;;
-    *) die "MODE must be http, https or h2, not $MODE" ;;
+    h2c | grpc) tools=(h2load haproxy nginx curl) ;;
+    *) die "MODE must be http, https, h2, h2c or grpc, not $MODE" ;;
 esac
+# TLS on the proxies' listeners; h2load instead of wrk; h2c to the upstreams
+case $MODE in https | h2) TLS=1 ;; *) TLS=0 ;; esac
+case $MODE in h2 | h2c | grpc) H2LOAD=1 ;; *) H2LOAD=0 ;; esac
+case $MODE in h2c | grpc) H2C=1 ;; *) H2C=0 ;; esac
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
@@ -97,8 +117,9 @@ mkdir -p "$RUN"
 
 # ---- TLS: one certificate for every proxy -----------------------------------------------------------
 SCHEME=http
-CURL_TLS=()
-if [[ $MODE != http ]]; then
+CURL_TLS=()   # curl's options for the proxies' listeners
+((H2C)) && CURL_TLS=(--http2-prior-knowledge)
+if ((TLS)); then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj /CN=localhost -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>"$RUN/openssl.log" ||
         { cat "$RUN/openssl.log" >&2; echo "load.sh: openssl could not make a certificate" >&2; exit 1; }
@@ -221,13 +242,36 @@ fi
 # ---- upstreams --------------------------------------------------------------------------------------
 alloc_port; PRIMARY_PORT=$REPLY
 alloc_port; CANARY_PORT=$REPLY
+alloc_port; STATUS_PORT=$REPLY
 UP_PREFIX=$RUN/nginx-upstream
 mkdir -p "$UP_PREFIX"
+UP_HTTP2=; UP_GRPC=
+((H2C)) && UP_HTTP2=" http2"
+[[ $MODE == grpc ]] && UP_GRPC="default_type application/grpc; add_trailer grpc-status 0; "
 render "$TPL/nginx-upstream.conf.tmpl" "$UP_PREFIX/nginx.conf" \
-    PREFIX="$UP_PREFIX" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+    PREFIX="$UP_PREFIX" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
+    STATUS_PORT="$STATUS_PORT" UP_HTTP2="$UP_HTTP2" UP_GRPC="$UP_GRPC"
 start_proc upstream nginx -p "$UP_PREFIX" -e "$UP_PREFIX/error.log" -c "$UP_PREFIX/nginx.conf"
-wait_ready upstream "http://127.0.0.1:$PRIMARY_PORT/"
-wait_ready upstream "http://127.0.0.1:$CANARY_PORT/"
+UP_CURL=()
+((H2C)) && UP_CURL=(--http2-prior-knowledge)
+for port in "$PRIMARY_PORT" "$CANARY_PORT" "$STATUS_PORT"; do
+    ready=0
+    for _ in $(seq 150); do
+        opts=("${UP_CURL[@]}")
+        [[ $port == "$STATUS_PORT" ]] && opts=()
+        curl -s "${opts[@]}" -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && { ready=1; break; }
+        sleep 0.1
+    done
+    ((ready)) || { tail -n 20 "$RUN/upstream.log" >&2; die "the upstream nginx did not answer on port $port within 15s"; }
+done
+
+# connections the upstream nginx accepted so far (stub_status "accepts")
+upstream_accepts() {
+    curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/" | awk 'NR == 3 { print $1 }'
+}
+
+# the gRPC request body: one uncompressed frame holding a 4-byte message
+printf '\x00\x00\x00\x00\x04\x0a\x02hi' >"$RUN/grpc-request.bin"
 
 # ---- proxies ----------------------------------------------------------------------------------------
 TARGETS=()        # names, in round-1 order
@@ -235,9 +279,12 @@ declare -A URL    # target -> url
 
 alloc_port; HAPROXY_PORT=$REPLY
 mkdir -p "$RUN/haproxy"
-if [[ $MODE == http ]]; then BIND_TLS=; else BIND_TLS=" ssl crt $RUN/tls.pem alpn h2,http/1.1"; fi
+BIND_TLS=; SERVER_PROTO=
+((TLS)) && BIND_TLS=" ssl crt $RUN/tls.pem alpn h2,http/1.1"
+((H2C)) && { BIND_TLS=" proto h2"; SERVER_PROTO=" proto h2"; }
 render "$TPL/haproxy.cfg.tmpl" "$RUN/haproxy/haproxy.cfg" PREFIX="$RUN/haproxy" \
-    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" BIND_TLS="$BIND_TLS"
+    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" BIND_TLS="$BIND_TLS" \
+    SERVER_PROTO="$SERVER_PROTO"
 haproxy -c -q -f "$RUN/haproxy/haproxy.cfg" || die "haproxy rejected $RUN/haproxy/haproxy.cfg"
 start_proc haproxy haproxy -db -f "$RUN/haproxy/haproxy.cfg"
 TARGETS+=(haproxy); URL[haproxy]=$SCHEME://127.0.0.1:$HAPROXY_PORT/
@@ -245,7 +292,18 @@ TARGETS+=(haproxy); URL[haproxy]=$SCHEME://127.0.0.1:$HAPROXY_PORT/
 alloc_port; NGINX_PORT=$REPLY
 NG_PREFIX=$RUN/nginx-proxy
 mkdir -p "$NG_PREFIX"
-if [[ $MODE == http ]]; then
+NGINX_PASS='proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;'
+if ((H2C)); then
+    # h2c in (prior knowledge), HTTP/2 to the h2c upstreams: grpc_pass is nginx's HTTP/2 client
+    LISTEN_TLS=" http2"; NGINX_TLS=
+    NGINX_PASS='grpc_pass grpc://bench;
+            grpc_connect_timeout 2s;
+            grpc_read_timeout 60s;'
+elif ((!TLS)); then
     LISTEN_TLS=; NGINX_TLS=
 else
     # nginx 1.22 syntax (1.25+ prefers "http2 on;", and still accepts this)
@@ -257,7 +315,7 @@ else
 fi
 render "$TPL/nginx-proxy.conf.tmpl" "$NG_PREFIX/nginx.conf" PREFIX="$NG_PREFIX" \
     PROXY_PORT="$NGINX_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-    LISTEN_TLS="$LISTEN_TLS" NGINX_TLS="$NGINX_TLS"
+    LISTEN_TLS="$LISTEN_TLS" NGINX_TLS="$NGINX_TLS" NGINX_PASS="$NGINX_PASS"
 start_proc nginx nginx -p "$NG_PREFIX" -e "$NG_PREFIX/error.log" -c "$NG_PREFIX/nginx.conf"
 TARGETS+=(nginx); URL[nginx]=$SCHEME://127.0.0.1:$NGINX_PORT/
 
@@ -307,7 +365,7 @@ if [[ $SKIP_CANARYD != 1 ]]; then
         mkdir -p "$RUN/$t"
         TLS_SECTION=
         url_port=$port
-        if [[ $MODE != http ]]; then
+        if ((TLS)); then
             alloc_port; url_port=$REPLY
             TLS_SECTION="[proxy.tls]
 listen = [\"127.0.0.1:$url_port\"]
@@ -316,7 +374,8 @@ key = \"$RUN/tls.key\""
         fi
         render "$TPL/canaryd.toml.tmpl" "$RUN/$t/canaryd.toml" PREFIX="$RUN/$t" PROXY_PORT="$port" \
             ADMIN_PORT="$admin" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$TLS_SECTION"
+            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$TLS_SECTION" \
+            UPSTREAM_PROTOCOL="$( ((H2C)) && echo 'protocol = "http2"')"
         printf '%s\n' "${extra_env[@]}" "${venv[@]}" | sed '/^$/d' >"$RUN/$t/env"
         [[ -x $vbin ]] || die "variant $vname: no executable canaryd at $vbin"
         start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$vbin" run -c "$RUN/$t/canaryd.toml"
@@ -325,8 +384,8 @@ key = \"$RUN/tls.key\""
     done
 fi
 
-# The upstreams speak plain HTTP only: "direct" is a reference for the plain mode.
-[[ $MODE == http ]] && { TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT/; }
+# The upstreams speak no TLS: "direct" is a reference for the cleartext modes.
+((TLS)) || { TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT/; }
 
 echo "== readiness and correctness"
 for t in "${TARGETS[@]}"; do
@@ -342,12 +401,12 @@ done
 {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    if [[ $MODE == h2 ]]; then
+    if ((H2LOAD)); then
         echo "h2load: $(h2load --version 2>&1 | head -1)"
     else
         echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
     fi
-    if [[ $MODE != http ]]; then
+    if ((TLS)); then
         echo "tls: ECDSA P-256 self-signed; negotiated per target (curl, HTTP/1.1 and h2):"
         for t in "${TARGETS[@]}"; do
             echo "  $t: $(curl -skv --http1.1 -o /dev/null "${URL[$t]}" 2>&1 | grep -o 'SSL connection using.*' | head -1) / $(curl -sk --http2 -o /dev/null -w 'HTTP/%{http_version}' "${URL[$t]}")"
@@ -356,7 +415,7 @@ done
     echo "haproxy: $(haproxy -v | head -1)"
     echo "nginx: $(nginx -v 2>&1)"
     [[ $SKIP_CANARYD == 1 ]] || echo "canaryd: $CANARYD_BIN ($("$CANARYD_BIN" --version 2>&1 | head -1 || true))"
-    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS$([[ $MODE == h2 ]] && echo " STREAMS=$STREAMS")"
+    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS$( ((H2LOAD)) && echo " STREAMS=$STREAMS")"
     echo "canaryd variants: ${CANARYD_TARGETS[*]:-none}; EXTRA_CANARYD_ENV=$EXTRA_CANARYD_ENV"
     for t in "${TARGETS[@]}"; do echo "target $t ${URL[$t]}"; done
 } >"$RESULTS_DIR/meta.txt"
@@ -391,9 +450,9 @@ parse_h2load() {
         END { printf "%s %s %d %d %d\n", (rps == "" ? "NaN" : rps), (lat == "" ? "NaN" : lat), err, reqs - ok, reqs }
     ' "$1"
 }
-[[ $MODE == h2 ]] && parse() { parse_h2load "$1"; }
+((H2LOAD)) && parse() { parse_h2load "$1"; }
 LAT=p99
-[[ $MODE == h2 ]] && LAT=mean
+((H2LOAD)) && LAT=mean
 
 # CPU time of a target: "user sys" in clock ticks, summed over the process and its children
 # (nginx: master + workers; HAProxy and canaryd: one process, all threads). For "direct" the
@@ -415,11 +474,17 @@ cpu_pid() {   # TARGET
 
 ERRORS=0
 CPU_DELTA=   # "user_ticks sys_ticks" of the last run_wrk's target
+CONNECTS=    # upstream connections the last run_wrk's target opened
 run_wrk() {   # TARGET OUTFILE DURATION
     local t=$1 out=$2 d=$3 pid
     # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
     # and bash ignores a SIGINT that a foreground child handled)
-    if [[ $MODE == h2 ]]; then
+    local a0
+    a0=$(upstream_accepts)
+    if [[ $MODE == grpc ]]; then
+        h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" -d "$RUN/grpc-request.bin" \
+            -H 'content-type: application/grpc' -H 'te: trailers' "${URL[$t]}bench.Echo/Unary" >"$out" 2>&1 &
+    elif ((H2LOAD)); then
         h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${URL[$t]}" >"$out" 2>&1 &
     else
         wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
@@ -435,6 +500,7 @@ run_wrk() {   # TARGET OUTFILE DURATION
     WRK_PID=
     read -r u1 s1 <<<"$(cpu_ticks "$cpid")"
     CPU_DELTA="$((u1 - u0)) $((s1 - s0))"
+    CONNECTS=$(($(upstream_accepts) - a0))
     if [[ $t != direct ]] && ! kill -0 "$(pid_of "$t")" 2>/dev/null; then
         echo "  !!!! $t is no longer running; last lines of $RUN/$t.log:" >&2
         tail -n 20 "$RUN/$t.log" >&2
@@ -448,7 +514,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 SUMMARY=$RESULTS_DIR/summary.tsv
-printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\n' >"$SUMMARY"
+printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\tconnects_per_req\n' >"$SUMMARY"
 n=${#TARGETS[@]}
 for ((r = 0; r < ROUNDS; r++)); do
     order=()
@@ -459,11 +525,11 @@ for ((r = 0; r < ROUNDS; r++)); do
         run_wrk "$t" "$out" "$DURATION"
         read -r rps p99 se n2 reqs <<<"$(parse "$out")"
         read -r cu cs <<<"$CPU_DELTA"
-        read -r uus sus <<<"$(awk -v u="$cu" -v s="$cs" -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN {
-            if (n > 0) printf "%.2f %.2f\n", u * 1e6 / hz / n, s * 1e6 / hz / n; else print "NaN NaN" }')"
-        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" >>"$SUMMARY"
-        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   socket errors %s   non-2xx %s\n' \
-            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$se" "$n2"
+        read -r uus sus cpr <<<"$(awk -v u="$cu" -v s="$cs" -v n="$reqs" -v hz="$CLK_TCK" -v c="$CONNECTS" 'BEGIN {
+            if (n > 0) printf "%.2f %.2f %.5f\n", u * 1e6 / hz / n, s * 1e6 / hz / n, c / n; else print "NaN NaN NaN" }')"
+        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" "$cpr" >>"$SUMMARY"
+        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   conn/req %s   socket errors %s   non-2xx %s\n' \
+            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$cpr" "$se" "$n2"
         if [[ $rps == NaN || $p99 == NaN ]] || ((se + n2 > 0 || reqs == 0)); then
             echo "  !!!! $t round $((r + 1)): $se socket errors, $n2 non-2xx responses, $reqs requests — see $out" >&2
             ERRORS=$((ERRORS + 1))
@@ -490,13 +556,13 @@ declare -A MRPS MP99 MCPU
 echo
 echo "== results ($MODE): median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
 echo "   (cpu: the target's user and sys time per request from /proc/PID/stat; \"direct\": the upstream's)"
-printf '%-18s %14s %12s %12s %12s %12s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" errors
+printf '%-18s %14s %12s %12s %12s %12s %10s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" conn/req errors
 for t in "${TARGETS[@]}"; do
     MRPS[$t]=$(median "$t" 3)
     MP99[$t]=$(median "$t" 4)
     MCPU[$t]=$(cpu_total "$t")
-    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
-        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(total_errors "$t")"
+    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %10.5f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
+        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(median "$t" 10)" "$(total_errors "$t")"
 done
 
 if ((${#CANARYD_TARGETS[@]})); then
