@@ -126,11 +126,6 @@ impl Conn {
         self.reused
     }
 
-    /// Whether the request goes out as HTTP/2.
-    pub fn is_http2(&self) -> bool {
-        matches!(self.sender, Sender::Http2(..))
-    }
-
     /// Send the request and wait for the response head.
     pub async fn send(
         &mut self,
