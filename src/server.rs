@@ -90,6 +90,7 @@ impl Server {
             .enable_all()
             .build()
             .map_err(StartError::Runtime)?;
+        crate::control::warn_unverified_upstreams(&config);
         let registry = Arc::new(MetricsRegistry::default());
         let model = RuntimeModel::from_env();
         let workers = config.proxy.workers;

@@ -926,7 +926,11 @@ fn zero_routes_is_valid() {
 #[test]
 fn pool_keys_are_read_and_default() {
     let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
-    assert_eq!(c.proxy.pool.max_idle_per_endpoint, 64);
+    assert_eq!(
+        c.proxy.pool.max_idle_per_endpoint,
+        usize::MAX,
+        "no bound unless written"
+    );
     assert_eq!(c.proxy.pool.idle_timeout, Duration::from_secs(30));
     let text =
         format!("[proxy]\npool_max_idle_per_endpoint = 0\npool_idle_timeout = \"250ms\"\n{ROUTE}");
@@ -1080,4 +1084,142 @@ fn sequential_defaults() {
     );
     assert_eq!(s.on_inconclusive, canaryd::config::OnInconclusive::Hold);
     assert_eq!(s.evidence, canaryd::config::EvidenceScope::Rollout);
+}
+
+// === upstream protocol, upstream TLS and [route.failures] ===
+
+#[test]
+fn an_unknown_protocol_is_refused_at_its_value() {
+    assert_error(
+        &format!("{ROUTE}protocol = \"h3\"\n"),
+        5,
+        12,
+        "`protocol` must be \"http1\", \"http2\" or \"auto\"",
+    );
+}
+
+#[test]
+fn auto_needs_tls() {
+    assert_error(&format!("{ROUTE}protocol = \"auto\"\n"), 5, 12, "needs TLS");
+    // The canary's own settings are checked too.
+    assert_error(
+        &format!("{ROUTE_CANARY}protocol = \"auto\"\n"),
+        8,
+        12,
+        "needs TLS",
+    );
+}
+
+#[test]
+fn an_unreadable_ca_file_is_refused_at_its_value() {
+    assert_error(
+        &format!("{ROUTE}[route.primary.tls]\nca = \"no-such-ca.pem\"\n"),
+        6,
+        6,
+        "cannot read TLS CA file /etc/canaryd/no-such-ca.pem",
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["client".to_owned()]).unwrap();
+    let cert = dir.path().join("client.pem");
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    assert_error(
+        &format!(
+            "{ROUTE}[route.primary.tls]\ncert = \"{}\"\n",
+            cert.display()
+        ),
+        6,
+        8,
+        "`cert` needs `key`",
+    );
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    assert_error(
+        &format!("{ROUTE}[route.primary.tls]\nca = \"{}\"\n", ca.display()),
+        6,
+        6,
+        "holds no PEM CERTIFICATE block",
+    );
+}
+
+#[test]
+fn an_unknown_grpc_code_or_status_class_is_refused_at_the_entry() {
+    assert_error(
+        &format!("{ROUTE}[route.failures]\ngrpc_codes = [\"UNAVAILABLE\", \"BROKEN\"]\n"),
+        6,
+        30,
+        "unknown gRPC code \"BROKEN\"",
+    );
+    assert_error(
+        &format!("{ROUTE}[route.failures]\nhttp_statuses = [\"5xx\", \"6xx\"]\n"),
+        6,
+        25,
+        "neither a status class",
+    );
+    assert_error(
+        &format!("{ROUTE}[route.failures]\nignore_paths = [\"healthz\"]\n"),
+        6,
+        17,
+        "must be a path prefix",
+    );
+}
+
+#[test]
+fn the_whole_upstream_contract_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::generate_simple_self_signed(vec!["ca".to_owned()]).unwrap();
+    let client = rcgen::generate_simple_self_signed(vec!["client".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("client.pem"), client.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("client.key"),
+        client.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let text = "[[route]]\nname = \"orders\"\n[route.primary]\nendpoints = [\"10.0.0.1:50051\"]\n\
+                protocol = \"http2\"\n[route.primary.tls]\nca = \"ca.pem\"\n\
+                server_name = \"orders.internal\"\ncert = \"client.pem\"\nkey = \"client.key\"\n\
+                [route.canary]\nrevision = \"v2\"\nendpoints = [\"10.0.0.2:50051\"]\n\
+                protocol = \"http2\"\n\
+                [route.failures]\nhttp_statuses = [\"5xx\", \"429\"]\n\
+                grpc_codes = [\"UNAVAILABLE\"]\nignore_paths = [\"/healthz\"]\n\
+                outcome_header = \"x-canaryd-outcome\"\n";
+    let c = parse_str(text, &dir.path().join("canaryd.toml")).unwrap();
+    let route = &c.routes[0];
+    let primary = &route.primary.transport;
+    assert_eq!(primary.protocol, canaryd::config::UpstreamProtocol::Http2);
+    let tls = primary.tls.as_ref().unwrap();
+    assert_eq!(tls.server_name.as_deref(), Some("orders.internal"));
+    assert!(tls.verify && tls.ca_pem.is_some() && tls.client_pem.is_some());
+    let canary = &route.canary.as_ref().unwrap().version.transport;
+    assert!(
+        canary.tls.is_none(),
+        "h2c: each version has its own settings"
+    );
+    let f = &route.failures;
+    assert!(f.status_fails(429) && f.status_fails(502) && !f.status_fails(404));
+    assert!(f.grpc_fails(14) && !f.grpc_fails(13));
+    assert!(f.ignores("/healthz/ready"));
+    assert_eq!(
+        f.outcome_header.as_ref().unwrap().as_str(),
+        "x-canaryd-outcome"
+    );
+    // And the defaults: HTTP/1.1 cleartext, 5xx and the server-fault gRPC codes.
+    let c = parse_str(ROUTE, Path::new(FILE)).unwrap();
+    assert_eq!(
+        c.routes[0].primary.transport,
+        canaryd::config::UpstreamTransport::default()
+    );
+    assert_eq!(
+        c.routes[0].failures,
+        canaryd::config::FailurePolicy::default()
+    );
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use canaryd::config::{RetryBudgetConfig, Version, WebhookKind};
 use canaryd::metrics::{
-    render, ExpositionInput, LastCheckInput, MetricsRegistry, Outcome, RouteInput,
+    render, Answer, ExpositionInput, LastCheckInput, MetricsRegistry, Outcome, RouteInput,
     UpstreamErrorKind, VersionCheck,
 };
 use canaryd::routing::Phase;
@@ -39,8 +39,8 @@ fn us(n: u64) -> Duration {
 }
 
 /// The registry of the scenario: `shop` progressing at 20% with a check behind it, `blog` failed
-/// with a check whose canary side saw nothing, `static-site` without a canary, and `legacy`
-/// whose canary was removed from the config after it served traffic.
+/// with a check whose canary side saw nothing, `static-site` without a canary, `legacy`
+/// whose canary was removed from the config after it served traffic, and `orders` with gRPC calls.
 fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
     let registry = MetricsRegistry::default();
 
@@ -94,6 +94,16 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
 
     let legacy = registry.route("legacy");
     legacy.record(Version::Canary, Outcome::Status(200), us(100));
+
+    let orders = registry.route("orders");
+    for failed_with in [None, None, Some(14)] {
+        let answer = Answer {
+            status: 200,
+            failed: failed_with.is_some(),
+            grpc_code: Some(failed_with.unwrap_or(0)),
+        };
+        orders.record(Version::Primary, Outcome::Answer(answer), us(500));
+    }
 
     registry
         .process
@@ -163,6 +173,15 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
             failed_checks: 0,
             last_check: None,
         },
+        RouteInput {
+            name: "orders".into(),
+            metrics: orders,
+            has_canary: false,
+            phase: Phase::Idle,
+            weight: 0,
+            failed_checks: 0,
+            last_check: None,
+        },
     ];
     (registry, routes)
 }
@@ -202,6 +221,21 @@ fn one<'a>(scrape: &'a Scrape, name: &str, want: &[(&str, &str)]) -> &'a Sample 
         .collect();
     assert_eq!(found.len(), 1, "{name}{want:?}: {found:?}");
     found[0]
+}
+
+/// The sum of every sample with this name whose labels include `want` (at least one).
+fn total(scrape: &Scrape, name: &str, want: &[(&str, &str)]) -> f64 {
+    let found: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| matches(s, name, want))
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            ref other => panic!("{name}{want:?} is not a scalar: {other:?}"),
+        })
+        .collect();
+    assert!(!found.is_empty(), "no {name}{want:?}");
+    found.iter().sum()
 }
 
 fn value(scrape: &Scrape, name: &str, want: &[(&str, &str)]) -> f64 {
@@ -269,7 +303,7 @@ fn every_family_has_help_and_its_type_and_every_line_is_a_valid_sample() {
 fn requests_are_counted_per_route_version_and_code_class() {
     let scrape = parse(&rendered());
     let requests = |route, version, class| {
-        value(
+        total(
             &scrape,
             "canaryd_requests_total",
             &[
@@ -279,6 +313,42 @@ fn requests_are_counted_per_route_version_and_code_class() {
             ],
         )
     };
+    let outcome = |route, version, class, outcome| {
+        value(
+            &scrape,
+            "canaryd_requests_total",
+            &[
+                ("route", route),
+                ("version", version),
+                ("code_class", class),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(outcome("shop", "canary", "5xx", "failure"), 3.0);
+    assert_eq!(outcome("shop", "canary", "5xx", "success"), 0.0);
+    assert_eq!(outcome("shop", "canary", "2xx", "success"), 8.0);
+    assert_eq!(outcome("blog", "primary", "4xx", "success"), 1.0);
+    // gRPC calls carry their grpc-status; only the codes seen are exposed.
+    let grpc = |code, outcome| {
+        value(
+            &scrape,
+            "canaryd_requests_total",
+            &[
+                ("route", "orders"),
+                ("version", "primary"),
+                ("outcome", outcome),
+                ("grpc_code", code),
+            ],
+        )
+    };
+    assert_eq!(grpc("OK", "success"), 2.0);
+    assert_eq!(grpc("UNAVAILABLE", "failure"), 1.0);
+    assert!(absent(
+        &scrape,
+        "canaryd_requests_total",
+        &[("route", "orders"), ("grpc_code", "INTERNAL")]
+    ));
     assert_eq!(requests("shop", "primary", "2xx"), 90.0);
     assert_eq!(requests("shop", "canary", "2xx"), 8.0);
     assert_eq!(
@@ -344,7 +414,13 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     };
     assert_eq!(
         label_names("canaryd_requests_total"),
-        set(&["route", "version", "code_class"])
+        [
+            ["route", "version", "code_class", "outcome"].as_slice(),
+            ["route", "version", "code_class", "outcome", "grpc_code"].as_slice(),
+        ]
+        .iter()
+        .map(|names| names.iter().map(|s| (*s).to_owned()).collect())
+        .collect::<BTreeSet<BTreeSet<String>>>()
     );
     assert_eq!(
         label_names("canaryd_request_duration_seconds"),
@@ -420,7 +496,7 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
         &[("route", "static-site"), ("version", "canary")]
     ));
     assert_eq!(
-        value(
+        total(
             &scrape,
             "canaryd_requests_total",
             &[
@@ -745,7 +821,7 @@ fn concurrent_recording_loses_nothing() {
     let b = buckets(&scrape, "shop", "canary");
     assert_eq!(b.last().unwrap().count, 40_000.0);
     assert_eq!(
-        value(
+        total(
             &scrape,
             "canaryd_requests_total",
             &[

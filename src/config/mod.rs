@@ -3,16 +3,20 @@
 
 mod analysis;
 mod error;
+mod failures;
 mod fleet;
 mod raw;
 mod routes;
 mod tls;
 mod traffic;
 mod types;
+mod upstream;
 mod validate;
 mod webhook;
 
 pub use error::ConfigError;
+pub use failures::{FailurePolicy, GRPC_CODE_NAMES};
 pub use fleet::{FleetConfig, FleetTls};
 pub use types::*;
+pub use upstream::{ClientPem, UpstreamProtocol, UpstreamTlsConfig, UpstreamTransport};
 pub use validate::{load_file, load_file_unread, parse_str};

@@ -212,6 +212,9 @@ pub(crate) struct RawRoute {
     pub mirror: Option<Spanned<RawMirror>>,
     #[serde(default)]
     pub webhooks: Vec<Spanned<RawWebhook>>,
+    /// `[route.failures]` (docs/rollouts.md#what-counts-as-a-failure); absent: the defaults.
+    #[serde(default)]
+    pub failures: Option<Spanned<RawFailures>>,
 }
 
 fn default_path_prefix() -> Spanned<String> {
@@ -231,6 +234,46 @@ pub(crate) struct RawPrimary {
     pub endpoints: Spanned<Vec<Spanned<String>>>,
     #[serde(default = "default_load_balancing")]
     pub load_balancing: Spanned<String>,
+    #[serde(default = "default_protocol")]
+    pub protocol: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+fn default_protocol() -> Spanned<String> {
+    dstr("http1")
+}
+
+/// `[route.primary.tls]` / `[route.canary.tls]`: TLS to the version's endpoints
+/// (docs/security.md#upstream-tls). Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
+    #[serde(default)]
+    pub server_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub cert: Option<Spanned<String>>,
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub verify: Option<Spanned<bool>>,
+}
+
+/// `[route.failures]`: what the checks count as a failed request. Absent keys keep their
+/// defaults (`config::FailurePolicy::default`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFailures {
+    #[serde(default)]
+    pub http_statuses: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub grpc_codes: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub ignore_paths: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub outcome_header: Option<Spanned<String>>,
 }
 
 /// `[route.canary]`: the primary's keys plus `weight`.
@@ -243,6 +286,10 @@ pub(crate) struct RawCanary {
     pub endpoints: Spanned<Vec<Spanned<String>>>,
     #[serde(default = "default_load_balancing")]
     pub load_balancing: Spanned<String>,
+    #[serde(default = "default_protocol")]
+    pub protocol: Spanned<String>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawUpstreamTls>>,
     #[serde(default = "default_zero")]
     pub weight: Spanned<i64>,
 }

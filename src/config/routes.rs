@@ -11,11 +11,13 @@ use toml::Spanned;
 
 use super::analysis::analysis_config;
 use super::error::Issue;
+use super::failures::{failure_policy, FailurePolicy};
 use super::raw::{RawCanary, RawRoute};
 use super::traffic::{match_rule, mirror_config, sticky_key};
 use super::types::{
     CanaryConfig, EndpointAddr, HostPattern, LoadBalancing, RouteConfig, VersionConfig,
 };
+use super::upstream::upstream_transport;
 use super::validate::{int_in, span_or, Checked, Files};
 use super::webhook::webhooks;
 
@@ -37,6 +39,14 @@ pub(crate) fn route_config(raw: &Spanned<RawRoute>, files: Files<'_>) -> Checked
     }
     let p = r.primary.get_ref();
     let primary = version_config(p.revision.clone(), &p.endpoints, &p.load_balancing)?;
+    let primary = VersionConfig {
+        transport: upstream_transport(&p.protocol, p.tls.as_ref(), files)?,
+        ..primary
+    };
+    let failures = match &r.failures {
+        Some(f) => failure_policy(f.get_ref())?,
+        None => FailurePolicy::default(),
+    };
 
     let Some(canary_raw) = &r.canary else {
         // Everything below steers traffic to a canary; without one it would silently do nothing.
@@ -60,9 +70,10 @@ pub(crate) fn route_config(raw: &Spanned<RawRoute>, files: Files<'_>) -> Checked
             sticky: None,
             mirror: None,
             webhooks: webhooks(&r.webhooks, files)?,
+            failures,
         });
     };
-    let canary = canary_config(canary_raw)?;
+    let canary = canary_config(canary_raw, files)?;
     let analysis = match &r.analysis {
         Some(a) => Some(analysis_config(a, canary_raw)?),
         None => None,
@@ -91,6 +102,7 @@ pub(crate) fn route_config(raw: &Spanned<RawRoute>, files: Files<'_>) -> Checked
         sticky,
         mirror,
         webhooks: webhooks(&r.webhooks, files)?,
+        failures,
     })
 }
 
@@ -243,16 +255,21 @@ fn version_config(
         revision,
         endpoints,
         load_balancing: load_balancing(lb)?,
+        transport: Default::default(),
     })
 }
 
-fn canary_config(raw: &Spanned<RawCanary>) -> Checked<CanaryConfig> {
+fn canary_config(raw: &Spanned<RawCanary>, files: Files<'_>) -> Checked<CanaryConfig> {
     let c = raw.get_ref();
     let version = version_config(
         c.revision.get_ref().clone(),
         &c.endpoints,
         &c.load_balancing,
     )?;
+    let version = VersionConfig {
+        transport: upstream_transport(&c.protocol, c.tls.as_ref(), files)?,
+        ..version
+    };
     let weight = int_in(&c.weight, "weight", 0, 100)?;
     Ok(CanaryConfig { version, weight })
 }

@@ -77,7 +77,8 @@ pub struct ProxyConfig {
 }
 
 /// `proxy.pool_max_idle_per_endpoint` and `proxy.pool_idle_timeout`: each worker keeps at most
-/// `max_idle_per_endpoint` idle upstream connections per endpoint, each for at most `idle_timeout`.
+/// `max_idle_per_endpoint` idle upstream connections per endpoint (no bound unless written), each
+/// for at most `idle_timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Idle connections kept per endpoint and worker; 0 keeps none.
@@ -87,10 +88,12 @@ pub struct PoolConfig {
 }
 
 impl Default for PoolConfig {
-    /// The defaults of a file that leaves both keys out.
+    /// The defaults of a file that leaves both keys out: the connections the traffic used stay
+    /// until idle for 30 s; a fixed bound below the concurrency in use would close and reopen
+    /// connections under load.
     fn default() -> Self {
         PoolConfig {
-            max_idle_per_endpoint: 64,
+            max_idle_per_endpoint: usize::MAX,
             idle_timeout: Duration::from_secs(30),
         }
     }
@@ -254,6 +257,8 @@ pub struct RouteConfig {
     pub mirror: Option<MirrorConfig>,
     /// `[[route.webhooks]]`.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[route.failures]`: what counts as a failed request.
+    pub failures: super::FailurePolicy,
 }
 
 /// A `hosts` entry, lower-cased.
@@ -284,6 +289,8 @@ pub struct VersionConfig {
     pub endpoints: Vec<EndpointAddr>,
     /// How an endpoint is picked.
     pub load_balancing: LoadBalancing,
+    /// `protocol` and `[route.<version>.tls]`: how the endpoints are reached.
+    pub transport: super::UpstreamTransport,
 }
 
 /// `[route.canary]`.

@@ -301,13 +301,20 @@ fn proxy_config(raw: &RawProxy, files: Files<'_>) -> Checked<ProxyConfig> {
         )?,
     };
     let ejection = ejection_config(raw)?;
-    let pool = PoolConfig {
-        max_idle_per_endpoint: int_in(
+    // Not written: no bound but the idle timeout, so the pool keeps the connections the
+    // traffic uses (docs/configuration.md#keys-and-defaults).
+    let max_idle_per_endpoint = if raw.pool_max_idle_per_endpoint.span().is_empty() {
+        PoolConfig::default().max_idle_per_endpoint
+    } else {
+        int_in(
             &raw.pool_max_idle_per_endpoint,
             "pool_max_idle_per_endpoint",
             0,
             MAX_POOL_IDLE_PER_ENDPOINT,
-        )?,
+        )?
+    };
+    let pool = PoolConfig {
+        max_idle_per_endpoint,
         idle_timeout: positive_duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
     };
     // Zero is allowed: it means "do not wait for in-flight requests".

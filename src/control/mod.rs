@@ -19,7 +19,9 @@ pub use crate::routing::Resolved;
 use crate::routing::{BackendCache, RolloutView, RoutingSnapshot};
 
 pub use certificate::load_with_certificate;
-pub use reload::{spawn_reload_triggers, ReloadError, ReloadTrigger, Reloader};
+pub use reload::{
+    spawn_reload_triggers, warn_unverified_upstreams, ReloadError, ReloadTrigger, Reloader,
+};
 
 /// A change to what the data plane reads.
 #[derive(Debug)]

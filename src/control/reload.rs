@@ -35,6 +35,29 @@ pub enum ReloadError {
     Interrupted(String),
 }
 
+/// Log every version whose upstream TLS is not verified (`verify = false`): at start and on
+/// every reload, so the opt-out never goes unnoticed (docs/security.md#upstream-tls).
+pub fn warn_unverified_upstreams(config: &crate::config::Config) {
+    for route in &config.routes {
+        let versions = std::iter::once(("primary", &route.primary))
+            .chain(route.canary.as_ref().map(|c| ("canary", &c.version)));
+        for (version, settings) in versions {
+            if settings
+                .transport
+                .tls
+                .as_ref()
+                .is_some_and(|tls| !tls.verify)
+            {
+                tracing::warn!(
+                    route = %route.name,
+                    version,
+                    "upstream TLS certificates are not verified (verify = false)"
+                );
+            }
+        }
+    }
+}
+
 /// Why a reload was asked for (for the log line).
 #[derive(Debug, Clone, Copy)]
 pub enum ReloadTrigger {
@@ -89,6 +112,7 @@ impl Reloader {
                 if let (Some(slot), Some(tls)) = (&self.tls, tls) {
                     slot.replace(tls);
                 }
+                warn_unverified_upstreams(&config);
                 let generation = self.control.reload(config).await.unwrap_or(0);
                 tracing::info!(?trigger, file = %self.path.display(), generation, "configuration reloaded");
                 Ok(generation)

@@ -28,10 +28,10 @@ use prometheus::proto::{
 use prometheus::TextEncoder;
 
 use super::duration::{DurationSnapshot, DURATION_BUCKETS_SECONDS};
-use super::outcome::{RouteMetrics, UpstreamErrorKind, VersionMetrics, NOTICE_KINDS};
+use super::outcome::{RouteMetrics, UpstreamErrorKind, VersionMetrics, NOTICE_KINDS, OUTCOMES};
 use super::registry::ProcessStats;
 use super::retry_budget::RetryOutcome;
-use crate::config::Version;
+use crate::config::{Version, GRPC_CODE_NAMES};
 use crate::routing::Phase;
 
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
@@ -162,21 +162,43 @@ fn requests_total(routes: &[&RouteInput]) -> MetricFamily {
     for route in routes {
         for (version, m) in versions(route) {
             for (i, class) in (1u8..).zip(CODE_CLASSES) {
-                metrics.push(counter(
-                    &[
-                        ("route", &route.name),
-                        ("version", version.as_str()),
-                        ("code_class", class),
-                    ],
-                    m.code_class(i) as f64,
-                ));
+                for (failed, outcome) in [false, true].into_iter().zip(OUTCOMES) {
+                    metrics.push(counter(
+                        &[
+                            ("route", &route.name),
+                            ("version", version.as_str()),
+                            ("code_class", class),
+                            ("outcome", outcome),
+                        ],
+                        m.code_class_outcome(i, failed) as f64,
+                    ));
+                }
+            }
+            // gRPC calls: only the codes seen, there are seventeen.
+            for (code, name) in (0u8..).zip(GRPC_CODE_NAMES) {
+                for (failed, outcome) in [false, true].into_iter().zip(OUTCOMES) {
+                    let calls = m.grpc_code_outcome(code, failed);
+                    if calls > 0 {
+                        metrics.push(counter(
+                            &[
+                                ("route", &route.name),
+                                ("version", version.as_str()),
+                                ("code_class", "2xx"),
+                                ("outcome", outcome),
+                                ("grpc_code", name),
+                            ],
+                            calls as f64,
+                        ));
+                    }
+                }
             }
         }
     }
     family(
         "canaryd_requests_total",
-        "Requests that ended with a status, by route, version and status class; upstream errors \
-         the proxy answered for count as 5xx.",
+        "Requests that ended with a status, by route, version, status class and outcome \
+         ([route.failures]); gRPC calls also by grpc_code; upstream errors the proxy answered \
+         for count as 5xx failures.",
         MetricType::COUNTER,
         metrics,
     )

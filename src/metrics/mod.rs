@@ -16,7 +16,9 @@ pub use duration::{DurationHistogram, DurationSnapshot, DURATION_BUCKETS_SECONDS
 pub use exposition::{
     render, ExpositionInput, LastCheckInput, RouteInput, VersionCheck, CONTENT_TYPE,
 };
-pub use outcome::{Outcome, OutcomeClass, RouteMetrics, UpstreamErrorKind, VersionMetrics};
+pub use outcome::{
+    Answer, Outcome, OutcomeClass, RouteMetrics, UpstreamErrorKind, VersionMetrics, OUTCOMES,
+};
 pub use registry::{MetricsRegistry, ProcessStats};
 pub use retry_budget::{RetryBudget, RetryOutcome, WINDOW_SECS as RETRY_BUDGET_WINDOW_SECS};
 pub use window::{new_latency_histogram, set_worker_shard, VersionSample, WindowShards};

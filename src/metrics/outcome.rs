@@ -41,13 +41,31 @@ impl UpstreamErrorKind {
 /// The result of one request as the analysis sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The upstream answered with this status and the response completed.
+    /// The upstream answered with this status and the response completed; judged by the
+    /// default rule (a 5xx is a failure).
     Status(u16),
+    /// The upstream answered and the response completed, judged by the route's
+    /// `[route.failures]` (docs/rollouts.md#what-counts-as-a-failure).
+    Answer(Answer),
     /// The proxy answered for a broken upstream (502/504) or the upstream broke mid-response.
     UpstreamError(UpstreamErrorKind),
     /// The client went away before the response completed: neither success nor failure.
     ClientGone,
 }
+
+/// A completed answer, judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// Whether it counts against the version.
+    pub failed: bool,
+    /// The `grpc-status` (0..=16) of a gRPC call answered with HTTP 200.
+    pub grpc_code: Option<u8>,
+}
+
+/// The `outcome` label values, by index.
+pub const OUTCOMES: [&str; 2] = ["success", "failure"];
 
 /// Whether an outcome counts for or against a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +84,8 @@ impl Outcome {
         match self {
             Outcome::Status(s) if s >= 500 => OutcomeClass::Failure,
             Outcome::Status(_) => OutcomeClass::Success,
+            Outcome::Answer(a) if a.failed => OutcomeClass::Failure,
+            Outcome::Answer(_) => OutcomeClass::Success,
             Outcome::UpstreamError(_) => OutcomeClass::Failure,
             Outcome::ClientGone => OutcomeClass::Ignored,
         }
@@ -74,7 +94,9 @@ impl Outcome {
     /// Index into the `code_class` counters (`1xx`..`5xx` → 0..4); proxy errors are 5xx.
     fn code_class_index(self) -> Option<usize> {
         match self {
-            Outcome::Status(s) => Some(usize::from((s / 100).clamp(1, 5)) - 1),
+            Outcome::Status(s) | Outcome::Answer(Answer { status: s, .. }) => {
+                Some(usize::from((s / 100).clamp(1, 5)) - 1)
+            }
             Outcome::UpstreamError(_) => Some(4),
             Outcome::ClientGone => None,
         }
@@ -84,7 +106,10 @@ impl Outcome {
 /// Counters of one version of one route. Every field is a plain atomic so recording never locks.
 #[derive(Debug, Default)]
 pub struct VersionMetrics {
-    by_code_class: [AtomicU64; 5],
+    /// By `code_class` and `outcome` (success, failure): every answer but gRPC ones.
+    by_code_class: [[AtomicU64; 2]; 5],
+    /// gRPC calls answered with HTTP 200, by `grpc-status` and `outcome`.
+    by_grpc_code: [[AtomicU64; 2]; 17],
     upstream_errors: [AtomicU64; 3],
     client_gone: AtomicU64,
     /// `canaryd_request_duration_seconds`: every request that ended with a status or an
@@ -95,10 +120,25 @@ pub struct VersionMetrics {
 
 impl VersionMetrics {
     fn record(&self, outcome: Outcome, latency: Duration) {
-        if let Some(i) = outcome.code_class_index() {
-            self.by_code_class[i].fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.client_gone.fetch_add(1, Ordering::Relaxed);
+        let failed = usize::from(outcome.class() == OutcomeClass::Failure);
+        match (outcome, outcome.code_class_index()) {
+            (
+                Outcome::Answer(Answer {
+                    grpc_code: Some(code),
+                    ..
+                }),
+                _,
+            ) => {
+                if let Some(counters) = self.by_grpc_code.get(usize::from(code)) {
+                    counters[failed].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (_, Some(i)) => {
+                self.by_code_class[i][failed].fetch_add(1, Ordering::Relaxed);
+            }
+            (_, None) => {
+                self.client_gone.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if let Outcome::UpstreamError(kind) = outcome {
             self.upstream_errors[kind.index()].fetch_add(1, Ordering::Relaxed);
@@ -119,12 +159,35 @@ impl VersionMetrics {
         self.window.drain_into(into);
     }
 
-    /// Responses counted in a `code_class` (`1` for 1xx … `5` for 5xx).
+    /// Responses counted in a `code_class` (`1` for 1xx … `5` for 5xx), gRPC calls included
+    /// (they are 2xx).
     pub fn code_class(&self, class: u8) -> u64 {
+        let grpc = if class == 2 { self.grpc_calls() } else { 0 };
+        self.code_class_outcome(class, false) + self.code_class_outcome(class, true) + grpc
+    }
+
+    /// Responses other than gRPC calls in a `code_class` with one `outcome`.
+    pub fn code_class_outcome(&self, class: u8, failed: bool) -> u64 {
         match class {
-            1..=5 => self.by_code_class[usize::from(class) - 1].load(Ordering::Relaxed),
+            1..=5 => self.by_code_class[usize::from(class) - 1][usize::from(failed)]
+                .load(Ordering::Relaxed),
             _ => 0,
         }
+    }
+
+    /// gRPC calls (answered with HTTP 200) that ended with this `grpc-status` and `outcome`.
+    pub fn grpc_code_outcome(&self, code: u8, failed: bool) -> u64 {
+        self.by_grpc_code
+            .get(usize::from(code))
+            .map_or(0, |c| c[usize::from(failed)].load(Ordering::Relaxed))
+    }
+
+    fn grpc_calls(&self) -> u64 {
+        self.by_grpc_code
+            .iter()
+            .flatten()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Upstream errors of one kind.
@@ -136,8 +199,10 @@ impl VersionMetrics {
     pub fn requests(&self) -> u64 {
         self.by_code_class
             .iter()
+            .flatten()
             .map(|c| c.load(Ordering::Relaxed))
-            .sum()
+            .sum::<u64>()
+            + self.grpc_calls()
     }
 
     /// Requests whose client went away before the response completed.

@@ -1,4 +1,6 @@
-//! The response body sent to the client, and the outcome recorded when it ends.
+//! The response body sent to the client, and the outcome recorded when it ends: judged by the
+//! route's `[route.failures]` (docs/rollouts.md#what-counts-as-a-failure) — the status, or for
+//! a gRPC call the `grpc-status` of its trailers — when the upstream's body completes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,9 +11,11 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::grpc::grpc_status;
 use super::h2_idle::StreamGuard;
-use crate::config::Version;
-use crate::metrics::{Outcome, RouteMetrics, UpstreamErrorKind};
+use crate::config::{EjectionConfig, Version};
+use crate::metrics::{Answer, Outcome, UpstreamErrorKind};
+use crate::routing::Route;
 use crate::upstream::Conn;
 
 /// A response body: the upstream's, streamed, or a small one the proxy made.
@@ -29,12 +33,34 @@ enum Inner {
     Local(Option<Bytes>),
 }
 
+/// How a completed answer is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    /// By its status.
+    Status,
+    /// A gRPC call, by its `grpc-status`: from the headers of a trailers-only answer, else
+    /// from the trailers; a 200 that ends without one is a failure.
+    Grpc(Option<u8>),
+    /// The upstream said itself (`outcome_header`): failed or not.
+    Marked(bool),
+    /// A path in `ignore_paths`: never counted.
+    Ignored,
+}
+
+/// How the upstream's body ended.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Complete,
+    Reset,
+    ClientGone,
+}
+
 /// What happens when an upstream response ends: its outcome is recorded once, and the upstream
 /// connection goes back to the pool only if the response completed.
 #[derive(Debug)]
 pub struct Completion {
-    /// Counters of the route that served the request.
-    pub metrics: Arc<RouteMetrics>,
+    /// The route that served the request: its counters and its `[route.failures]`.
+    pub route: Arc<Route>,
     /// The version the outcome counts for.
     pub version: Version,
     /// The upstream's status.
@@ -43,17 +69,64 @@ pub struct Completion {
     pub started: Instant,
     /// The upstream connection, reusable once the body is fully read.
     pub conn: Conn,
+    /// How the answer is judged.
+    pub judge: Judge,
+    /// Passive ejection, for what only the end of a gRPC call tells.
+    pub ejection: EjectionConfig,
     /// `false` when the response's framing makes its connection untrustworthy for another
     /// request (`Content-Length` with `Transfer-Encoding`): it is closed, never pooled.
     pub reusable: bool,
 }
 
 impl Completion {
-    fn finish(self, outcome: Outcome) {
-        self.metrics
-            .record(self.version, outcome, self.started.elapsed());
-        if let (Outcome::Status(_), true) = (outcome, self.reusable) {
+    fn finish(self, end: End) {
+        let outcome = match end {
+            End::Complete => Outcome::Answer(self.answer()),
+            End::Reset => Outcome::UpstreamError(UpstreamErrorKind::Reset),
+            End::ClientGone => Outcome::ClientGone,
+        };
+        if self.judge != Judge::Ignored {
+            self.route
+                .metrics
+                .record(self.version, outcome, self.started.elapsed());
+        }
+        if let (Judge::Grpc(_), End::Complete | End::Reset) = (self.judge, end) {
+            // A gRPC call's health is known only now (its status was 200).
+            let failed = outcome.class() == crate::metrics::OutcomeClass::Failure;
+            self.conn.endpoint().record(!failed, &self.ejection);
+        }
+        if let (End::Complete, true) = (end, self.reusable) {
             self.conn.release();
+        }
+    }
+
+    fn answer(&self) -> Answer {
+        let failures = &self.route.failures;
+        let status = self.status;
+        match self.judge {
+            Judge::Grpc(code) if status == 200 => match code {
+                Some(code) => Answer {
+                    status,
+                    failed: failures.grpc_fails(u32::from(code)),
+                    grpc_code: Some(code),
+                },
+                // Ended without saying how: counted as UNKNOWN, and always a failure.
+                None => Answer {
+                    status,
+                    failed: true,
+                    grpc_code: Some(2),
+                },
+            },
+            Judge::Marked(failed) => Answer {
+                status,
+                failed,
+                grpc_code: None,
+            },
+            Judge::Grpc(_) | Judge::Status | Judge::Ignored => Answer {
+                status,
+                failed: failures.status_fails(status),
+                grpc_code: None,
+            },
         }
     }
 }
@@ -64,6 +137,15 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Upstream(body),
             completion: Some(completion),
+            stream: None,
+        }
+    }
+
+    /// An empty body made by the proxy (a gRPC trailers-only answer).
+    pub fn empty() -> Self {
+        ResponseBody {
+            inner: Inner::Local(None),
+            completion: None,
             stream: None,
         }
     }
@@ -91,9 +173,9 @@ impl ResponseBody {
         self.stream = Some(stream);
     }
 
-    fn complete(&mut self, outcome: Outcome) {
+    fn complete(&mut self, end: End) {
         if let Some(completion) = self.completion.take() {
-            completion.finish(outcome);
+            completion.finish(end);
         }
     }
 }
@@ -112,15 +194,21 @@ impl Body for ResponseBody {
             Inner::Upstream(body) => {
                 let polled = Pin::new(body).poll_frame(cx);
                 match &polled {
-                    Poll::Ready(None) => {
-                        let status = this.completion.as_ref().map_or(0, |c| c.status);
-                        this.complete(Outcome::Status(status));
-                    }
+                    Poll::Ready(None) => this.complete(End::Complete),
                     Poll::Ready(Some(Err(_))) => {
                         // The upstream died mid-body: the client sees an aborted response.
-                        this.complete(Outcome::UpstreamError(UpstreamErrorKind::Reset));
+                        this.complete(End::Reset);
                     }
-                    _ => {}
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(trailers), Some(completion)) =
+                            (frame.trailers_ref(), this.completion.as_mut())
+                        {
+                            if let Judge::Grpc(code) = &mut completion.judge {
+                                *code = grpc_status(trailers).or(*code);
+                            }
+                        }
+                    }
+                    Poll::Pending => {}
                 }
                 polled
             }
@@ -153,11 +241,10 @@ impl Drop for ResponseBody {
             Inner::Upstream(body) => body.is_end_stream(),
             Inner::Local(_) => true,
         };
-        let outcome = if ended {
-            Outcome::Status(completion.status)
+        completion.finish(if ended {
+            End::Complete
         } else {
-            Outcome::ClientGone
-        };
-        completion.finish(outcome);
+            End::ClientGone
+        });
     }
 }

@@ -96,6 +96,35 @@ impl ProxyError {
         }
     }
 
+    /// The `grpc-status` a gRPC client gets instead of [`Self::status`]
+    /// (docs/routing.md#grpc): the proxy's own errors reach a gRPC client as gRPC.
+    pub fn grpc_code(&self) -> u8 {
+        match self {
+            // UNIMPLEMENTED: nothing serves this method here.
+            ProxyError::NoRoute => 12,
+            // UNIMPLEMENTED: a transfer coding canaryd does not decode, as 501 says to HTTP.
+            ProxyError::UnsupportedTransferCoding => 12,
+            // INTERNAL: what gRPC answers a request it cannot read (and what it maps 400 to).
+            ProxyError::BadRequestBody
+            | ProxyError::AmbiguousFraming
+            | ProxyError::BadHost
+            | ProxyError::MalformedHeader
+            | ProxyError::BadTarget => 13,
+            // UNAVAILABLE: the one code a client may retry on its own; gRPC maps 502 to it, and
+            // an upstream's broken answer (a 101 nobody asked for, a coding the client cannot
+            // receive) is a 502.
+            ProxyError::NoEndpoint
+            | ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::UnsolicitedSwitch
+            | ProxyError::UndeliverableTransferCoding => 14,
+            // DEADLINE_EXCEEDED: time ran out, the upstream's answer or the client's own body
+            // (`ClientBodyTimeout`, 408: the call did not finish in time; CANCELLED would say the
+            // client gave up, and it did not).
+            ProxyError::Timeout | ProxyError::ClientBodyTimeout => 4,
+        }
+    }
+
     /// How the error counts against the version the request was meant for; `None` when no
     /// version was chosen.
     pub fn outcome(&self) -> Option<Outcome> {

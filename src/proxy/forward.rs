@@ -30,14 +30,15 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRAILER, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{Completion, ResponseBody};
+use super::body::{Completion, Judge, ResponseBody};
+use super::grpc;
 use super::headers::{
     join_cookie_crumbs, keep_body_framing, request_codings, response_codings, rewrite_request,
     rewrite_response, ClientFacts, RequestCodings,
@@ -105,6 +106,8 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let client_version = request.version();
+    // A gRPC client gets the proxy's own errors as gRPC (docs/routing.md#grpc).
+    let grpc = grpc::is_grpc(request.headers());
     let snapshot = shared.snapshot.load_full();
     let proxy = &snapshot.config.proxy;
     // A phase's error leaves through the one exit.
@@ -113,7 +116,7 @@ pub async fn handle(
             match $phase {
                 Ok(value) => value,
                 Err(failure) => {
-                    return answer_failure(Failure::from(failure), client_version, started)
+                    return answer_failure(Failure::from(failure), client_version, grpc, started)
                 }
             }
         };
@@ -124,6 +127,7 @@ pub async fn handle(
     }
     let authority = request_authority(&request);
     let route = or_answer!(find_route(&snapshot, authority.as_ref(), &request));
+    let counted = !route.failures.ignores(request.uri().path());
     or_answer!(refuse_unforwardable_framing(&request));
     let version = pick_version(&route, &request);
     let upgrade = take_upgrade(&mut request);
@@ -148,21 +152,23 @@ pub async fn handle(
         &route,
         version,
         upstream_request,
-        upgrade.as_ref().map(|(offered, _)| offered)
+        upgrade.as_ref().map(|(offered, _)| offered),
+        grpc,
     )
     .await
     .map_err(|(error, counted_for)| Failure {
         error,
-        counted: Some((route.clone(), counted_for)),
+        counted: counted.then(|| (route.clone(), counted_for)),
     }));
-    or_answer!(respond(
-        forwarded,
-        upgrade,
-        &route,
+    let exchange = Exchange {
+        route: &route,
         proxy,
+        started,
+        grpc,
+        counted,
         client_version,
-        started
-    ))
+    };
+    or_answer!(respond(forwarded, upgrade, exchange))
 }
 
 /// A request the proxy answers itself instead of forwarding it.
@@ -367,6 +373,18 @@ async fn copy_to_canary(
     Ok(RequestBody::Buffered((!bytes.is_empty()).then_some(bytes)))
 }
 
+/// What `respond` needs to know of the request it answers.
+struct Exchange<'a> {
+    route: &'a Arc<Route>,
+    proxy: &'a ProxyConfig,
+    started: Instant,
+    /// The request was a gRPC call.
+    grpc: bool,
+    /// The path is not in `ignore_paths`.
+    counted: bool,
+    client_version: http::Version,
+}
+
 /// Phase 5: the upstream's answer goes back with its headers rewritten and its body streamed;
 /// phase 6 (record) runs when the body ends (`body.rs`). A 101 to an upgrade request that
 /// offered its protocol joins client and upstream into a tunnel instead (`upgrade.rs`).
@@ -378,14 +396,18 @@ async fn copy_to_canary(
 fn respond(
     (response, conn, served_by): Forwarded,
     upgrade: RequestedUpgrade,
-    route: &Arc<Route>,
-    proxy: &ProxyConfig,
-    client_version: http::Version,
-    started: Instant,
+    exchange: Exchange<'_>,
 ) -> Result<Response<ResponseBody>, Failure> {
+    let Exchange {
+        route,
+        proxy,
+        started,
+        client_version,
+        ..
+    } = exchange;
     let upstream_failure = |error| Failure {
         error,
-        counted: Some((route.clone(), served_by)),
+        counted: exchange.counted.then(|| (route.clone(), served_by)),
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return match upgrade {
@@ -416,11 +438,14 @@ fn respond(
             return Err(upstream_failure(ProxyError::UndeliverableTransferCoding));
         }
     }
+    let judge = judge(&exchange, &mut parts.headers);
+    let trailer = parts.headers.remove(TRAILER);
     rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);
     if let Some(codings) = codings {
         // hyper's server appends the `chunked` it frames the body with.
         parts.headers.insert(TRANSFER_ENCODING, codings);
     }
+    keep_trailers(&mut parts.headers, trailer, &exchange);
     if client_version == http::Version::HTTP_10 && body.size_hint().exact().is_none() {
         // An HTTP/1.0 client has no chunked framing: the body ends when the connection does,
         // so the answer says so rather than letting hyper promise keep-alive.
@@ -430,17 +455,65 @@ fn respond(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     let completion = Completion {
-        metrics: route.metrics.clone(),
+        route: route.clone(),
         version: served_by,
         status: parts.status.as_u16(),
         started,
         conn,
+        judge,
+        ejection: proxy.ejection,
         reusable,
     };
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(body, completion),
     ))
+}
+
+/// How the answer will be judged when it ends (docs/rollouts.md#what-counts-as-a-failure):
+/// an ignored path never is; the upstream's own `outcome_header` (removed here, it never
+/// reaches the client) overrides the rest; a gRPC call is judged by its `grpc-status`.
+fn judge(exchange: &Exchange<'_>, headers: &mut http::HeaderMap) -> Judge {
+    if !exchange.counted {
+        return Judge::Ignored;
+    }
+    if let Some(name) = &exchange.route.failures.outcome_header {
+        if let Some(value) = headers.remove(name) {
+            let said = value.as_bytes();
+            if said.eq_ignore_ascii_case(b"failure") {
+                return Judge::Marked(true);
+            }
+            if said.eq_ignore_ascii_case(b"success") {
+                return Judge::Marked(false);
+            }
+        }
+    }
+    if exchange.grpc {
+        return Judge::Grpc(grpc::grpc_status(headers));
+    }
+    Judge::Status
+}
+
+/// Trailers reach an HTTP/1.1 client (that sent `TE: trailers`) only as the fields its
+/// `Trailer` header announces, so the upstream's announcement is kept, and a gRPC answer, whose
+/// HTTP/2 upstream announces nothing, announces gRPC's own.
+fn keep_trailers(
+    headers: &mut http::HeaderMap,
+    trailer: Option<HeaderValue>,
+    exchange: &Exchange<'_>,
+) {
+    match trailer {
+        Some(announced) => {
+            headers.insert(TRAILER, announced);
+        }
+        None if exchange.grpc && exchange.client_version == http::Version::HTTP_11 => {
+            headers.insert(
+                TRAILER,
+                HeaderValue::from_static("grpc-status, grpc-message, grpc-status-details-bin"),
+            );
+        }
+        None => {}
+    }
 }
 
 /// The one exit for requests the proxy answers itself: phase 6 for a failure that counts
@@ -450,6 +523,7 @@ fn respond(
 fn answer_failure(
     failure: Failure,
     client_version: http::Version,
+    grpc: bool,
     started: Instant,
 ) -> Response<ResponseBody> {
     let Failure { error, counted } = failure;
@@ -459,7 +533,11 @@ fn answer_failure(
             tracing::debug!(route = %route.name, error = %error, "proxy error");
         }
     }
-    let answer = error_response(&error);
+    let answer = if grpc {
+        grpc::error_response(&error)
+    } else {
+        error_response(&error)
+    };
     if error.distrusts_connection() && client_version != http::Version::HTTP_2 {
         closing(answer)
     } else {

@@ -228,9 +228,31 @@ fn headers_named_in_connection(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     )
 }
 
+/// Whether `TE` lists `trailers` (RFC 9110 §10.1.4): the client will take trailers.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// Rewrite a client's request headers for the upstream.
+///
+/// `TE` is hop-by-hop, but the proxy relays trailers, so a client's `trailers` is passed on as
+/// the proxy's own `TE: trailers` (gRPC servers require it, and it is the only `TE` HTTP/2
+/// allows).
 pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
+    let trailers = headers.contains_key(TE) && accepts_trailers(headers);
     remove_hop_by_hop(headers);
+    if trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
     let trusted = facts
         .trusted_proxies
         .iter()
@@ -360,10 +382,25 @@ mod tests {
         assert!(h.get("x-secret").is_none());
         assert!(h.get(CONNECTION).is_none());
         assert!(h.get("keep-alive").is_none());
-        assert!(h.get(TE).is_none());
+        assert_eq!(
+            h[TE], "trailers",
+            "the proxy relays trailers, so it takes them too"
+        );
         assert_eq!(h["x-keep"], "1");
         // Connection named X-Forwarded-For: the client's copy is gone, the proxy's own arrives.
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+    }
+
+    #[test]
+    fn te_other_than_trailers_is_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(TE, HeaderValue::from_static("gzip, deflate;q=0.5"));
+        rewrite_request(&mut h, &facts("10.1.2.3", &[], None));
+        assert!(h.get(TE).is_none());
+        let mut h = HeaderMap::new();
+        h.insert(TE, HeaderValue::from_static("gzip, Trailers;q=1"));
+        rewrite_request(&mut h, &facts("10.1.2.3", &[], None));
+        assert_eq!(h[TE], "trailers");
     }
 
     #[test]

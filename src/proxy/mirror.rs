@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::upstream_call::send;
 use crate::config::{Config, MirrorConfig, ProxyConfig, Version};
-use crate::metrics::{Outcome, UpstreamErrorKind};
+use crate::metrics::{Answer, Outcome, UpstreamErrorKind};
 use crate::routing::{EndpointPick, Route};
 use crate::upstream::{acquire, RequestBody};
 
@@ -91,7 +91,7 @@ async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Request<RequestBody
         return Outcome::UpstreamError(UpstreamErrorKind::Connect);
     };
     let exchange = async {
-        let (response, conn) = match send(proxy, conn, copy).await {
+        let (response, conn) = match send(proxy, conn, copy, proxy.request_timeout).await {
             Ok(answer) => answer,
             // A buffered copy has no client body to break, so every error has an outcome.
             Err(e) => {
@@ -105,7 +105,11 @@ async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Request<RequestBody
         match response.into_body().collect().await {
             Ok(_) => {
                 conn.release();
-                Outcome::Status(status)
+                Outcome::Answer(Answer {
+                    status,
+                    failed: route.failures.status_fails(status),
+                    grpc_code: None,
+                })
             }
             Err(_) => Outcome::UpstreamError(UpstreamErrorKind::Reset),
         }

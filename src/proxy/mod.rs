@@ -11,6 +11,7 @@ mod connection;
 mod drain;
 mod error;
 mod forward;
+mod grpc;
 mod h2_idle;
 pub mod headers;
 mod http1_rounds;

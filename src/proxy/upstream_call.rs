@@ -1,5 +1,6 @@
 //! The upstream side of one request: pick an endpoint, take or open a connection, send, and
-//! wait for the response head within `request_timeout` (`docs/routing.md`, phase 4).
+//! wait for the response head within `request_timeout` — or a gRPC call's shorter
+//! `grpc-timeout` (`docs/routing.md`, phase 4).
 //!
 //! Both the client's request (`forward.rs`) and a mirrored copy (`mirror.rs`) go through here,
 //! so neither of those two imports the other.
@@ -7,8 +8,9 @@
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use super::grpc::grpc_timeout;
 use super::{upgrade, ProxyError};
-use crate::config::{ProxyConfig, Version};
+use crate::config::{FailurePolicy, ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
 use crate::upstream::{acquire, Conn, RequestBody, SendError};
 
@@ -19,23 +21,27 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Whether an answer counts for the endpoint's passive health: not a 5xx, and not a 101 to a
-/// request that did not offer the protocol it switches to (`upgrade.rs`; the client gets 502).
-/// Only a 101 pays for the protocol check.
-fn answered_well(response: &Response<Incoming>, upgrade_offered: Option<&HeaderValue>) -> bool {
+/// Whether an answer counts for the endpoint's passive health: not in the route's failure set
+/// (`[route.failures]`), and not a 101 to a request that did not offer the protocol it switches
+/// to (`upgrade.rs`; the client gets 502). Only a 101 pays for the protocol check.
+fn answered_well(
+    response: &Response<Incoming>,
+    upgrade_offered: Option<&HeaderValue>,
+    failures: &FailurePolicy,
+) -> bool {
     let status = response.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return upgrade_offered
             .is_some_and(|o| upgrade::switches_to_offered(o, response.headers()));
     }
-    !status.is_server_error()
+    !failures.status_fails(status.as_u16())
 }
 
 /// The upstream's response head, the connection it came on, and the version that served it.
 pub(super) type Forwarded = (Response<Incoming>, Conn, Version);
 
-/// Connect (with retries and failover) and send. On error, also says which version the
-/// failure counts against.
+/// Connect (with retries and failover) and send; `grpc` says the request is a gRPC call. On
+/// error, also says which version the failure counts against.
 ///
 /// A retry — another endpoint of the same version after a connect failure, idempotent methods,
 /// at most `retries` per request — also needs the version's retry budget
@@ -50,8 +56,13 @@ pub(super) async fn forward(
     version: Version,
     request: Request<RequestBody>,
     upgrade_offered: Option<&HeaderValue>,
+    grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
+    let timeout = match grpc.then(|| grpc_timeout(request.headers())).flatten() {
+        Some(deadline) => deadline.min(proxy.request_timeout),
+        None => proxy.request_timeout,
+    };
     let mut retries_left = if idempotent { proxy.retries } else { 0 };
     let mut target = version;
     let mut pick = EndpointPick::default();
@@ -64,13 +75,18 @@ pub(super) async fn forward(
         };
         match acquired {
             Ok(conn) => {
-                let result = send(proxy, conn, request).await;
-                // Passive health: 5xx answers, a 101 nobody asked for, timeouts and broken
-                // exchanges count against the endpoint; a client's broken or stalled body does not.
+                let result = send(proxy, conn, request, timeout).await;
+                // Passive health: answers in the route's failure set, a 101 nobody asked for,
+                // timeouts and broken exchanges count against the endpoint; a client's broken or
+                // stalled body does not; a gRPC call's answer counts when it ends (`body.rs`),
+                // its status says little.
                 if let Some(endpoint) = &endpoint {
                     match &result {
-                        Ok((response, _)) => endpoint
-                            .record(answered_well(response, upgrade_offered), &proxy.ejection),
+                        Ok(_) if grpc => {}
+                        Ok((response, _)) => endpoint.record(
+                            answered_well(response, upgrade_offered, &route.failures),
+                            &proxy.ejection,
+                        ),
                         Err(ProxyError::BadRequestBody | ProxyError::ClientBodyTimeout) => {}
                         Err(_) => endpoint.record(false, &proxy.ejection),
                     }
@@ -118,13 +134,16 @@ pub(super) async fn forward(
     }
 }
 
-/// Send on a connection; a stale pooled connection that closed before the request was written
-/// is replaced once by a fresh one to the same endpoint. When `request_timeout` runs out while
-/// the upstream waits for the client's body, the stall is the client's (`ClientBodyTimeout`).
+/// Send on a connection, waiting for the response head at most `timeout`; a request the
+/// connection did not process (a stale pooled connection that closed before it was written, a
+/// stream an HTTP/2 peer refused or left out of its GOAWAY) is sent once more on another
+/// connection to the same endpoint. When `timeout` runs out while the upstream waits for the
+/// client's body, the stall is the client's (`ClientBodyTimeout`).
 pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
     request: Request<RequestBody>,
+    timeout: std::time::Duration,
 ) -> Result<(Response<Incoming>, Conn), ProxyError> {
     let watch = match request.body() {
         RequestBody::Watched(_, watch) => Some(watch.clone()),
@@ -155,7 +174,7 @@ pub(super) async fn send(
             }
         }
     };
-    match tokio::time::timeout(proxy.request_timeout, exchange).await {
+    match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
         Err(_) if watch.is_some_and(|w| w.waits_for_client()) => Err(ProxyError::ClientBodyTimeout),
         Err(_) => Err(ProxyError::Timeout),

@@ -143,6 +143,7 @@ mod tests {
             sticky: None,
             mirror: None,
             metrics: Arc::new(RouteMetrics::default()),
+            failures: Default::default(),
         })
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Backend, RolloutView};
-use crate::config::{MatchRule, MirrorConfig, StickyKey, Version};
+use crate::config::{FailurePolicy, MatchRule, MirrorConfig, StickyKey, Version};
 use crate::metrics::RouteMetrics;
 
 /// A route, resolved once per routing snapshot so nothing is looked up per request.
@@ -27,6 +27,8 @@ pub struct Route {
     pub mirror: Option<MirrorConfig>,
     /// The route's counters (shared across snapshots).
     pub metrics: Arc<RouteMetrics>,
+    /// `[route.failures]`: what counts as a failed request.
+    pub failures: FailurePolicy,
 }
 
 impl Route {

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{Backend, Phase, RolloutView, Route, RouteTable};
-use crate::config::{Config, EndpointAddr, PoolConfig, RouteConfig, VersionConfig};
+use crate::config::{
+    Config, EndpointAddr, PoolConfig, RouteConfig, UpstreamTransport, VersionConfig,
+};
 use crate::metrics::MetricsRegistry;
-use crate::upstream::Endpoint;
+use crate::upstream::{Endpoint, Transport};
 
 /// Everything the data plane reads: the config it was built from and the resolved routes.
 #[derive(Debug)]
@@ -23,10 +25,24 @@ pub struct RoutingSnapshot {
 /// The socket addresses each configured endpoint resolved to.
 pub type Resolved = HashMap<EndpointAddr, Vec<SocketAddr>>;
 
-/// Endpoints by address, kept between snapshots so their load and idle connections survive.
+/// What makes two endpoints the same: the address, the transport (protocol and TLS settings,
+/// files' contents included) and, for TLS without `server_name`, the host name verified.
+type EndpointKey = (SocketAddr, UpstreamTransport, Option<String>);
+
+fn endpoint_key(addr: SocketAddr, transport: &UpstreamTransport, host: &str) -> EndpointKey {
+    let verified_host = transport
+        .tls
+        .as_ref()
+        .filter(|tls| tls.server_name.is_none())
+        .map(|_| host.to_owned());
+    (addr, transport.clone(), verified_host)
+}
+
+/// Endpoints by address and transport, kept between snapshots so their load and idle
+/// connections survive.
 #[derive(Debug, Default)]
 pub struct BackendCache {
-    endpoints: HashMap<SocketAddr, Arc<Endpoint>>,
+    endpoints: HashMap<EndpointKey, (Arc<Endpoint>, bool)>,
 }
 
 impl BackendCache {
@@ -36,19 +52,21 @@ impl BackendCache {
         resolved: &Resolved,
         pool: PoolConfig,
     ) -> Vec<Arc<Endpoint>> {
-        version
-            .endpoints
-            .iter()
-            .flat_map(|e| resolved.get(e).map(Vec::as_slice).unwrap_or_default())
-            .map(|addr| {
-                let endpoint = self
-                    .endpoints
-                    .entry(*addr)
-                    .or_insert_with(|| Arc::new(Endpoint::new(*addr)));
+        let transport = &version.transport;
+        let mut endpoints = Vec::new();
+        for written in &version.endpoints {
+            for addr in resolved.get(written).map(Vec::as_slice).unwrap_or_default() {
+                let key = endpoint_key(*addr, transport, &written.host);
+                let (endpoint, used) = self.endpoints.entry(key).or_insert_with(|| {
+                    let connects = Transport::new(transport, &written.host);
+                    (Arc::new(Endpoint::with_transport(*addr, connects)), false)
+                });
+                *used = true;
                 endpoint.set_pool(pool);
-                endpoint.clone()
-            })
-            .collect()
+                endpoints.push(endpoint.clone());
+            }
+        }
+        endpoints
     }
 
     fn backend(
@@ -65,16 +83,9 @@ impl BackendCache {
         ))
     }
 
-    /// Forget endpoints no route uses any more.
-    fn retain_used(&mut self, table: &RouteTable) {
-        let mut used = std::collections::HashSet::new();
-        for route in table.routes() {
-            let backends = std::iter::once(&route.primary).chain(route.canary.as_ref());
-            for backend in backends {
-                used.extend(backend.endpoints().iter().map(|e| e.addr()));
-            }
-        }
-        self.endpoints.retain(|addr, _| used.contains(addr));
+    /// Forget endpoints the snapshot just built does not use.
+    fn retain_used(&mut self) {
+        self.endpoints.retain(|_, (_, used)| std::mem::take(used));
     }
 }
 
@@ -135,6 +146,7 @@ impl RoutingSnapshot {
                     sticky: rc.sticky.clone(),
                     mirror: rc.mirror.clone(),
                     metrics: registry.route(&rc.name),
+                    failures: rc.failures.clone(),
                 };
                 // Only a route under analysis is judged, so only it pays for histograms.
                 if route.canary.is_some() && rc.analysis.is_some() {
@@ -144,7 +156,7 @@ impl RoutingSnapshot {
             })
             .collect();
         let table = RouteTable::new(routes);
-        cache.retain_used(&table);
+        cache.retain_used();
         RoutingSnapshot {
             config,
             table,

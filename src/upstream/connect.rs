@@ -1,19 +1,32 @@
-//! Opening a new HTTP/1.1 connection to an endpoint.
+//! Opening a new connection to an endpoint: TCP, then TLS when the endpoint's transport asks
+//! for it (docs/security.md#upstream-tls), then the HTTP/1.1 or HTTP/2 handshake — HTTP/2 by
+//! prior knowledge over cleartext (RFC 9113 §3.3), by ALPN over TLS.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper::rt::{Read, Write};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::RequestBody;
+use super::transport::TlsTarget;
+use super::{Endpoint, RequestBody};
+use crate::config::UpstreamProtocol;
+
+/// How often an idle HTTP/2 upstream connection is PINGed, and how long the answer may take.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a new connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The TCP connect did not finish within `connect_timeout`.
+    /// The TCP connect and TLS handshake did not finish within `connect_timeout`.
     #[error("connect to {addr} timed out after {timeout:?}")]
     Timeout {
         /// Endpoint address.
@@ -30,7 +43,16 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
-    /// The HTTP/1.1 handshake failed.
+    /// The TLS handshake failed: the certificate was refused (unknown issuer, name mismatch,
+    /// expired), the peer refused ours, or the TLS settings could not be loaded.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// Endpoint address.
+        addr: SocketAddr,
+        /// rustls's reason, as logged.
+        reason: String,
+    },
+    /// The HTTP handshake failed.
     #[error("HTTP handshake with {addr} failed")]
     Handshake {
         /// Endpoint address.
@@ -41,21 +63,119 @@ pub enum ConnectError {
     },
 }
 
-/// Connect, disable Nagle, and start the connection's task on the current runtime.
+/// A new connection, ready for its first request.
+pub(super) enum Connected {
+    Http1(http1::SendRequest<RequestBody>),
+    Http2 {
+        sender: http2::SendRequest<RequestBody>,
+        /// The peer's `SETTINGS_MAX_CONCURRENT_STREAMS`, kept current by the connection task.
+        max_streams: Arc<AtomicUsize>,
+    },
+}
+
+/// Connect (TCP and TLS within `timeout`), and start the connection's task on the current
+/// runtime.
 pub(super) async fn connect(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     timeout: Duration,
-) -> Result<SendRequest<RequestBody>, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+) -> Result<Connected, ConnectError> {
+    let addr = endpoint.addr();
+    let transport = endpoint.transport();
+    let opened = tokio::time::timeout(timeout, async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnectError::Io { addr, source })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|source| ConnectError::Io { addr, source })?;
+        match transport.tls() {
+            None => Ok(Opened::Plain(stream)),
+            Some(TlsTarget::Broken(reason)) => Err(ConnectError::Tls {
+                addr,
+                reason: reason.to_string(),
+            }),
+            Some(TlsTarget::Ready {
+                connector,
+                server_name,
+            }) => connector
+                .connect(server_name.clone(), stream)
+                .await
+                .map(|tls| Opened::Tls(Box::new(tls)))
+                .map_err(|e| ConnectError::Tls {
+                    addr,
+                    reason: e.to_string(),
+                }),
+        }
+    })
+    .await;
+    let opened = match opened {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
-        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
-        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            if let ConnectError::Tls { reason, .. } = &error {
+                // An operator needs to see why: a certificate problem does not fix itself.
+                tracing::warn!(endpoint = %addr, %reason, "upstream TLS handshake failed");
+            }
+            return Err(error);
+        }
+        Ok(Ok(opened)) => opened,
     };
-    stream
-        .set_nodelay(true)
-        .map_err(|source| ConnectError::Io { addr, source })?;
+    match opened {
+        Opened::Plain(stream) => {
+            let h2 = transport.protocol() == UpstreamProtocol::Http2;
+            handshake(TokioIo::new(stream), h2, addr).await
+        }
+        Opened::Tls(stream) => {
+            let h2 = match transport.protocol() {
+                UpstreamProtocol::Http1 => false,
+                UpstreamProtocol::Http2 => true,
+                UpstreamProtocol::Auto => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+            };
+            handshake(TokioIo::new(*stream), h2, addr).await
+        }
+    }
+}
+
+enum Opened {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+async fn handshake<I>(io: I, h2: bool, addr: SocketAddr) -> Result<Connected, ConnectError>
+where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    if h2 {
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE)
+            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+            .handshake(io)
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        let max_streams = Arc::new(AtomicUsize::new(connection.current_max_send_streams()));
+        let limit = max_streams.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            // Polled by hand so the peer's stream limit is read after every frame it sends
+            // (SETTINGS may lower or raise it at any time).
+            let ended = std::future::poll_fn(|cx| {
+                let polled = Pin::new(&mut connection).as_mut().poll(cx);
+                limit.store(connection.current_max_send_streams(), Ordering::Relaxed);
+                polled
+            })
+            .await;
+            limit.store(0, Ordering::Relaxed);
+            if let Err(e) = ended {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        return Ok(Connected::Http2 {
+            sender,
+            max_streams,
+        });
+    }
     let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(io)
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(async move {
@@ -64,5 +184,5 @@ pub(super) async fn connect(
             tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
         }
     });
-    Ok(sender)
+    Ok(Connected::Http1(sender))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::health::{Health, HealthChange};
+use super::transport::Transport;
 use crate::config::{EjectionConfig, PoolConfig};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -22,11 +23,19 @@ pub struct Endpoint {
     pool_max_idle: AtomicUsize,
     /// `PoolConfig::idle_timeout` of the latest snapshot, in milliseconds.
     pool_idle_timeout_ms: AtomicU64,
+    /// Protocol and TLS: an address reached with different TLS settings is another endpoint,
+    /// with its own connections.
+    transport: Transport,
 }
 
 impl Endpoint {
-    /// A new endpoint with a process-unique id and the default pool bounds.
+    /// A new cleartext HTTP/1.1 endpoint with a process-unique id and the default pool bounds.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_transport(addr, Transport::default())
+    }
+
+    /// A new endpoint reached through `transport`.
+    pub fn with_transport(addr: SocketAddr, transport: Transport) -> Self {
         let endpoint = Endpoint {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
@@ -34,6 +43,7 @@ impl Endpoint {
             health: Health::default(),
             pool_max_idle: AtomicUsize::new(0),
             pool_idle_timeout_ms: AtomicU64::new(0),
+            transport,
         };
         endpoint.set_pool(PoolConfig::default());
         endpoint
@@ -59,6 +69,11 @@ impl Endpoint {
     /// The socket address connected to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How connections to this endpoint are made.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// Process-unique id, the key of this endpoint's idle connections.

@@ -1,21 +1,32 @@
-//! Idle keep-alive connections, one pool per worker thread and endpoint.
+//! Upstream connections kept for reuse, one pool per worker thread and endpoint: idle
+//! HTTP/1.1 connections, and the HTTP/2 connections whose streams requests share.
 //!
 //! Thread-local on purpose: a worker takes and returns connections without a lock or a shared
 //! cache line, like HAProxy's and nginx's per-worker pools. A connection returned on another
 //! thread (possible with the work-stealing runtime) simply joins that thread's pool.
 //!
-//! Bounded by the endpoint's pool bounds (`proxy.pool_max_idle_per_endpoint`,
+//! HTTP/1.1: bounded by the endpoint's pool bounds (`proxy.pool_max_idle_per_endpoint`,
 //! `proxy.pool_idle_timeout`, docs/configuration.md#keys-and-defaults): a connection returned to
 //! a full pool is closed, and a sweep task per worker closes the ones idle for too long. Each
 //! list is a stack (the most recently returned connection is taken first, as it is the least
 //! likely to have been closed by the upstream), so it is ordered oldest first and a sweep only
-//! looks at its front.
+//! looks at its front. Without a written bound the pool keeps what the traffic used: taking the
+//! most recent first leaves the connections beyond the concurrency in use at the bottom, where
+//! the idle timeout closes them.
+//!
+//! HTTP/2: one connection per endpoint and worker carries every request as a stream; another
+//! is opened only when each one holds as many streams as its peer allows
+//! (`SETTINGS_MAX_CONCURRENT_STREAMS`, RFC 9113 §5.1.2). A connection with no stream for the idle
+//! timeout is closed; one that received a GOAWAY is never given new streams.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2;
 use tokio::time::Instant;
 
 use super::{Endpoint, RequestBody};
@@ -31,9 +42,136 @@ struct Idle {
     expires: Instant,
 }
 
+/// What the requests on one HTTP/2 connection share, wherever their response bodies end up.
+#[derive(Debug)]
+pub(super) struct H2Shared {
+    /// Streams open now.
+    streams: AtomicUsize,
+    /// The peer's limit, kept current by the connection task (0 once it ended).
+    max_streams: Arc<AtomicUsize>,
+    /// The peer sent GOAWAY or refused a stream: no new stream goes here.
+    retired: AtomicBool,
+    /// A response arrived, so the peer's SETTINGS did (a server sends them first): until then
+    /// `max_streams` is only hyper's initial guess.
+    settled: AtomicBool,
+}
+
+impl H2Shared {
+    /// A response arrived on this connection: its stream limit is the peer's.
+    pub(super) fn settle(&self) {
+        self.settled.store(true, Ordering::Relaxed);
+    }
+
+    /// No new stream goes to this connection (it is closing).
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One stream's claim on an HTTP/2 connection, released when the request ends.
+#[derive(Debug)]
+pub(super) struct StreamSlot(Arc<H2Shared>);
+
+impl StreamSlot {
+    pub(super) fn connection(&self) -> &H2Shared {
+        &self.0
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type H2Sender = http2::SendRequest<RequestBody>;
+
+struct H2Conn {
+    sender: H2Sender,
+    shared: Arc<H2Shared>,
+    /// Closed after this with no stream open.
+    expires: Instant,
+}
+
+impl H2Conn {
+    fn is_usable(&self) -> bool {
+        !self.sender.is_closed() && !self.shared.retired.load(Ordering::Relaxed)
+    }
+}
+
+/// This worker's HTTP/2 connections to one endpoint.
+#[derive(Default)]
+struct H2Conns {
+    conns: Vec<H2Conn>,
+    /// The stream limit the endpoint's settled connections report: what a new connection is
+    /// held to until its own peer's SETTINGS are known.
+    learned_limit: Option<usize>,
+}
+
 thread_local! {
     static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static H2: RefCell<HashMap<u64, H2Conns>> = RefCell::new(HashMap::new());
     static SWEEPING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A stream on one of this worker's HTTP/2 connections to the endpoint that has room for one.
+pub(super) fn take_stream(endpoint: &Endpoint) -> Option<(H2Sender, StreamSlot)> {
+    H2.with(|h2| {
+        let mut h2 = h2.borrow_mut();
+        let entry = h2.get_mut(&endpoint.id())?;
+        entry.conns.retain(H2Conn::is_usable);
+        let expires = Instant::now() + endpoint.pool().idle_timeout;
+        let mut learned = entry.learned_limit;
+        let conn = entry.conns.iter_mut().find(|c| {
+            let own = c.shared.max_streams.load(Ordering::Relaxed);
+            let limit = if c.shared.settled.load(Ordering::Relaxed) {
+                learned = Some(own);
+                own
+            } else {
+                learned.map_or(own, |l| l.min(own))
+            };
+            c.shared.streams.load(Ordering::Relaxed) < limit
+        });
+        let conn = match conn {
+            Some(conn) => conn,
+            None => {
+                entry.learned_limit = learned;
+                return None;
+            }
+        };
+        conn.shared.streams.fetch_add(1, Ordering::Relaxed);
+        conn.expires = expires;
+        let taken = (conn.sender.clone(), StreamSlot(conn.shared.clone()));
+        entry.learned_limit = learned;
+        Some(taken)
+    })
+}
+
+/// Share a new HTTP/2 connection on this worker; the first stream is the caller's.
+pub(super) fn add_connection(
+    endpoint: &Endpoint,
+    sender: H2Sender,
+    max_streams: Arc<AtomicUsize>,
+) -> StreamSlot {
+    let shared = Arc::new(H2Shared {
+        streams: AtomicUsize::new(1),
+        max_streams,
+        retired: AtomicBool::new(false),
+        settled: AtomicBool::new(false),
+    });
+    H2.with(|h2| {
+        h2.borrow_mut()
+            .entry(endpoint.id())
+            .or_default()
+            .conns
+            .push(H2Conn {
+                sender,
+                shared: shared.clone(),
+                expires: Instant::now() + endpoint.pool().idle_timeout,
+            });
+    });
+    start_sweeping();
+    StreamSlot(shared)
 }
 
 /// Take an idle connection to this endpoint that is neither known to be closed nor expired.
@@ -106,5 +244,14 @@ fn sweep(now: Instant) {
             list.retain(|e| !e.sender.is_closed());
         }
         idle.retain(|_, list| !list.is_empty());
+    });
+    H2.with(|h2| {
+        let mut h2 = h2.borrow_mut();
+        for entry in h2.values_mut() {
+            entry.conns.retain(|c| {
+                c.is_usable() && (c.expires > now || c.shared.streams.load(Ordering::Relaxed) > 0)
+            });
+        }
+        h2.retain(|_, entry| !entry.conns.is_empty());
     });
 }

@@ -1,0 +1,187 @@
+//! HTTP/2 to the upstreams (`protocol = "http2"`, h2c by prior knowledge) against real hyper
+//! HTTP/2 servers: a peer's `SETTINGS_MAX_CONCURRENT_STREAMS` is never exceeded (more
+//! connections instead), a GOAWAY mid-load loses no request the peer did not process, and
+//! HTTP/1.1 clients reach the HTTP/2 upstream (the proxy translates).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use support::*;
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    served: AtomicU64,
+    /// The most streams any one connection had open at once.
+    max_streams: AtomicU64,
+}
+
+/// An h2c upstream: at most `max_streams` concurrent streams per connection; each answer
+/// waits `delay`; with `goaway_after`, each connection is shut down gracefully (GOAWAY) once it
+/// has taken that many requests.
+async fn h2_upstream(
+    max_streams: u32,
+    delay: Duration,
+    goaway_after: Option<u64>,
+) -> (SocketAddr, Arc<Counters>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(Counters::default());
+    let shared = counters.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            shared.connections.fetch_add(1, Ordering::SeqCst);
+            let counters = shared.clone();
+            tokio::spawn(async move {
+                let open = Arc::new(AtomicU64::new(0));
+                let taken = Arc::new(AtomicU64::new(0));
+                let shut_down = Arc::new(Notify::new());
+                let (open2, taken2, shut2, counters2) = (
+                    open.clone(),
+                    taken.clone(),
+                    shut_down.clone(),
+                    counters.clone(),
+                );
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (open, counters) = (open2.clone(), counters2.clone());
+                    let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                    counters.max_streams.fetch_max(now, Ordering::SeqCst);
+                    if goaway_after.is_some_and(|n| taken2.fetch_add(1, Ordering::SeqCst) + 1 == n)
+                    {
+                        shut2.notify_one();
+                    }
+                    let version = format!("{:?}", request.version());
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        counters.served.fetch_add(1, Ordering::SeqCst);
+                        open.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(version))))
+                    }
+                });
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.max_concurrent_streams(max_streams);
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    _ = shut_down.notified() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, counters)
+}
+
+fn h2_route(addr: SocketAddr) -> String {
+    base_config("", "").replace("workers = 2", "workers = 1")
+        + &format!(
+            "[[route]]\nname = \"h2\"\n[route.primary]\nrevision = \"v1\"\n\
+             endpoints = [\"{addr}\"]\nprotocol = \"http2\"\n"
+        )
+}
+
+async fn burst(proxy: &Canaryd, n: usize) -> Vec<(u16, String)> {
+    let client = client();
+    let calls = (0..n).map(|_| {
+        let (client, url) = (client.clone(), proxy.url("/"));
+        tokio::spawn(async move {
+            let (status, _, body) = get(&client, &url, &[]).await;
+            (status.as_u16(), body)
+        })
+    });
+    let mut answers = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        answers.push(call.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_clients_reach_an_http2_upstream_over_one_shared_connection() {
+    let (addr, counters) = h2_upstream(100, Duration::from_millis(50), None).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "HTTP/2.0"));
+    let answers = burst(&proxy, 20).await;
+    assert!(
+        answers.iter().all(|(s, b)| *s == 200 && b == "HTTP/2.0"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        counters.connections.load(Ordering::SeqCst),
+        1,
+        "one worker, one multiplexed connection"
+    );
+    assert!(
+        counters.max_streams.load(Ordering::SeqCst) > 1,
+        "streams were multiplexed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_allowing_two_streams_gets_more_connections_never_more_streams() {
+    let (addr, counters) = h2_upstream(2, Duration::from_millis(300), None).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    // One call first, so the peer's SETTINGS are known.
+    let (status, _, _) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!(status.as_u16(), 200);
+    for _ in 0..2 {
+        let answers = burst(&proxy, 8).await;
+        assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    }
+    assert!(
+        counters.max_streams.load(Ordering::SeqCst) <= 2,
+        "more streams than allowed"
+    );
+    assert!(
+        counters.connections.load(Ordering::SeqCst) >= 4,
+        "8 calls at once over connections of 2 streams need at least 4, got {}",
+        counters.connections.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_mid_load_loses_no_request_the_peer_did_not_process() {
+    let (addr, counters) = h2_upstream(100, Duration::from_millis(20), Some(15)).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.extend(burst(&proxy, 10).await);
+    }
+    let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 100 failed: {failed:?}",
+        failed.len()
+    );
+    assert!(
+        counters.connections.load(Ordering::SeqCst) >= 5,
+        "connections were shut down and replaced"
+    );
+    assert_eq!(
+        counters.served.load(Ordering::SeqCst),
+        100,
+        "every request served exactly once"
+    );
+}
