@@ -721,6 +721,27 @@ fn a_config_that_serves_nothing_is_not_refused_for_missing_files() {
 }
 
 #[test]
+fn a_config_that_serves_nothing_reads_no_upstream_tls_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("canaryd.toml");
+    let text = format!(
+        "{ROUTE}protocol = \"http2\"\n[route.primary.tls]\nca = \"missing-ca.pem\"\ncert = \"missing.pem\"\nkey = \"missing.key\"\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let e = match load_file(&file) {
+        Ok(_) => panic!("a config with missing upstream TLS files was served"),
+        Err(e) => e,
+    };
+    assert!(e.message().contains("cannot read TLS CA file"), "{e}");
+    // `canaryd simulate` keeps the shape (TLS, HTTP/2, a client certificate) without the files.
+    let c = load_file_unread(&file).unwrap();
+    let transport = &c.routes[0].primary.transport;
+    assert_eq!(transport.protocol, canaryd::config::UpstreamProtocol::Http2);
+    let tls = transport.tls.as_ref().unwrap();
+    assert!(tls.ca_pem.is_some() && tls.client_pem.is_some());
+}
+
+#[test]
 fn core_keys_example_parses_with_its_values() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("certs")).unwrap();

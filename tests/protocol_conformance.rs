@@ -673,8 +673,8 @@ async fn scrape(proxy: &Canaryd) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 
-/// The value of the one series `name` of route "app", primary, with the `extra` label.
-fn series(scrape: &prometheus_parse::Scrape, name: &str, extra: (&str, &str)) -> f64 {
+/// The value of the one series `name` of route "app", primary, with the `extra` labels.
+fn series(scrape: &prometheus_parse::Scrape, name: &str, extra: &[(&str, &str)]) -> f64 {
     let found: Vec<f64> = scrape
         .samples
         .iter()
@@ -682,7 +682,7 @@ fn series(scrape: &prometheus_parse::Scrape, name: &str, extra: (&str, &str)) ->
             s.metric == name
                 && s.labels.get("route") == Some("app")
                 && s.labels.get("version") == Some("primary")
-                && s.labels.get(extra.0) == Some(extra.1)
+                && extra.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
         })
         .map(|s| match s.value {
             prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
@@ -693,14 +693,23 @@ fn series(scrape: &prometheus_parse::Scrape, name: &str, extra: (&str, &str)) ->
     found[0]
 }
 
-/// Requests of route "app" (primary) in one status class.
+/// Requests of route "app" (primary) in one status class, judged a success or a failure.
 fn class(scrape: &prometheus_parse::Scrape, class: &str) -> f64 {
-    series(scrape, "canaryd_requests_total", ("code_class", class))
+    ["success", "failure"]
+        .iter()
+        .map(|outcome| {
+            series(
+                scrape,
+                "canaryd_requests_total",
+                &[("code_class", class), ("outcome", outcome)],
+            )
+        })
+        .sum()
 }
 
 /// Upstream errors of route "app" (primary) of one kind.
 fn errors(scrape: &prometheus_parse::Scrape, kind: &str) -> f64 {
-    series(scrape, "canaryd_upstream_errors_total", ("kind", kind))
+    series(scrape, "canaryd_upstream_errors_total", &[("kind", kind)])
 }
 
 /// Wait until the upstream's connection `index` was closed by the proxy.
@@ -960,6 +969,46 @@ async fn an_unsolicited_101_counts_against_the_endpoint() {
     }
     assert_eq!(switched.received().matches("GET /n ").count(), 0);
     assert_eq!(other.received().matches("GET /n ").count(), 20);
+}
+
+/// A 101 to a gRPC call is a broken exchange as for any request: the client gets gRPC's
+/// `UNAVAILABLE` (14), and the endpoint that sent it is ejected at once — a gRPC call's health is
+/// otherwise judged only when its body ends, which a refused 101 never reaches.
+#[tokio::test]
+async fn an_unsolicited_101_to_a_grpc_call_is_unavailable_and_ejects() {
+    let a = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let b = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let toml = base_config("", "ejection_failures = 1\nejection_base_time = \"60s\"")
+        + &format!(
+            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\", \"{}\"]\n",
+            a.addr, b.addr
+        );
+    let proxy = Canaryd::start(&toml);
+    let reply = exchange(
+        proxy.addr,
+        b"POST /switch HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc\r\nTE: trailers\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    let text = reply.text.to_ascii_lowercase();
+    assert!(text.contains("grpc-status: 14\r\n"), "{text}");
+    let (switched, other) = if a.received().contains("/switch") {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    for _ in 0..20 {
+        let reply = exchange(
+            proxy.addr,
+            b"GET /n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    }
+    assert_eq!(switched.received().matches("GET /n ").count(), 0);
+    assert_eq!(other.received().matches("GET /n ").count(), 20);
+    let m = scrape(&proxy).await;
+    assert_eq!(errors(&m, "reset"), 1.0);
 }
 
 /// A client that stops sending its body — after `Expect: 100-continue` and nothing, or after

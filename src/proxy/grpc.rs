@@ -130,4 +130,18 @@ mod tests {
             "14"
         );
     }
+
+    #[test]
+    fn protocol_refusals_become_grpc_codes() {
+        let code = |e: ProxyError| error_response(&e).headers()["grpc-status"].clone();
+        // The client's own body stalled: its time ran out, it did not cancel.
+        assert_eq!(code(ProxyError::ClientBodyTimeout), "4");
+        // HTTP's 501: a coding canaryd does not implement.
+        assert_eq!(code(ProxyError::UnsupportedTransferCoding), "12");
+        // A request canaryd refused as malformed, as gRPC maps 400.
+        assert_eq!(code(ProxyError::BadTarget), "13");
+        // The upstream broke the exchange (502): retryable.
+        assert_eq!(code(ProxyError::UnsolicitedSwitch), "14");
+        assert_eq!(code(ProxyError::UndeliverableTransferCoding), "14");
+    }
 }

@@ -82,7 +82,9 @@ pub(super) async fn forward(
                 // its status says little.
                 if let Some(endpoint) = &endpoint {
                     match &result {
-                        Ok(_) if grpc => {}
+                        // A 101 ends no gRPC call: it is judged here, as for any request.
+                        Ok((response, _))
+                            if grpc && response.status() != StatusCode::SWITCHING_PROTOCOLS => {}
                         Ok((response, _)) => endpoint.record(
                             answered_well(response, upgrade_offered, &route.failures),
                             &proxy.ejection,
