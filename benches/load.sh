@@ -3,7 +3,8 @@
 # reference), all doing the same 90/10 split over keep-alive to two fast nginx upstreams on
 # loopback. docs/performance.md: only the ratios from one run mean anything.
 #
-# Usage:  benches/load.sh            (from anywhere; needs wrk, haproxy, nginx, curl)
+# Usage:  benches/load.sh            (from anywhere; needs wrk, haproxy, nginx, curl; the HTTP/2
+#                                   modes h2load, and h2c-upstream and grpc also nghttp)
 #
 # Environment (defaults in brackets):
 #   CANARYD_BIN        canaryd binary, relative to the repo root [target/release/canaryd]
@@ -21,11 +22,13 @@
 #                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1",
 #                      and BIN=/path/to/canaryd to compare two builds in one run
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
+#   KEEP_LOGS=1        keep h2load's per-request logs (ROUNDFILE.txt.log) instead of deleting them
 #   MODE [http]        http: plain HTTP/1.1 with wrk (and "direct" as a reference);
 #                      https: every proxy terminates TLS with the same freshly made ECDSA P-256
 #                      certificate, HTTP/1.1 keep-alive with wrk (no "direct": the upstreams are plain);
 #                      h2: the same TLS listeners, HTTP/2 via ALPN, load from h2load (needs h2load,
-#                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection;
+#                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection
+#                      (as in every h2load mode);
 #                      h2c-upstream: HTTP/2 on both sides without TLS: h2load speaks h2c (prior
 #                      knowledge) to every proxy, and every proxy speaks h2c to two nginx upstreams
 #                      that speak nothing else (canaryd: protocol = "http2"; HAProxy: "proto h2"
