@@ -3,7 +3,8 @@
 # reference), all doing the same 90/10 split over keep-alive to two fast nginx upstreams on
 # loopback. docs/performance.md: only the ratios from one run mean anything.
 #
-# Usage:  benches/load.sh            (from anywhere; needs wrk, haproxy, nginx, curl)
+# Usage:  benches/load.sh            (from anywhere; needs wrk, haproxy, nginx, curl; the HTTP/2
+#                                   modes h2load, and h2c-upstream and grpc also nghttp)
 #
 # Environment (defaults in brackets):
 #   CANARYD_BIN        canaryd binary, relative to the repo root [target/release/canaryd]
@@ -21,12 +22,26 @@
 #                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1",
 #                      and BIN=/path/to/canaryd to compare two builds in one run
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
+#   KEEP_LOGS=1        keep h2load's per-request logs (ROUNDFILE.txt.log) instead of deleting them
 #   MODE [http]        http: plain HTTP/1.1 with wrk (and "direct" as a reference);
 #                      https: every proxy terminates TLS with the same freshly made ECDSA P-256
 #                      certificate, HTTP/1.1 keep-alive with wrk (no "direct": the upstreams are plain);
 #                      h2: the same TLS listeners, HTTP/2 via ALPN, load from h2load (needs h2load,
-#                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection;
-#                      h2load reports no percentiles, so the latency column is the mean
+#                      Debian nghttp2-client) with STREAMS [10] concurrent streams per connection
+#                      (as in every h2load mode);
+#                      h2c-upstream: HTTP/2 on both sides without TLS: h2load speaks h2c (prior
+#                      knowledge) to every proxy, and every proxy speaks h2c to two nginx upstreams
+#                      that speak nothing else (canaryd: protocol = "http2"; HAProxy: "proto h2"
+#                      servers; nginx 1.22: grpc_pass, its only HTTP/2 upstream client; and "direct");
+#                      grpc: the same h2c paths, load from h2load as unary gRPC calls: POST
+#                      /bench.Bench/Call with a gRPC-framed 12-byte body, content-type
+#                      application/grpc and te: trailers, answered with a gRPC-framed message and the
+#                      trailer grpc-status: 0 (checked through every proxy with nghttp before the runs)
+#                      In the h2load modes the latency column is the p99 of h2load's --log-file.
+#
+# Every run also reads the upstream nginx's stub_status "accepts" counter before and after: the
+# upstream connections the target opened during the run, per request ("connects/req"; for "direct"
+# the load generator's own connections). A pool that keeps its connections has ~0 at steady state.
 #
 # Every run also reads the target's CPU time (user and sys, /proc/PID/stat, summed over the
 # process and its children) before and after, and reports microseconds per request: far less
@@ -36,7 +51,8 @@
 # Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
 # rotated by one; and so on. The table shows per-target medians over the rounds.
 # Exit status: 0 ok, 1 set-up failure (missing tool, proxy did not start/answer), 2 measured with
-# errors (socket errors, non-2xx responses or a failed wrk run: flagged with "!!!!" lines), 130 Ctrl-C.
+# errors (socket errors, non-2xx responses, a failed wrk/h2load run, or canaryd counting a request as
+# a failure in canaryd_requests_total: flagged with "!!!!" lines), 130 Ctrl-C.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -68,7 +84,8 @@ case $MODE in
     http) tools=(wrk haproxy nginx curl) ;;
     https) tools=(wrk haproxy nginx curl openssl) ;;
     h2) tools=(h2load haproxy nginx curl openssl) ;;
-    *) die "MODE must be http, https or h2, not $MODE" ;;
+    h2c-upstream | grpc) tools=(h2load nghttp haproxy nginx curl) ;;
+    *) die "MODE must be http, https, h2, h2c-upstream or grpc, not $MODE" ;;
 esac
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
@@ -83,7 +100,9 @@ if [[ $SKIP_CANARYD != 1 && ! -x $CANARYD_BIN ]]; then
   build it first (cargo build --release), point CANARYD_BIN at one, or set SKIP_CANARYD=1"
 fi
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
-((CONNS >= THREADS)) || die "CONNS ($CONNS) must be >= THREADS ($THREADS) for wrk"
+((CONNS >= THREADS)) || die "CONNS ($CONNS) must be >= THREADS ($THREADS) for wrk and h2load"
+case $MODE in h2 | h2c-upstream | grpc) H2LOAD=1 ;; *) H2LOAD=0 ;; esac
+case $MODE in h2c-upstream | grpc) H2C=1 ;; *) H2C=0 ;; esac
 
 # ---- work dirs --------------------------------------------------------------------------------------
 if [[ -n ${RESULTS_DIR:-} ]]; then
@@ -97,14 +116,29 @@ mkdir -p "$RUN"
 
 # ---- TLS: one certificate for every proxy -----------------------------------------------------------
 SCHEME=http
-CURL_TLS=()
-if [[ $MODE != http ]]; then
+CURL_TLS=()      # options every curl to a target gets (TLS, or h2c prior knowledge)
+if [[ $MODE == https || $MODE == h2 ]]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
         -subj /CN=localhost -keyout "$RUN/tls.key" -out "$RUN/tls.crt" 2>"$RUN/openssl.log" ||
         { cat "$RUN/openssl.log" >&2; echo "load.sh: openssl could not make a certificate" >&2; exit 1; }
     cat "$RUN/tls.crt" "$RUN/tls.key" >"$RUN/tls.pem"   # HAProxy wants both in one file
     SCHEME=https
     CURL_TLS=(-k)
+fi
+((H2C)) && CURL_TLS=(--http2-prior-knowledge)
+
+# ---- the gRPC call (MODE=grpc): one unary request and the upstream's answer -------------------------
+# A gRPC message on the wire (the gRPC over HTTP/2 protocol): 1 byte compressed-flag (0), 4 bytes
+# big-endian length, then the message; here a protobuf with field 1 = "world" (request) and
+# "hello world" (response).
+PATH_Q=/
+H2LOAD_REQ=()    # h2load options that make each request a gRPC call
+CURL_REQ=()      # the same for curl
+if [[ $MODE == grpc ]]; then
+    PATH_Q=/bench.Bench/Call
+    printf '\x00\x00\x00\x00\x07\x0a\x05world' >"$RUN/grpc-request.bin"
+    H2LOAD_REQ=(-d "$RUN/grpc-request.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+    CURL_REQ=(--data-binary "@$RUN/grpc-request.bin" -H 'content-type: application/grpc' -H 'te: trailers')
 fi
 
 # ---- process bookkeeping and cleanup ----------------------------------------------------------------
@@ -171,8 +205,10 @@ render() {
     printf '%s\n' "$text" >"$out"
 }
 
-wait_ready() {   # NAME URL
-    local name=$1 url=$2 pid _
+wait_ready() {   # NAME URL [CURL_OPTION...] (default: the targets' options)
+    local name=$1 url=$2 pid _ opts
+    shift 2
+    if (($#)); then opts=("$@"); else opts=("${CURL_TLS[@]}"); fi
     pid=$(pid_of "$name")
     for _ in $(seq 150); do
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -180,7 +216,7 @@ wait_ready() {   # NAME URL
             tail -n 20 "$RUN/$name.log" >&2
             exit 1
         fi
-        curl -s "${CURL_TLS[@]}" -o /dev/null --max-time 1 "$url" && return 0
+        curl -s "${opts[@]}" -o /dev/null --max-time 1 "$url" && return 0
         sleep 0.1
     done
     echo "load.sh: $name did not answer $url within 15s; last lines of $RUN/$name.log:" >&2
@@ -190,17 +226,45 @@ wait_ready() {   # NAME URL
 
 verify_body() {   # NAME URL: status 200 and exactly "hello world!\n"
     local name=$1 url=$2 got
+    [[ $MODE == grpc ]] && { verify_grpc "$@"; return; }
     got=$(curl -s "${CURL_TLS[@]}" -o "$RUN/body-$name" -w '%{http_code} %{size_download}' --max-time 5 "$url") || true
     if [[ $got != "200 13" || $(od -An -c "$RUN/body-$name" | tr -s ' ') != " h e l l o w o r l d ! \n" ]]; then
         die "$name: expected 200 with the 13-byte body \"hello world!\\n\", got \"$got\": $(head -c 200 "$RUN/body-$name" 2>/dev/null)"
     fi
 }
 
+# NAME URL: one gRPC call answers 200, content-type application/grpc, exactly the upstream's
+# gRPC message, and the trailer grpc-status: 0 (nghttp: curl shows no HTTP/2 trailers)
+verify_grpc() {
+    local name=$1 url=$2 got want trace
+    want=$(od -An -tx1 "$UP_PREFIX/grpc/bench.Bench/Call" | tr -s ' \n' ' ')
+    got=$(curl -s "${CURL_TLS[@]}" "${CURL_REQ[@]}" -o "$RUN/body-$name" \
+        -w '%{http_code} %{http_version} %{content_type}' --max-time 5 "$url") || true
+    if [[ $got != "200 2 application/grpc" || $(od -An -tx1 "$RUN/body-$name" | tr -s ' \n' ' ') != "$want" ]]; then
+        die "$name: expected a gRPC answer (200 over HTTP/2, application/grpc, the 18-byte message), got \"$got\" and body:$(od -An -tx1 "$RUN/body-$name" | head -2)"
+    fi
+    trace=$RUN/nghttp-$name.txt
+    nghttp -v -d "$RUN/grpc-request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+        --timeout=5 "$url" >"$trace" 2>&1 || true
+    # the trailer is the last header block: after the DATA frame, flagged END_STREAM
+    if ! awk '/recv DATA frame/ { data = 1 } data && /recv \(stream_id=[0-9]+\) grpc-status: 0$/ { ok = 1 }
+              END { exit !ok }' "$trace"; then
+        die "$name: no trailer grpc-status: 0 after the response body (nghttp trace: $trace)"
+    fi
+}
+
 split_check() {   # NAME URL: observed share of responses from the canary upstream
-    local name=$1 url=$2 urls=() i out canary primary other
+    local name=$1 url=$2 args=() i out canary primary other
     ((SPLIT_SAMPLES > 0)) || return 0
-    for ((i = 0; i < SPLIT_SAMPLES; i++)); do urls+=("$url"); done
-    out=$(curl -s "${CURL_TLS[@]}" -o /dev/null -w '%header{x-upstream}\n' --max-time 30 "${urls[@]}") || true
+    args=(-s "${CURL_TLS[@]}" "${CURL_REQ[@]}" -o /dev/null -w '%header{x-upstream}\n' --max-time 30)
+    if ((H2C)); then
+        # curl 7.88 answers only the first of several URLs over one h2c prior-knowledge
+        # connection (the rest end with status 000): one curl per request, 4 at a time
+        out=$(seq "$SPLIT_SAMPLES" | xargs -P4 -I{} curl "${args[@]}" "$url") || true
+    else
+        for ((i = 0; i < SPLIT_SAMPLES; i++)); do args+=("$url"); done
+        out=$(curl "${args[@]}") || true
+    fi
     canary=$(grep -cx canary <<<"$out" || true)
     primary=$(grep -cx primary <<<"$out" || true)
     other=$((SPLIT_SAMPLES - canary - primary))
@@ -221,13 +285,27 @@ fi
 # ---- upstreams --------------------------------------------------------------------------------------
 alloc_port; PRIMARY_PORT=$REPLY
 alloc_port; CANARY_PORT=$REPLY
+alloc_port; STATUS_PORT=$REPLY
 UP_PREFIX=$RUN/nginx-upstream
 mkdir -p "$UP_PREFIX"
-render "$TPL/nginx-upstream.conf.tmpl" "$UP_PREFIX/nginx.conf" \
-    PREFIX="$UP_PREFIX" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+UP_TPL=nginx-upstream.conf.tmpl
+if ((H2C)); then
+    UP_TPL=nginx-upstream-h2c.conf.tmpl
+    mkdir -p "$UP_PREFIX/grpc/bench.Bench"
+    printf '\x00\x00\x00\x00\x0d\x0a\x0bhello world' >"$UP_PREFIX/grpc/bench.Bench/Call"
+fi
+render "$TPL/$UP_TPL" "$UP_PREFIX/nginx.conf" PREFIX="$UP_PREFIX" \
+    PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" STATUS_PORT="$STATUS_PORT"
 start_proc upstream nginx -p "$UP_PREFIX" -e "$UP_PREFIX/error.log" -c "$UP_PREFIX/nginx.conf"
-wait_ready upstream "http://127.0.0.1:$PRIMARY_PORT/"
-wait_ready upstream "http://127.0.0.1:$CANARY_PORT/"
+if ((H2C)); then UP_CURL=(--http2-prior-knowledge); else UP_CURL=(); fi
+wait_ready upstream "http://127.0.0.1:$PRIMARY_PORT/" "${UP_CURL[@]}"
+wait_ready upstream "http://127.0.0.1:$CANARY_PORT/" "${UP_CURL[@]}"
+wait_ready upstream "http://127.0.0.1:$STATUS_PORT/" --http1.1
+
+# upstream connections accepted so far (stub_status; the read itself is one of them)
+upstream_accepts() {
+    curl -s --max-time 5 "http://127.0.0.1:$STATUS_PORT/" | awk 'NR == 3 { print $1; found = 1 } END { if (!found) print "NaN" }'
+}
 
 # ---- proxies ----------------------------------------------------------------------------------------
 TARGETS=()        # names, in round-1 order
@@ -235,21 +313,38 @@ declare -A URL    # target -> url
 
 alloc_port; HAPROXY_PORT=$REPLY
 mkdir -p "$RUN/haproxy"
-if [[ $MODE == http ]]; then BIND_TLS=; else BIND_TLS=" ssl crt $RUN/tls.pem alpn h2,http/1.1"; fi
+case $MODE in
+    http) BIND_OPTS= SERVER_OPTS= ;;
+    https | h2) BIND_OPTS=" ssl crt $RUN/tls.pem alpn h2,http/1.1" SERVER_OPTS= ;;
+    *) BIND_OPTS=" proto h2" SERVER_OPTS=" proto h2" ;;
+esac
 render "$TPL/haproxy.cfg.tmpl" "$RUN/haproxy/haproxy.cfg" PREFIX="$RUN/haproxy" \
-    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" BIND_TLS="$BIND_TLS"
+    PROXY_PORT="$HAPROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
+    BIND_OPTS="$BIND_OPTS" SERVER_OPTS="$SERVER_OPTS"
 haproxy -c -q -f "$RUN/haproxy/haproxy.cfg" || die "haproxy rejected $RUN/haproxy/haproxy.cfg"
 start_proc haproxy haproxy -db -f "$RUN/haproxy/haproxy.cfg"
-TARGETS+=(haproxy); URL[haproxy]=$SCHEME://127.0.0.1:$HAPROXY_PORT/
+TARGETS+=(haproxy); URL[haproxy]=$SCHEME://127.0.0.1:$HAPROXY_PORT$PATH_Q
 
 alloc_port; NGINX_PORT=$REPLY
 NG_PREFIX=$RUN/nginx-proxy
 mkdir -p "$NG_PREFIX"
+PASS='proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;'
 if [[ $MODE == http ]]; then
-    LISTEN_TLS=; NGINX_TLS=
+    LISTEN_OPTS=; NGINX_TLS=
+elif ((H2C)); then
+    # h2c with prior knowledge on both sides; nginx 1.22 reaches an HTTP/2 upstream only through
+    # its gRPC module, which forwards any request (not only gRPC ones) over HTTP/2
+    LISTEN_OPTS=" http2"; NGINX_TLS=
+    PASS='grpc_pass grpc://bench;
+            grpc_connect_timeout 2s;
+            grpc_read_timeout 60s;'
 else
     # nginx 1.22 syntax (1.25+ prefers "http2 on;", and still accepts this)
-    LISTEN_TLS=" ssl http2"
+    LISTEN_OPTS=" ssl http2"
     # nginx 1.22 leaves TLS 1.3 out of its default ssl_protocols: offer what the others offer
     NGINX_TLS="ssl_certificate $RUN/tls.crt;
         ssl_certificate_key $RUN/tls.key;
@@ -257,9 +352,9 @@ else
 fi
 render "$TPL/nginx-proxy.conf.tmpl" "$NG_PREFIX/nginx.conf" PREFIX="$NG_PREFIX" \
     PROXY_PORT="$NGINX_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-    LISTEN_TLS="$LISTEN_TLS" NGINX_TLS="$NGINX_TLS"
+    LISTEN_OPTS="$LISTEN_OPTS" NGINX_TLS="$NGINX_TLS" PASS="$PASS"
 start_proc nginx nginx -p "$NG_PREFIX" -e "$NG_PREFIX/error.log" -c "$NG_PREFIX/nginx.conf"
-TARGETS+=(nginx); URL[nginx]=$SCHEME://127.0.0.1:$NGINX_PORT/
+TARGETS+=(nginx); URL[nginx]=$SCHEME://127.0.0.1:$NGINX_PORT$PATH_Q
 
 ANALYSIS_SPLIT='
 [route.analysis]
@@ -278,6 +373,9 @@ threshold = "500ms"
 quantile = 0.99'
 STATIC_SPLIT='weight = 10'
 
+UPSTREAM_PROTOCOL=
+((H2C)) && UPSTREAM_PROTOCOL='protocol = "http2"   # h2c with prior knowledge'
+declare -A ADMIN_PORT   # canaryd target -> its admin port (/metrics)
 CANARYD_TARGETS=()
 if [[ $SKIP_CANARYD != 1 ]]; then
     read -r -a variants <<<"$CANARYD_VARIANTS"
@@ -307,7 +405,7 @@ if [[ $SKIP_CANARYD != 1 ]]; then
         mkdir -p "$RUN/$t"
         TLS_SECTION=
         url_port=$port
-        if [[ $MODE != http ]]; then
+        if [[ $MODE == https || $MODE == h2 ]]; then
             alloc_port; url_port=$REPLY
             TLS_SECTION="[proxy.tls]
 listen = [\"127.0.0.1:$url_port\"]
@@ -316,23 +414,27 @@ key = \"$RUN/tls.key\""
         fi
         render "$TPL/canaryd.toml.tmpl" "$RUN/$t/canaryd.toml" PREFIX="$RUN/$t" PROXY_PORT="$port" \
             ADMIN_PORT="$admin" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$TLS_SECTION"
+            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$TLS_SECTION" UPSTREAM_PROTOCOL="$UPSTREAM_PROTOCOL"
         printf '%s\n' "${extra_env[@]}" "${venv[@]}" | sed '/^$/d' >"$RUN/$t/env"
         [[ -x $vbin ]] || die "variant $vname: no executable canaryd at $vbin"
         start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$vbin" run -c "$RUN/$t/canaryd.toml"
-        TARGETS+=("$t"); URL[$t]=$SCHEME://127.0.0.1:$url_port/
-        CANARYD_TARGETS+=("$t")
+        TARGETS+=("$t"); URL[$t]=$SCHEME://127.0.0.1:$url_port$PATH_Q
+        CANARYD_TARGETS+=("$t"); ADMIN_PORT[$t]=$admin
     done
 fi
 
-# The upstreams speak plain HTTP only: "direct" is a reference for the plain mode.
-[[ $MODE == http ]] && { TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT/; }
+# The upstreams speak plain HTTP/1.1 or h2c only: "direct" is a reference for the modes without TLS.
+if [[ $MODE == http ]] || ((H2C)); then TARGETS+=(direct); URL[direct]=http://127.0.0.1:$PRIMARY_PORT$PATH_Q; fi
 
 echo "== readiness and correctness"
 for t in "${TARGETS[@]}"; do
     [[ $t == direct ]] || wait_ready "$t" "${URL[$t]}"
     verify_body "$t" "${URL[$t]}"
-    echo "  $t: ${URL[$t]} answers 200 with the 13-byte body"
+    if [[ $MODE == grpc ]]; then
+        echo "  $t: ${URL[$t]} answers the gRPC call: 200, application/grpc, the message, trailer grpc-status: 0"
+    else
+        echo "  $t: ${URL[$t]} answers 200 with the 13-byte body"
+    fi
 done
 for t in "${TARGETS[@]}"; do
     [[ $t == direct ]] || split_check "$t" "${URL[$t]}"
@@ -342,12 +444,12 @@ done
 {
     echo "date: $(date -Is)"
     echo "host: $(uname -srm), $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    if [[ $MODE == h2 ]]; then
+    if ((H2LOAD)); then
         echo "h2load: $(h2load --version 2>&1 | head -1)"
     else
         echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
     fi
-    if [[ $MODE != http ]]; then
+    if [[ $MODE == https || $MODE == h2 ]]; then
         echo "tls: ECDSA P-256 self-signed; negotiated per target (curl, HTTP/1.1 and h2):"
         for t in "${TARGETS[@]}"; do
             echo "  $t: $(curl -skv --http1.1 -o /dev/null "${URL[$t]}" 2>&1 | grep -o 'SSL connection using.*' | head -1) / $(curl -sk --http2 -o /dev/null -w 'HTTP/%{http_version}' "${URL[$t]}")"
@@ -356,7 +458,7 @@ done
     echo "haproxy: $(haproxy -v | head -1)"
     echo "nginx: $(nginx -v 2>&1)"
     [[ $SKIP_CANARYD == 1 ]] || echo "canaryd: $CANARYD_BIN ($("$CANARYD_BIN" --version 2>&1 | head -1 || true))"
-    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS$([[ $MODE == h2 ]] && echo " STREAMS=$STREAMS")"
+    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS$( ((H2LOAD)) && echo " STREAMS=$STREAMS")"
     echo "canaryd variants: ${CANARYD_TARGETS[*]:-none}; EXTRA_CANARYD_ENV=$EXTRA_CANARYD_ENV"
     for t in "${TARGETS[@]}"; do echo "target $t ${URL[$t]}"; done
 } >"$RESULTS_DIR/meta.txt"
@@ -378,22 +480,23 @@ parse() {
     ' "$1"
 }
 
-# h2load's summary -> the same "rps latency_ms errors non2xx requests" (latency: the mean)
+# h2load's summary -> the same "rps p99_ms errors non2xx requests"; h2load prints no
+# percentiles, so the p99 comes from its per-request log (FILE.log: start, status, duration in µs),
+# which is deleted afterwards unless KEEP_LOGS=1
 parse_h2load() {
-    awk '
+    local p99
+    p99=$(awk -F'\t' '{ print $3 }' "$1.log" 2>/dev/null | sort -n |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "NaN"; else { i = int(NR * 0.99); if (i < NR * 0.99) i++; printf "%.3f\n", v[i] / 1000 } }')
+    [[ ${KEEP_LOGS:-0} == 1 ]] || rm -f "$1.log"
+    awk -v p99="$p99" '
         /^finished in/ { rps = $4 }
         /^requests:/ { reqs = $8; err = $10 + $12 + $14 }
-        /^status codes:/ { ok = $3 }
-        /^time for request:/ {
-            v = $6; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-            lat = v * (unit == "us" ? 0.001 : unit == "ms" ? 1 : unit == "s" ? 1000 : -1)
-        }
-        END { printf "%s %s %d %d %d\n", (rps == "" ? "NaN" : rps), (lat == "" ? "NaN" : lat), err, reqs - ok, reqs }
+        /^status codes:/ { n2 = $5 + $7 + $9 }
+        END { printf "%s %s %d %d %d\n", (rps == "" ? "NaN" : rps), p99, err, n2, reqs }
     ' "$1"
 }
-[[ $MODE == h2 ]] && parse() { parse_h2load "$1"; }
+((H2LOAD)) && parse() { parse_h2load "$1"; }
 LAT=p99
-[[ $MODE == h2 ]] && LAT=mean
 
 # CPU time of a target: "user sys" in clock ticks, summed over the process and its children
 # (nginx: master + workers; HAProxy and canaryd: one process, all threads). For "direct" the
@@ -415,12 +518,15 @@ cpu_pid() {   # TARGET
 
 ERRORS=0
 CPU_DELTA=   # "user_ticks sys_ticks" of the last run_wrk's target
+CONNECTS=    # upstream connections accepted during the last run_wrk
 run_wrk() {   # TARGET OUTFILE DURATION
-    local t=$1 out=$2 d=$3 pid
+    local t=$1 out=$2 d=$3 pid a0 a1
+    a0=$(upstream_accepts)
     # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
     # and bash ignores a SIGINT that a foreground child handled)
-    if [[ $MODE == h2 ]]; then
-        h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${URL[$t]}" >"$out" 2>&1 &
+    if ((H2LOAD)); then
+        h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${H2LOAD_REQ[@]}" \
+            --log-file="$out.log" "${URL[$t]}" >"$out" 2>&1 &
     else
         wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
     fi
@@ -435,6 +541,9 @@ run_wrk() {   # TARGET OUTFILE DURATION
     WRK_PID=
     read -r u1 s1 <<<"$(cpu_ticks "$cpid")"
     CPU_DELTA="$((u1 - u0)) $((s1 - s0))"
+    a1=$(upstream_accepts)
+    # minus the stub_status read that took a1
+    if [[ $a0 == NaN || $a1 == NaN ]]; then CONNECTS=NaN; else CONNECTS=$((a1 - a0 - 1)); fi
     if [[ $t != direct ]] && ! kill -0 "$(pid_of "$t")" 2>/dev/null; then
         echo "  !!!! $t is no longer running; last lines of $RUN/$t.log:" >&2
         tail -n 20 "$RUN/$t.log" >&2
@@ -448,7 +557,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 SUMMARY=$RESULTS_DIR/summary.tsv
-printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\n' >"$SUMMARY"
+printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\tupstream_connects\tconnects_per_req\n' >"$SUMMARY"
 n=${#TARGETS[@]}
 for ((r = 0; r < ROUNDS; r++)); do
     order=()
@@ -461,9 +570,10 @@ for ((r = 0; r < ROUNDS; r++)); do
         read -r cu cs <<<"$CPU_DELTA"
         read -r uus sus <<<"$(awk -v u="$cu" -v s="$cs" -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN {
             if (n > 0) printf "%.2f %.2f\n", u * 1e6 / hz / n, s * 1e6 / hz / n; else print "NaN NaN" }')"
-        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" >>"$SUMMARY"
-        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   socket errors %s   non-2xx %s\n' \
-            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$se" "$n2"
+        cpr=$(awk -v c="$CONNECTS" -v n="$reqs" 'BEGIN { if (n > 0 && c != "NaN") printf "%.6f\n", c / n; else print "NaN" }')
+        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" "$CONNECTS" "$cpr" >>"$SUMMARY"
+        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   upstream connects %s (%s/req)   socket errors %s   non-2xx %s\n' \
+            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$CONNECTS" "$cpr" "$se" "$n2"
         if [[ $rps == NaN || $p99 == NaN ]] || ((se + n2 > 0 || reqs == 0)); then
             echo "  !!!! $t round $((r + 1)): $se socket errors, $n2 non-2xx responses, $reqs requests — see $out" >&2
             ERRORS=$((ERRORS + 1))
@@ -490,29 +600,40 @@ declare -A MRPS MP99 MCPU
 echo
 echo "== results ($MODE): median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
 echo "   (cpu: the target's user and sys time per request from /proc/PID/stat; \"direct\": the upstream's)"
-printf '%-18s %14s %12s %12s %12s %12s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" errors
+echo "   (connects/req: upstream connections the upstream nginx accepted during the run, per request)"
+printf '%-18s %14s %12s %12s %12s %12s %14s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" "connects/req" errors
 for t in "${TARGETS[@]}"; do
     MRPS[$t]=$(median "$t" 3)
     MP99[$t]=$(median "$t" 4)
     MCPU[$t]=$(cpu_total "$t")
-    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
-        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(total_errors "$t")"
+    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %14.6f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
+        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(median "$t" 11)" "$(total_errors "$t")"
 done
+
+# the goals of docs/performance.md#targets for this mode ("" = none set)
+if [[ $MODE == h2 ]] || { [[ $MODE == http || $MODE == https ]] && ((CONNS > 64)); }; then
+    GOAL_TP_HAPROXY=0.9 GOAL_TP_NGINX= GOAL_P99_HAPROXY=1.5    # many clients, HTTP/2 multiplexed
+elif ((H2C)); then
+    GOAL_TP_HAPROXY=1.0 GOAL_TP_NGINX= GOAL_P99_HAPROXY=       # h2→h2 and gRPC
+else
+    GOAL_TP_HAPROXY=1.0 GOAL_TP_NGINX=1.2 GOAL_P99_HAPROXY=1.0
+fi
 
 if ((${#CANARYD_TARGETS[@]})); then
     echo
     for c in "${CANARYD_TARGETS[@]}"; do
         for ref in haproxy nginx; do
+            if [[ $ref == haproxy ]]; then gt=$GOAL_TP_HAPROXY gp=$GOAL_P99_HAPROXY gx=0.9; else gt=$GOAL_TP_NGINX gp= gx=; fi
             awk -v c="$c" -v ref="$ref" -v cr="${MRPS[$c]}" -v rr="${MRPS[$ref]}" \
                 -v cp="${MP99[$c]}" -v rp="${MP99[$ref]}" -v lat="$LAT" \
-                -v cc="${MCPU[$c]}" -v rc="${MCPU[$ref]}" 'BEGIN {
+                -v cc="${MCPU[$c]}" -v rc="${MCPU[$ref]}" -v gt="$gt" -v gp="$gp" -v gx="$gx" 'BEGIN {
                     tr = rr > 0 ? cr / rr : 0; pr = rp > 0 ? cp / rp : 0; xr = rc > 0 ? cc / rc : 0
-                    gt = ref == "haproxy" ? 1.0 : 1.2
-                    printf "%-26s throughput %6.3fx (goal >= %.1f: %-4s)   %s %6.3fx", \
-                        c "/" ref ":", tr, gt, (tr >= gt ? "ok" : "MISS"), lat, pr
-                    if (ref == "haproxy") printf " (goal <= 1.0: %s)", (pr <= 1.0 ? "ok" : "MISS")
+                    printf "%-26s throughput %6.3fx", c "/" ref ":", tr
+                    if (gt != "") printf " (goal >= %.1f: %-4s)", gt, (tr >= gt + 0 ? "ok" : "MISS")
+                    printf "   %s %6.3fx", lat, pr
+                    if (gp != "") printf " (goal <= %.1f: %-4s)", gp, (pr <= gp + 0 ? "ok" : "MISS")
                     printf "   cpu/req %6.3fx", xr
-                    if (ref == "haproxy") printf " (goal <= 0.9: %s)", (xr <= 0.9 ? "ok" : "MISS")
+                    if (gx != "") printf " (aim <= %.1f: %s)", gx, (xr <= gx + 0 ? "ok" : "MISS")
                     printf "\n"
                 }'
         done
@@ -520,10 +641,38 @@ if ((${#CANARYD_TARGETS[@]})); then
     echo "(goals from docs/performance.md; with few/short rounds on a shared 2-core box they are indicative only)"
 fi
 
+# canaryd judges every request itself ([route.failures]): every one here should be a success
+# (for gRPC: grpc-status 0 read from the trailers), or the targets did not do the same work
+if ((${#CANARYD_TARGETS[@]})); then
+    echo
+    for c in "${CANARYD_TARGETS[@]}"; do
+        m=$RESULTS_DIR/metrics-$c.txt
+        if ! curl -s --max-time 5 -o "$m" "http://127.0.0.1:${ADMIN_PORT[$c]}/metrics"; then
+            echo "  !!!! $c: could not read its /metrics" >&2
+            ERRORS=$((ERRORS + 1))
+            continue
+        fi
+        # sum canaryd_requests_total by outcome, and by grpc_code where present
+        read -r ok failed codes <<<"$(awk '
+            /^canaryd_requests_total\{/ {
+                n = $NF + 0
+                if ($0 ~ /outcome="failure"/) f += n; else if ($0 ~ /outcome="success"/) s += n
+                if (match($0, /grpc_code="[A-Z_]+"/) && n > 0) g[substr($0, RSTART + 11, RLENGTH - 12)] += n
+            }
+            END { list = ""; for (k in g) list = list (list == "" ? "" : ",") k "=" g[k]; printf "%d %d %s\n", s, f, (list == "" ? "-" : list) }
+        ' "$m")"
+        echo "  $c counted $ok successful and $failed failed requests (canaryd_requests_total; grpc_code: $codes)"
+        if ((failed > 0 || ok == 0)); then
+            echo "  !!!! $c counted $failed failures (or no success at all): see $m and $RUN/$c.log" >&2
+            ERRORS=$((ERRORS + 1))
+        fi
+    done
+fi
+
 echo
 echo "raw wrk outputs, summary.tsv, rendered configs and logs: $RESULTS_DIR"
 if ((ERRORS)); then
     echo
-    echo "!!!!!!!! $ERRORS run(s) had errors (socket errors / non-2xx / wrk failure) — see above !!!!!!!!" >&2
+    echo "!!!!!!!! $ERRORS run(s) had errors (socket errors / non-2xx / wrk or h2load failure / canaryd failures) — see above !!!!!!!!" >&2
     exit 2
 fi
