@@ -37,13 +37,13 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify};
 
 use super::body::ResponseBody;
 use super::conn_timer::CountingIo;
 use super::informational::InformationalIo;
+use super::lingering_close::lingering_close;
 use super::rewind::Rewind;
 use super::service::ClientService;
 use super::upgrade::{self, ClientIo, ReleasedUpgrade};
@@ -247,11 +247,14 @@ impl Rounds<'_> {
                 }
             }
         };
+        let parts = connection.into_parts();
         if let Err(e) = result {
+            // hyper has written its error answer (400, 431…), usually with the client's bytes
+            // still unread behind it.
             tracing::debug!(peer = %self.peer, error = %e, "client connection ended with an error");
+            close(parts.io.into_inner()).await;
             return RoundEnd::Closed;
         }
-        let parts = connection.into_parts();
         let mut socket = parts.io.into_inner();
         put_back_bytes(&mut socket).put_back(parts.read_buf);
         if let Some(tunnel) = round.take_upgrade() {
@@ -307,9 +310,10 @@ impl QuietPeriods {
     }
 }
 
-/// Close the write side as hyper would have at the end of a connection.
-async fn close(mut socket: PlainSocket) {
-    let _ = socket.shutdown().await;
+/// Close the connection so that its last answer survives bytes the client is still sending
+/// (`lingering_close.rs`).
+async fn close(socket: PlainSocket) {
+    lingering_close(socket).await;
 }
 
 #[cfg(test)]

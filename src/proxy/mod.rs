@@ -15,6 +15,7 @@ mod h2_idle;
 pub mod headers;
 mod http1_rounds;
 mod informational;
+mod lingering_close;
 mod listener;
 mod mirror;
 mod rewind;
