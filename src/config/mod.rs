@@ -4,6 +4,7 @@
 mod analysis;
 mod error;
 mod fleet;
+mod hints;
 mod raw;
 mod routes;
 mod tls;

@@ -212,9 +212,12 @@ impl Client {
             let mut connection = self.http1().serve_connection(io, service).with_upgrades();
             self.drive(Pin::new(&mut connection), |c| c.graceful_shutdown())
                 .await;
-            // `None` after a 101: the tunnel owns the socket.
+            // `None` after a 101: the tunnel owns the socket. At shutdown hyper has closed
+            // gracefully; lingering then would only hold the drain.
             if let Some(parts) = connection.into_parts() {
-                lingering_close(parts.io.into_inner()).await;
+                if !*self.shutdown.borrow() {
+                    lingering_close(parts.io.into_inner()).await;
+                }
             }
         }
     }

@@ -37,6 +37,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify};
 
@@ -177,7 +178,10 @@ impl Rounds<'_> {
     pub async fn serve(mut self, mut socket: PlainSocket) {
         loop {
             if !socket.get_ref().get_ref().has_put_back() && !self.wait_for_request(&socket).await {
-                close(socket).await;
+                // Idle, closed by the client, or stopping while idle: nothing of the client's
+                // is unread, and a client that keeps an idle socket open must not hold the
+                // drain at shutdown for the lingering time.
+                let _ = socket.shutdown().await;
                 return;
             }
             match self.round(socket).await {
@@ -252,7 +256,7 @@ impl Rounds<'_> {
             // hyper has written its error answer (400, 431…), usually with the client's bytes
             // still unread behind it.
             tracing::debug!(peer = %self.peer, error = %e, "client connection ended with an error");
-            close(parts.io.into_inner()).await;
+            lingering_close(parts.io.into_inner()).await;
             return RoundEnd::Closed;
         }
         let mut socket = parts.io.into_inner();
@@ -264,8 +268,12 @@ impl Rounds<'_> {
         }
         if ending && !stopping && round.served_any() {
             RoundEnd::Boundary(socket)
+        } else if stopping {
+            let _ = socket.shutdown().await;
+            RoundEnd::Closed
         } else {
-            close(socket).await;
+            // A closing answer: the client may still be sending (`lingering_close.rs`).
+            lingering_close(socket).await;
             RoundEnd::Closed
         }
     }
@@ -308,12 +316,6 @@ impl QuietPeriods {
         self.started_at_last_tick = started;
         quiet
     }
-}
-
-/// Close the connection so that its last answer survives bytes the client is still sending
-/// (`lingering_close.rs`).
-async fn close(socket: PlainSocket) {
-    lingering_close(socket).await;
 }
 
 #[cfg(test)]
