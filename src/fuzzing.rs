@@ -146,18 +146,25 @@ pub fn request_head(data: &[u8]) {
 }
 
 /// A client socket that yields `input` in reads of at most `chunk` bytes, then end of stream,
-/// and swallows writes.
+/// and swallows writes. Every other read is not ready yet, as on a real socket, so the loop
+/// serving the connection gets to run between reads.
 struct ScriptedSocket {
     input: Bytes,
     chunk: usize,
+    ready: bool,
 }
 
 impl AsyncRead for ScriptedSocket {
     fn poll_read(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.ready = !self.ready;
+        if !self.ready {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let n = self.input.len().min(self.chunk).min(buf.remaining());
         let bytes = self.input.split_to(n);
         buf.put_slice(&bytes);
@@ -268,6 +275,7 @@ pub fn rounds_boundary(data: &[u8]) {
         Rewind::new(ScriptedSocket {
             input: Bytes::copy_from_slice(stream),
             chunk,
+            ready: false,
         })
     };
     runtime.block_on(async {
