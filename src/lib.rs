@@ -12,6 +12,8 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod process_clock;
 pub mod proxy;

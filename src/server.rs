@@ -26,11 +26,11 @@ pub enum StartError {
     /// The control runtime or a worker thread could not be created.
     #[error("cannot start runtime")]
     Runtime(#[source] std::io::Error),
-    /// A proxy listen address could not be bound.
-    #[error("{0}")]
-    Listen(#[source] std::io::Error),
+    /// A proxy listen address could not be bound (the error names the address).
+    #[error(transparent)]
+    Listen(std::io::Error),
     /// The admin listen address could not be bound.
-    #[error("cannot listen on admin address {addr}: {source}")]
+    #[error("cannot listen on admin address {addr}")]
     Admin {
         /// The admin address.
         addr: SocketAddr,

@@ -63,6 +63,36 @@ fn unknown_key_in_a_route_table() {
 }
 
 #[test]
+fn an_unknown_key_names_the_closest_known_one() {
+    assert_error(
+        "[proxy]\nlisen = [\"0.0.0.0:80\"]\n",
+        2,
+        1,
+        "unknown field `lisen` (did you mean `listen`?)",
+    );
+    let text = format!("{ROUTE}[route.canary]\nendpoints = [\"10.0.0.2:80\"]\nwieght = 5\n");
+    assert_error(&text, 7, 1, "(did you mean `weight`?)");
+    // Nothing close: no guess.
+    let e = error("[proxy]\nzzzzzz = 1\n");
+    assert!(!e.message().contains("did you mean"), "{e}");
+}
+
+#[test]
+fn a_bare_number_for_a_duration_says_which_unit_to_write() {
+    assert_error(
+        "[proxy]\nidle_timeout = 30\n",
+        2,
+        16,
+        "`idle_timeout` is a duration, a string with its unit, e.g. \"30s\" or \"30ms\"",
+    );
+    let text = format!("{ROUTE_CANARY}[route.analysis]\ninterval = 1.5\n");
+    assert_error(&text, 9, 12, "`interval` is a duration");
+    // A number where a number is wrong for another reason gets no duration hint.
+    let e = error("[proxy]\nversion_header = 5\n");
+    assert!(!e.message().contains("duration"), "{e}");
+}
+
+#[test]
 fn wrong_type() {
     assert_error("[proxy]\nworkers = \"4\"\n", 2, 11, "invalid type");
 }

@@ -114,6 +114,49 @@ fn a_demo_that_cannot_run_exits_1_with_a_clear_message() {
 }
 
 #[test]
+fn a_demo_on_a_port_another_canaryd_listens_on_exits_1_at_once() {
+    use socket2::{Domain, Socket, Type};
+    // Another canaryd's socket (SO_REUSEPORT set): the demo must not join it and run.
+    let taken = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    taken.set_reuse_port(true).unwrap();
+    taken
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    taken.listen(16).unwrap();
+    let addr = taken.local_addr().unwrap().as_socket().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .env("TMPDIR", tmp.path())
+        .args(["demo", "--listen", &addr, "--admin", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo on a taken port is still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}: address in use")),
+        "{err}"
+    );
+    assert_left_nothing(tmp.path());
+}
+
+#[test]
 fn keep_running_serves_the_status_page_after_the_outcome_until_interrupted() {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut child = Command::new(BIN)

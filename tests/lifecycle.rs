@@ -211,6 +211,187 @@ fn a_taken_port_fails_the_start_with_a_clear_message() {
     );
 }
 
+/// The output of a child that must exit by itself within `limit` (killed and failed otherwise).
+fn exits_within(mut command: Command, limit: Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_second_canaryd_on_the_same_proxy_address_fails_with_address_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_named(
+        dir.path(),
+        "first.toml",
+        "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let (_running, addr) = spawn_run(&first);
+    // Another canaryd (its own admin port) with the same proxy.listen: its sockets set
+    // SO_REUSEPORT too, which alone would let it join the port and take half the connections.
+    let second = write_named(
+        dir.path(),
+        "second.toml",
+        &format!("[proxy]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    let mut command = Command::new(BIN);
+    command.args(["run", "-c"]).arg(&second);
+    let out = exits_within(command, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}: address in use")),
+        "{stderr}"
+    );
+    // Said once, not once per layer of the error chain.
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_tls_address_another_process_shares_with_so_reuseport_fails_the_start() {
+    use socket2::{Domain, Socket, Type};
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    // A listener like a canaryd worker's: SO_REUSEPORT set.
+    let taken = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    taken.set_reuse_port(true).unwrap();
+    taken
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    taken.listen(16).unwrap();
+    let addr = taken.local_addr().unwrap().as_socket().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[proxy.tls]\nlisten = [\"{addr}\"]\n\
+             cert = \"cert.pem\"\nkey = \"key.pem\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+        ),
+    );
+    let mut command = Command::new(BIN);
+    command.args(["run", "-c"]).arg(&config);
+    let out = exits_within(command, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}: address in use")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_warns_of_an_open_admin_api_and_an_unresolvable_endpoint_and_strict_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    // `.invalid` never resolves (RFC 6761).
+    let config = write_config(
+        dir.path(),
+        "[admin]\nlisten = \"0.0.0.0:9901\"\n\
+         [[route]]\nname = \"shop\"\n[route.primary]\nendpoints = [\"127.0.0.1:1\"]\n\
+         [route.canary]\nrevision = \"v2\"\n\
+         endpoints = [\"canaryd-test-endpoint.invalid:80\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("admin.listen 0.0.0.0:9901 is not a loopback address")
+            && stderr.contains("no token_file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:9: warning: route shop, canary endpoint canaryd-test-endpoint.invalid:80 does not resolve",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--strict", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // With a token file and resolvable endpoints there is nothing to warn of.
+    let quiet = write_named(
+        dir.path(),
+        "quiet.toml",
+        "[admin]\nlisten = \"0.0.0.0:9901\"\ntoken_file = \"token\"\n\
+         [[route]]\nname = \"shop\"\n[route.primary]\nendpoints = [\"localhost:1\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--strict", "-c"])
+        .arg(&quiet)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+#[test]
+fn run_warns_of_an_open_admin_api_and_names_the_route_of_an_unresolvable_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"0.0.0.0:0\"\n\
+         [[route]]\nname = \"shop\"\n[route.primary]\nendpoints = [\"127.0.0.1:1\"]\n\
+         [route.canary]\nrevision = \"v2\"\n\
+         endpoints = [\"canaryd-test-endpoint.invalid:80\"]\nweight = 10\n",
+    );
+    let mut command = Command::new(BIN);
+    command.args(["run", "-c"]).arg(&config);
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let child = Running(child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let (mut admin, mut dns) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(admin && dns) && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        admin |= line.contains("WARN") && line.contains("is not a loopback address");
+        dns |= line.contains("WARN")
+            && line.contains("route=shop")
+            && line.contains("version=\"canary\"")
+            && line.contains(&format!("config={}:11", config.display()));
+    }
+    drop(child);
+    assert!(admin, "no warning about the open admin API");
+    assert!(dns, "no warning naming route, version and config line");
+}
+
 fn state_weight(path: &std::path::Path) -> Option<(String, u64)> {
     let text = std::fs::read_to_string(path).ok()?;
     let doc: serde_json::Value = serde_json::from_str(&text).ok()?;

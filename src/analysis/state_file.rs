@@ -363,7 +363,7 @@ struct RawDocument {
 }
 
 /// Validate and decode a document; the error is the human-readable reason it was rejected.
-fn parse<R: DeserializeOwned>(bytes: &[u8]) -> Result<StateDocument<R>, String> {
+pub(crate) fn parse<R: DeserializeOwned>(bytes: &[u8]) -> Result<StateDocument<R>, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     // Check the version before the shape: a newer canaryd may have changed the shape, and

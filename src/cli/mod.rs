@@ -5,6 +5,7 @@ mod admin_client;
 mod control;
 mod logging;
 mod simulate;
+mod warnings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct ConfigArg {
-    /// Config file [default: $CANARYD_CONFIG, then ./config/canaryd.toml]
+    /// Config file
     #[arg(
         short = 'c',
         long = "config",
@@ -32,6 +33,15 @@ struct ConfigArg {
         default_value = "config/canaryd.toml"
     )]
     file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Exit 1 on warnings too (an open admin API, an endpoint name that does not resolve)
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,8 +65,8 @@ impl AdminArg {
 enum Command {
     /// Serve.
     Run(ConfigArg),
-    /// Validate the config file and exit: 0 valid, 1 invalid.
-    Check(ConfigArg),
+    /// Validate the config file and exit: 0 valid, 1 invalid (warnings are printed).
+    Check(CheckArgs),
     /// A whole rollout on loopback with built-in backends and load.
     Demo(DemoArgs),
     /// Routes, phase, weight and last analysis.
@@ -136,7 +146,7 @@ struct RouteArg {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check(arg) => check(&arg.file),
+        Command::Check(args) => check(&args.config.file, args.strict),
         Command::Run(arg) => run(&arg.file),
         Command::Demo(args) => crate::demo::run(&crate::demo::DemoOptions {
             canary_error_rate: args.canary_error_rate,
@@ -171,10 +181,26 @@ fn route_command(arg: &RouteArg, command: &str) -> ExitCode {
     }
 }
 
-fn check(file: &std::path::Path) -> ExitCode {
+fn check(file: &std::path::Path, strict: bool) -> ExitCode {
     // Also loads the certificate and key, so a pair that `run` would refuse fails here first.
     match load_with_certificate(file, true) {
         Ok((config, _)) => {
+            let found: Vec<String> = warnings::open_admin(&config)
+                .map(|w| format!("{}: warning: {w}", file.display()))
+                .into_iter()
+                .chain(warnings::unresolved_endpoints(&config))
+                .collect();
+            for warning in &found {
+                eprintln!("{warning}");
+            }
+            if strict && !found.is_empty() {
+                eprintln!(
+                    "{}: {} warning(s) with --strict",
+                    file.display(),
+                    found.len()
+                );
+                return ExitCode::from(1);
+            }
             println!(
                 "{}: ok ({} route{})",
                 file.display(),
@@ -200,6 +226,9 @@ fn run(file: &std::path::Path) -> ExitCode {
         }
     };
     logging::init(&config.log);
+    if let Some(warning) = warnings::open_admin(&config) {
+        tracing::warn!("{warning}");
+    }
     let mut server = match Server::start_with_certificates(config, certificates) {
         Ok(server) => server,
         Err(error) => {

@@ -5,6 +5,7 @@ mod analysis;
 mod error;
 mod failures;
 mod fleet;
+mod hints;
 mod raw;
 mod routes;
 mod tls;

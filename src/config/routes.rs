@@ -254,6 +254,8 @@ fn version_config(
     Ok(VersionConfig {
         revision,
         endpoints,
+        // Filled in by `validate::parse_str`, which has the text to count lines in.
+        endpoints_line: 0,
         load_balancing: load_balancing(lb)?,
         transport: Default::default(),
     })

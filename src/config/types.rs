@@ -287,6 +287,8 @@ pub struct VersionConfig {
     pub revision: String,
     /// Non-empty list of `host:port` endpoints.
     pub endpoints: Vec<EndpointAddr>,
+    /// 1-based line of `endpoints` in the configuration file, for messages about them.
+    pub endpoints_line: usize,
     /// How an endpoint is picked.
     pub load_balancing: LoadBalancing,
     /// `protocol` and `[route.<version>.tls]`: how the endpoints are reached.

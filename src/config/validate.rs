@@ -82,7 +82,12 @@ pub fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
 fn parse(text: &str, source: &Path, read: bool) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
-        ConfigError::at(source, text, offset, e.message())
+        ConfigError::at(
+            source,
+            text,
+            offset,
+            super::hints::with_hint(e.message(), text, offset),
+        )
     })?;
     let base = source.parent().unwrap_or_else(|| Path::new(""));
     let files = Files { base, read };
@@ -118,6 +123,14 @@ fn parse(text: &str, source: &Path, read: bool) -> Result<Config, ConfigError> {
             first.message.clone(),
         ));
     }
+    // No issue, so every raw route became one route, in order.
+    for (route, raw) in route_list.iter_mut().zip(&raw.route) {
+        let raw = raw.get_ref();
+        route.primary.endpoints_line = line_of(text, raw.primary.get_ref().endpoints.span());
+        if let (Some(canary), Some(raw)) = (&mut route.canary, &raw.canary) {
+            canary.version.endpoints_line = line_of(text, raw.get_ref().endpoints.span());
+        }
+    }
     match (proxy, admin, state, log) {
         (Some(proxy), Some(admin), Some(state), Some(log)) => Ok(Config {
             source: source.to_path_buf(),
@@ -137,6 +150,12 @@ fn parse(text: &str, source: &Path, read: bool) -> Result<Config, ConfigError> {
             "internal error: invalid section without a message",
         )),
     }
+}
+
+/// The 1-based line where `span` starts in `text`.
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text.get(..span.start)
+        .map_or(1, |before| before.matches('\n').count() + 1)
 }
 
 /// Moves an issue into `issues`, keeping the value if there was none.

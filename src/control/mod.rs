@@ -275,39 +275,46 @@ pub fn spawn_resolver(control: ControlHandle) {
 }
 
 /// Resolve every endpoint of every route; a name that does not resolve gets no address (its
-/// requests get 502) and a warning.
+/// requests get 502) and a warning naming the route, the version and the config line.
 async fn resolve_all(config: &Config) -> Resolved {
     let mut resolved = Resolved::new();
-    let all: Vec<EndpointAddr> = config
-        .routes
-        .iter()
-        .flat_map(|r| std::iter::once(&r.primary).chain(r.canary.as_ref().map(|c| &c.version)))
-        .flat_map(|v| v.endpoints.iter().cloned())
-        .collect();
-    for endpoint in &all {
-        if resolved.contains_key(endpoint) {
-            continue;
+    for route in &config.routes {
+        let versions = std::iter::once(("primary", &route.primary))
+            .chain(route.canary.as_ref().map(|c| ("canary", &c.version)));
+        for (version, endpoints) in versions {
+            for endpoint in &endpoints.endpoints {
+                if resolved.contains_key(endpoint) {
+                    continue;
+                }
+                let addrs = match resolve(endpoint).await {
+                    Ok(addrs) => addrs,
+                    Err(e) => {
+                        tracing::warn!(
+                            route = %route.name,
+                            version,
+                            endpoint = %endpoint,
+                            config = %format!("{}:{}", config.source.display(), endpoints.endpoints_line),
+                            error = %e,
+                            "endpoint name does not resolve; its requests get 502 until it does"
+                        );
+                        Vec::new()
+                    }
+                };
+                resolved.insert(endpoint.clone(), addrs);
+            }
         }
-        let addrs = resolve(endpoint).await;
-        resolved.insert(endpoint.clone(), addrs);
     }
     resolved
 }
 
-async fn resolve(endpoint: &EndpointAddr) -> Vec<std::net::SocketAddr> {
+async fn resolve(endpoint: &EndpointAddr) -> std::io::Result<Vec<std::net::SocketAddr>> {
     if let Ok(ip) = endpoint.host.parse::<std::net::IpAddr>() {
-        return vec![(ip, endpoint.port).into()];
+        return Ok(vec![(ip, endpoint.port).into()]);
     }
-    match tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await {
-        Ok(addrs) => {
-            let mut addrs: Vec<_> = addrs.collect();
-            addrs.sort();
-            addrs.dedup();
-            addrs
-        }
-        Err(e) => {
-            tracing::warn!(endpoint = %endpoint, error = %e, "endpoint does not resolve");
-            Vec::new()
-        }
-    }
+    let mut addrs: Vec<_> = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port))
+        .await?
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
 }

@@ -23,6 +23,7 @@ use super::conn_timer::{CountingIo, HeadTimer, ReadActivity};
 use super::h2_idle::StreamActivity;
 use super::http1_rounds::{put_back_bytes, PlainSocket, Rounds};
 use super::informational::{Informational, InformationalIo};
+use super::lingering_close::lingering_close;
 use super::rewind::Rewind;
 use super::service::{ClientService, ConnContext};
 use super::tls::{negotiated_protocol, ClientProtocol, ClientTlsStream};
@@ -208,10 +209,16 @@ impl Client {
             self.drive(connection.as_mut(), |c| c.graceful_shutdown())
                 .await;
         } else {
-            let connection = self.http1().serve_connection(io, service).with_upgrades();
-            tokio::pin!(connection);
-            self.drive(connection.as_mut(), |c| c.graceful_shutdown())
+            let mut connection = self.http1().serve_connection(io, service).with_upgrades();
+            self.drive(Pin::new(&mut connection), |c| c.graceful_shutdown())
                 .await;
+            // `None` after a 101: the tunnel owns the socket. At shutdown hyper has closed
+            // gracefully; lingering then would only hold the drain.
+            if let Some(parts) = connection.into_parts() {
+                if !*self.shutdown.borrow() {
+                    lingering_close(parts.io.into_inner()).await;
+                }
+            }
         }
     }
 

@@ -44,6 +44,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use super::body::ResponseBody;
 use super::conn_timer::CountingIo;
 use super::informational::InformationalIo;
+use super::lingering_close::lingering_close;
 use super::rewind::Rewind;
 use super::service::ClientService;
 use super::upgrade::{self, ClientIo, ReleasedUpgrade};
@@ -177,7 +178,10 @@ impl Rounds<'_> {
     pub async fn serve(mut self, mut socket: PlainSocket) {
         loop {
             if !socket.get_ref().get_ref().has_put_back() && !self.wait_for_request(&socket).await {
-                close(socket).await;
+                // Idle, closed by the client, or stopping while idle: nothing of the client's
+                // is unread, and a client that keeps an idle socket open must not hold the
+                // drain at shutdown for the lingering time.
+                let _ = socket.shutdown().await;
                 return;
             }
             match self.round(socket).await {
@@ -247,11 +251,14 @@ impl Rounds<'_> {
                 }
             }
         };
+        let parts = connection.into_parts();
         if let Err(e) = result {
+            // hyper has written its error answer (400, 431…), usually with the client's bytes
+            // still unread behind it.
             tracing::debug!(peer = %self.peer, error = %e, "client connection ended with an error");
+            lingering_close(parts.io.into_inner()).await;
             return RoundEnd::Closed;
         }
-        let parts = connection.into_parts();
         let mut socket = parts.io.into_inner();
         put_back_bytes(&mut socket).put_back(parts.read_buf);
         if let Some(tunnel) = round.take_upgrade() {
@@ -261,8 +268,12 @@ impl Rounds<'_> {
         }
         if ending && !stopping && round.served_any() {
             RoundEnd::Boundary(socket)
+        } else if stopping {
+            let _ = socket.shutdown().await;
+            RoundEnd::Closed
         } else {
-            close(socket).await;
+            // A closing answer: the client may still be sending (`lingering_close.rs`).
+            lingering_close(socket).await;
             RoundEnd::Closed
         }
     }
@@ -305,11 +316,6 @@ impl QuietPeriods {
         self.started_at_last_tick = started;
         quiet
     }
-}
-
-/// Close the write side as hyper would have at the end of a connection.
-async fn close(mut socket: PlainSocket) {
-    let _ = socket.shutdown().await;
 }
 
 #[cfg(test)]

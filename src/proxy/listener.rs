@@ -98,6 +98,7 @@ fn bind_into(
 ) -> io::Result<Vec<SocketAddr>> {
     let mut local_addrs = Vec::new();
     for addr in addrs {
+        refuse_a_taken_address(*addr)?;
         // The first bind resolves port 0; the other workers bind the port it got.
         let first = bind_one(*addr)?;
         let bound = first.local_addr()?;
@@ -113,6 +114,35 @@ fn bind_into(
     Ok(local_addrs)
 }
 
+/// Fail with "address in use" if anything listens on `addr` already.
+///
+/// The workers' sockets set `SO_REUSEPORT`, and Linux lets any socket of the same user with
+/// that option join a port: a second canaryd with the same `proxy.listen` would come up and
+/// silently take half the connections. A probe bound *without* `SO_REUSEPORT` conflicts with
+/// every socket already on the port, so it tells; it is closed before the real sockets bind.
+/// (`SO_REUSEADDR` keeps connections in TIME_WAIT from a previous run from counting.) Another
+/// process could still bind between the probe and the first real socket, a window of
+/// microseconds at start.
+fn refuse_a_taken_address(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| listen_error(addr, e))
+}
+
+/// One message for a bind that failed: the address, and what the OS said.
+fn listen_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    let why = match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "address in use (is another canaryd or server listening there?)".to_owned()
+        }
+        _ => e.to_string(),
+    };
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {why}"))
+}
+
 fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -121,7 +151,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_nonblocking(true)?;
     socket
         .bind(&addr.into())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| listen_error(addr, e))?;
     socket.listen(4096)?;
     Ok(socket.into())
 }

@@ -16,6 +16,7 @@ mod h2_idle;
 pub mod headers;
 mod http1_rounds;
 mod informational;
+mod lingering_close;
 mod listener;
 mod mirror;
 mod rewind;
@@ -32,4 +33,10 @@ pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
 pub use error::ProxyError;
 pub use forward::{handle, ClientConn, ProxyShared};
 pub use listener::{bind_listeners, spawn_workers, BoundListeners, RuntimeModel, WorkerSet};
+/// For the fuzz targets only (`crate::fuzzing`).
+#[doc(hidden)]
+pub use rewind::Rewind;
 pub use tls::{load_server_config, ClientTlsStream, TlsCerts, TlsError, ALPN_PROTOCOLS};
+/// For the fuzz targets only (`crate::fuzzing`).
+#[doc(hidden)]
+pub use validate::malformed_head;
