@@ -3,9 +3,11 @@
 //! accumulated since the step (or rollout) began (`docs/rollouts.md#the-sequential-judge`). Neither counts checks nor
 //! changes the rollout; [`super::Rollout`] decides what a verdict means.
 
+pub(super) mod evidence;
 mod explain;
 pub mod sequential;
 mod threshold;
+pub(super) mod window;
 
 pub use explain::{describe, report, thousands};
 pub use sequential::{SequentialJudgement, TestName, TestResult, Verdict};
@@ -14,7 +16,7 @@ pub use threshold::{judge, Judgement};
 use std::fmt;
 use std::time::Duration;
 
-use super::report::millis;
+use crate::analysis::machine::report::millis;
 
 /// Why a check failed. The `Display` text follows "Halt shop advancement …" in events.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,8 +9,8 @@
 //! same holds for its reciprocal under "bad". Hence: roll back when `LLR ≥ ln(1/α)`, accept
 //! "good" when `LLR ≤ ln(β)`, and look every second if need be.
 
-use super::super::evidence::{LatencyTest, StepEvidence};
-use crate::analysis::params::Params;
+use crate::analysis::judge::evidence::{LatencyTest, StepEvidence};
+use crate::analysis::machine::params::Params;
 use crate::config::{EvidenceScope, MetricCheck, SequentialConfig};
 
 /// Which test of which metric (the `metric` label and the `name` in `last_check.metrics[]`).

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::Failure;
-use crate::analysis::params::Params;
-use crate::analysis::report::{millis, MetricReport};
-use crate::analysis::window::{VersionWindow, Window};
+use crate::analysis::judge::window::{VersionWindow, Window};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::report::{millis, MetricReport};
 use crate::config::MetricCheck;
 
 /// Every metric's report and the failures among them.

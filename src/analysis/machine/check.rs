@@ -14,15 +14,15 @@
 
 use std::time::SystemTime;
 
-use super::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
-use super::events::{rfc3339, unix_seconds, Event};
-use super::evidence::StepEvidence;
-use super::judge::sequential::{self, SequentialJudgement, TestResult};
-use super::judge::{describe, judge, report, Failure};
-use super::params::Params;
-use super::report::{CheckOutcome, CheckReport, VersionReport};
-use super::rollout::Rollout;
-use super::window::Window;
+use crate::analysis::judge::evidence::StepEvidence;
+use crate::analysis::judge::sequential::{self, SequentialJudgement, TestResult};
+use crate::analysis::judge::window::Window;
+use crate::analysis::judge::{describe, judge, report, Failure};
+use crate::analysis::machine::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
+use crate::analysis::machine::events::{rfc3339, unix_seconds, Event};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::report::{CheckOutcome, CheckReport, VersionReport};
+use crate::analysis::machine::rollout::Rollout;
 use crate::config::{JudgeKind, OnInconclusive, WebhookKind};
 use crate::routing::Phase;
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::state_file::{LoadOutcome, StateDocument, StateFile};
-use super::Rollout;
+use crate::analysis::runner::state_file::{LoadOutcome, StateDocument, StateFile};
+use crate::analysis::Rollout;
 
 /// Sends rollouts to the state writer.
 #[derive(Debug, Clone)]

@@ -5,9 +5,9 @@ use std::fmt;
 
 use crate::config::{EvidenceScope, WebhookKind};
 
-use super::judge::{Failure, TestName};
+use crate::analysis::judge::{Failure, TestName};
 
-/// The outcome of [`super::Rollout::check`] or [`super::Rollout::confirm`].
+/// The outcome of [`crate::analysis::Rollout::check`] or [`crate::analysis::Rollout::confirm`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Nothing is analysed in this phase (Idle, Paused, Succeeded, Failed).
@@ -31,7 +31,7 @@ pub enum Decision {
     /// The check failed (`failed_checks` was incremented); weight held.
     Halt(Vec<Failure>),
     /// The check passed and a confirm webhook must be asked before going on: call it, then
-    /// [`super::Rollout::confirm`] with its answer.
+    /// [`crate::analysis::Rollout::confirm`] with its answer.
     Confirm(Confirm),
     /// The canary's weight is now this.
     Advance(u8),
@@ -171,7 +171,7 @@ impl fmt::Display for RollbackReason {
     }
 }
 
-/// Answers of the gates [`super::Rollout::gates`] listed; `None` = not asked.
+/// Answers of the gates [`crate::analysis::Rollout::gates`] listed; `None` = not asked.
 ///
 /// A gate that is configured but unanswered counts as "no": an unanswered `pre-rollout` or
 /// `rollout` is a failed check, an unanswered confirm keeps waiting, and an unanswered

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::window::VersionWindow;
+use crate::analysis::judge::window::VersionWindow;
 use crate::config::MetricCheck;
 use crate::metrics::{new_latency_histogram, VersionSample};
 

@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::engine::EngineError;
-use super::evidence::StepEvidence;
-use super::persist::Persist;
-use super::shared::EngineShared;
-use super::webhook::{WebhookPayload, Webhooks};
-use super::{
+use crate::analysis::judge::evidence::StepEvidence;
+use crate::analysis::runner::engine::EngineError;
+use crate::analysis::runner::persist::Persist;
+use crate::analysis::runner::shared::EngineShared;
+use crate::analysis::runner::webhook::{WebhookPayload, Webhooks};
+use crate::analysis::{
     Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus, Severity,
     VersionWindow, Window,
 };
@@ -25,7 +25,7 @@ use crate::metrics::{RouteMetrics, VersionSample};
 
 /// What the supervisor tells a route task.
 #[derive(Debug)]
-pub(super) enum RouteMsg {
+pub(in crate::analysis) enum RouteMsg {
     /// The config was reloaded: new settings apply from the next check.
     Config {
         params: Box<Params>,
@@ -40,32 +40,32 @@ pub(super) enum RouteMsg {
 }
 
 /// The state of one route's analysis.
-pub(super) struct RouteTask {
-    pub(super) params: Params,
-    pub(super) hooks: Vec<WebhookConfig>,
-    pub(super) rollout: Rollout,
-    pub(super) metrics: Arc<RouteMetrics>,
-    pub(super) control: ControlHandle,
-    pub(super) persist: Persist,
-    pub(super) shared: Arc<EngineShared>,
-    pub(super) window: Window,
-    pub(super) window_started: Instant,
+pub(in crate::analysis) struct RouteTask {
+    pub(in crate::analysis) params: Params,
+    pub(in crate::analysis) hooks: Vec<WebhookConfig>,
+    pub(in crate::analysis) rollout: Rollout,
+    pub(in crate::analysis) metrics: Arc<RouteMetrics>,
+    pub(in crate::analysis) control: ControlHandle,
+    pub(in crate::analysis) persist: Persist,
+    pub(in crate::analysis) shared: Arc<EngineShared>,
+    pub(in crate::analysis) window: Window,
+    pub(in crate::analysis) window_started: Instant,
     /// The sequential judge's evidence since the step (or rollout) began.
-    pub(super) evidence: StepEvidence,
+    pub(in crate::analysis) evidence: StepEvidence,
     /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
     #[cfg(feature = "fleet")]
-    pub(super) fleet: Option<crate::fleet::FleetHandle>,
+    pub(in crate::analysis) fleet: Option<crate::fleet::FleetHandle>,
 }
 
 /// How often the rollback side of the sequential judge is looked at between checks
 /// (`docs/rollouts.md#fast-rollback`): at least every second, and 4 times a second so that the
 /// wait for the next look (not the evidence) is a small part of the time to roll back. A look
 /// is one drain of the shards and a few logarithms.
-pub(super) const WATCH_EVERY: Duration = Duration::from_millis(250);
+pub(in crate::analysis) const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 impl RouteTask {
     /// Run until the supervisor drops the sender. `startup` are the events of resuming.
-    pub(super) async fn run(
+    pub(in crate::analysis) async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<RouteMsg>,
         startup: Vec<Event>,
@@ -137,7 +137,7 @@ impl RouteTask {
 
     /// Ask the gates, judge `window` and `evidence` and ask the confirm webhooks: the
     /// rollout's next state. Publishes nothing (a fleet leader writes the state to etcd first).
-    pub(super) async fn decide(
+    pub(in crate::analysis) async fn decide(
         &mut self,
         window: &Window,
         evidence: &StepEvidence,
@@ -167,7 +167,7 @@ impl RouteTask {
     }
 
     /// Publish a decided check: new window and evidence as it says, then the outcome.
-    pub(super) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
+    pub(in crate::analysis) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
         self.after(decision);
         self.publish(events);
         if decision.finished() {
@@ -195,7 +195,7 @@ impl RouteTask {
     }
 
     /// Start a new window and new evidence as the decision says.
-    pub(super) fn after(&mut self, decision: &Decision) {
+    pub(in crate::analysis) fn after(&mut self, decision: &Decision) {
         if decision.concludes_window() {
             self.start_window();
         }
@@ -225,7 +225,7 @@ impl RouteTask {
 
     /// Tell everyone what the rollout is now: the data plane (weight, phase), the state file,
     /// the admin API's status, the log, the event ring and the `event` webhooks.
-    pub(super) fn publish(&self, events: Vec<Event>) {
+    pub(in crate::analysis) fn publish(&self, events: Vec<Event>) {
         self.control
             .set_rollout(self.rollout.route(), self.rollout.view());
         self.persist.save(&self.rollout);
@@ -244,7 +244,7 @@ impl RouteTask {
         }
     }
 
-    pub(super) fn notify_post_rollout(&self) {
+    pub(in crate::analysis) fn notify_post_rollout(&self) {
         let message = format!(
             "{} {} {}",
             self.rollout.route(),
@@ -276,18 +276,18 @@ impl RouteTask {
         }
     }
 
-    pub(super) fn start_window(&mut self) {
+    pub(in crate::analysis) fn start_window(&mut self) {
         self.window.clear();
         self.window_started = Instant::now();
     }
 
     /// A new revision or a retry: nothing measured so far is about this rollout.
-    pub(super) fn start_afresh(&mut self) {
+    pub(in crate::analysis) fn start_afresh(&mut self) {
         self.start_window();
         self.evidence.clear();
     }
 
-    pub(super) fn drain_measurements(&mut self) {
+    pub(in crate::analysis) fn drain_measurements(&mut self) {
         let mut primary = VersionSample::default();
         let mut canary = VersionSample::default();
         self.metrics.drain_window(Version::Primary, &mut primary);
@@ -297,7 +297,7 @@ impl RouteTask {
         self.evidence.add(&mut primary, &mut canary);
     }
 
-    pub(super) fn discard_measurements(&mut self) {
+    pub(in crate::analysis) fn discard_measurements(&mut self) {
         self.drain_measurements();
         self.start_afresh();
     }

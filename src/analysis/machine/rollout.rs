@@ -21,10 +21,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::{Confirm, Decision, RollbackReason};
-use super::events::{unix_seconds, Event};
-use super::params::Params;
-use super::report::CheckReport;
+use crate::analysis::machine::decision::{Confirm, Decision, RollbackReason};
+use crate::analysis::machine::events::{unix_seconds, Event};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::report::CheckReport;
 use crate::config::WebhookKind;
 use crate::routing::{Phase, RolloutView};
 
@@ -59,7 +59,7 @@ pub enum ResumeTo {
 }
 
 impl ResumeTo {
-    pub(super) fn phase(self) -> Phase {
+    pub(in crate::analysis) fn phase(self) -> Phase {
         match self {
             ResumeTo::Waiting => Phase::Waiting,
             ResumeTo::Progressing => Phase::Progressing,
@@ -72,49 +72,49 @@ impl ResumeTo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
     /// Route name.
-    pub(super) route: String,
+    pub(in crate::analysis) route: String,
     /// The canary revision this state is about.
-    pub(super) revision: String,
+    pub(in crate::analysis) revision: String,
     /// The primary revision at the last config.
-    pub(super) primary_revision: String,
+    pub(in crate::analysis) primary_revision: String,
     /// Current phase.
-    #[serde(with = "super::phase_serde")]
-    pub(super) phase: Phase,
+    #[serde(with = "crate::analysis::machine::phase_serde")]
+    pub(in crate::analysis) phase: Phase,
     /// Canary weight, 0..=100.
-    pub(super) weight: u8,
+    pub(in crate::analysis) weight: u8,
     /// Failed checks of this rollout; never reset by a passing check (Flagger's meaning).
-    pub(super) failed_checks: u32,
+    pub(in crate::analysis) failed_checks: u32,
     /// Inconclusive checks in a row.
-    pub(super) inconclusive_checks: u32,
+    pub(in crate::analysis) inconclusive_checks: u32,
     /// Passed checks in iterations mode.
-    pub(super) iterations: u32,
+    pub(in crate::analysis) iterations: u32,
     /// Sequential judge: checks at the current step without a decision.
     #[serde(default)]
-    pub(super) step_checks: u32,
+    pub(in crate::analysis) step_checks: u32,
     /// The `pre-rollout` gate is behind this rollout (passed, or none was configured when the
     /// first step was entered). Asked only once per rollout.
-    pub(super) pre_rollout_passed: bool,
+    pub(in crate::analysis) pre_rollout_passed: bool,
     /// The first step has been entered: the canary gets traffic. Before that the data plane
     /// treats the rollout as Waiting, so no request, match or mirror reaches the canary until
     /// `confirm-rollout` and `pre-rollout` passed.
-    pub(super) started: bool,
+    pub(in crate::analysis) started: bool,
     /// While Paused: the phase `resume` returns to.
     #[serde(default)]
-    pub(super) paused_from: Option<ResumeTo>,
+    pub(in crate::analysis) paused_from: Option<ResumeTo>,
     /// The last finished rollout of this route.
     #[serde(default)]
-    pub(super) last_finished: Option<Finished>,
+    pub(in crate::analysis) last_finished: Option<Finished>,
     /// When this revision's rollout (re)started, unix seconds.
-    pub(super) started_at: u64,
+    pub(in crate::analysis) started_at: u64,
     /// Last transition, unix seconds.
-    pub(super) updated_at: u64,
+    pub(in crate::analysis) updated_at: u64,
     /// The last check that judged a window.
     #[serde(default)]
-    pub(super) last_check: Option<CheckReport>,
+    pub(in crate::analysis) last_check: Option<CheckReport>,
     /// A confirm webhook the runner was told to ask; only [`Rollout::confirm`] consumes it.
     /// Not persisted: after a restart the next passing check asks again.
     #[serde(skip)]
-    pub(super) pending: Option<Confirm>,
+    pub(in crate::analysis) pending: Option<Confirm>,
 }
 
 // === impl Rollout: start and new revisions ===
@@ -208,7 +208,12 @@ impl Rollout {
     }
 
     /// Begin this revision's rollout from the first step (also used by `retry`).
-    pub(super) fn start(&mut self, params: &Params, now: SystemTime, events: &mut Vec<Event>) {
+    pub(in crate::analysis) fn start(
+        &mut self,
+        params: &Params,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) {
         let confirm_first = params.hooks.has(WebhookKind::ConfirmRollout);
         self.phase = if confirm_first {
             Phase::Waiting
@@ -242,7 +247,7 @@ impl Rollout {
         }
     }
 
-    pub(super) fn starting_event(&self, now: SystemTime) -> Event {
+    pub(in crate::analysis) fn starting_event(&self, now: SystemTime) -> Event {
         Event::info(
             &self.route,
             now,
@@ -252,7 +257,7 @@ impl Rollout {
 
     /// The start gates passed: give the canary its first step (weights) or its match or
     /// mirrored traffic (iterations).
-    pub(super) fn enter_first_step(
+    pub(in crate::analysis) fn enter_first_step(
         &mut self,
         params: &Params,
         now: SystemTime,
@@ -269,7 +274,7 @@ impl Rollout {
     }
 
     /// Raise the weight, asking `confirm-traffic-increase` first when one is configured.
-    pub(super) fn increase_to(
+    pub(in crate::analysis) fn increase_to(
         &mut self,
         params: &Params,
         weight: u8,
@@ -284,7 +289,7 @@ impl Rollout {
     }
 
     /// Set the canary's weight (the step was granted).
-    pub(super) fn advance_to(
+    pub(in crate::analysis) fn advance_to(
         &mut self,
         weight: u8,
         now: SystemTime,
@@ -303,7 +308,11 @@ impl Rollout {
     }
 
     /// All traffic to the canary: phase Succeeded, weight 100.
-    pub(super) fn promote_now(&mut self, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+    pub(in crate::analysis) fn promote_now(
+        &mut self,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
         self.finish(FinishOutcome::Succeeded, now);
         events.push(Event::info(
             &self.route,
@@ -317,7 +326,7 @@ impl Rollout {
     }
 
     /// No traffic to the canary: phase Failed, weight 0, sticky until a new revision or retry.
-    pub(super) fn roll_back(
+    pub(in crate::analysis) fn roll_back(
         &mut self,
         reason: RollbackReason,
         now: SystemTime,

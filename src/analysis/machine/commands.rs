@@ -15,10 +15,10 @@ use std::time::SystemTime;
 
 use crate::routing::Phase;
 
-use super::decision::RollbackReason;
-use super::events::{unix_seconds, Event};
-use super::params::Params;
-use super::rollout::{ResumeTo, Rollout};
+use crate::analysis::machine::decision::RollbackReason;
+use crate::analysis::machine::events::{unix_seconds, Event};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::rollout::{ResumeTo, Rollout};
 
 /// An operator command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

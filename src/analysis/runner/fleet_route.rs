@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::engine::EngineError;
-use super::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
-use super::route_task::{RouteMsg, RouteTask, WATCH_EVERY};
-use super::{
+use crate::analysis::judge::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
+use crate::analysis::runner::engine::EngineError;
+use crate::analysis::runner::route_task::{RouteMsg, RouteTask, WATCH_EVERY};
+use crate::analysis::{
     Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus,
     VersionWindow, Window,
 };
@@ -81,7 +81,7 @@ impl Restart {
 }
 
 /// The judge's input from the fleet's merged evidence: the one place that knows both shapes.
-pub(super) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
+pub(in crate::analysis) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
     let version = |counts: &Counts| VersionWindow {
         requests: counts.requests,
         failures: counts.failures,
@@ -171,7 +171,7 @@ fn apply_command(
 
 impl RouteTask {
     /// The fleet-mode loop; ends when the supervisor drops the sender.
-    pub(super) async fn run_fleet(
+    pub(in crate::analysis) async fn run_fleet(
         mut self,
         fleet: FleetHandle,
         mut rx: mpsc::UnboundedReceiver<RouteMsg>,
