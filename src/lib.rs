@@ -19,3 +19,4 @@ pub mod routing;
 pub mod server;
 pub mod simulate;
 pub mod upstream;
+pub mod vitals;

@@ -6,9 +6,11 @@
 //!   commands) → [`Decision`] and [`Event`]s out.
 //! - `judge/` is pure arithmetic on what was measured: the window, the mergeable
 //!   [`StepEvidence`], the threshold and sequential judges.
-//! - `runner/` owns the clock, the webhooks, the windows and the state file: `engine.rs`
-//!   supervises one `route_task.rs` per analysed route, `persist.rs` is the state file's only
-//!   writer (`state_file.rs`), `webhook.rs` calls hooks.
+//! - `runner/` drives the machine: [`RolloutRunner`] (`rollout_runner.rs`) is the one pure
+//!   runner every way a rollout runs follows (the local route task, the fleet route task,
+//!   `canaryd simulate`); around it the IO: `engine.rs` supervises one `route_task.rs` per
+//!   analysed route, `persist.rs` is the state file's only writer (`state_file.rs`),
+//!   `webhook.rs` calls hooks.
 
 mod judge;
 mod machine;
@@ -33,4 +35,5 @@ pub use machine::rollout::{FinishOutcome, Finished, ResumeTo, Rollout};
 pub use machine::status::RolloutStatus;
 pub use runner::engine::{start, AnalysisHandle, EngineError, Prepared};
 pub use runner::history::{HistoryPoint, HistoryVersion, HISTORY_CAPACITY};
+pub use runner::rollout_runner::{Due, Now, Restart, RolloutRunner, Step, WATCH_EVERY};
 pub use runner::{state_file, webhook};

@@ -261,7 +261,7 @@ impl Rollout {
         self.undecided(params, &judgement, now, events)
     }
 
-    /// The fast path, run every second between checks: only the rollback side of the
+    /// The fast path, run every 250 ms between checks (the runner's `WATCH_EVERY`): only the rollback side of the
     /// sequential tests, which stay valid however often they are looked at. `None` when
     /// nothing is to be done (another judge, another phase, or no test accepted "bad").
     pub fn watch(

@@ -56,6 +56,12 @@ impl Command {
         }
     }
 
+    /// Whether the command ends the rollout (promote, abort): the `post-rollout` hooks are
+    /// told.
+    pub fn finishes(self) -> bool {
+        matches!(self, Command::Promote | Command::Abort)
+    }
+
     /// The phases this command is allowed in (see the module table).
     pub fn allowed_in(self) -> &'static [Phase] {
         match self {
@@ -94,6 +100,22 @@ pub enum CommandError {
 // === impl Rollout: commands ===
 
 impl Rollout {
+    /// Run `command`; its events.
+    pub fn apply(
+        &mut self,
+        command: Command,
+        params: &Params,
+        now: SystemTime,
+    ) -> Result<Vec<Event>, CommandError> {
+        match command {
+            Command::Promote => self.promote(now),
+            Command::Abort => self.abort(now),
+            Command::Pause => self.pause(now),
+            Command::Resume => self.resume(now),
+            Command::Retry => self.retry(params, now),
+        }
+    }
+
     /// Promote now, skipping the rest of the analysis.
     pub fn promote(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
         self.allow(Command::Promote)?;

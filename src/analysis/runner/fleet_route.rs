@@ -1,11 +1,13 @@
 //! A route task in fleet mode (`docs/fleet.md`): the same [`RouteTask`], with etcd between the
 //! decision and everyone applying it.
 //!
-//! - Every replica drains its measurements into its window about once a second and publishes
-//!   them as evidence for the fleet's current window.
-//! - The leader, every `interval`, merges the evidence of every member ([`fleet_window`]),
-//!   judges it, and writes the new rollout in a fenced transaction; only a write that etcd
-//!   accepted is applied. It also consumes the operator commands queued in etcd.
+//! - Every replica drains its measurements into its runner every second and publishes them
+//!   as evidence for the fleet's current window.
+//! - The leader, on the [`RolloutRunner`]'s schedule (every `interval`, and the sequential
+//!   judge's watch between), merges the evidence of every member ([`fleet_window`]), judges it
+//!   on a copy of the runner ([`RolloutRunner::judging`]), and writes the new rollout in a fenced
+//!   transaction; only a write that etcd accepted is adopted. It also consumes the operator
+//!   commands queued in etcd.
 //! - Every replica (the leader too) applies the state it watches: the rollout is replaced and
 //!   published to the control task with the same message a local decision sends.
 //! - Cut off from etcd, a replica keeps serving what it last applied; it judges its own traffic
@@ -18,12 +20,12 @@ use tokio::time::Instant;
 
 use crate::analysis::judge::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
 use crate::analysis::runner::engine::EngineError;
-use crate::analysis::runner::route_task::{RouteMsg, RouteTask, WATCH_EVERY};
+use crate::analysis::runner::rollout_runner::{Due, Restart};
+use crate::analysis::runner::route_task::{run_check, RouteMsg, RouteTask};
 use crate::analysis::{
-    Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus,
-    VersionWindow, Window,
+    Command, CommandError, Decision, Event, Params, Rollout, RolloutStatus, VersionWindow, Window,
 };
-use crate::config::{JudgeKind, MetricCheck, WebhookKind};
+use crate::config::MetricCheck;
 use crate::control::ControlHandle;
 use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
@@ -59,25 +61,6 @@ struct Link {
     cut_off: Option<Rollout>,
     /// Rolled back locally while cut off: the revision, until the fleet has rolled it back.
     local_rollback: Option<String>,
-}
-
-/// What a state write starts afresh: the evidence window (histograms) and the judge's
-/// cumulative evidence.
-#[derive(Debug, Clone, Copy)]
-struct Restart {
-    window: bool,
-    evidence: bool,
-}
-
-impl Restart {
-    const NONE: Restart = Restart {
-        window: false,
-        evidence: false,
-    };
-    const BOTH: Restart = Restart {
-        window: true,
-        evidence: true,
-    };
 }
 
 /// The judge's input from the fleet's merged evidence: the one place that knows both shapes.
@@ -153,22 +136,6 @@ fn hash_of(params: &Params) -> String {
     settings_hash(&format!("{params:?}"))
 }
 
-/// Apply an operator command to a rollout (the leader, for a command queued in etcd).
-fn apply_command(
-    rollout: &mut Rollout,
-    params: &Params,
-    command: Command,
-    now: SystemTime,
-) -> Result<Vec<Event>, CommandError> {
-    match command {
-        Command::Promote => rollout.promote(now),
-        Command::Abort => rollout.abort(now),
-        Command::Pause => rollout.pause(now),
-        Command::Resume => rollout.resume(now),
-        Command::Retry => rollout.retry(params, now),
-    }
-}
-
 impl RouteTask {
     /// The fleet-mode loop; ends when the supervisor drops the sender.
     pub(in crate::analysis) async fn run_fleet(
@@ -184,7 +151,7 @@ impl RouteTask {
             evidence_epoch: 0,
             results: Vec::new(),
             term: None,
-            hash: hash_of(&self.params),
+            hash: hash_of(self.runner.params()),
             drift_reported: false,
             cut_off: None,
             local_rollback: None,
@@ -194,16 +161,23 @@ impl RouteTask {
         let mut mirror = fleet.mirror();
         let mut session = fleet.session();
         let mut evidence = tokio::time::interval(EVIDENCE_EVERY);
-        let mut next_check = Instant::now() + self.params.interval();
-        let mut next_watch = Instant::now() + WATCH_EVERY;
         self.on_mirror(&mut link).await;
         loop {
-            let watching =
-                self.params.analysis.judge == JudgeKind::Sequential && link.term.is_some();
+            let wake = self.origin + self.runner.next_wake();
             tokio::select! {
-                _ = tokio::time::sleep_until(next_watch), if watching => {
-                    self.fleet_watch(&mut link).await;
-                    next_watch = Instant::now() + WATCH_EVERY;
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    match self.runner.due(now.at) {
+                        Some(Due::Check) => {
+                            self.fleet_check(&mut link).await;
+                            self.runner.checked(self.now());
+                        }
+                        Some(Due::Watch) => {
+                            self.fleet_watch(&mut link).await;
+                            self.runner.watched(self.now());
+                        }
+                        None => {}
+                    }
                 }
                 _ = evidence.tick() => self.publish_evidence(&mut link),
                 changed = mirror.changed() => {
@@ -222,35 +196,29 @@ impl RouteTask {
                         if term.is_some() {
                             // A new leader continues where the state is, restarting only the
                             // interval timer.
-                            next_check = Instant::now() + self.params.interval();
+                            self.runner.checked(self.now());
                             self.on_mirror(&mut link).await;
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(next_check) => {
-                    self.fleet_check(&mut link).await;
-                    next_check = Instant::now() + self.params.interval();
-                }
                 msg = rx.recv() => match msg {
                     None => return,
+                    #[cfg(test)]
+                    Some(RouteMsg::InjectPanic) => panic!("panic injected by a test"),
                     Some(RouteMsg::Config { params, hooks, metrics }) => {
-                        if params.analysis.metrics != self.params.analysis.metrics {
-                            // Other tests: the evidence counted for the old ones is not theirs.
-                            self.evidence = JudgeEvidence::new(&params.analysis.metrics);
-                        }
-                        self.params = *params;
                         self.hooks = hooks;
                         self.metrics = metrics;
-                        link.hash = hash_of(&self.params);
-                        fleet.report(self.rollout.route(), self.rollout.weight(), &link.hash);
                         // The leader starts a new revision at its next check, once every member
                         // has the same settings; followers wait for the state.
-                        next_check = next_check.min(Instant::now() + self.params.interval());
+                        self.runner.set_params(*params, self.now());
+                        link.hash = hash_of(self.runner.params());
+                        let rollout = self.runner.rollout();
+                        fleet.report(rollout.route(), rollout.weight(), &link.hash);
                     }
                     Some(RouteMsg::Command { command, reply }) => {
                         let fleet = fleet.clone();
                         let control = self.control.clone();
-                        let route = self.rollout.route().to_owned();
+                        let route = self.runner.rollout().route().to_owned();
                         tokio::spawn(async move {
                             let answer = fleet_command(&fleet, &control, &route, command).await;
                             let _ = reply.send(answer);
@@ -264,22 +232,24 @@ impl RouteTask {
     /// Drain local measurements into the window and publish them as this replica's evidence.
     fn publish_evidence(&mut self, link: &mut Link) {
         self.drain_measurements();
-        let route = self.rollout.route().to_owned();
-        link.fleet.report(&route, self.rollout.weight(), &link.hash);
+        let rollout = self.runner.rollout();
+        let route = rollout.route().to_owned();
+        link.fleet.report(&route, rollout.weight(), &link.hash);
         let judged = matches!(
-            self.rollout.phase(),
+            rollout.phase(),
             Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion
         );
         if !judged {
             return;
         }
+        let window = self.runner.window();
         let evidence = StepEvidence {
             window: link.window,
-            revision: self.rollout.revision().to_owned(),
-            weight: self.rollout.weight(),
-            primary: counts_of(&self.window.primary),
-            canary: counts_of(&self.window.canary),
-            judge: Some(judge_to_json(&self.evidence)),
+            revision: rollout.revision().to_owned(),
+            weight: rollout.weight(),
+            primary: counts_of(&window.primary),
+            canary: counts_of(&window.canary),
+            judge: Some(judge_to_json(self.runner.evidence())),
             judge_epoch: link.evidence_epoch,
         };
         link.fleet.publish_evidence(&route, &evidence);
@@ -289,7 +259,7 @@ impl RouteTask {
     /// queued commands.
     async fn on_mirror(&mut self, link: &mut Link) {
         let mirror = link.fleet.mirror().borrow().clone();
-        let route = self.rollout.route().to_owned();
+        let route = self.runner.rollout().route().to_owned();
         match mirror.state(&route) {
             Some((state, revision)) if revision != link.applied_revision => {
                 self.apply_state(link, state, revision);
@@ -299,7 +269,7 @@ impl RouteTask {
                 if link.term.is_some() && link.applied_revision == 0 && link.fleet.fresh() {
                     // A new fleet: the leader's own rollout (from its state file) becomes the
                     // fleet's.
-                    let first = self.rollout.clone();
+                    let first = self.runner.rollout().clone();
                     self.commit(link, first, Vec::new(), Restart::NONE, Vec::new(), &[])
                         .await;
                 }
@@ -317,25 +287,26 @@ impl RouteTask {
         let rollout: Rollout = match serde_json::from_value(state.rollout) {
             Ok(rollout) => rollout,
             Err(e) => {
-                tracing::error!(route = %self.rollout.route(), "fleet state has no valid rollout: {e}");
+                tracing::error!(route = %self.runner.rollout().route(), "fleet state has no valid rollout: {e}");
                 return;
             }
         };
-        if rollout.route() != self.rollout.route() {
+        if rollout.route() != self.runner.rollout().route() {
             return;
         }
         link.applied_revision = revision;
         link.results = state.commands;
         link.cut_off = None;
-        if state.window != link.window {
-            link.window = state.window;
-            // Counts for the old window no longer matter: start counting for the new one.
-            self.start_window();
-        }
-        if state.evidence != link.evidence_epoch {
-            link.evidence_epoch = state.evidence;
-            self.evidence.clear();
-        }
+        // Counts for an old window or evidence period no longer matter: start counting for
+        // the new one.
+        let restart = Restart {
+            window: state.window != link.window,
+            evidence: state.evidence != link.evidence_epoch,
+        };
+        link.window = state.window;
+        link.evidence_epoch = state.evidence;
+        let now = self.now();
+        self.runner.restart(restart, now);
         if let Some(revision) = &link.local_rollback {
             let fleet_rolled_back = rollout.revision() != revision || rollout.weight() == 0;
             if !fleet_rolled_back {
@@ -344,7 +315,7 @@ impl RouteTask {
             }
             link.local_rollback = None;
         }
-        if rollout != self.rollout {
+        if rollout != *self.runner.rollout() {
             tracing::debug!(
                 route = %rollout.route(),
                 phase = %rollout.phase(),
@@ -353,7 +324,7 @@ impl RouteTask {
                 writer = %state.writer,
                 "applying fleet state"
             );
-            self.rollout = rollout;
+            self.runner.adopt(rollout, Restart::NONE, now);
             self.publish(Vec::new());
         }
     }
@@ -361,7 +332,7 @@ impl RouteTask {
     /// Every `interval`: the leader judges the fleet's evidence; a replica cut off from etcd
     /// judges its own, to roll back only.
     async fn fleet_check(&mut self, link: &mut Link) {
-        let route = self.rollout.route().to_owned();
+        let route = self.runner.rollout().route().to_owned();
         if !link.fleet.fresh() {
             self.cut_off_check(link).await;
             return;
@@ -407,8 +378,8 @@ impl RouteTask {
             self.publish(vec![event]);
         }
         // A config that moved on (new revision) starts its rollout first.
-        let mut next = self.rollout.clone();
-        let events = next.on_config(&self.params, now);
+        let mut next = self.runner.rollout().clone();
+        let events = next.on_config(self.runner.params(), now);
         if !events.is_empty() {
             self.commit(link, next, events, Restart::BOTH, Vec::new(), &[])
                 .await;
@@ -418,15 +389,15 @@ impl RouteTask {
         let Some((window, judged, replicas)) = self.merged(link) else {
             return;
         };
-        let before = self.rollout.clone();
-        let (decision, events) = self.decide(&window, &judged).await;
-        let next = std::mem::replace(&mut self.rollout, before);
-        if next == self.rollout {
+        let mut trial = self.runner.judging(window, judged);
+        let (decision, events) = run_check(&self.hooks, &mut trial, self.origin).await;
+        let next = trial.rollout().clone();
+        if next == *self.runner.rollout() {
             return;
         }
         tracing::debug!(
             route = %route,
-            canary_requests = window.canary.requests,
+            canary_requests = trial.window().canary.requests,
             ?replicas,
             ?decision,
             "fleet check"
@@ -437,36 +408,35 @@ impl RouteTask {
     /// The fleet's window (summed histograms) and the judge's evidence (summed counts) for the
     /// current window and evidence period, this replica's own included.
     fn merged(&self, link: &Link) -> Option<(Window, JudgeEvidence, Vec<String>)> {
-        let route = self.rollout.route();
+        let rollout = self.runner.rollout();
+        let route = rollout.route();
         let mirror = link.fleet.mirror().borrow().clone();
         let others = mirror.evidence(route, link.fleet.replica());
         let own = StepEvidence {
             window: link.window,
-            revision: self.rollout.revision().to_owned(),
-            weight: self.rollout.weight(),
-            primary: counts_of(&self.window.primary),
-            canary: counts_of(&self.window.canary),
+            revision: rollout.revision().to_owned(),
+            weight: rollout.weight(),
+            primary: counts_of(&self.runner.window().primary),
+            canary: counts_of(&self.runner.window().canary),
             judge: None,
             judge_epoch: link.evidence_epoch,
         };
         let entries = std::iter::once((link.fleet.replica(), &own))
             .chain(others.iter().map(|(replica, e)| (replica.as_str(), e)));
-        let merged = match MergedEvidence::merge(link.window, self.rollout.revision(), entries) {
+        let merged = match MergedEvidence::merge(link.window, rollout.revision(), entries) {
             Ok(merged) => merged,
             Err(e) => {
                 tracing::error!(route, "cannot merge fleet evidence: {e}");
                 return None;
             }
         };
-        let mut judged = self.evidence.clone();
+        let mut judged = self.runner.evidence().clone();
         for (_, theirs) in &others {
-            if theirs.judge_epoch != link.evidence_epoch
-                || theirs.revision != self.rollout.revision()
-            {
+            if theirs.judge_epoch != link.evidence_epoch || theirs.revision != rollout.revision() {
                 continue;
             }
             if let Some(value) = &theirs.judge {
-                match judge_from_json(&self.params.analysis.metrics, value) {
+                match judge_from_json(&self.runner.params().analysis.metrics, value) {
                     Some(evidence) => judged.merge(&evidence),
                     None => tracing::warn!(
                         route,
@@ -475,7 +445,7 @@ impl RouteTask {
                 }
             }
         }
-        let window = fleet_window(&merged, self.window_started.elapsed());
+        let window = fleet_window(&merged, self.runner.window_age(self.now()));
         Some((window, judged, merged.replicas))
     }
 
@@ -485,21 +455,22 @@ impl RouteTask {
         if link.term.is_none() || !link.fleet.fresh() {
             return;
         }
-        if link.fleet.drift(self.rollout.route(), &link.hash).is_some() {
+        if link
+            .fleet
+            .drift(self.runner.rollout().route(), &link.hash)
+            .is_some()
+        {
             return;
         }
         self.drain_measurements();
         let Some((window, judged, _)) = self.merged(link) else {
             return;
         };
-        let before = self.rollout.clone();
-        let watched = self
-            .rollout
-            .watch(&self.params, &window, &judged, SystemTime::now());
-        let next = std::mem::replace(&mut self.rollout, before);
-        let Some((decision, events)) = watched else {
+        let mut trial = self.runner.judging(window, judged);
+        let Some((decision, events)) = trial.on_watch(self.now()) else {
             return;
         };
+        let next = trial.rollout().clone();
         self.commit_decision(link, next, &decision, events).await;
     }
 
@@ -507,20 +478,14 @@ impl RouteTask {
     /// it rolls back.
     async fn cut_off_check(&mut self, link: &mut Link) {
         self.drain_measurements();
-        let mut local = link.cut_off.take().unwrap_or_else(|| self.rollout.clone());
-        let mut answers = GateAnswers::default();
-        for kind in local.gates(&self.params) {
-            // Only the metrics decide here: no webhook is called on the leader's behalf.
-            answers.set(kind, kind != WebhookKind::Rollback);
+        let now = self.now();
+        let mut trial = self.runner.clone();
+        if let Some(local) = link.cut_off.take() {
+            trial.adopt(local, Restart::NONE, now);
         }
-        self.window.duration = self.window_started.elapsed();
-        let (decision, mut events) = local.check(
-            &self.params,
-            &self.window,
-            &self.evidence,
-            &answers,
-            SystemTime::now(),
-        );
+        // Only the metrics decide here: no webhook is called on the leader's behalf.
+        let (decision, mut events) = trial.check_unattended(now);
+        let local = trial.rollout().clone();
         if let Decision::Rollback(_) = decision {
             events.insert(
                 0,
@@ -534,25 +499,30 @@ impl RouteTask {
                 ),
             );
             link.local_rollback = Some(local.revision().to_owned());
-            self.rollout = local;
-            self.start_window();
+            let restart = Restart {
+                window: true,
+                evidence: false,
+            };
+            self.runner.adopt(local, restart, now);
             self.publish(events);
             return;
         }
-        if decision.concludes_window() {
-            self.start_window();
-        }
+        let restart = Restart {
+            window: decision.concludes_window(),
+            evidence: false,
+        };
+        self.runner.restart(restart, now);
         link.cut_off = Some(local);
     }
 
     /// Queued operator commands: apply them in order and write the result with the state.
     async fn consume_commands(&mut self, link: &mut Link, commands: Vec<(String, FleetCommand)>) {
         let now = SystemTime::now();
-        let mut next = self.rollout.clone();
+        let mut next = self.runner.rollout().clone();
         let mut events = Vec::new();
         let mut results = Vec::new();
         let mut keys = Vec::new();
-        let mut new_window = false;
+        let mut restart = Restart::NONE;
         let mut finished = false;
         for (key, queued) in commands {
             keys.push(key);
@@ -566,12 +536,14 @@ impl RouteTask {
                 });
                 continue;
             };
-            match apply_command(&mut next, &self.params, command, now) {
+            match next.apply(command, self.runner.params(), now) {
                 Ok(more) => {
                     tracing::info!(route = %next.route(), command = command.as_str(), from = %queued.from, "fleet operator command");
                     events.extend(more);
-                    new_window |= command == Command::Retry;
-                    finished |= matches!(command, Command::Promote | Command::Abort);
+                    let after = Restart::after_command(command);
+                    restart.window |= after.window;
+                    restart.evidence |= after.evidence;
+                    finished |= command.finishes();
                     results.push(CommandResult {
                         id: queued.id,
                         refused: None,
@@ -584,17 +556,7 @@ impl RouteTask {
             }
         }
         let written = self
-            .commit(
-                link,
-                next,
-                events,
-                Restart {
-                    window: new_window,
-                    evidence: new_window || finished,
-                },
-                results,
-                &keys,
-            )
+            .commit(link, next, events, restart, results, &keys)
             .await;
         if written && finished {
             self.notify_post_rollout();
@@ -610,10 +572,7 @@ impl RouteTask {
         decision: &Decision,
         events: Vec<Event>,
     ) {
-        let restart = Restart {
-            window: decision.concludes_window(),
-            evidence: decision.restarts_evidence(self.params.analysis.sequential.evidence),
-        };
+        let restart = Restart::after(decision, self.runner.params());
         let written = self
             .commit(link, next, events, restart, Vec::new(), &[])
             .await;
@@ -668,15 +627,14 @@ impl RouteTask {
             Ok(revision) => {
                 link.applied_revision = revision;
                 link.results = state.commands;
-                if window != link.window {
-                    link.window = window;
-                    self.start_window();
-                }
-                if evidence != link.evidence_epoch {
-                    link.evidence_epoch = evidence;
-                    self.evidence.clear();
-                }
-                self.rollout = next;
+                let restart = Restart {
+                    window: window != link.window,
+                    evidence: evidence != link.evidence_epoch,
+                };
+                link.window = window;
+                link.evidence_epoch = evidence;
+                let now = self.now();
+                self.runner.adopt(next, restart, now);
                 self.publish(events);
                 true
             }

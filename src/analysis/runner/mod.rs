@@ -8,6 +8,7 @@ pub(super) mod engine;
 mod fleet_route;
 pub(super) mod history;
 mod persist;
+pub(super) mod rollout_runner;
 mod route_task;
 mod shared;
 pub mod state_file;

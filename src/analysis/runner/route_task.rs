@@ -1,25 +1,23 @@
-//! One analysed route's task: every `interval` it drains the route's measurements into the
-//! window, asks the gate webhooks, lets the [`Rollout`] decide, and publishes the outcome to the
-//! control task, the state file, the event log and the webhooks; in between, once a second, it
-//! lets the sequential judge roll a burning canary back. Operator commands for the
-//! route arrive on the same task, so they never race a check.
+//! One analysed route's task: drives the route's [`RolloutRunner`] on tokio's clock. It sleeps
+//! until the runner's next wake-up, drains the route's measurements into it, runs what is due
+//! (a check every `interval`, asking the webhooks the runner asks for; with the sequential
+//! judge a fast rollback look every [`super::rollout_runner::WATCH_EVERY`] between checks), and
+//! publishes the outcome to the control task, the state file, the event log and the webhooks.
+//! Operator commands for the route arrive on the same task, so they never race a check.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::analysis::judge::evidence::StepEvidence;
 use crate::analysis::runner::engine::EngineError;
 use crate::analysis::runner::persist::Persist;
+use crate::analysis::runner::rollout_runner::{Due, Now, Restart, RolloutRunner, Step};
 use crate::analysis::runner::shared::EngineShared;
 use crate::analysis::runner::webhook::{WebhookPayload, Webhooks};
-use crate::analysis::{
-    Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus, Severity,
-    VersionWindow, Window,
-};
-use crate::config::{JudgeKind, Version, WebhookConfig, WebhookKind};
+use crate::analysis::{Command, Decision, Event, Params, Rollout, RolloutStatus, Severity};
+use crate::config::{Version, WebhookConfig, WebhookKind};
 use crate::control::ControlHandle;
 use crate::metrics::{RouteMetrics, VersionSample};
 
@@ -37,31 +35,52 @@ pub(in crate::analysis) enum RouteMsg {
         command: Command,
         reply: oneshot::Sender<Result<RolloutStatus, EngineError>>,
     },
+    /// Test-only: panic, as a bug would, to see the supervisor restart the task.
+    #[cfg(test)]
+    InjectPanic,
 }
 
 /// The state of one route's analysis.
 pub(in crate::analysis) struct RouteTask {
-    pub(in crate::analysis) params: Params,
+    /// The rollout, its window and evidence, and its schedule.
+    pub(in crate::analysis) runner: RolloutRunner,
     pub(in crate::analysis) hooks: Vec<WebhookConfig>,
-    pub(in crate::analysis) rollout: Rollout,
     pub(in crate::analysis) metrics: Arc<RouteMetrics>,
     pub(in crate::analysis) control: ControlHandle,
     pub(in crate::analysis) persist: Persist,
     pub(in crate::analysis) shared: Arc<EngineShared>,
-    pub(in crate::analysis) window: Window,
-    pub(in crate::analysis) window_started: Instant,
-    /// The sequential judge's evidence since the step (or rollout) began.
-    pub(in crate::analysis) evidence: StepEvidence,
+    /// The runner's monotonic origin: its schedule is kept as time since this instant.
+    pub(in crate::analysis) origin: Instant,
     /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
     #[cfg(feature = "fleet")]
     pub(in crate::analysis) fleet: Option<crate::fleet::FleetHandle>,
 }
 
-/// How often the rollback side of the sequential judge is looked at between checks
-/// (`docs/rollouts.md#fast-rollback`): at least every second, and 4 times a second so that the
-/// wait for the next look (not the evidence) is a small part of the time to roll back. A look
-/// is one drain of the shards and a few logarithms.
-pub(in crate::analysis) const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// The runner's clock on tokio's (paused in tests) timer.
+pub(in crate::analysis) fn now_since(origin: Instant) -> Now {
+    Now {
+        at: origin.elapsed(),
+        wall: SystemTime::now(),
+    }
+}
+
+/// Run one check of `runner`, asking `hooks` each webhook it asks for.
+pub(in crate::analysis) async fn run_check(
+    hooks: &[WebhookConfig],
+    runner: &mut RolloutRunner,
+    origin: Instant,
+) -> (Decision, Vec<Event>) {
+    let mut step = runner.on_check(now_since(origin));
+    loop {
+        match step {
+            Step::Ask(kind) => {
+                let yes = ask(hooks, runner.rollout(), kind).await;
+                step = runner.on_answer(yes, now_since(origin));
+            }
+            Step::Done(decision, events) => return (decision, events),
+        }
+    }
+}
 
 impl RouteTask {
     /// Run until the supervisor drops the sender. `startup` are the events of resuming.
@@ -77,159 +96,90 @@ impl RouteTask {
         self.publish(startup);
         // Measurements from before this task (or before a restart) are not this window's.
         self.discard_measurements();
-        let mut next_check = Instant::now() + self.params.interval();
-        let mut next_watch = Instant::now() + WATCH_EVERY;
         loop {
-            let watching = self.params.analysis.judge == JudgeKind::Sequential;
+            let wake = self.origin + self.runner.next_wake();
             tokio::select! {
-                _ = tokio::time::sleep_until(next_check) => {
-                    self.check().await;
-                    next_check = Instant::now() + self.params.interval();
-                    next_watch = Instant::now() + WATCH_EVERY;
-                }
-                _ = tokio::time::sleep_until(next_watch), if watching => {
-                    self.watch();
-                    next_watch = Instant::now() + WATCH_EVERY;
+                _ = tokio::time::sleep_until(wake) => {
+                    self.drain_measurements();
+                    let now = self.now();
+                    match self.runner.due(now.at) {
+                        Some(Due::Check) => self.check().await,
+                        Some(Due::Watch) => self.watch(now),
+                        None => {}
+                    }
                 }
                 msg = rx.recv() => match msg {
                     None => return,
                     Some(RouteMsg::Config { params, hooks, metrics }) => {
-                        if params.analysis.metrics != self.params.analysis.metrics {
-                            // Other tests: the evidence counted for the old ones is not theirs.
-                            self.evidence = StepEvidence::new(&params.analysis.metrics);
-                        }
-                        self.params = *params;
                         self.hooks = hooks;
                         self.metrics = metrics;
-                        let events = self.rollout.on_config(&self.params, SystemTime::now());
-                        if !events.is_empty() {
-                            // A new revision starts from a clean window and no evidence.
-                            self.start_afresh();
-                        }
+                        let events = self.runner.on_config(*params, self.now());
                         self.publish(events);
-                        next_check = next_check.min(Instant::now() + self.params.interval());
                     }
                     Some(RouteMsg::Command { command, reply }) => {
-                        let result = self.command(command).map_err(EngineError::from);
+                        let result = self.command(command);
                         if result.is_ok() {
                             // An operator who gets the answer expects traffic to follow it
                             // already: wait until the data plane routes by the new view.
-                            self.control
-                                .apply_rollout(self.rollout.route(), self.rollout.view())
-                                .await;
+                            let rollout = self.runner.rollout();
+                            self.control.apply_rollout(rollout.route(), rollout.view()).await;
                         }
                         let _ = reply.send(result);
                     }
+                    #[cfg(test)]
+                    Some(RouteMsg::InjectPanic) => panic!("panic injected by a test"),
                 },
             }
         }
     }
 
-    /// One analysis interval (see `check.rs` for the protocol with the rollout).
+    /// The runner's clock now.
+    pub(in crate::analysis) fn now(&self) -> Now {
+        now_since(self.origin)
+    }
+
+    /// One analysis interval: gates, judgement, confirm webhooks, then the outcome.
     async fn check(&mut self) {
-        self.drain_measurements();
-        self.window.duration = self.window_started.elapsed();
-        let window = self.window.clone();
-        let evidence = self.evidence.clone();
-        let (decision, events) = self.decide(&window, &evidence).await;
+        let (decision, events) = run_check(&self.hooks, &mut self.runner, self.origin).await;
         self.conclude(&decision, events);
     }
 
-    /// Ask the gates, judge `window` and `evidence` and ask the confirm webhooks: the
-    /// rollout's next state. Publishes nothing (a fleet leader writes the state to etcd first).
-    pub(in crate::analysis) async fn decide(
-        &mut self,
-        window: &Window,
-        evidence: &StepEvidence,
-    ) -> (Decision, Vec<Event>) {
-        let mut answers = GateAnswers::default();
-        for kind in self.rollout.gates(&self.params) {
-            let yes = self.ask(kind).await;
-            answers.set(kind, yes);
-            if kind == WebhookKind::ConfirmRollout && !yes {
-                break;
-            }
-        }
-        let (mut decision, mut events) =
-            self.rollout
-                .check(&self.params, window, evidence, &answers, SystemTime::now());
-        while let Decision::Confirm(confirm) = &decision {
-            let yes = self.ask(confirm.webhook()).await;
-            match self.rollout.confirm(yes, SystemTime::now()) {
-                Ok((next, more)) => {
-                    decision = next;
-                    events.extend(more);
-                }
-                Err(_) => break,
-            }
-        }
-        (decision, events)
-    }
-
-    /// Publish a decided check: new window and evidence as it says, then the outcome.
+    /// Publish a decided check or watch; a finished rollout tells the post-rollout hooks.
     pub(in crate::analysis) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
-        self.after(decision);
         self.publish(events);
         if decision.finished() {
             self.notify_post_rollout();
         }
     }
 
-    /// Between checks: drain, and roll back at once if a sequential test accepted "bad".
-    fn watch(&mut self) {
-        self.drain_measurements();
-        self.window.duration = self.window_started.elapsed();
-        let Some((decision, events)) = self.rollout.watch(
-            &self.params,
-            &self.window,
-            &self.evidence,
-            SystemTime::now(),
-        ) else {
-            return;
-        };
-        self.after(&decision);
-        self.publish(events);
-        if decision.finished() {
-            self.notify_post_rollout();
+    /// Between checks: roll back at once if a sequential test accepted "bad".
+    fn watch(&mut self, now: Now) {
+        if let Some((decision, events)) = self.runner.on_watch(now) {
+            self.conclude(&decision, events);
         }
     }
 
-    /// Start a new window and new evidence as the decision says.
-    pub(in crate::analysis) fn after(&mut self, decision: &Decision) {
-        if decision.concludes_window() {
-            self.start_window();
-        }
-        if decision.restarts_evidence(self.params.analysis.sequential.evidence) {
-            self.evidence.clear();
-        }
-    }
-
-    fn command(&mut self, command: Command) -> Result<RolloutStatus, CommandError> {
-        let now = SystemTime::now();
-        let events = match command {
-            Command::Promote => self.rollout.promote(now)?,
-            Command::Abort => self.rollout.abort(now)?,
-            Command::Pause => self.rollout.pause(now)?,
-            Command::Resume => self.rollout.resume(now)?,
-            Command::Retry => self.rollout.retry(&self.params, now)?,
-        };
-        if command == Command::Retry {
-            self.start_afresh();
-        }
+    fn command(&mut self, command: Command) -> Result<RolloutStatus, EngineError> {
+        let events = self.runner.on_command(command, self.now())?;
         self.publish(events);
-        if matches!(command, Command::Promote | Command::Abort) {
+        if command.finishes() {
             self.notify_post_rollout();
         }
-        Ok(self.rollout.status())
+        Ok(self.runner.rollout().status())
     }
 
     /// Tell everyone what the rollout is now: the data plane (weight, phase), the state file,
     /// the admin API's status, the log, the event ring and the `event` webhooks.
     pub(in crate::analysis) fn publish(&self, events: Vec<Event>) {
-        self.control
-            .set_rollout(self.rollout.route(), self.rollout.view());
-        self.persist.save(&self.rollout);
-        self.shared.set_status(self.rollout.status());
+        let rollout = self.runner.rollout();
+        if let Err(e) = self.control.set_rollout(rollout.route(), rollout.view()) {
+            // The process is going down (the supervisor sees the control task end); the
+            // state file still gets the decision below.
+            tracing::error!(route = %rollout.route(), "cannot publish the rollout: {e}");
+        }
+        let evidence = self.runner.watching().then(|| self.runner.evidence());
+        self.persist.save(rollout, evidence);
+        self.shared.set_status(rollout.status());
         for event in events {
             match event.severity {
                 Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
@@ -238,79 +188,64 @@ impl RouteTask {
             Webhooks::notify(
                 &self.hooks,
                 WebhookKind::Event,
-                &self.payload(Some(event.message.clone())),
+                &payload(rollout, Some(event.message.clone())),
             );
             self.shared.push_event(event);
         }
     }
 
     pub(in crate::analysis) fn notify_post_rollout(&self) {
+        let rollout = self.runner.rollout();
         let message = format!(
             "{} {} {}",
-            self.rollout.route(),
-            self.rollout.revision(),
-            self.rollout.phase()
+            rollout.route(),
+            rollout.revision(),
+            rollout.phase()
         );
         Webhooks::notify(
             &self.hooks,
             WebhookKind::PostRollout,
-            &self.payload(Some(message)),
+            &payload(rollout, Some(message)),
         );
     }
 
-    async fn ask(&self, kind: WebhookKind) -> bool {
-        Webhooks::ask(&self.hooks, kind, &self.payload(None))
-            .await
-            .is_yes()
-    }
-
-    fn payload(&self, message: Option<String>) -> WebhookPayload {
-        WebhookPayload {
-            route: self.rollout.route().to_owned(),
-            phase: self.rollout.phase(),
-            revision: self.rollout.revision().to_owned(),
-            primary_revision: self.rollout.primary_revision().to_owned(),
-            weight: self.rollout.weight(),
-            failed_checks: self.rollout.failed_checks(),
-            message,
-        }
-    }
-
-    pub(in crate::analysis) fn start_window(&mut self) {
-        self.window.clear();
-        self.window_started = Instant::now();
-    }
-
-    /// A new revision or a retry: nothing measured so far is about this rollout.
-    pub(in crate::analysis) fn start_afresh(&mut self) {
-        self.start_window();
-        self.evidence.clear();
-    }
-
+    /// Drain every worker's shard of the route's check window into the runner.
     pub(in crate::analysis) fn drain_measurements(&mut self) {
         let mut primary = VersionSample::default();
         let mut canary = VersionSample::default();
         self.metrics.drain_window(Version::Primary, &mut primary);
         self.metrics.drain_window(Version::Canary, &mut canary);
-        add_sample(&mut self.window.primary, &primary);
-        add_sample(&mut self.window.canary, &canary);
-        self.evidence.add(&mut primary, &mut canary);
+        self.runner.on_drain(&mut primary, &mut canary);
     }
 
+    /// Drop what the data plane measured before this task ran (before a restart): it is
+    /// not this window's. Evidence resumed from the state file is kept.
     pub(in crate::analysis) fn discard_measurements(&mut self) {
-        self.drain_measurements();
-        self.start_afresh();
+        let mut discarded = VersionSample::default();
+        self.metrics.drain_window(Version::Primary, &mut discarded);
+        self.metrics.drain_window(Version::Canary, &mut discarded);
+        let window_only = Restart {
+            window: true,
+            evidence: false,
+        };
+        self.runner.restart(window_only, self.now());
     }
 }
 
-/// Add what the data plane measured to an analysis window.
-fn add_sample(window: &mut VersionWindow, sample: &VersionSample) {
-    window.requests += sample.requests;
-    window.failures += sample.failures;
-    for bucket in sample.latency.iter_recorded() {
-        window.latency.saturating_record_n(
-            bucket.value_iterated_to(),
-            u64::from(bucket.count_at_value()),
-        );
+async fn ask(hooks: &[WebhookConfig], rollout: &Rollout, kind: WebhookKind) -> bool {
+    Webhooks::ask(hooks, kind, &payload(rollout, None))
+        .await
+        .is_yes()
+}
+
+fn payload(rollout: &Rollout, message: Option<String>) -> WebhookPayload {
+    WebhookPayload {
+        route: rollout.route().to_owned(),
+        phase: rollout.phase(),
+        revision: rollout.revision().to_owned(),
+        primary_revision: rollout.primary_revision().to_owned(),
+        weight: rollout.weight(),
+        failed_checks: rollout.failed_checks(),
+        message,
     }
 }
