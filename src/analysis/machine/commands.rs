@@ -97,6 +97,15 @@ pub enum CommandError {
     },
 }
 
+impl CommandError {
+    /// The phase that refused the command.
+    pub fn phase(&self) -> Phase {
+        match self {
+            CommandError::NotAllowed { phase, .. } => *phase,
+        }
+    }
+}
+
 // === impl Rollout: commands ===
 
 impl Rollout {

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::analysis::judge::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
+use crate::analysis::judge::evidence::StepEvidence as JudgeEvidence;
 use crate::analysis::runner::engine::EngineError;
 use crate::analysis::runner::rollout_runner::{Due, Restart};
 use crate::analysis::runner::route_task::{run_check, RouteMsg, RouteTask};
@@ -29,7 +29,7 @@ use crate::config::MetricCheck;
 use crate::control::ControlHandle;
 use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
-    RouteState, StepEvidence,
+    RouteState, StepEvidence, WIRE_VERSION,
 };
 use crate::routing::Phase;
 
@@ -85,55 +85,29 @@ fn counts_of(window: &VersionWindow) -> Counts {
     }
 }
 
-/// The judge's cumulative evidence as it travels in a replica's evidence key.
-fn judge_to_json(evidence: &JudgeEvidence) -> serde_json::Value {
-    let slow: Vec<serde_json::Value> = evidence
-        .slow
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "above_micros": s.above.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-                "primary_requests": s.primary_requests,
-                "primary_slow": s.primary_slow,
-                "canary_requests": s.canary_requests,
-                "canary_slow": s.canary_slow,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "primary": [evidence.primary.requests, evidence.primary.failures],
-        "canary": [evidence.canary.requests, evidence.canary.failures],
-        "slow": slow,
-    })
+/// The judge's cumulative evidence as it travels in a replica's evidence key: the analysis's
+/// own typed [`JudgeEvidence`] (docs/fleet.md#wire-format).
+fn judge_to_json(evidence: &JudgeEvidence) -> Option<serde_json::Value> {
+    serde_json::to_value(evidence).ok()
 }
 
-/// A peer's judge evidence for the same metrics (members agree on them: drift is checked first).
+/// A peer's judge evidence, if it is of the same metrics (members agree on them: drift is
+/// checked first, so another shape is a bug or a member of another version).
 fn judge_from_json(metrics: &[MetricCheck], value: &serde_json::Value) -> Option<JudgeEvidence> {
-    let counts = |v: &serde_json::Value| -> Option<JudgeCounts> {
-        Some(JudgeCounts {
-            requests: v[0].as_u64()?,
-            failures: v[1].as_u64()?,
-        })
-    };
-    let mut evidence = JudgeEvidence::new(metrics);
-    evidence.primary = counts(&value["primary"])?;
-    evidence.canary = counts(&value["canary"])?;
-    let slow = value["slow"].as_array()?;
-    if slow.len() != evidence.slow.len() {
-        return None;
-    }
-    for (mine, wire) in evidence.slow.iter_mut().zip(slow) {
-        mine.above = wire["above_micros"].as_u64().map(Duration::from_micros);
-        mine.primary_requests = wire["primary_requests"].as_u64()?;
-        mine.primary_slow = wire["primary_slow"].as_u64()?;
-        mine.canary_requests = wire["canary_requests"].as_u64()?;
-        mine.canary_slow = wire["canary_slow"].as_u64()?;
-    }
-    Some(evidence)
+    let evidence: JudgeEvidence = serde_json::from_value(value.clone()).ok()?;
+    let ours = JudgeEvidence::new(metrics);
+    let same_tests = evidence.slow.len() == ours.slow.len()
+        && evidence
+            .slow
+            .iter()
+            .zip(&ours.slow)
+            .all(|(theirs, ours)| theirs.test == ours.test);
+    same_tests.then_some(evidence)
 }
 
+/// The drift hash: over the canonical serialisation of the settings, stable across builds.
 fn hash_of(params: &Params) -> String {
-    settings_hash(&format!("{params:?}"))
+    settings_hash(&params.canonical_settings())
 }
 
 impl RouteTask {
@@ -249,8 +223,9 @@ impl RouteTask {
             weight: rollout.weight(),
             primary: counts_of(&window.primary),
             canary: counts_of(&window.canary),
-            judge: Some(judge_to_json(self.runner.evidence())),
+            judge: judge_to_json(self.runner.evidence()),
             judge_epoch: link.evidence_epoch,
+            wire: WIRE_VERSION,
         };
         link.fleet.publish_evidence(&route, &evidence);
     }
@@ -420,6 +395,7 @@ impl RouteTask {
             canary: counts_of(&self.runner.window().canary),
             judge: None,
             judge_epoch: link.evidence_epoch,
+            wire: WIRE_VERSION,
         };
         let entries = std::iter::once((link.fleet.replica(), &own))
             .chain(others.iter().map(|(replica, e)| (replica.as_str(), e)));
@@ -432,7 +408,10 @@ impl RouteTask {
         };
         let mut judged = self.runner.evidence().clone();
         for (_, theirs) in &others {
-            if theirs.judge_epoch != link.evidence_epoch || theirs.revision != rollout.revision() {
+            if theirs.judge_epoch != link.evidence_epoch
+                || theirs.revision != rollout.revision()
+                || theirs.wire != WIRE_VERSION
+            {
                 continue;
             }
             if let Some(value) = &theirs.judge {
@@ -533,6 +512,7 @@ impl RouteTask {
                 results.push(CommandResult {
                     id: queued.id,
                     refused: Some(format!("unknown command {:?}", queued.command)),
+                    refused_in: None,
                 });
                 continue;
             };
@@ -547,11 +527,13 @@ impl RouteTask {
                     results.push(CommandResult {
                         id: queued.id,
                         refused: None,
+                        refused_in: None,
                     });
                 }
                 Err(e) => results.push(CommandResult {
                     id: queued.id,
                     refused: Some(e.to_string()),
+                    refused_in: Some(e.phase().as_str().to_owned()),
                 }),
             }
         }
@@ -650,6 +632,19 @@ impl RouteTask {
     }
 }
 
+/// Why the leader refused `command`, as it said: the phase that refused it, not the phase
+/// the route is in by the time the asker reads the answer.
+fn refusal(command: Command, result: &CommandResult) -> EngineError {
+    let phase = result
+        .refused_in
+        .as_deref()
+        .and_then(|name| Phase::ALL.into_iter().find(|p| p.as_str() == name));
+    match phase {
+        Some(phase) => EngineError::NotAllowed(CommandError::NotAllowed { command, phase }),
+        None => EngineError::Fleet(result.refused.clone().unwrap_or_default()),
+    }
+}
+
 /// An operator command on this replica: queue it in etcd and answer once the fleet state
 /// records what the leader did with it (and this replica's data plane routes by it).
 async fn fleet_command(
@@ -685,10 +680,7 @@ async fn fleet_command(
                     control.apply_rollout(rollout.route(), rollout.view()).await;
                     Ok(rollout.status())
                 }
-                Some(_) => Err(EngineError::NotAllowed(CommandError::NotAllowed {
-                    command,
-                    phase: rollout.phase(),
-                })),
+                Some(_) => Err(refusal(command, &result)),
             };
         }
         match tokio::time::timeout_at(deadline, mirror.changed()).await {
@@ -701,5 +693,61 @@ async fn fleet_command(
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::tests::tuned;
+    use crate::config::{JudgeKind, MetricCheck};
+
+    #[test]
+    fn a_refusal_carries_the_phase_that_refused_it() {
+        // Resume refused while Progressing; by the time the asker reads it, the route may be
+        // Paused (another command) — the answer still names the real reason.
+        let result = CommandResult {
+            id: "a-1".to_owned(),
+            refused: Some("cannot resume: route is Progressing".to_owned()),
+            refused_in: Some("Progressing".to_owned()),
+        };
+        let error = refusal(Command::Resume, &result);
+        assert_eq!(error.to_string(), "cannot resume: route is Progressing");
+        assert!(matches!(error, EngineError::NotAllowed(_)));
+        // A refusal that is not about the phase is passed on as said.
+        let unknown = CommandResult {
+            id: "a-2".to_owned(),
+            refused: Some("unknown command \"frobnicate\"".to_owned()),
+            refused_in: None,
+        };
+        assert_eq!(
+            refusal(Command::Promote, &unknown).to_string(),
+            "fleet: unknown command \"frobnicate\""
+        );
+    }
+
+    #[test]
+    fn judge_evidence_travels_typed_and_only_to_a_member_of_the_same_metrics() {
+        let params = tuned(|a| {
+            a.judge = JudgeKind::Sequential;
+            a.metrics.push(MetricCheck::Duration {
+                threshold: Duration::from_millis(300),
+                quantile: 0.9,
+                max_ratio: Some(1.5),
+            });
+        });
+        let mut evidence = JudgeEvidence::new(&params.analysis.metrics);
+        evidence.primary.requests = 900;
+        evidence.canary.requests = 100;
+        evidence.canary.failures = 3;
+        evidence.slow[0].canary_slow = 7;
+        let value = judge_to_json(&evidence).unwrap_or_default();
+        let back = judge_from_json(&params.analysis.metrics, &value)
+            .unwrap_or_else(|| panic!("not read back: {value}"));
+        assert_eq!(back.canary, evidence.canary);
+        assert_eq!(back.slow, evidence.slow);
+        // Another set of metrics (a drifted member) is not merged.
+        let fewer = &params.analysis.metrics[..1];
+        assert!(judge_from_json(fewer, &value).is_none());
     }
 }
