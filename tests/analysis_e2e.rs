@@ -127,6 +127,10 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
     })
     .await;
     assert_eq!(hooks.of_type("post-rollout")[0]["phase"], "Failed");
+    assert_eq!(
+        hooks.of_type("post-rollout")[0]["reason"],
+        "failed checks threshold reached 2"
+    );
 
     // A Failed revision gets no traffic.
     let before = canary.hits();
@@ -189,4 +193,70 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_proxy_still_serves() {
     let status = proxy.server().analysis().status("shop").unwrap();
     assert_eq!(status.weight, 25);
     assert_eq!(status.phase, "Progressing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_nobody_receives_is_a_warning_event_and_a_metric() {
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
+    // A port nothing listens on: every attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("{}/", dir.path().display());
+    let toml = base_config(&state, "")
+        + &analysed_route(
+            &primary,
+            &canary,
+            "judge = \"threshold\"\ninterval = \"300ms\"\nthreshold = 2\nstep_weights = [50]\n\
+             min_requests = 5\ninconclusive_limit = 20",
+        )
+        + BUILTIN_METRICS
+        + &format!(
+            "[[route.webhooks]]\ntype = \"post-rollout\"\nurl = \"http://{dead}/done?token=abc\"\n\
+             retries = 0\ntimeout = \"1s\"\n"
+        );
+    let proxy = Canaryd::start(&toml);
+    let load = Load::start(proxy.url("/"), 200);
+    eventually("promotion", Duration::from_secs(15), || {
+        phase(&proxy) == "Succeeded"
+    })
+    .await;
+    load.stop().await;
+
+    eventually("undelivered event", Duration::from_secs(5), || {
+        proxy
+            .server()
+            .analysis()
+            .events(Some("shop"))
+            .iter()
+            .any(|e| e.message.starts_with("Webhook post-rollout"))
+    })
+    .await;
+    let events = proxy.server().analysis().events(Some("shop"));
+    let event = events
+        .iter()
+        .find(|e| e.message.starts_with("Webhook post-rollout"))
+        .unwrap();
+    assert_eq!(event.severity, canaryd::analysis::Severity::Warning);
+    assert!(
+        event.message.starts_with(&format!(
+            "Webhook post-rollout http://{dead}/done not delivered after 1 attempts: connect to {dead} failed"
+        )),
+        "{event:?}"
+    );
+    assert!(
+        !event.message.contains("token"),
+        "no query string: {event:?}"
+    );
+
+    let (_, _, metrics) = get(&client(), &format!("http://{}/metrics", proxy.admin), &[]).await;
+    assert!(
+        metrics
+            .contains("canaryd_webhook_failures_total{route=\"shop\",type=\"post-rollout\"} 1\n"),
+        "{metrics}"
+    );
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use canaryd::config::{
-    load_file, parse_str, ConfigError, HostPattern, LoadBalancing, LogFormat, MetricCheck, Steps,
-    StickyKey, ValueMatch, Version, WebhookKind,
+    load_file, load_file_unread, parse_str, ConfigError, HostPattern, LoadBalancing, LogFormat,
+    MetricCheck, Steps, StickyKey, ValueMatch, Version, WebhookKind,
 };
 
 const FILE: &str = "/etc/canaryd/canaryd.toml";
@@ -257,11 +257,106 @@ fn bad_webhook_type() {
 }
 
 #[test]
-fn webhook_url_must_be_http() {
+fn webhook_url_must_be_http_or_https() {
     let text = format!(
-        "{ROUTE}[[route.webhooks]]\ntype = \"event\"\nurl = \"https://hooks.example.com/\"\n"
+        "{ROUTE}[[route.webhooks]]\ntype = \"event\"\nurl = \"ftp://hooks.example.com/\"\n"
     );
-    assert_error(&text, 7, 7, "absolute http:// URL");
+    assert_error(&text, 7, 7, "absolute http:// or https:// URL");
+}
+
+/// A webhook table of `keys` after ROUTE: `type` on line 6, the keys from line 7.
+fn hook(kind: &str, keys: &str) -> String {
+    format!("{ROUTE}[[route.webhooks]]\ntype = \"{kind}\"\n{keys}")
+}
+
+#[test]
+fn webhook_format_must_be_known() {
+    let text = hook(
+        "event",
+        "url = \"http://127.0.0.1:7000/\"\nformat = \"slak\"\n",
+    );
+    assert_error(
+        &text,
+        8,
+        10,
+        "unknown webhook format \"slak\"; use one of generic, slack, msteams, discord",
+    );
+}
+
+#[test]
+fn webhook_severity_only_for_event_hooks_and_known() {
+    let text = hook(
+        "post-rollout",
+        "url = \"http://127.0.0.1:7000/\"\nseverity = \"warning\"\n",
+    );
+    assert_error(&text, 8, 12, "`severity` filters the events");
+    let text = hook(
+        "event",
+        "url = \"http://127.0.0.1:7000/\"\nseverity = \"error\"\n",
+    );
+    assert_error(
+        &text,
+        8,
+        12,
+        "unknown severity \"error\"; use one of info, warning",
+    );
+}
+
+#[test]
+fn webhook_retries_only_for_notices() {
+    let text = hook(
+        "confirm-promotion",
+        "url = \"http://127.0.0.1:7000/\"\nretries = 3\n",
+    );
+    assert_error(&text, 8, 11, "a confirm-promotion hook is a gate");
+}
+
+#[test]
+fn webhook_header_file_must_be_readable_and_is_never_quoted() {
+    let text = hook(
+        "event",
+        "url = \"http://127.0.0.1:7000/\"\nheaders = { Authorization = \"file:/nonexistent/hook-token\" }\n",
+    );
+    assert_error(
+        &text,
+        8,
+        29,
+        "cannot read webhook header \"Authorization\" from /nonexistent/hook-token",
+    );
+    let text = hook(
+        "event",
+        "url = \"http://127.0.0.1:7000/\"\nheaders = { Authorization = \"Bearer a\\nb\" }\n",
+    );
+    let e = error(&text);
+    assert!(e.message().contains("not a valid HTTP header value"), "{e}");
+    assert!(
+        !e.message().contains("Bearer"),
+        "the value is not quoted: {e}"
+    );
+}
+
+#[test]
+fn webhook_ca_must_be_readable_and_only_for_https() {
+    let text = hook(
+        "event",
+        "url = \"http://127.0.0.1:7000/\"\nca = \"/etc/canaryd/ca.pem\"\n",
+    );
+    assert_error(&text, 8, 6, "`ca` verifies an https:// hook");
+    let text = hook(
+        "event",
+        "url = \"https://127.0.0.1:7000/\"\nca = \"/nonexistent/ca.pem\"\n",
+    );
+    assert_error(&text, 8, 6, "cannot read webhook `ca` /nonexistent/ca.pem");
+}
+
+#[test]
+fn admin_public_url_must_be_absolute() {
+    assert_error(
+        "[admin]\npublic_url = \"canaryd.example.com\"\n",
+        2,
+        14,
+        "`admin.public_url` must be an absolute http:// or https:// URL",
+    );
 }
 
 #[test]
@@ -601,6 +696,28 @@ fn tls_key_must_be_pem() {
         e.message().contains("holds no PEM PRIVATE KEY block"),
         "{e}"
     );
+}
+
+#[test]
+fn a_config_that_serves_nothing_is_not_refused_for_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("canaryd.toml");
+    let text = format!(
+        "[proxy.tls]\ncert = \"missing.crt\"\nkey = \"missing.key\"\n{}",
+        hook(
+            "event",
+            "url = \"https://127.0.0.1:7000/\"\nca = \"missing-ca.pem\"\nheaders = { Authorization = \"file:missing-token\" }\n"
+        )
+    );
+    std::fs::write(&file, text).unwrap();
+    let e = match load_file(&file) {
+        Ok(_) => panic!("a config with missing files was served"),
+        Err(e) => e,
+    };
+    assert!(e.message().contains("cannot read TLS certificate"), "{e}");
+    // `canaryd simulate` reads the same file without touching the files it names.
+    let c = load_file_unread(&file).unwrap();
+    assert_eq!(c.routes[0].webhooks.len(), 1);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use canaryd::config::{RetryBudgetConfig, Version};
+use canaryd::config::{RetryBudgetConfig, Version, WebhookKind};
 use canaryd::metrics::{
     render, ExpositionInput, LastCheckInput, MetricsRegistry, Outcome, RouteInput,
     UpstreamErrorKind, VersionCheck,
@@ -13,12 +13,14 @@ use canaryd::metrics::{
 use canaryd::routing::Phase;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
-/// Every metric of docs/operations.md#series and its type, plus the extension `canaryd_retries_total`.
-const FAMILIES: [(&str, &str); 15] = [
+/// Every metric of docs/operations.md#series and its type, plus the extensions
+/// `canaryd_retries_total` and `canaryd_webhook_failures_total`.
+const FAMILIES: [(&str, &str); 16] = [
     ("canaryd_requests_total", "counter"),
     ("canaryd_request_duration_seconds", "histogram"),
     ("canaryd_upstream_errors_total", "counter"),
     ("canaryd_retries_total", "counter"),
+    ("canaryd_webhook_failures_total", "counter"),
     ("canaryd_canary_weight", "gauge"),
     ("canaryd_canary_phase", "gauge"),
     ("canaryd_canary_failed_checks", "gauge"),
@@ -72,6 +74,12 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
         min_per_second: 0,
     };
     assert!(!shop.try_retry(Version::Canary, &empty));
+    // Two event notices and one post-rollout notice that finally failed; a gate's "no" is an
+    // answer, not a failed delivery, and is not counted.
+    shop.count_undelivered(WebhookKind::Event);
+    shop.count_undelivered(WebhookKind::Event);
+    shop.count_undelivered(WebhookKind::PostRollout);
+    shop.count_undelivered(WebhookKind::ConfirmPromotion);
 
     let blog = registry.route("blog");
     blog.record(Version::Primary, Outcome::Status(404), us(1_000));
@@ -350,6 +358,10 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
         label_names("canaryd_retries_total"),
         set(&["route", "version", "outcome"])
     );
+    assert_eq!(
+        label_names("canaryd_webhook_failures_total"),
+        set(&["route", "type"])
+    );
     assert_eq!(label_names("canaryd_canary_weight"), set(&["route"]));
     assert_eq!(
         label_names("canaryd_canary_phase"),
@@ -422,6 +434,32 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     assert_eq!(
         value(&scrape, "canaryd_build_info", &[("version", "1.2.3")]),
         1.0
+    );
+}
+
+#[test]
+fn webhook_failures_are_counted_per_route_and_notice_type_zeros_included() {
+    let scrape = parse(&rendered());
+    let failures = |route: &str, kind: &str| {
+        value(
+            &scrape,
+            "canaryd_webhook_failures_total",
+            &[("route", route), ("type", kind)],
+        )
+    };
+    assert_eq!(failures("shop", "event"), 2.0);
+    assert_eq!(failures("shop", "post-rollout"), 1.0);
+    assert_eq!(failures("blog", "event"), 0.0);
+    let types: BTreeSet<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "canaryd_webhook_failures_total")
+        .filter_map(|s| s.labels.get("type"))
+        .collect();
+    assert_eq!(
+        types,
+        ["event", "post-rollout"].into(),
+        "gates are never counted"
     );
 }
 

@@ -2,11 +2,15 @@
 //! h2c upgrade is never tunnelled, half-closed clients get their answers, request bodies reach
 //! the upstream whatever the method, `Host` is checked, HTTP/2 field values with surrounding
 //! whitespace are refused, and the framing cases the contract settles (`Content-Length` with
-//! `Transfer-Encoding`, bare LF, a bad chunk after a valid one).
+//! `Transfer-Encoding`, bare LF, a bad chunk after a valid one); then misbehaving upstreams
+//! (`Content-Length` with `Transfer-Encoding`, transfer codings, a 101 nobody asked for),
+//! request targets and codings canaryd refuses, clients that stall their own body, HTTP/2 cookie
+//! crumbs, HTTP/1.0 keep-alive and `Max-Forwards`.
 //!
 //! Clients write exact bytes (or HTTP/2 frames through hyper's client); upstreams record what
-//! reached them: the test support's hyper upstream, or [`RawUpstream`], which keeps every byte
-//! of every connection so a test can show what was (not) sent.
+//! reached them: the test support's hyper upstream, or `RawUpstream` (`tests/support`), which
+//! keeps every byte of every connection so a test can show what was (not) sent, and answers by
+//! path with bytes the test chose.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,7 +18,6 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,130 +28,11 @@ use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------- helpers
-
-/// What one connection to a [`RawUpstream`] carried.
-#[derive(Debug, Default)]
-struct RawConn {
-    bytes: Vec<u8>,
-    /// The proxy closed (or reset) this connection.
-    ended: bool,
-}
-
-impl RawConn {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
-/// How a [`RawUpstream`] answers a complete request head.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum RawMode {
-    /// `200` with a two-byte body to every head (requests are assumed to have no body).
-    Ok,
-    /// As `Ok`, but a head asking for `Upgrade: h2c` gets `101 Switching Protocols`, and from
-    /// then on the connection is only recorded: an h2c-capable upstream as far as the proxy can
-    /// tell.
-    H2c,
-    /// Never answers.
-    Silent,
-    /// `103 Early Hints` with a `Link` header at once, then `200` after [`HINT_LEAD`].
-    EarlyHints,
-}
-
-/// How long a [`RawMode::EarlyHints`] upstream waits between its `103` and its `200`.
-const HINT_LEAD: Duration = Duration::from_millis(400);
-
-/// A TCP upstream that records every byte the proxy sends it.
-struct RawUpstream {
-    addr: SocketAddr,
-    conns: Arc<Mutex<Vec<Arc<Mutex<RawConn>>>>>,
-}
-
-impl RawUpstream {
-    async fn start(mode: RawMode) -> RawUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let conns: Arc<Mutex<Vec<Arc<Mutex<RawConn>>>>> = Arc::default();
-        let all = conns.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let conn = Arc::new(Mutex::new(RawConn::default()));
-                all.lock().unwrap().push(conn.clone());
-                tokio::spawn(serve_raw(stream, conn, mode));
-            }
-        });
-        RawUpstream { addr, conns }
-    }
-
-    fn connections(&self) -> usize {
-        self.conns.lock().unwrap().len()
-    }
-
-    /// Everything received, all connections in accept order.
-    fn received(&self) -> String {
-        let conns = self.conns.lock().unwrap();
-        conns.iter().map(|c| c.lock().unwrap().text()).collect()
-    }
-
-    fn conn(&self, index: usize) -> Arc<Mutex<RawConn>> {
-        self.conns.lock().unwrap()[index].clone()
-    }
-}
-
-async fn serve_raw(mut stream: TcpStream, conn: Arc<Mutex<RawConn>>, mode: RawMode) {
-    let mut buf = vec![0u8; 16384];
-    let mut answered_up_to = 0;
-    let mut tunnelled = false;
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let heads: Vec<String> = {
-            let mut conn = conn.lock().unwrap();
-            conn.bytes.extend_from_slice(&buf[..n]);
-            let mut heads = Vec::new();
-            while !tunnelled && mode != RawMode::Silent {
-                let rest = &conn.bytes[answered_up_to..];
-                let Some(end) = find(rest, b"\r\n\r\n") else {
-                    break;
-                };
-                let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
-                answered_up_to += end + 4;
-                tunnelled = mode == RawMode::H2c && head.contains("upgrade: h2c");
-                heads.push(head);
-            }
-            heads
-        };
-        for head in heads {
-            if mode == RawMode::EarlyHints {
-                let hint = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
-                if stream.write_all(hint).await.is_err() {
-                    break;
-                }
-                tokio::time::sleep(HINT_LEAD).await;
-            }
-            let answer: &[u8] = if mode == RawMode::H2c && head.contains("upgrade: h2c") {
-                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
-            } else {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-            };
-            if stream.write_all(answer).await.is_err() {
-                break;
-            }
-        }
-    }
-    conn.lock().unwrap().ended = true;
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
 
 /// What came back on a raw client connection.
 #[derive(Debug)]
@@ -729,4 +613,555 @@ async fn early_hints_to_an_http2_client_are_dropped_and_the_final_response_intac
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"ok");
     close_h2c(sender, conn).await;
+}
+
+// ---------------------------------------------------------------- misbehaving upstreams
+
+/// What the scripted raw upstream of this section answers, by path.
+static SCRIPT: &[Scripted] = &[
+    // Both framings: `Transfer-Encoding` wins (RFC 9112 §6.3); `Content-Length` lies.
+    Scripted {
+        path: "/cl-te",
+        answer: b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  5\r\nhello\r\n0\r\n\r\n",
+        then_close: false,
+    },
+    Scripted {
+        path: "/te-gzip",
+        answer: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nGZ!\r\n0\r\n\r\n",
+        then_close: false,
+    },
+    Scripted {
+        path: "/switch",
+        answer:
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        then_close: false,
+    },
+    Scripted {
+        path: "/ws-h2c",
+        answer: b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        then_close: false,
+    },
+    Scripted {
+        path: "/stall",
+        answer: b"",
+        then_close: false,
+    },
+    Scripted {
+        path: "/chunked",
+        answer: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        then_close: false,
+    },
+    Scripted {
+        path: "/close-delimited",
+        answer: b"HTTP/1.1 200 OK\r\n\r\nhello",
+        then_close: true,
+    },
+];
+
+async fn scripted() -> (RawUpstream, Canaryd) {
+    let up = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let proxy = Canaryd::start(&app_to(up.addr));
+    (up, proxy)
+}
+
+/// The proxy's `/metrics`, parsed.
+async fn scrape(proxy: &Canaryd) -> prometheus_parse::Scrape {
+    let url = format!("http://{}/metrics", proxy.admin);
+    let (status, _, text) = get(&client(), &url, &[]).await;
+    assert_eq!(status, 200);
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The value of the one series `name` of route "app", primary, with the `extra` label.
+fn series(scrape: &prometheus_parse::Scrape, name: &str, extra: (&str, &str)) -> f64 {
+    let found: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == name
+                && s.labels.get("route") == Some("app")
+                && s.labels.get("version") == Some("primary")
+                && s.labels.get(extra.0) == Some(extra.1)
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {extra:?}");
+    found[0]
+}
+
+/// Requests of route "app" (primary) in one status class.
+fn class(scrape: &prometheus_parse::Scrape, class: &str) -> f64 {
+    series(scrape, "canaryd_requests_total", ("code_class", class))
+}
+
+/// Upstream errors of route "app" (primary) of one kind.
+fn errors(scrape: &prometheus_parse::Scrape, kind: &str) -> f64 {
+    series(scrape, "canaryd_upstream_errors_total", ("kind", kind))
+}
+
+/// Wait until the upstream's connection `index` was closed by the proxy.
+async fn wait_closed(up: &RawUpstream, index: usize) {
+    let deadline = Instant::now() + WAIT;
+    while !(up.connections() > index && up.conn(index).lock().unwrap().ended) {
+        assert!(
+            Instant::now() < deadline,
+            "upstream connection {index} left open: {:?}",
+            up.per_connection()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An upstream response with `Content-Length: 3` and `Transfer-Encoding: chunked` (body
+/// `hello`): the HTTP/1.1 client gets all five bytes chunked and no `Content-Length`, the
+/// pipelined next request its own answer, and the upstream connection is closed, never reused
+/// (the next request arrives on a new one). An HTTP/2 client gets the five bytes and no
+/// `content-length` either.
+#[tokio::test]
+async fn upstream_content_length_with_transfer_encoding_is_relayed_chunked_and_never_pooled() {
+    let (up, proxy) = scripted().await;
+    let reply = exchange(
+        proxy.addr,
+        b"GET /cl-te HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"],
+        "{reply:?}"
+    );
+    let first = &reply.text[..reply.text.rfind("HTTP/1.1 200 OK").unwrap()];
+    assert!(!first.contains("content-length"), "{reply:?}");
+    assert!(
+        first.contains("transfer-encoding: chunked\r\n"),
+        "{reply:?}"
+    );
+    assert!(
+        first.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{reply:?}"
+    );
+    assert!(reply.text.ends_with("\r\n\r\nok"), "{reply:?}");
+    wait_closed(&up, 0).await;
+    let conns = up.per_connection();
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    assert!(conns[0].starts_with("GET /cl-te HTTP/1.1\r\n"), "{conns:?}");
+    assert!(!conns[0].contains("/after"), "{conns:?}");
+    assert!(conns[1].starts_with("GET /after HTTP/1.1\r\n"), "{conns:?}");
+
+    let (mut sender, conn) = h2c(&proxy).await;
+    let req = Request::get(proxy.url("/cl-te"))
+        .body(Empty::new().boxed())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        !resp.headers().contains_key("content-length"),
+        "{:?}",
+        resp.headers()
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello");
+    close_h2c(sender, conn).await;
+    // That request may have taken the pooled connection of `/after`: whichever carried it
+    // is closed after the response.
+    let carried = up
+        .per_connection()
+        .iter()
+        .rposition(|c| c.contains("GET /cl-te "))
+        .unwrap();
+    assert!(carried >= 1, "{:?}", up.per_connection());
+    wait_closed(&up, carried).await;
+}
+
+/// A request coding other than `chunked` (`gzip, chunked`) is 501 (RFC 9112 §6.1), the
+/// connection closed, nothing upstream, nothing counted.
+#[tokio::test]
+async fn request_transfer_coding_other_than_chunked_is_501_and_reaches_no_upstream() {
+    let (up, proxy) = scripted().await;
+    for coding in ["gzip, chunked", "identity, chunked"] {
+        let request = format!(
+            "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let reply = exchange(proxy.addr, request.as_bytes()).await;
+        assert_eq!(
+            reply.status_lines(),
+            ["HTTP/1.1 501 Not Implemented"],
+            "{coding}: {reply:?}"
+        );
+        assert!(reply.closed, "{reply:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.connections(), 0, "{}", up.received());
+    assert_nothing_counted(&proxy);
+}
+
+/// An upstream's `Transfer-Encoding: gzip, chunked` is never lost: an HTTP/1.1 client gets
+/// `Transfer-Encoding: gzip, chunked` and the gzip bytes; HTTP/1.0 and HTTP/2, which cannot
+/// carry a transfer coding, get 502, counted as a broken exchange of the version.
+#[tokio::test]
+async fn upstream_transfer_coding_reaches_http1_clients_and_is_502_for_the_others() {
+    let (up, proxy) = scripted().await;
+    let reply = exchange(
+        proxy.addr,
+        b"GET /te-gzip HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    assert!(
+        reply
+            .text
+            .contains("\r\ntransfer-encoding: gzip, chunked\r\n"),
+        "{reply:?}"
+    );
+    assert!(
+        reply.text.ends_with("\r\n\r\n3\r\nGZ!\r\n0\r\n\r\n"),
+        "{reply:?}"
+    );
+
+    let reply = exchange(proxy.addr, b"GET /te-gzip HTTP/1.0\r\nHost: a\r\n\r\n").await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.0 502 Bad Gateway"],
+        "{reply:?}"
+    );
+    assert!(!reply.text.contains("GZ!"), "{reply:?}");
+
+    let (mut sender, conn) = h2c(&proxy).await;
+    let req = Request::get(proxy.url("/te-gzip"))
+        .body(Empty::new().boxed())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 502);
+    close_h2c(sender, conn).await;
+
+    assert_eq!(
+        up.received().matches("GET /te-gzip HTTP/1.1\r\n").count(),
+        3
+    );
+    let m = scrape(&proxy).await;
+    assert_eq!(class(&m, "2xx"), 1.0);
+    assert_eq!(class(&m, "5xx"), 2.0);
+    assert_eq!(errors(&m, "reset"), 2.0);
+}
+
+/// `CONNECT` with a path or an absolute URI (RFC 9112 §3.2.3 allows only `host:port`), and an
+/// absolute target with a scheme canaryd does not route (`ftp:`): 400, the connection closed,
+/// nothing upstream, nothing counted.
+#[tokio::test]
+async fn connect_without_an_authority_target_and_foreign_schemes_are_400() {
+    let (up, proxy) = scripted().await;
+    for head in [
+        "CONNECT /connect-path HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT http://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let reply = exchange(proxy.addr, head.as_bytes()).await;
+        assert_eq!(
+            reply.status_lines(),
+            ["HTTP/1.1 400 Bad Request"],
+            "{head:?}: {reply:?}"
+        );
+        assert!(reply.closed, "{head:?}: {reply:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.connections(), 0, "{}", up.received());
+    assert_nothing_counted(&proxy);
+}
+
+/// A 101 nobody asked for (HTTP/1.1 without `Upgrade`, and HTTP/2, which has no 101) and a
+/// WebSocket request answered `101 Upgrade: h2c`: 502, counted as 5xx and a broken exchange,
+/// never as 1xx; no tunnel opens, so bytes the client sends next never reach the upstream.
+#[tokio::test]
+async fn an_unsolicited_or_unoffered_101_is_502_counted_and_never_a_tunnel() {
+    let (up, proxy) = scripted().await;
+    let reply = exchange(proxy.addr, b"GET /switch HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.1 502 Bad Gateway"],
+        "{reply:?}"
+    );
+
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(
+        b"GET /ws-h2c HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, s.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 502 "), "{first:?}");
+    let _ = s.write_all(b"tunnelled bytes\r\n\r\n").await;
+    let _ = read_reply(&mut s, Duration::from_millis(300)).await;
+
+    let (mut sender, conn) = h2c(&proxy).await;
+    let req = Request::get(proxy.url("/switch"))
+        .body(Empty::new().boxed())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 502);
+    close_h2c(sender, conn).await;
+
+    let received = up.received();
+    assert_eq!(received.matches("GET /switch HTTP/1.1\r\n").count(), 2);
+    assert!(
+        received
+            .to_ascii_lowercase()
+            .contains("upgrade: websocket\r\n"),
+        "{received}"
+    );
+    assert!(!received.contains("tunnelled bytes"), "{received}");
+    let m = scrape(&proxy).await;
+    assert_eq!(class(&m, "1xx"), 0.0);
+    assert_eq!(class(&m, "5xx"), 3.0);
+    assert_eq!(errors(&m, "reset"), 3.0);
+}
+
+/// A 101 nobody asked for counts against the endpoint's passive health too: with
+/// `ejection_failures = 1` the endpoint that sent it is ejected, and the next requests all go to
+/// the other endpoint.
+#[tokio::test]
+async fn an_unsolicited_101_counts_against_the_endpoint() {
+    let a = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let b = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let toml = base_config("", "ejection_failures = 1\nejection_base_time = \"60s\"")
+        + &format!(
+            "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\", \"{}\"]\n",
+            a.addr, b.addr
+        );
+    let proxy = Canaryd::start(&toml);
+    let reply = exchange(
+        proxy.addr,
+        b"GET /switch HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.1 502 Bad Gateway"],
+        "{reply:?}"
+    );
+    let (switched, other) = if a.received().contains("/switch") {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    for _ in 0..20 {
+        let reply = exchange(
+            proxy.addr,
+            b"GET /n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    }
+    assert_eq!(switched.received().matches("GET /n ").count(), 0);
+    assert_eq!(other.received().matches("GET /n ").count(), 20);
+}
+
+/// A client that stops sending its body — after `Expect: 100-continue` and nothing, or after
+/// part of it — gets 408 once `request_timeout` runs out, and its connection is closed. Nothing
+/// counts against the version (no 5xx, no upstream timeout) or the endpoint: with
+/// `ejection_failures = 1`, both endpoints still take traffic afterwards.
+#[tokio::test]
+async fn a_client_stalling_its_own_body_gets_408_and_nothing_is_counted() {
+    let a = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let b = RawUpstream::start(RawMode::ByPath(SCRIPT)).await;
+    let toml = base_config(
+        "",
+        "request_timeout = \"1s\"\nejection_failures = 1\nejection_base_time = \"60s\"",
+    ) + &format!(
+        "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\", \"{}\"]\n",
+        a.addr, b.addr
+    );
+    let proxy = Canaryd::start(&toml);
+    let stalls: [&[u8]; 2] = [
+        b"POST /stall HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+        b"POST /stall HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n012",
+    ];
+    // Until each endpoint has had a stalled request (p2c picks at random).
+    let mut tries = 0;
+    while !(a.received().contains("/stall") && b.received().contains("/stall")) {
+        tries += 1;
+        assert!(tries <= 20, "p2c never picked both endpoints");
+        let stall = stalls[tries % 2];
+        let reply = exchange(proxy.addr, stall).await;
+        let expected: &[&str] = if stall.ends_with(b"100-continue\r\nContent-Length: 10\r\n\r\n") {
+            &["HTTP/1.1 100 Continue", "HTTP/1.1 408 Request Timeout"]
+        } else {
+            &["HTTP/1.1 408 Request Timeout"]
+        };
+        assert_eq!(reply.status_lines(), expected, "{reply:?}");
+        assert!(reply.closed, "{reply:?}");
+    }
+    let (a_before, b_before) = (a.connections(), b.connections());
+    for _ in 0..20 {
+        let reply = exchange(
+            proxy.addr,
+            b"GET /n HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    }
+    let (a_got, b_got) = (
+        a.received().matches("GET /n ").count(),
+        b.received().matches("GET /n ").count(),
+    );
+    assert!(
+        a_got > 0 && b_got > 0,
+        "an endpoint was ejected: {a_got} / {b_got} (connections {a_before} / {b_before})"
+    );
+    let m = scrape(&proxy).await;
+    assert_eq!(class(&m, "5xx"), 0.0);
+    assert_eq!(class(&m, "4xx"), 0.0);
+    assert_eq!(errors(&m, "timeout"), 0.0);
+    assert_eq!(class(&m, "2xx"), 20.0);
+}
+
+/// HTTP/2 cookie crumbs (one `cookie` field per cookie) reach the HTTP/1.1 upstream as one
+/// `cookie` field joined with "; " (RFC 9113 §8.2.3).
+#[tokio::test]
+async fn h2_cookie_crumbs_are_joined_for_the_http1_upstream() {
+    let (up, proxy) = scripted().await;
+    let (mut sender, conn) = h2c(&proxy).await;
+    let req = Request::get(proxy.url("/c"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(Empty::new().boxed())
+        .unwrap();
+    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    close_h2c(sender, conn).await;
+    let received = up.received().to_ascii_lowercase();
+    assert_eq!(received.matches("cookie:").count(), 1, "{received}");
+    assert!(
+        received.contains("\r\ncookie: a=1; b=2; c=3\r\n"),
+        "{received}"
+    );
+}
+
+/// An HTTP/1.0 client asking for keep-alive, answered with a body of unknown length (chunked
+/// or close-delimited upstream): HTTP/1.0 has no chunked framing, so the answer says
+/// `connection: close`, never keep-alive, and the connection closes after the body. A body of
+/// known length keeps the connection: the pipelined second request is answered on it.
+#[tokio::test]
+async fn http10_keep_alive_is_never_promised_for_a_body_that_ends_with_the_connection() {
+    let (_up, proxy) = scripted().await;
+    for path in ["/chunked", "/close-delimited"] {
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /after HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        );
+        let reply = exchange(proxy.addr, request.as_bytes()).await;
+        assert_eq!(
+            reply.status_lines(),
+            ["HTTP/1.0 200 OK"],
+            "{path}: {reply:?}"
+        );
+        let lower = reply.text.to_ascii_lowercase();
+        assert!(
+            lower.contains("\r\nconnection: close\r\n"),
+            "{path}: {reply:?}"
+        );
+        assert!(!lower.contains("keep-alive"), "{path}: {reply:?}");
+        assert!(reply.text.ends_with("\r\n\r\nhello"), "{path}: {reply:?}");
+        assert!(reply.closed, "{path}: {reply:?}");
+    }
+    let reply = exchange(
+        proxy.addr,
+        b"GET /known HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /after HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.0 200 OK", "HTTP/1.0 200 OK"],
+        "{reply:?}"
+    );
+    assert!(
+        reply
+            .text
+            .to_ascii_lowercase()
+            .contains("connection: keep-alive"),
+        "{reply:?}"
+    );
+}
+
+/// `Max-Forwards: 0` on `OPTIONS` and `TRACE` (RFC 9110 §7.6.2): canaryd answers as the final
+/// recipient and forwards nothing — `OPTIONS` 200, `TRACE` 200 `message/http` echoing the
+/// head without its credentials. A higher count is forwarded one lower; other methods ignore
+/// the field.
+#[tokio::test]
+async fn max_forwards_zero_options_and_trace_are_answered_by_the_proxy() {
+    let (up, proxy) = scripted().await;
+    let reply = exchange(
+        proxy.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+    let reply = exchange(
+        proxy.addr,
+        b"TRACE /t HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nX-A: 1\r\nCookie: secret=1\r\n\
+          Authorization: Basic c2VjcmV0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status_lines()[0], "HTTP/1.1 200 OK", "{reply:?}");
+    assert!(
+        reply.text.contains("content-type: message/http\r\n"),
+        "{reply:?}"
+    );
+    let body = &reply.text[reply.text.find("\r\n\r\n").unwrap() + 4..];
+    assert!(body.starts_with("TRACE /t HTTP/1.1\r\n"), "{reply:?}");
+    assert!(body.contains("x-a: 1\r\n"), "{reply:?}");
+    assert!(
+        !body.contains("secret") && !body.contains("c2VjcmV0"),
+        "{reply:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.connections(), 0, "{}", up.received());
+
+    for (head, forwarded) in [
+        (
+            "OPTIONS /o HTTP/1.1\r\nHost: a\r\nMax-Forwards: 3\r\nConnection: close\r\n\r\n",
+            "max-forwards: 2\r\n",
+        ),
+        (
+            "GET /g HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+            "max-forwards: 0\r\n",
+        ),
+    ] {
+        let reply = exchange(proxy.addr, head.as_bytes()).await;
+        assert_eq!(reply.status_lines(), ["HTTP/1.1 200 OK"], "{reply:?}");
+        let received = up.received().to_ascii_lowercase();
+        assert!(received.contains(forwarded), "{head:?}: {received}");
+    }
+}
+
+/// Cases decided differently from the RFCs' preference, pinned so a hyper upgrade that changes
+/// them is noticed (`docs/security.md#choices-the-rfcs-leave-open-and-what-is-open`):
+/// `HTTP/1.2` is refused by the parser (httparse knows only 1.0 and 1.1), and a 100 KB URI,
+/// larger than `max_header_bytes`, gets hyper's 431. Neither reaches the upstream.
+#[tokio::test]
+async fn http_1_2_and_an_oversized_uri_are_refused_by_the_parser() {
+    let (up, proxy) = scripted().await;
+    let reply = exchange(proxy.addr, b"GET /x HTTP/1.2\r\nHost: a\r\n\r\n").await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.1 400 Bad Request"],
+        "{reply:?}"
+    );
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: a\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let reply = exchange(proxy.addr, long.as_bytes()).await;
+    assert_eq!(
+        reply.status_lines(),
+        ["HTTP/1.1 431 Request Header Fields Too Large"],
+        "{reply:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.connections(), 0, "{}", up.received());
 }

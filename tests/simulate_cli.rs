@@ -65,7 +65,7 @@ fn prints_the_outcome_shares_times_and_exposure_for_a_known_config() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     // 5% errors against an allowed 1%: every run is rolled back, within the first step.
-    let expected_head = "route shop (sequential judge), 100 req/s, canary error rate 0.05, 200 runs, horizon 3060 s\n\
+    let expected_head = "route shop (sequential judge), 100 req/s, canary error rate 0.05, 200 runs, horizon 3060 s (every step's max_step_duration)\n\
                          P(promote)   0.0000  (0)\n\
                          P(rollback)  1.0000  (200)\n\
                          P(undecided) 0.0000  (0)\n";
@@ -89,6 +89,91 @@ fn prints_the_outcome_shares_times_and_exposure_for_a_known_config() {
         "7",
     ]);
     assert_eq!(text(&again.stdout), stdout);
+    assert!(
+        !stdout.contains("why undecided"),
+        "nothing undecided: {stdout}"
+    );
+}
+
+#[test]
+fn the_default_horizon_follows_the_traffic_and_undecided_runs_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "seed.toml", SEED);
+    // 1 req/s: the first step's canary gets 0.1 req/s; at the "good" rate (0.5% failures) the
+    // judge needs 658 requests on average, 110 checks; 3 × (110 + 4 later steps) × 60 s + one
+    // interval = 20,580 s, beyond the schedule's 3,060 s.
+    let out = simulate(&[
+        "-c",
+        &config,
+        "--rps",
+        "1",
+        "--canary-error-rate",
+        "0",
+        "--runs",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "horizon 20580 s (3x the 6840 s a canary failing at the \"good\" rate needs on average at this traffic)"
+        ),
+        "{stdout}"
+    );
+    // A horizon given too short: every run undecided, and the output says why in figures.
+    let out = simulate(&[
+        "-c",
+        &config,
+        "--rps",
+        "1",
+        "--canary-error-rate",
+        "0",
+        "--runs",
+        "20",
+        "--horizon",
+        "10m",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("horizon 600 s (--horizon)"), "{stdout}");
+    assert!(stdout.contains("P(undecided) 1.0000  (20)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "why undecided: 20 runs had no decision after 600 s. The sequential judge passes a step once the canary has served about 297 requests without a failure"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the canary gets 0.10 req/s, so the first step needs 2970 s at least"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_config_whose_tls_and_token_files_are_elsewhere_is_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = format!(
+        "[proxy.tls]\ncert = \"/etc/canaryd/missing.crt\"\nkey = \"/etc/canaryd/missing.key\"\n{SEED}\
+         [[route.webhooks]]\ntype = \"event\"\nurl = \"https://hooks.example.com/x\"\n\
+         headers = {{ Authorization = \"file:/etc/canaryd/missing-token\" }}\n"
+    );
+    let config = write(dir.path(), "prod.toml", &prod);
+    let out = simulate(&[
+        "-c",
+        &config,
+        "--rps",
+        "100",
+        "--canary-error-rate",
+        "0.05",
+        "--runs",
+        "10",
+    ]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    assert!(text(&out.stdout).contains("P(rollback)  1.0000  (10)"));
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", text(&out.stdout), text(&out.stderr))
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub fn all_routes(snapshot: &RoutingSnapshot, analysis: &AnalysisHandle) -> Vec<
                     inconclusive_checks: 0,
                     iterations: 0,
                     last_check: None,
+                    reason: None,
                 }
             })
         })

@@ -32,8 +32,18 @@ pub fn status(client: &AdminClient, route: Option<&str>, as_json: bool) -> ExitC
         }
     };
     print!("{}", table(&routes));
+    print!("{}", reasons(&routes));
     print!("{}", fleet_lines(&routes));
     ExitCode::SUCCESS
+}
+
+/// One line per route whose rollout says why it is where it is (`reason`): what the
+/// sequential judge is collecting, or why it was promoted or rolled back.
+fn reasons(routes: &[Value]) -> String {
+    routes
+        .iter()
+        .filter_map(|r| Some(format!("{}: {}\n", text(&r["name"]), r["reason"].as_str()?)))
+        .collect()
 }
 
 /// In fleet mode (docs/fleet.md): who leads, who is a member, and routes in config drift.

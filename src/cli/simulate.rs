@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 
 use crate::analysis::Params;
-use crate::config::load_file;
-use crate::simulate::{simulate, Behaviour, Latency, Scenario, Summary};
+use crate::config::{load_file_unread, JudgeKind, OnInconclusive, Steps};
+use crate::simulate::{
+    clean_requests_to_pass, simulate, Behaviour, Horizon, Latency, Scenario, Summary,
+};
 
 /// `canaryd simulate` options.
 #[derive(Debug, clap::Args)]
@@ -41,8 +43,9 @@ pub struct SimulateArgs {
     /// Seed of the random draws (same seed, same figures)
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Virtual time after which a rollout counts as undecided [default: every step's
-    /// max_step_duration, plus one interval]
+    /// Virtual time after which a rollout counts as undecided [default: from the schedule and
+    /// the traffic: every step's max_step_duration, or 3x what a canary without failures needs
+    /// at --rps if longer; the threshold judge: every check it may take]
     #[arg(long, value_parser = super::parse_duration)]
     horizon: Option<Duration>,
     /// Print JSON
@@ -66,14 +69,15 @@ fn parse_rps(s: &str) -> Result<f64, String> {
 
 /// Run the command: 0 on success, 1 for an invalid config file, 2 for bad options.
 pub fn run(args: &SimulateArgs) -> ExitCode {
-    let config = match load_file(&args.file) {
+    // The simulation serves nothing: certificate and token files need not exist here.
+    let config = match load_file_unread(&args.file) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::from(1);
         }
     };
-    let scenario = match scenario(args, &config) {
+    let (scenario, horizon) = match scenario(args, &config) {
         Ok(s) => s,
         Err(error) => {
             eprintln!("canaryd simulate: {error:#}");
@@ -90,12 +94,15 @@ pub fn run(args: &SimulateArgs) -> ExitCode {
             }
         }
     } else {
-        print!("{}", human(&scenario, &summary));
+        print!("{}", human(&scenario, &summary, &horizon));
     }
     ExitCode::SUCCESS
 }
 
-fn scenario(args: &SimulateArgs, config: &crate::config::Config) -> anyhow::Result<Scenario> {
+fn scenario(
+    args: &SimulateArgs,
+    config: &crate::config::Config,
+) -> anyhow::Result<(Scenario, Horizon)> {
     let analysed: Vec<_> = config
         .routes
         .iter()
@@ -130,10 +137,11 @@ fn scenario(args: &SimulateArgs, config: &crate::config::Config) -> anyhow::Resu
             ),
         },
     };
-    let horizon = args
-        .horizon
-        .unwrap_or_else(|| Scenario::default_horizon(&params));
-    Ok(Scenario {
+    let horizon = match args.horizon {
+        Some(given) => Horizon::given(given),
+        None => Horizon::default_for(&params, args.rps),
+    };
+    let scenario = Scenario {
         params,
         rps: args.rps,
         primary: Behaviour {
@@ -144,21 +152,22 @@ fn scenario(args: &SimulateArgs, config: &crate::config::Config) -> anyhow::Resu
             error_rate: args.canary_error_rate,
             latency: args.canary_latency,
         },
-        horizon,
-    })
+        horizon: horizon.duration,
+    };
+    Ok((scenario, horizon))
 }
 
 fn seconds(s: Option<f64>) -> String {
     s.map_or_else(|| "-".to_owned(), |s| format!("{s:.0} s"))
 }
 
-fn human(scenario: &Scenario, s: &Summary) -> String {
+fn human(scenario: &Scenario, s: &Summary, horizon: &Horizon) -> String {
     let judge = match scenario.params.analysis.judge {
-        crate::config::JudgeKind::Sequential => "sequential",
-        crate::config::JudgeKind::Threshold => "threshold",
+        JudgeKind::Sequential => "sequential",
+        JudgeKind::Threshold => "threshold",
     };
-    format!(
-        "route {route} ({judge} judge), {rps} req/s, canary error rate {ce}, {runs} runs, horizon {h:.0} s\n\
+    let mut text = format!(
+        "route {route} ({judge} judge), {rps} req/s, canary error rate {ce}, {runs} runs, horizon {h:.0} s ({basis})\n\
          P(promote)   {pp:.4}  ({promoted})\n\
          P(rollback)  {pr:.4}  ({rolled})\n\
          P(undecided) {pu:.4}  ({undecided})\n\
@@ -169,6 +178,7 @@ fn human(scenario: &Scenario, s: &Summary) -> String {
         ce = scenario.canary.error_rate,
         runs = s.runs,
         h = scenario.horizon.as_secs_f64(),
+        basis = horizon.basis,
         pp = s.p_promote,
         promoted = s.promoted,
         pr = s.p_rollback,
@@ -181,5 +191,49 @@ fn human(scenario: &Scenario, s: &Summary) -> String {
         mr = seconds(s.median_rollback_seconds),
         exp_med = s.median_canary_requests,
         exp_mean = s.mean_canary_requests,
-    )
+    );
+    if s.undecided > 0 {
+        text.push_str(&why_undecided(scenario, s));
+    }
+    text
+}
+
+/// Why runs ended undecided, in the figures a user can act on.
+fn why_undecided(scenario: &Scenario, s: &Summary) -> String {
+    let params = &scenario.params;
+    let interval = params.interval().as_secs_f64();
+    let mut text = format!(
+        "why undecided: {} runs had no decision after {:.0} s. ",
+        s.undecided,
+        scenario.horizon.as_secs_f64()
+    );
+    let first_weight = match &params.analysis.steps {
+        Steps::Weights(w) => w.first().copied(),
+        Steps::Iterations(_) => None,
+    };
+    match (params.analysis.judge, clean_requests_to_pass(params), first_weight) {
+        (JudgeKind::Sequential, Some(needed), Some(weight)) => {
+            let canary_rps = scenario.rps * f64::from(weight) / 100.0;
+            let seconds = if canary_rps > 0.0 {
+                format!("{:.0} s", needed as f64 / canary_rps)
+            } else {
+                "forever".to_owned()
+            };
+            text.push_str(&format!(
+                "The sequential judge passes a step once the canary has served about {needed} requests without a failure (more when some fail); at {} req/s and weight {weight}% the canary gets {canary_rps:.2} req/s, so the first step needs {seconds} at least. ",
+                scenario.rps
+            ));
+            text.push_str(match params.analysis.sequential.on_inconclusive {
+                OnInconclusive::Hold => "An undecided step holds (on_inconclusive = \"hold\"): more traffic, a larger first step or a longer --horizon decide more.\n",
+                OnInconclusive::Rollback => "An undecided step rolls back after max_step_duration (on_inconclusive = \"rollback\").\n",
+            });
+        }
+        (JudgeKind::Sequential, _, _) => text.push_str(
+            "The canary got no traffic the simulation models (match rules and mirroring are not simulated), or there is no metric to count.\n",
+        ),
+        (JudgeKind::Threshold, _, _) => text.push_str(&format!(
+            "The threshold judge needs one passing check of {interval:.0} s per step, and holds on failed and inconclusive checks until `threshold` or `inconclusive_limit`; a longer --horizon decides more.\n"
+        )),
+    }
+    text
 }

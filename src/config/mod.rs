@@ -10,8 +10,9 @@ mod tls;
 mod traffic;
 mod types;
 mod validate;
+mod webhook;
 
 pub use error::ConfigError;
 pub use fleet::{FleetConfig, FleetTls};
 pub use types::*;
-pub use validate::{load_file, parse_str};
+pub use validate::{load_file, load_file_unread, parse_str};

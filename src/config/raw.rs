@@ -144,6 +144,8 @@ fn default_tls_listen() -> Spanned<Vec<Spanned<String>>> {
 pub(crate) struct RawAdmin {
     pub listen: Spanned<String>,
     pub token_file: Spanned<String>,
+    /// The address people reach the status page at, for links in notifications.
+    pub public_url: Spanned<String>,
 }
 
 impl Default for RawAdmin {
@@ -151,6 +153,7 @@ impl Default for RawAdmin {
         RawAdmin {
             listen: dstr("127.0.0.1:9901"),
             token_file: dstr(""),
+            public_url: dstr(""),
         }
     }
 }
@@ -498,10 +501,26 @@ pub(crate) struct RawWebhook {
     pub timeout: Spanned<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// `https://` only: PEM file of the CA that signs the hook's certificate (default: the
+    /// system's roots).
+    pub ca: Option<Spanned<String>>,
+    #[serde(default = "default_webhook_format")]
+    pub format: Spanned<String>,
+    /// `event` hooks only: the lowest severity sent.
+    pub severity: Option<Spanned<String>>,
+    /// Extra request headers; a value `file:/path` is read from that file.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// Notice types only (`post-rollout`, `event`): further attempts after a failed one.
+    pub retries: Option<Spanned<i64>>,
 }
 
 fn default_webhook_timeout() -> Spanned<String> {
     dstr("10s")
+}
+
+fn default_webhook_format() -> Spanned<String> {
+    dstr("generic")
 }
 
 #[cfg(test)]

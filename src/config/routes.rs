@@ -1,7 +1,7 @@
 //! The rules of docs/configuration.md#validation-rules that concern a `[[route]]` table as a whole: its name, hosts,
 //! `path_prefix`, primary and canary endpoints, the tables that need a canary — and the rules
 //! between routes (unique names, no two routes on the same host and `path_prefix`). The
-//! analysis rules live in `analysis.rs`, match/sticky/mirror/webhook rules in `traffic.rs`.
+//! analysis rules live in `analysis.rs`, match/sticky/mirror rules in `traffic.rs`, webhook rules in `webhook.rs`.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -12,14 +12,15 @@ use toml::Spanned;
 use super::analysis::analysis_config;
 use super::error::Issue;
 use super::raw::{RawCanary, RawRoute};
-use super::traffic::{match_rule, mirror_config, sticky_key, webhooks};
+use super::traffic::{match_rule, mirror_config, sticky_key};
 use super::types::{
     CanaryConfig, EndpointAddr, HostPattern, LoadBalancing, RouteConfig, VersionConfig,
 };
-use super::validate::{int_in, span_or, Checked};
+use super::validate::{int_in, span_or, Checked, Files};
+use super::webhook::webhooks;
 
 /// Validates one `[[route]]` on its own (rules between routes are in [`conflicts`]).
-pub(crate) fn route_config(raw: &Spanned<RawRoute>) -> Checked<RouteConfig> {
+pub(crate) fn route_config(raw: &Spanned<RawRoute>, files: Files<'_>) -> Checked<RouteConfig> {
     let r = raw.get_ref();
     let name = route_name(&r.name)?;
     let hosts = r
@@ -58,7 +59,7 @@ pub(crate) fn route_config(raw: &Spanned<RawRoute>) -> Checked<RouteConfig> {
             matches: Vec::new(),
             sticky: None,
             mirror: None,
-            webhooks: webhooks(&r.webhooks)?,
+            webhooks: webhooks(&r.webhooks, files)?,
         });
     };
     let canary = canary_config(canary_raw)?;
@@ -89,7 +90,7 @@ pub(crate) fn route_config(raw: &Spanned<RawRoute>) -> Checked<RouteConfig> {
         matches,
         sticky,
         mirror,
-        webhooks: webhooks(&r.webhooks)?,
+        webhooks: webhooks(&r.webhooks, files)?,
     })
 }
 

@@ -18,21 +18,24 @@ use super::error::Issue;
 use super::raw::{RawSni, RawTls};
 use super::routes::host_pattern;
 use super::types::{HostPattern, SniCertConfig, TlsConfig};
-use super::validate::{listen_list, resolve, span_or, Checked};
+use super::validate::{listen_list, resolve, span_or, Checked, Files};
 
 /// `[proxy.tls]` with its SNI entries.
-pub(crate) fn tls_config(raw: &Spanned<RawTls>, base: &Path) -> Checked<TlsConfig> {
+pub(crate) fn tls_config(raw: &Spanned<RawTls>, files: Files<'_>) -> Checked<TlsConfig> {
     let tls = raw.get_ref();
+    let base = files.base;
     let listen = listen_list(&tls.listen, "proxy.tls.listen")?;
     let cert = resolve(base, tls.cert.get_ref());
     let key = resolve(base, tls.key.get_ref());
-    pem_pair(&tls.cert, &cert, &tls.key, &key)?;
+    if files.read {
+        pem_pair(&tls.cert, &cert, &tls.key, &key)?;
+    }
 
     // Which entry claimed each host first, to reject the same name in two entries.
     let mut claimed: HashMap<HostPattern, usize> = HashMap::new();
     let mut sni = Vec::with_capacity(tls.sni.len());
     for (index, entry) in tls.sni.iter().enumerate() {
-        sni.push(sni_entry(entry, index, base, &mut claimed)?);
+        sni.push(sni_entry(entry, index, files, &mut claimed)?);
     }
     Ok(TlsConfig {
         listen,
@@ -47,7 +50,7 @@ pub(crate) fn tls_config(raw: &Spanned<RawTls>, base: &Path) -> Checked<TlsConfi
 fn sni_entry(
     raw: &Spanned<RawSni>,
     index: usize,
-    base: &Path,
+    files: Files<'_>,
     claimed: &mut HashMap<HostPattern, usize>,
 ) -> Checked<SniCertConfig> {
     let entry = raw.get_ref();
@@ -78,9 +81,11 @@ fn sni_entry(
         claimed.insert(host.clone(), index);
         hosts.push(host);
     }
-    let cert = resolve(base, entry.cert.get_ref());
-    let key = resolve(base, entry.key.get_ref());
-    pem_pair(&entry.cert, &cert, &entry.key, &key)?;
+    let cert = resolve(files.base, entry.cert.get_ref());
+    let key = resolve(files.base, entry.key.get_ref());
+    if files.read {
+        pem_pair(&entry.cert, &cert, &entry.key, &key)?;
+    }
     Ok(SniCertConfig {
         hosts,
         cert,

@@ -1,17 +1,14 @@
-//! The rules of the tables that steer or copy traffic and of notifications: `[[route.match]]`
-//! (header and cookie conditions, regexes, `to`), `[route.sticky]`, `[route.mirror]` and
-//! `[[route.webhooks]]`.
+//! The rules of the tables that steer or copy traffic: `[[route.match]]` (header and cookie
+//! conditions, regexes, `to`), `[route.sticky]` and `[route.mirror]`.
 
 use http::Method;
 use regex::Regex;
 use toml::Spanned;
 
 use super::error::Issue;
-use super::raw::{RawMatch, RawMatchValue, RawMirror, RawSticky, RawWebhook};
-use super::types::{
-    MatchRule, MirrorConfig, StickyKey, ValueMatch, Version, WebhookConfig, WebhookKind,
-};
-use super::validate::{header_name, int_in, positive_duration, Checked};
+use super::raw::{RawMatch, RawMatchValue, RawMirror, RawSticky};
+use super::types::{MatchRule, MirrorConfig, StickyKey, ValueMatch, Version};
+use super::validate::{header_name, int_in, Checked};
 
 /// Validates one `[[route.match]]` rule.
 pub(crate) fn match_rule(raw: &Spanned<RawMatch>) -> Checked<MatchRule> {
@@ -166,50 +163,6 @@ pub(crate) fn mirror_config(m: &RawMirror) -> Checked<MirrorConfig> {
         percent,
         methods,
         max_body_bytes,
-    })
-}
-
-/// Validates every `[[route.webhooks]]` entry.
-pub(crate) fn webhooks(raw: &[Spanned<RawWebhook>]) -> Checked<Vec<WebhookConfig>> {
-    raw.iter().map(|w| webhook(w.get_ref())).collect()
-}
-
-fn webhook(w: &RawWebhook) -> Checked<WebhookConfig> {
-    let kind = WebhookKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == w.kind.get_ref())
-        .ok_or_else(|| {
-            let names: Vec<&str> = WebhookKind::ALL.iter().map(|k| k.as_str()).collect();
-            Issue::new(
-                w.kind.span(),
-                format!(
-                    "unknown webhook type {:?}; use one of {}",
-                    w.kind.get_ref(),
-                    names.join(", ")
-                ),
-            )
-        })?;
-    let url = w
-        .url
-        .get_ref()
-        .parse::<http::Uri>()
-        .ok()
-        .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some())
-        .ok_or_else(|| {
-            Issue::new(
-                w.url.span(),
-                format!(
-                    "webhook `url` must be an absolute http:// URL such as \"http://127.0.0.1:7000/hook\", got {:?}",
-                    w.url.get_ref()
-                ),
-            )
-        })?;
-    let timeout = positive_duration(&w.timeout, "timeout")?;
-    Ok(WebhookConfig {
-        kind,
-        url,
-        timeout,
-        metadata: w.metadata.clone(),
     })
 }
 

@@ -183,6 +183,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token for POST endpoints, if any.
     pub token_file: Option<PathBuf>,
+    /// `admin.public_url`: where people reach the status page (notifications link to it).
+    pub public_url: Option<http::Uri>,
 }
 
 /// `[state]`.
@@ -480,12 +482,88 @@ pub struct MirrorConfig {
 pub struct WebhookConfig {
     /// When the hook is called (docs/rollouts.md#webhooks).
     pub kind: WebhookKind,
-    /// `http://` URL the JSON payload is POSTed to.
+    /// `http://` or `https://` URL the payload is POSTed to.
     pub url: http::Uri,
     /// Per-hook timeout (default 10 s).
     pub timeout: Duration,
     /// Free key/value pairs passed through in the payload.
     pub metadata: BTreeMap<String, String>,
+    /// The body's shape (docs/rollouts.md#notifications).
+    pub format: WebhookFormat,
+    /// `event` hooks: events below this severity are not sent.
+    pub severity: WebhookSeverity,
+    /// Extra request headers. Every value is marked sensitive, so `Debug` prints `Sensitive`
+    /// instead of a token read from a `file:`.
+    pub headers: http::HeaderMap,
+    /// Further attempts after a failed delivery (notice types only; gates are asked once).
+    pub retries: u32,
+    /// The roots an `https://` hook's certificate is verified against; `None` for `http://`.
+    pub roots: Option<WebhookRoots>,
+    /// The status page link chat notifications carry: `admin.public_url`, if set.
+    pub status_page: Option<String>,
+}
+
+/// The certificate authorities an `https://` hook is verified against: the `ca` file's, or
+/// the system's.
+#[derive(Clone)]
+pub struct WebhookRoots(pub std::sync::Arc<rustls::RootCertStore>);
+
+impl std::fmt::Debug for WebhookRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookRoots({} roots)", self.0.len())
+    }
+}
+
+/// `format`: what the body of a hook looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// canaryd's JSON payload (docs/rollouts.md#webhooks).
+    Generic,
+    /// A Slack incoming-webhook message.
+    Slack,
+    /// A Microsoft Teams connector card.
+    MsTeams,
+    /// A Discord webhook message.
+    Discord,
+}
+
+impl WebhookFormat {
+    /// Every format, in the order docs/rollouts.md#notifications lists them.
+    pub const ALL: [WebhookFormat; 4] = [
+        WebhookFormat::Generic,
+        WebhookFormat::Slack,
+        WebhookFormat::MsTeams,
+        WebhookFormat::Discord,
+    ];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::MsTeams => "msteams",
+            WebhookFormat::Discord => "discord",
+        }
+    }
+}
+
+/// `severity`: the lowest event severity an `event` hook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WebhookSeverity {
+    /// Every event (default).
+    Info,
+    /// Warnings only: failed checks, rollbacks, refusals.
+    Warning,
+}
+
+impl WebhookSeverity {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookSeverity::Info => "info",
+            WebhookSeverity::Warning => "warning",
+        }
+    }
 }
 
 /// The eight webhook types of docs/rollouts.md#webhooks.
@@ -521,6 +599,12 @@ impl WebhookKind {
         WebhookKind::Rollback,
         WebhookKind::Event,
     ];
+
+    /// Whether the hook is a notice (`post-rollout`, `event`): its answer changes nothing, so
+    /// a failed delivery is retried; the other kinds are gates, asked once per check.
+    pub fn is_notice(self) -> bool {
+        matches!(self, WebhookKind::PostRollout | WebhookKind::Event)
+    }
 
     /// The name used in the config file and payloads.
     pub fn as_str(self) -> &'static str {

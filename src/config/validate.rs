@@ -27,6 +27,17 @@ use super::types::{
 /// Result of one rule check: the value, or where and why it is wrong.
 pub(crate) type Checked<T> = Result<T, Issue>;
 
+/// Where the files a config names are, and whether they are read: a config that serves
+/// nothing (`canaryd simulate`) is not refused for a missing certificate or token file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Files<'a> {
+    /// The config file's directory, against which relative paths resolve.
+    pub base: &'a Path,
+    /// Read the TLS pairs, webhook `ca` files and `file:` header values (and refuse the
+    /// config if one cannot be read).
+    pub read: bool,
+}
+
 /// hyper cannot buffer less than this, so a smaller `max_header_bytes` could not be honoured.
 const MIN_HEADER_BYTES: i64 = 8192;
 
@@ -49,19 +60,35 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     parse_str(&text, path)
 }
 
+/// [`load_file`] for a config that will serve nothing (`canaryd simulate`): every rule is
+/// checked, but the files it names — TLS pairs, webhook `ca` files, `file:` header values —
+/// are not read, so their absence on this machine is no error.
+pub fn load_file_unread(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path, false)
+}
+
 /// Validates configuration `text` as if it had been read from `source`.
 ///
 /// `source` names the file in error messages and is the base directory for relative paths;
 /// like [`load_file`] this reads the TLS certificate and key if `[proxy.tls]` is present.
 pub fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    parse(text, source, true)
+}
+
+fn parse(text: &str, source: &Path, read: bool) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         ConfigError::at(source, text, offset, e.message())
     })?;
     let base = source.parent().unwrap_or_else(|| Path::new(""));
+    let files = Files { base, read };
 
     let mut issues = Vec::new();
-    let proxy = keep(&mut issues, proxy_config(&raw.proxy, base));
+    let proxy = keep(&mut issues, proxy_config(&raw.proxy, files));
     let admin = keep(&mut issues, admin_config(&raw.admin, base));
     let state = keep(&mut issues, state_config(&raw.state, base));
     let log = keep(&mut issues, log_config(&raw.log));
@@ -71,11 +98,16 @@ pub fn parse_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
         .and_then(|f| keep(&mut issues, super::fleet::fleet_config(f, base)));
     let mut route_list = Vec::with_capacity(raw.route.len());
     for route in &raw.route {
-        if let Some(r) = keep(&mut issues, routes::route_config(route)) {
+        if let Some(r) = keep(&mut issues, routes::route_config(route, files)) {
             route_list.push(r);
         }
     }
     issues.extend(routes::conflicts(&raw.route));
+    if let Some(url) = admin.as_ref().and_then(|a| a.public_url.as_ref()) {
+        for hook in route_list.iter_mut().flat_map(|r| r.webhooks.iter_mut()) {
+            hook.status_page = Some(url.to_string());
+        }
+    }
 
     // Report the issue that comes first in the file.
     if let Some(first) = issues.iter().min_by_key(|i| i.span.start) {
@@ -230,7 +262,7 @@ pub(crate) fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
-fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
+fn proxy_config(raw: &RawProxy, files: Files<'_>) -> Checked<ProxyConfig> {
     let listen = listen_list(&raw.listen, "proxy.listen")?;
     let workers: usize = int_in(&raw.workers, "workers", 0, 4096)?;
     let workers = if workers == 0 {
@@ -291,7 +323,7 @@ fn proxy_config(raw: &RawProxy, base: &Path) -> Checked<ProxyConfig> {
         .map(trusted_proxy)
         .collect::<Checked<Vec<_>>>()?;
     let tls = match &raw.tls {
-        Some(tls) => Some(tls_config(tls, base)?),
+        Some(tls) => Some(tls_config(tls, files)?),
         None => None,
     };
     Ok(ProxyConfig {
@@ -358,7 +390,33 @@ fn admin_config(raw: &RawAdmin, base: &Path) -> Checked<AdminConfig> {
     } else {
         Some(resolve(base, raw.token_file.get_ref()))
     };
-    Ok(AdminConfig { listen, token_file })
+    let public_url = if raw.public_url.get_ref().is_empty() {
+        None
+    } else {
+        let url = raw
+            .public_url
+            .get_ref()
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+            })
+            .ok_or_else(|| {
+                Issue::new(
+                    raw.public_url.span(),
+                    format!(
+                        "`admin.public_url` must be an absolute http:// or https:// URL such as \"https://canaryd.example.com\", got {:?}",
+                        raw.public_url.get_ref()
+                    ),
+                )
+            })?;
+        Some(url)
+    };
+    Ok(AdminConfig {
+        listen,
+        token_file,
+        public_url,
+    })
 }
 
 fn state_config(raw: &RawState, base: &Path) -> Checked<StateConfig> {
@@ -405,6 +463,14 @@ fn log_config(raw: &RawLog) -> Checked<LogConfig> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// Files resolved against the working directory, and read.
+    fn files() -> Files<'static> {
+        Files {
+            base: Path::new(""),
+            read: true,
+        }
+    }
 
     fn sp<T>(v: T) -> Spanned<T> {
         Spanned::new(3..5, v)
@@ -492,7 +558,7 @@ mod tests {
 
     #[test]
     fn workers_zero_means_one_per_core() {
-        let p = proxy_config(&RawProxy::default(), Path::new("")).unwrap();
+        let p = proxy_config(&RawProxy::default(), files()).unwrap();
         assert!(p.workers >= 1);
         assert_eq!(p.max_header_bytes, 65536);
     }
@@ -503,7 +569,7 @@ mod tests {
             max_header_bytes: sp(1024),
             ..RawProxy::default()
         };
-        let issue = proxy_config(&raw, Path::new("")).unwrap_err();
+        let issue = proxy_config(&raw, files()).unwrap_err();
         assert!(issue.message.contains("at least 8192"), "{}", issue.message);
         assert!(issue.message.contains("hyper"), "{}", issue.message);
     }

@@ -46,7 +46,7 @@ impl Narrator {
         println!("  status page  http://{}/", self.admin);
         println!("  metrics      http://{}/metrics", self.admin);
         println!(
-            "  analysis     every {}: success rate >= 99%, P99 <= 500ms; weight 10 → 50 in steps of 10; 2 failed checks roll back",
+            "  analysis     threshold judge (each window on its own; canaryd's default is the sequential judge), every {}: success rate >= 99%, P99 <= 500ms; weight 10 → 50 in steps of 10; 2 failed checks roll back",
             humantime::format_duration(o.interval)
         );
         println!();

@@ -28,7 +28,7 @@ use prometheus::proto::{
 use prometheus::TextEncoder;
 
 use super::duration::{DurationSnapshot, DURATION_BUCKETS_SECONDS};
-use super::outcome::{RouteMetrics, UpstreamErrorKind, VersionMetrics};
+use super::outcome::{RouteMetrics, UpstreamErrorKind, VersionMetrics, NOTICE_KINDS};
 use super::registry::ProcessStats;
 use super::retry_budget::RetryOutcome;
 use crate::config::Version;
@@ -113,6 +113,7 @@ pub fn render(input: &ExpositionInput<'_>) -> String {
         request_duration(&routes),
         upstream_errors(&routes),
         retries_total(&routes),
+        webhook_failures(&routes),
         per_route_gauge(
             "canaryd_canary_weight",
             "Percent of the route's traffic the canary receives (0 for routes without a canary).",
@@ -247,6 +248,24 @@ fn retries_total(routes: &[&RouteInput]) -> MetricFamily {
         "canaryd_retries_total",
         "Retries after a connect failure that the retry budget allowed (retried: tried on another \
          endpoint) or refused (budget_exhausted: failed over to the primary, or answered 502).",
+        MetricType::COUNTER,
+        metrics,
+    )
+}
+
+fn webhook_failures(routes: &[&RouteInput]) -> MetricFamily {
+    let mut metrics = Vec::new();
+    for route in routes {
+        for kind in NOTICE_KINDS {
+            metrics.push(counter(
+                &[("route", &route.name), ("type", kind.as_str())],
+                route.metrics.undelivered(kind) as f64,
+            ));
+        }
+    }
+    family(
+        "canaryd_webhook_failures_total",
+        "Notices (post-rollout, event webhooks) that could not be delivered after every retry.",
         MetricType::COUNTER,
         metrics,
     )

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::duration::DurationHistogram;
 use super::retry_budget::{RetryBudget, RetryOutcome};
 use super::window::{VersionSample, WindowShards};
-use crate::config::{RetryBudgetConfig, Version};
+use crate::config::{RetryBudgetConfig, Version, WebhookKind};
 
 /// How an upstream exchange failed when the proxy had to answer for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,9 +168,32 @@ pub struct RouteMetrics {
     /// Primary, canary. Out of line: the retry path's state stays off the cache lines every
     /// request writes, and leaves the per-request counters' layout as it was.
     retries: Box<[VersionRetries; 2]>,
+    /// `canaryd_webhook_failures_total` by notice type (`post-rollout`, `event`), written by
+    /// the analysis, never by a request.
+    undelivered: Box<[AtomicU64; 2]>,
 }
 
+/// The notice types whose failed deliveries are counted, in `canaryd_webhook_failures_total`
+/// order.
+pub const NOTICE_KINDS: [WebhookKind; 2] = [WebhookKind::PostRollout, WebhookKind::Event];
+
 impl RouteMetrics {
+    /// Count a notice that could not be delivered after every retry (other kinds are gates,
+    /// whose "no" is an answer, not a failure, and are not counted).
+    pub fn count_undelivered(&self, kind: WebhookKind) {
+        if let Some(i) = NOTICE_KINDS.iter().position(|k| *k == kind) {
+            self.undelivered[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Notices of `kind` that could not be delivered, since start.
+    pub fn undelivered(&self, kind: WebhookKind) -> u64 {
+        NOTICE_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.undelivered[i].load(Ordering::Relaxed))
+    }
+
     /// Start keeping check windows (latency histograms) for both versions: only routes under
     /// analysis are judged, so only they pay for histograms.
     pub fn enable_windows(&self) {

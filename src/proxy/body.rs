@@ -43,13 +43,16 @@ pub struct Completion {
     pub started: Instant,
     /// The upstream connection, reusable once the body is fully read.
     pub conn: Conn,
+    /// `false` when the response's framing makes its connection untrustworthy for another
+    /// request (`Content-Length` with `Transfer-Encoding`): it is closed, never pooled.
+    pub reusable: bool,
 }
 
 impl Completion {
     fn finish(self, outcome: Outcome) {
         self.metrics
             .record(self.version, outcome, self.started.elapsed());
-        if let Outcome::Status(_) = outcome {
+        if let (Outcome::Status(_), true) = (outcome, self.reusable) {
             self.conn.release();
         }
     }
@@ -69,6 +72,15 @@ impl ResponseBody {
     pub fn local(text: &'static str) -> Self {
         ResponseBody {
             inner: Inner::Local(Some(Bytes::from_static(text.as_bytes()))),
+            completion: None,
+            stream: None,
+        }
+    }
+
+    /// A body made by the proxy from bytes it built for this request.
+    pub fn local_bytes(bytes: Bytes) -> Self {
+        ResponseBody {
+            inner: Inner::Local(Some(bytes)),
             completion: None,
             stream: None,
         }

@@ -24,6 +24,16 @@ pub enum ProxyError {
     /// An HTTP/2 field value with leading or trailing whitespace.
     #[error("malformed header field")]
     MalformedHeader,
+    /// A request target canaryd cannot forward: `CONNECT` with anything but an authority
+    /// (RFC 9112 §3.2.3), or an absolute-form target whose scheme is not `http` or `https`.
+    #[error("bad request target")]
+    BadTarget,
+    /// A request `Transfer-Encoding` with a coding other than `chunked` (RFC 9112 §6.1: 501).
+    #[error("request transfer coding not implemented")]
+    UnsupportedTransferCoding,
+    /// The client stopped sending its request body until `request_timeout` ran out.
+    #[error("the client did not send its request body in time")]
+    ClientBodyTimeout,
     /// The version's endpoints resolved to no address.
     #[error("no endpoint available")]
     NoEndpoint,
@@ -36,6 +46,14 @@ pub enum ProxyError {
     /// The upstream broke the exchange before a response head arrived.
     #[error("upstream exchange failed")]
     Upstream(#[source] hyper::Error),
+    /// The upstream answered `101` to a request that did not ask for that protocol (or for
+    /// none, or over HTTP/2, which has no 101).
+    #[error("upstream switched protocols unasked")]
+    UnsolicitedSwitch,
+    /// The upstream's response has a transfer coding other than `chunked` and the client
+    /// (HTTP/1.0 or HTTP/2) cannot receive one.
+    #[error("upstream transfer coding cannot reach this client")]
+    UndeliverableTransferCoding,
 }
 
 impl ProxyError {
@@ -46,10 +64,15 @@ impl ProxyError {
             ProxyError::BadRequestBody
             | ProxyError::AmbiguousFraming
             | ProxyError::BadHost
-            | ProxyError::MalformedHeader => StatusCode::BAD_REQUEST,
-            ProxyError::NoEndpoint | ProxyError::Connect(_) | ProxyError::Upstream(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            | ProxyError::MalformedHeader
+            | ProxyError::BadTarget => StatusCode::BAD_REQUEST,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::NoEndpoint
+            | ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::UnsolicitedSwitch
+            | ProxyError::UndeliverableTransferCoding => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -62,8 +85,13 @@ impl ProxyError {
             ProxyError::AmbiguousFraming => "bad request framing\n",
             ProxyError::BadHost => "bad host\n",
             ProxyError::MalformedHeader => "malformed header field\n",
+            ProxyError::BadTarget => "bad request target\n",
+            ProxyError::UnsupportedTransferCoding => "transfer coding not implemented\n",
+            ProxyError::ClientBodyTimeout => "request body timeout\n",
             ProxyError::NoEndpoint | ProxyError::Connect(_) => "upstream connect failed\n",
-            ProxyError::Upstream(_) => "upstream error\n",
+            ProxyError::Upstream(_)
+            | ProxyError::UnsolicitedSwitch
+            | ProxyError::UndeliverableTransferCoding => "upstream error\n",
             ProxyError::Timeout => "upstream timeout\n",
         }
     }
@@ -77,17 +105,26 @@ impl ProxyError {
             | ProxyError::BadRequestBody
             | ProxyError::AmbiguousFraming
             | ProxyError::BadHost
-            | ProxyError::MalformedHeader => None,
+            | ProxyError::MalformedHeader
+            | ProxyError::BadTarget
+            | ProxyError::UnsupportedTransferCoding
+            | ProxyError::ClientBodyTimeout => None,
             ProxyError::NoEndpoint | ProxyError::Connect(_) => {
                 Some(Outcome::UpstreamError(UpstreamErrorKind::Connect))
             }
             ProxyError::Timeout => Some(Outcome::UpstreamError(UpstreamErrorKind::Timeout)),
-            ProxyError::Upstream(_) => Some(Outcome::UpstreamError(UpstreamErrorKind::Reset)),
+            // A protocol violation by the upstream is a broken exchange, as invalid framing is.
+            ProxyError::Upstream(_)
+            | ProxyError::UnsolicitedSwitch
+            | ProxyError::UndeliverableTransferCoding => {
+                Some(Outcome::UpstreamError(UpstreamErrorKind::Reset))
+            }
         }
     }
 
     /// Whether the client's request was broken in a way that leaves the rest of its
-    /// connection's bytes untrusted to start another request: its framing, body or head.
+    /// connection's bytes untrusted to start another request: its framing, body or head (a
+    /// body canaryd did not read to its end included).
     pub fn distrusts_connection(&self) -> bool {
         matches!(
             self,
@@ -95,6 +132,9 @@ impl ProxyError {
                 | ProxyError::AmbiguousFraming
                 | ProxyError::BadHost
                 | ProxyError::MalformedHeader
+                | ProxyError::BadTarget
+                | ProxyError::UnsupportedTransferCoding
+                | ProxyError::ClientBodyTimeout
         )
     }
 }

@@ -1,9 +1,11 @@
 //! The life of one request, as named phases, each a function of this file run in order by
 //! `handle` (`docs/routing.md`):
 //!
-//! 0. `refuse_malformed_head` — a bad `Host` or header field is refused before routing;
+//! 0. `refuse_malformed_head` — a bad target, `Host` or header field is refused before
+//!    routing; an `OPTIONS` or `TRACE` with `Max-Forwards: 0` is answered here
+//!    (`answer_as_last_hop`);
 //! 1. `find_route` — the route by host and path, from the snapshot loaded once per request;
-//!    then `refuse_ambiguous_framing`;
+//!    then `refuse_unforwardable_framing`;
 //! 2. `pick_version` — match rules, phase, sticky key or weight;
 //! 3. `take_upgrade`, `rewrite_head` and `join_upstream_request` — hop-by-hop removal,
 //!    `X-Forwarded-*`, `X-Request-Id`, origin-form URI; and, for a route with
@@ -12,7 +14,9 @@
 //!    failures within the version's retry budget), send, wait for the response head within
 //!    `request_timeout`;
 //! 5. `respond` — rewrite the response headers and stream the body back; or, when an upgrade
-//!    request got a 101, join client and upstream into a tunnel (`upgrade.rs`);
+//!    request got a 101 to a protocol it offered, join client and upstream into a tunnel
+//!    (`upgrade.rs`); a 101 nobody asked for, or a transfer coding the client cannot receive,
+//!    is the upstream's failure (502);
 //! 6. **record** — the outcome is reported once to the route's metrics, when the response body
 //!    ends (`body.rs`).
 //!
@@ -25,15 +29,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use http::header::HOST;
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{Completion, ResponseBody};
 use super::headers::{
-    has_ambiguous_framing, keep_body_framing, rewrite_request, rewrite_response, ClientFacts,
+    join_cookie_crumbs, keep_body_framing, request_codings, response_codings, rewrite_request,
+    rewrite_response, ClientFacts, RequestCodings,
 };
 use super::informational::Informational;
 use super::upgrade::{self, ClientUpgrade};
@@ -43,7 +50,7 @@ use super::{mirror, ProxyError};
 use crate::config::{ProxyConfig, Version};
 use crate::metrics::MetricsRegistry;
 use crate::routing::{choose_version, Route, RoutingSnapshot};
-use crate::upstream::RequestBody;
+use crate::upstream::{BodyWatch, RequestBody};
 
 /// What every connection of the proxy shares.
 #[derive(Debug)]
@@ -112,9 +119,12 @@ pub async fn handle(
         };
     }
     or_answer!(refuse_malformed_head(&request));
+    if let Some(answer) = answer_as_last_hop(&mut request) {
+        return answer;
+    }
     let authority = request_authority(&request);
     let route = or_answer!(find_route(&snapshot, authority.as_ref(), &request));
-    or_answer!(refuse_ambiguous_framing(&request));
+    or_answer!(refuse_unforwardable_framing(&request));
     let version = pick_version(&route, &request);
     let upgrade = take_upgrade(&mut request);
     let informational = informational_queue(client, &request);
@@ -130,18 +140,29 @@ pub async fn handle(
     let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
         or_answer!(copy_to_canary(&snapshot, &route, &parts, body).await)
     } else {
-        RequestBody::Streamed(body)
+        watched(body)
     };
     let upstream_request = join_upstream_request(parts, body, informational);
-    let forwarded = or_answer!(
-        upstream_call::forward(proxy, &route, version, upstream_request)
-            .await
-            .map_err(|(error, counted_for)| Failure {
-                error,
-                counted: Some((route.clone(), counted_for)),
-            })
-    );
-    respond(forwarded, upgrade, &route, proxy, started)
+    let forwarded = or_answer!(upstream_call::forward(
+        proxy,
+        &route,
+        version,
+        upstream_request,
+        upgrade.as_ref().map(|(offered, _)| offered)
+    )
+    .await
+    .map_err(|(error, counted_for)| Failure {
+        error,
+        counted: Some((route.clone(), counted_for)),
+    }));
+    or_answer!(respond(
+        forwarded,
+        upgrade,
+        &route,
+        proxy,
+        client_version,
+        started
+    ))
 }
 
 /// A request the proxy answers itself instead of forwarding it.
@@ -165,10 +186,71 @@ type RequestedUpgrade = Option<(HeaderValue, ClientUpgrade)>;
 
 /// Refused before routing: nothing reaches an upstream or counts against a version.
 fn refuse_malformed_head(request: &Request<Incoming>) -> Result<(), ProxyError> {
-    match malformed_head(request.version(), request.uri(), request.headers()) {
+    match malformed_head(
+        request.method(),
+        request.version(),
+        request.uri(),
+        request.headers(),
+    ) {
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+static MAX_FORWARDS: HeaderName = HeaderName::from_static("max-forwards");
+
+/// `Max-Forwards` (RFC 9110 §7.6.2): an `OPTIONS` or `TRACE` that may be forwarded no further
+/// is answered by canaryd as its final recipient; one that may is forwarded with the count one
+/// lower. Every other method costs one comparison.
+fn answer_as_last_hop(request: &mut Request<Incoming>) -> Option<Response<ResponseBody>> {
+    if !matches!(*request.method(), Method::OPTIONS | Method::TRACE) {
+        return None;
+    }
+    let left = request
+        .headers()
+        .get(&MAX_FORWARDS)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    if left > 0 {
+        request
+            .headers_mut()
+            .insert(MAX_FORWARDS.clone(), HeaderValue::from(left - 1));
+        return None;
+    }
+    if request.method() == Method::OPTIONS {
+        return Some(Response::new(ResponseBody::local("")));
+    }
+    Some(trace_echo(request))
+}
+
+/// A `TRACE` answered here (RFC 9110 §9.3.8): the request head as canaryd received it, as
+/// `message/http`, without the fields that carry credentials (`Cookie`, `Authorization`,
+/// `Proxy-Authorization`), which the RFC asks the final recipient to leave out.
+fn trace_echo(request: &Request<Incoming>) -> Response<ResponseBody> {
+    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+    let mut echo = Vec::with_capacity(256);
+    echo.extend_from_slice(request.method().as_str().as_bytes());
+    echo.push(b' ');
+    echo.extend_from_slice(request.uri().to_string().as_bytes());
+    echo.extend_from_slice(format!(" {:?}\r\n", request.version()).as_bytes());
+    for (name, value) in request.headers() {
+        if name == COOKIE || name == AUTHORIZATION || name == PROXY_AUTHORIZATION {
+            continue;
+        }
+        echo.extend_from_slice(name.as_str().as_bytes());
+        echo.extend_from_slice(b": ");
+        echo.extend_from_slice(value.as_bytes());
+        echo.extend_from_slice(b"\r\n");
+    }
+    echo.extend_from_slice(b"\r\n");
+    let mut response = Response::new(ResponseBody::local_bytes(Bytes::from(echo)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("message/http"));
+    response
 }
 
 /// Phase 1: the route, by host and path.
@@ -187,11 +269,25 @@ fn find_route(
         .ok_or(ProxyError::NoRoute)
 }
 
-fn refuse_ambiguous_framing(request: &Request<Incoming>) -> Result<(), ProxyError> {
-    if has_ambiguous_framing(request.headers()) {
-        return Err(ProxyError::AmbiguousFraming);
+/// Framing hyper lets through that canaryd must not forward: `chunked` twice, or a transfer
+/// coding it does not implement (501, RFC 9112 §6.1).
+fn refuse_unforwardable_framing(request: &Request<Incoming>) -> Result<(), ProxyError> {
+    match request_codings(request.headers()) {
+        RequestCodings::Chunked => Ok(()),
+        RequestCodings::ChunkedTwice => Err(ProxyError::AmbiguousFraming),
+        RequestCodings::Unsupported => Err(ProxyError::UnsupportedTransferCoding),
     }
-    Ok(())
+}
+
+/// The client's body on its way upstream. A body still to come is watched, so that a
+/// `request_timeout` spent waiting for the client is charged to the client (408), not to the
+/// version; a request without a body allocates nothing for it.
+fn watched(body: Incoming) -> RequestBody {
+    if body.is_end_stream() {
+        RequestBody::Streamed(body)
+    } else {
+        RequestBody::Watched(body, BodyWatch::default())
+    }
 }
 
 /// Phase 2: the version, by rules, phase, sticky key or weight.
@@ -221,13 +317,16 @@ fn informational_queue(
 }
 
 /// Phase 3: the upstream's request head — hop-by-hop removal, `X-Forwarded-*`,
-/// `X-Request-Id`, the upgrade kept, origin-form URI, HTTP/1.1.
+/// `X-Request-Id`, the upgrade kept, HTTP/2 cookie crumbs joined, origin-form URI, HTTP/1.1.
 fn rewrite_head(
     parts: &mut http::request::Parts,
     facts: &ClientFacts<'_>,
     upgrade: &RequestedUpgrade,
 ) {
     rewrite_request(&mut parts.headers, facts);
+    if parts.version == http::Version::HTTP_2 {
+        join_cookie_crumbs(&mut parts.headers);
+    }
     if let Some((protocol, _)) = upgrade {
         upgrade::keep_on_request(&mut parts.headers, protocol.clone());
     }
@@ -269,36 +368,79 @@ async fn copy_to_canary(
 }
 
 /// Phase 5: the upstream's answer goes back with its headers rewritten and its body streamed;
-/// phase 6 (record) runs when the body ends (`body.rs`). A 101 to an upgrade request joins
-/// client and upstream into a tunnel instead (`upgrade.rs`).
+/// phase 6 (record) runs when the body ends (`body.rs`). A 101 to an upgrade request that
+/// offered its protocol joins client and upstream into a tunnel instead (`upgrade.rs`).
+///
+/// The upstream fails the request (502, counted as a broken exchange) with a 101 nobody asked
+/// for (RFC 9110 §15.2.2; HTTP/2 has no 101, RFC 9113 §8.6), or with a transfer coding other
+/// than `chunked` that the client cannot receive: HTTP/1.1 clients get it as
+/// `Transfer-Encoding`, HTTP/1.0 and HTTP/2 have none (`docs/security.md#protocol-conformance`).
 fn respond(
     (response, conn, served_by): Forwarded,
     upgrade: RequestedUpgrade,
     route: &Arc<Route>,
     proxy: &ProxyConfig,
+    client_version: http::Version,
     started: Instant,
-) -> Response<ResponseBody> {
-    if let (StatusCode::SWITCHING_PROTOCOLS, Some((_, client))) = (response.status(), upgrade) {
-        return upgrade::tunnel(
-            response,
-            conn,
-            client,
-            route,
-            served_by,
-            proxy.version_header.as_ref(),
-            started,
-        );
+) -> Result<Response<ResponseBody>, Failure> {
+    let upstream_failure = |error| Failure {
+        error,
+        counted: Some((route.clone(), served_by)),
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return match upgrade {
+            Some((offered, client))
+                if upgrade::switches_to_offered(&offered, response.headers()) =>
+            {
+                Ok(upgrade::tunnel(
+                    response,
+                    conn,
+                    client,
+                    route,
+                    served_by,
+                    proxy.version_header.as_ref(),
+                    started,
+                ))
+            }
+            _ => Err(upstream_failure(ProxyError::UnsolicitedSwitch)),
+        };
     }
     let (mut parts, body) = response.into_parts();
+    let mut reusable = true;
+    let mut codings = None;
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        let found = response_codings(&mut parts.headers);
+        reusable = !found.length_dropped;
+        codings = found.remaining;
+        if codings.is_some() && client_version != http::Version::HTTP_11 {
+            return Err(upstream_failure(ProxyError::UndeliverableTransferCoding));
+        }
+    }
     rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);
+    if let Some(codings) = codings {
+        // hyper's server appends the `chunked` it frames the body with.
+        parts.headers.insert(TRANSFER_ENCODING, codings);
+    }
+    if client_version == http::Version::HTTP_10 && body.size_hint().exact().is_none() {
+        // An HTTP/1.0 client has no chunked framing: the body ends when the connection does,
+        // so the answer says so rather than letting hyper promise keep-alive.
+        parts.version = http::Version::HTTP_10;
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let completion = Completion {
         metrics: route.metrics.clone(),
         version: served_by,
         status: parts.status.as_u16(),
         started,
         conn,
+        reusable,
     };
-    Response::from_parts(parts, ResponseBody::upstream(body, completion))
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, completion),
+    ))
 }
 
 /// The one exit for requests the proxy answers itself: phase 6 for a failure that counts
@@ -346,7 +488,7 @@ fn origin_form(uri: &Uri) -> Uri {
 fn closing(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
     response
         .headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -354,7 +496,7 @@ fn error_response(error: &ProxyError) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::local(error.body()));
     *response.status_mut() = error.status();
     response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
+        CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response

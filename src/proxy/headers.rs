@@ -1,10 +1,11 @@
 //! Header rewriting between client and upstream: hop-by-hop removal, `X-Forwarded-*`,
-//! `X-Request-Id`, `Host`, and the optional version header.
+//! `X-Request-Id`, `Host`, HTTP/2 cookie crumbs, transfer codings, and the optional version
+//! header.
 
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, TE, TRAILER,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
@@ -41,18 +42,116 @@ pub struct ClientFacts<'a> {
     pub trusted_proxies: &'a [IpNet],
 }
 
-/// Whether the request's framing is ambiguous in a way hyper lets through: a
-/// `Transfer-Encoding` that applies `chunked` more than once (RFC 9112 §6.1 forbids it; a proxy
-/// behind another might frame the body differently).
-pub fn has_ambiguous_framing(headers: &HeaderMap) -> bool {
-    let chunked = headers
+/// What a request's `Transfer-Encoding` says, where hyper lets it through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCodings {
+    /// No `Transfer-Encoding`, or `chunked` alone.
+    Chunked,
+    /// `chunked` applied more than once: RFC 9112 §6.1 forbids it, and a proxy behind another
+    /// might frame the body differently.
+    ChunkedTwice,
+    /// A coding other than `chunked` (`gzip, chunked`): canaryd implements none, so
+    /// RFC 9112 §6.1 asks for 501 rather than forwarding bytes whose coding is then lost.
+    Unsupported,
+}
+
+/// Read a request's `Transfer-Encoding` (hyper has already refused one that does not end in
+/// `chunked`). One lookup for a request without the field.
+pub fn request_codings(headers: &HeaderMap) -> RequestCodings {
+    let mut chunked = 0;
+    for coding in headers
         .get_all(TRANSFER_ENCODING)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-        .count();
-    chunked > 1
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+    {
+        if coding.eq_ignore_ascii_case(b"chunked") {
+            chunked += 1;
+        } else {
+            return RequestCodings::Unsupported;
+        }
+    }
+    if chunked > 1 {
+        RequestCodings::ChunkedTwice
+    } else {
+        RequestCodings::Chunked
+    }
+}
+
+/// What an upstream response's `Transfer-Encoding` leaves for the relay to do, once hyper's
+/// client has decoded its final `chunked`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ResponseCodings {
+    /// The response also had `Content-Length`, now removed: `Transfer-Encoding` overrides it
+    /// (RFC 9112 §6.3), and such a response may be an attempt at response splitting, so its
+    /// connection is not used again.
+    pub length_dropped: bool,
+    /// Codings other than the final `chunked` (`gzip` of `gzip, chunked`), still applied to the
+    /// body bytes; `None` when `chunked` was the only one.
+    pub remaining: Option<HeaderValue>,
+}
+
+/// Take a response's `Transfer-Encoding` apart; call only when the field is present (a
+/// response without it costs the caller one lookup). The field itself is left for hop-by-hop
+/// removal; `Content-Length` is removed here.
+pub fn response_codings(headers: &mut HeaderMap) -> ResponseCodings {
+    let length_dropped = headers.remove(CONTENT_LENGTH).is_some();
+    let codings = || {
+        headers
+            .get_all(TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty())
+    };
+    let count = codings().count();
+    // hyper decoded the final coding if it is `chunked`, and read to EOF otherwise.
+    let decoded = codings()
+        .next_back()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+    let kept = count - usize::from(decoded);
+    let remaining = (kept > 0).then(|| {
+        let mut joined = Vec::new();
+        for coding in codings().take(kept) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(coding);
+        }
+        // Made of the bytes of valid header values and ", ", so always a valid value; were it
+        // not, the field as received still names every coding.
+        HeaderValue::from_bytes(&joined)
+            .ok()
+            .or_else(|| headers.get(TRANSFER_ENCODING).cloned())
+    });
+    ResponseCodings {
+        length_dropped,
+        remaining: remaining.flatten(),
+    }
+}
+
+/// Join an HTTP/2 request's cookie crumbs into one `Cookie` field for the HTTP/1.1 upstream:
+/// HTTP/2 may split it into one field per cookie, and RFC 9113 §8.2.3 requires them joined
+/// with "; " before the request goes to a non-HTTP/2 context. Only a request with a repeated
+/// field name (two O(1) lengths compared) pays a lookup.
+pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    if headers.len() == headers.keys_len() {
+        return;
+    }
+    let mut crumbs = headers.get_all(COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for crumb in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
 }
 
 /// Make sure a request body of unknown length reaches the upstream, whatever the method.
@@ -300,6 +399,71 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert_ne!(new_request_id(), new_request_id());
+    }
+
+    fn with(name: HeaderName, values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name.clone(), HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn request_codings_other_than_chunked_are_unsupported() {
+        use RequestCodings::*;
+        for (values, want) in [
+            (&[][..], Chunked),
+            (&["chunked"], Chunked),
+            (&["Chunked"], Chunked),
+            (&["chunked, chunked"], ChunkedTwice),
+            (&["chunked", "chunked"], ChunkedTwice),
+            (&["gzip, chunked"], Unsupported),
+            (&["gzip", "chunked"], Unsupported),
+            (&["identity, chunked"], Unsupported),
+        ] {
+            assert_eq!(
+                request_codings(&with(TRANSFER_ENCODING, values)),
+                want,
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_codings_keep_all_but_a_final_chunked_and_drop_the_length() {
+        let mut h = with(TRANSFER_ENCODING, &["chunked"]);
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert_eq!(
+            response_codings(&mut h),
+            ResponseCodings {
+                length_dropped: true,
+                remaining: None
+            }
+        );
+        assert!(!h.contains_key(CONTENT_LENGTH));
+        let mut h = with(TRANSFER_ENCODING, &["gzip", "chunked"]);
+        let codings = response_codings(&mut h);
+        assert!(!codings.length_dropped);
+        assert_eq!(codings.remaining.unwrap(), "gzip");
+        let mut h = with(TRANSFER_ENCODING, &["chunked, gzip"]);
+        assert_eq!(response_codings(&mut h).remaining.unwrap(), "chunked, gzip");
+        let mut h = with(TRANSFER_ENCODING, &["gzip,deflate , chunked"]);
+        assert_eq!(response_codings(&mut h).remaining.unwrap(), "gzip, deflate");
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_with_semicolons() {
+        let mut h = with(COOKIE, &["a=1", "b=2", "c=3"]);
+        join_cookie_crumbs(&mut h);
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "a=1; b=2; c=3");
+        let mut h = with(COOKIE, &["a=1"]);
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        join_cookie_crumbs(&mut h);
+        assert_eq!(h[COOKIE], "a=1");
+        assert_eq!(h.get_all("x-a").iter().count(), 2);
     }
 
     #[test]

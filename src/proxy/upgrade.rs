@@ -1,6 +1,8 @@
 //! Protocol upgrades (WebSocket and any other `Upgrade`): the request keeps its `Upgrade`
-//! header, and if the upstream answers 101 the two connections are joined into a byte-for-byte
-//! tunnel. Any other answer is relayed as a normal response and no tunnel opens.
+//! header, and if the upstream answers 101 to a protocol the request offered
+//! ([`switches_to_offered`]) the two connections are joined into a byte-for-byte tunnel; a 101
+//! to anything else is the upstream's failure (`forward.rs`). Any other answer is relayed as a
+//! normal response and no tunnel opens.
 //!
 //! The version chosen for the upgrade request serves the whole tunnel, and the tunnel counts
 //! as one request (status 101) in the metrics, recorded when the upstream switches protocols.
@@ -45,6 +47,28 @@ pub fn requested(version: http::Version, headers: &HeaderMap) -> Option<HeaderVa
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     asked.then(|| upgrade.clone())
+}
+
+/// Whether a `101`'s `Upgrade` switches only to protocols the client offered (RFC 9110 §7.8:
+/// a server switches to one the client listed). A 101 without `Upgrade`, or one to a protocol
+/// never offered (`h2c` to a WebSocket request), must not become a tunnel.
+pub fn switches_to_offered(offered: &HeaderValue, response: &HeaderMap) -> bool {
+    let mut chosen = response
+        .get_all(UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .peekable();
+    if chosen.peek().is_none() {
+        return false;
+    }
+    chosen.all(|protocol| {
+        offered
+            .as_bytes()
+            .split(|b| *b == b',')
+            .any(|o| o.trim_ascii().eq_ignore_ascii_case(protocol))
+    })
 }
 
 /// Whether any `Upgrade` field names the `h2c` protocol (RFC 9113 §3.1 deprecated that upgrade).
@@ -182,6 +206,25 @@ mod tests {
             headers.append(UPGRADE, HeaderValue::from_static(v));
         }
         requested(http::Version::HTTP_11, &headers)
+    }
+
+    #[test]
+    fn a_switch_must_be_to_an_offered_protocol() {
+        let offered = HeaderValue::from_static("websocket, foo/2");
+        let answer = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(UPGRADE, HeaderValue::from_static(v));
+            }
+            switches_to_offered(&offered, &headers)
+        };
+        assert!(answer(&["websocket"]));
+        assert!(answer(&["WebSocket"]));
+        assert!(answer(&["foo/2"]));
+        assert!(!answer(&[]));
+        assert!(!answer(&["h2c"]));
+        assert!(!answer(&["websocket, h2c"]));
+        assert!(!answer(&["foo"]));
     }
 
     #[test]

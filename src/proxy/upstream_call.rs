@@ -4,10 +4,10 @@
 //! Both the client's request (`forward.rs`) and a mirrored copy (`mirror.rs`) go through here,
 //! so neither of those two imports the other.
 
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::ProxyError;
+use super::{upgrade, ProxyError};
 use crate::config::{ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
 use crate::upstream::{acquire, Conn, RequestBody, SendError};
@@ -17,6 +17,18 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
+}
+
+/// Whether an answer counts for the endpoint's passive health: not a 5xx, and not a 101 to a
+/// request that did not offer the protocol it switches to (`upgrade.rs`; the client gets 502).
+/// Only a 101 pays for the protocol check.
+fn answered_well(response: &Response<Incoming>, upgrade_offered: Option<&HeaderValue>) -> bool {
+    let status = response.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return upgrade_offered
+            .is_some_and(|o| upgrade::switches_to_offered(o, response.headers()));
+    }
+    !status.is_server_error()
 }
 
 /// The upstream's response head, the connection it came on, and the version that served it.
@@ -31,11 +43,13 @@ pub(super) type Forwarded = (Response<Incoming>, Conn, Version);
 /// The failover of a canary request to the primary is not charged to any budget: it happens at
 /// most once per request and moves the request to the other pool rather than adding load to the
 /// failing one. The replacement of a stale pooled connection in [`send`] is not a retry either.
+/// `upgrade_offered` is the protocol an upgrade request offered, for judging a 101.
 pub(super) async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
     version: Version,
     request: Request<RequestBody>,
+    upgrade_offered: Option<&HeaderValue>,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
     let mut retries_left = if idempotent { proxy.retries } else { 0 };
@@ -54,14 +68,13 @@ pub(super) async fn forward(
         match acquired {
             Ok(conn) => {
                 let result = send(proxy, conn, request).await;
-                // Passive health: 5xx answers, timeouts and broken exchanges count against the
-                // endpoint; a client's broken body does not.
+                // Passive health: 5xx answers, a 101 nobody asked for, timeouts and broken
+                // exchanges count against the endpoint; a client's broken or stalled body does not.
                 if let Some(endpoint) = &endpoint {
                     match &result {
-                        Ok((response, _)) => {
-                            endpoint.record(!response.status().is_server_error(), &proxy.ejection)
-                        }
-                        Err(ProxyError::BadRequestBody) => {}
+                        Ok((response, _)) => endpoint
+                            .record(answered_well(response, upgrade_offered), &proxy.ejection),
+                        Err(ProxyError::BadRequestBody | ProxyError::ClientBodyTimeout) => {}
                         Err(_) => endpoint.record(false, &proxy.ejection),
                     }
                 }
@@ -109,12 +122,17 @@ pub(super) async fn forward(
 }
 
 /// Send on a connection; a stale pooled connection that closed before the request was written
-/// is replaced once by a fresh one to the same endpoint.
+/// is replaced once by a fresh one to the same endpoint. When `request_timeout` runs out while
+/// the upstream waits for the client's body, the stall is the client's (`ClientBodyTimeout`).
 pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
     request: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Conn), ProxyError> {
+    let watch = match request.body() {
+        RequestBody::Watched(_, watch) => Some(watch.clone()),
+        _ => None,
+    };
     let exchange = async move {
         let mut conn = conn;
         let mut request = request;
@@ -142,6 +160,7 @@ pub(super) async fn send(
     };
     match tokio::time::timeout(proxy.request_timeout, exchange).await {
         Ok(result) => result,
+        Err(_) if watch.is_some_and(|w| w.waits_for_client()) => Err(ProxyError::ClientBodyTimeout),
         Err(_) => Err(ProxyError::Timeout),
     }
 }

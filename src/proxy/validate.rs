@@ -1,17 +1,27 @@
-//! Requests refused before routing because their head is malformed, whatever the route: the
-//! `Host` rules of RFC 9112 §3.2 and RFC 9110 §7.2, and HTTP/2 field values with surrounding
-//! whitespace (RFC 9113 §8.2.1). A refused request reaches no upstream and counts against no
+//! Requests refused before routing because their head is malformed, whatever the route: a
+//! request target canaryd cannot forward (RFC 9112 §3.2.3 for `CONNECT`), the `Host` rules of
+//! RFC 9112 §3.2 and RFC 9110 §7.2, and HTTP/2 field values with surrounding whitespace
+//! (RFC 9113 §8.2.1). A refused request reaches no upstream and counts against no
 //! version (`docs/security.md#protocol-conformance`).
 
 use std::net::Ipv6Addr;
 
 use http::header::HOST;
-use http::{HeaderMap, Uri, Version};
+use http::uri::Scheme;
+use http::{HeaderMap, Method, Uri, Version};
 
 use super::ProxyError;
 
 /// Why a request is refused before routing, or `None` for a well-formed head.
-pub fn malformed_head(version: Version, uri: &Uri, headers: &HeaderMap) -> Option<ProxyError> {
+pub fn malformed_head(
+    method: &Method,
+    version: Version,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<ProxyError> {
+    if is_unforwardable_target(method, uri) {
+        return Some(ProxyError::BadTarget);
+    }
     let mut hosts = headers.get_all(HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -46,6 +56,18 @@ pub fn malformed_head(version: Version, uri: &Uri, headers: &HeaderMap) -> Optio
         return Some(ProxyError::MalformedHeader);
     }
     None
+}
+
+/// `CONNECT` takes only an authority (`host:port`, RFC 9112 §3.2.3), never a path or an
+/// absolute URI; any other method may carry an absolute URI only for `http` or `https`, the
+/// schemes canaryd routes (`GET ftp://host/x` names a resource no route serves). Origin-form
+/// targets, nearly every request, cost two branches.
+fn is_unforwardable_target(method: &Method, uri: &Uri) -> bool {
+    if method == Method::CONNECT {
+        return uri.scheme().is_some() || uri.path_and_query().is_some();
+    }
+    uri.scheme()
+        .is_some_and(|scheme| *scheme != Scheme::HTTP && *scheme != Scheme::HTTPS)
 }
 
 /// A field value that starts or ends with SP or HTAB: HTTP/1 parsing trims them, HTTP/2 carries
@@ -171,17 +193,50 @@ mod tests {
     fn host_presence_by_version() {
         let origin: Uri = "/x".parse().unwrap();
         let absolute: Uri = "http://b.test/x".parse().unwrap();
-        assert!(malformed_head(Version::HTTP_11, &origin, &headers(&[])).is_some());
-        assert!(malformed_head(Version::HTTP_11, &absolute, &headers(&[])).is_some());
-        assert!(malformed_head(Version::HTTP_11, &absolute, &headers(&[("host", "a")])).is_none());
-        assert!(malformed_head(Version::HTTP_10, &origin, &headers(&[])).is_none());
-        assert!(malformed_head(Version::HTTP_2, &absolute, &headers(&[])).is_none());
-        assert!(malformed_head(Version::HTTP_2, &origin, &headers(&[])).is_some());
+        assert!(malformed_head(&Method::GET, Version::HTTP_11, &origin, &headers(&[])).is_some());
+        assert!(malformed_head(&Method::GET, Version::HTTP_11, &absolute, &headers(&[])).is_some());
+        assert!(malformed_head(
+            &Method::GET,
+            Version::HTTP_11,
+            &absolute,
+            &headers(&[("host", "a")])
+        )
+        .is_none());
+        assert!(malformed_head(&Method::GET, Version::HTTP_10, &origin, &headers(&[])).is_none());
+        assert!(malformed_head(&Method::GET, Version::HTTP_2, &absolute, &headers(&[])).is_none());
+        assert!(malformed_head(&Method::GET, Version::HTTP_2, &origin, &headers(&[])).is_some());
         let two = headers(&[("host", "a"), ("host", "a")]);
-        assert!(malformed_head(Version::HTTP_10, &origin, &two).is_some());
-        assert!(malformed_head(Version::HTTP_2, &absolute, &two).is_some());
+        assert!(malformed_head(&Method::GET, Version::HTTP_10, &origin, &two).is_some());
+        assert!(malformed_head(&Method::GET, Version::HTTP_2, &absolute, &two).is_some());
         let userinfo: Uri = "http://u@b.test/x".parse().unwrap();
-        assert!(malformed_head(Version::HTTP_11, &userinfo, &headers(&[("host", "b")])).is_some());
+        assert!(malformed_head(
+            &Method::GET,
+            Version::HTTP_11,
+            &userinfo,
+            &headers(&[("host", "b")])
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn connect_takes_only_an_authority_and_absolute_targets_only_http() {
+        let host = headers(&[("host", "a")]);
+        let refused = |method: Method, target: &str| {
+            let uri: Uri = target.parse().unwrap();
+            matches!(
+                malformed_head(&method, Version::HTTP_11, &uri, &host),
+                Some(ProxyError::BadTarget)
+            )
+        };
+        assert!(!refused(Method::CONNECT, "a:443"));
+        assert!(refused(Method::CONNECT, "/connect-path"));
+        assert!(refused(Method::CONNECT, "http://a/x"));
+        assert!(refused(Method::CONNECT, "http://a"));
+        assert!(refused(Method::GET, "ftp://a/x"));
+        assert!(!refused(Method::GET, "http://a/x"));
+        assert!(!refused(Method::GET, "https://a/x"));
+        assert!(!refused(Method::GET, "/x"));
+        assert!(!refused(Method::OPTIONS, "*"));
     }
 
     #[test]
@@ -191,17 +246,17 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("x-a", http::HeaderValue::from_str(value).unwrap());
             assert!(
-                malformed_head(Version::HTTP_2, &uri, &h).is_some(),
+                malformed_head(&Method::GET, Version::HTTP_2, &uri, &h).is_some(),
                 "{value:?}"
             );
             // HTTP/1 parsing already trimmed them; nothing to refuse there.
             h.insert(HOST, http::HeaderValue::from_static("a"));
             assert!(
-                malformed_head(Version::HTTP_11, &uri, &h).is_none(),
+                malformed_head(&Method::GET, Version::HTTP_11, &uri, &h).is_none(),
                 "{value:?}"
             );
         }
         let h = headers(&[("x-a", "in ner"), ("x-b", "")]);
-        assert!(malformed_head(Version::HTTP_2, &uri, &h).is_none());
+        assert!(malformed_head(&Method::GET, Version::HTTP_2, &uri, &h).is_none());
     }
 }

@@ -8,12 +8,15 @@
 //! draws the period's request counts (Poisson), failures (binomial) and slow requests (binomial
 //! on the latency distribution's tail) into it, as the route task drains the data plane's.
 //! Timing and resets are the runner's, so they cannot differ from the proxy's. `run.rs` is one
-//! rollout, `latency.rs` the latency models.
+//! rollout, `latency.rs` the latency models, `horizon.rs` how long a run is given and why a
+//! run may stay undecided.
 
+mod horizon;
 mod latency;
 mod run;
 mod summary;
 
+pub use horizon::{clean_requests_to_pass, Horizon};
 pub use latency::{Latency, LatencyError};
 pub use run::{simulate_once, RunOutcome, RunResult};
 pub use summary::Summary;

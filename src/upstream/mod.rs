@@ -10,7 +10,7 @@ mod health;
 mod pool;
 mod send;
 
-pub use body::RequestBody;
+pub use body::{BodyWatch, RequestBody};
 pub use endpoint::{Endpoint, InFlight};
 pub use health::{Health, HealthChange};
 pub use send::{acquire, AcquireError, Conn, SendError};

@@ -6,6 +6,9 @@
 mod binary;
 #[allow(unused_imports)]
 pub use binary::*;
+mod raw_upstream;
+#[allow(unused_imports)]
+pub use raw_upstream::*;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

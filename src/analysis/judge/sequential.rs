@@ -197,7 +197,7 @@ impl SequentialJudgement {
         !self.tests.is_empty() && self.tests.iter().all(|t| t.verdict() == Verdict::Pass)
     }
 
-    /// The undecided test closest to a decision of its own, for the "Halt" event.
+    /// The undecided test closest to a decision of its own, for the "Collecting evidence" event.
     pub fn closest(&self) -> Option<&TestResult> {
         self.tests
             .iter()

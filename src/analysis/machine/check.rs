@@ -315,15 +315,24 @@ impl Rollout {
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
+        let detail = describe(test);
         events.push(Event::warning(
             &self.route,
             now,
-            format!("Halt {} advancement: {}", self.route, describe(test)),
+            format!("Halt {} advancement: {detail}", self.route),
         ));
-        self.roll_back(RollbackReason::Evidence { test: test.name }, now, events)
+        // The check that accepted "bad" is a failed check, so `failed_checks` says why a
+        // sequential rollout failed as it does for the threshold judge.
+        self.failed_checks += 1;
+        let reason = RollbackReason::Evidence { test: test.name };
+        let decision = self.roll_back(reason, now, events);
+        self.reason = Some(format!("{reason}: {detail}"));
+        decision
     }
 
-    /// No decision yet: hold; after `max_step_duration` warn and follow `on_inconclusive`.
+    /// No decision yet: hold and say so once per step ("Collecting evidence": a healthy canary
+    /// is not failing, so no "Halt"); after `max_step_duration` warn and follow
+    /// `on_inconclusive`.
     fn undecided(
         &mut self,
         params: &Params,
@@ -337,11 +346,14 @@ impl Rollout {
             Some(test) => describe(test),
             None => "no metric to judge".to_owned(),
         };
-        events.push(Event::info(
-            &self.route,
-            now,
-            format!("Halt {} advancement: {detail}", self.route),
-        ));
+        let collecting = format!(
+            "Collecting evidence for {} at weight {}: {detail}",
+            self.route, self.weight
+        );
+        if self.step_checks == 1 {
+            events.push(Event::info(&self.route, now, collecting.clone()));
+        }
+        self.reason = Some(collecting);
         if self.step_checks == limit {
             let on = params.analysis.sequential.on_inconclusive;
             events.push(Event::warning(

@@ -134,6 +134,7 @@ impl Rollout {
             format!("Manual promotion of {} requested", self.route),
         )];
         self.promote_now(now, &mut events);
+        self.reason = Some("promoted by operator".to_owned());
         Ok(events)
     }
 

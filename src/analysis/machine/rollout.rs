@@ -111,6 +111,10 @@ pub struct Rollout {
     /// The last check that judged a window.
     #[serde(default)]
     pub(in crate::analysis) last_check: Option<CheckReport>,
+    /// Why the rollout is where it is, in one line: what the judge is still collecting, or why
+    /// it was promoted or rolled back (`reason` in the status and the `post-rollout` payload).
+    #[serde(default)]
+    pub(in crate::analysis) reason: Option<String>,
     /// A confirm webhook the runner was told to ask; only [`Rollout::confirm`] consumes it.
     /// Not persisted: after a restart the next passing check asks again.
     #[serde(skip)]
@@ -152,6 +156,7 @@ impl Rollout {
             started_at: now,
             updated_at: now,
             last_check: None,
+            reason: None,
             pending: None,
         }
     }
@@ -229,6 +234,7 @@ impl Rollout {
         self.started = false;
         self.paused_from = None;
         self.last_check = None;
+        self.reason = None;
         self.pending = None;
         self.started_at = unix_seconds(now);
         self.updated_at = unix_seconds(now);
@@ -298,6 +304,8 @@ impl Rollout {
         self.weight = weight.min(100);
         self.started = true;
         self.step_checks = 0;
+        // What the judge was collecting was about the step just passed.
+        self.reason = None;
         self.updated_at = unix_seconds(now);
         events.push(Event::info(
             &self.route,
@@ -314,6 +322,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         self.finish(FinishOutcome::Succeeded, now);
+        self.reason = Some("every check passed".to_owned());
         events.push(Event::info(
             &self.route,
             now,
@@ -333,6 +342,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         self.finish(FinishOutcome::Failed, now);
+        self.reason = Some(reason.to_string());
         events.push(Event::warning(
             &self.route,
             now,
@@ -457,6 +467,11 @@ impl Rollout {
     /// Failed checks of this rollout.
     pub fn failed_checks(&self) -> u32 {
         self.failed_checks
+    }
+
+    /// Why the rollout is where it is, one line (see the field).
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// Inconclusive checks in a row.

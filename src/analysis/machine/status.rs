@@ -28,6 +28,10 @@ pub struct RolloutStatus {
     pub iterations: u32,
     /// The last check that judged a window, or `null`.
     pub last_check: Option<CheckReport>,
+    /// Why the rollout is where it is, one line: what the sequential judge is still collecting,
+    /// or why it was promoted or rolled back. Omitted when there is nothing to say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Rollout {
@@ -43,6 +47,7 @@ impl Rollout {
             inconclusive_checks: self.inconclusive_checks(),
             iterations: self.iterations(),
             last_check: self.last_check().cloned(),
+            reason: self.reason().map(str::to_owned),
         }
     }
 }

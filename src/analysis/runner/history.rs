@@ -119,6 +119,7 @@ mod tests {
             inconclusive_checks: 0,
             iterations: 0,
             last_check: check,
+            reason: None,
         }
     }
 

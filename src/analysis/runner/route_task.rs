@@ -15,7 +15,7 @@ use crate::analysis::runner::engine::EngineError;
 use crate::analysis::runner::persist::Persist;
 use crate::analysis::runner::rollout_runner::{Due, Now, Restart, RolloutRunner, Step};
 use crate::analysis::runner::shared::EngineShared;
-use crate::analysis::runner::webhook::{WebhookPayload, Webhooks};
+use crate::analysis::runner::webhook::{redacted, OnUndelivered, WebhookPayload, Webhooks};
 use crate::analysis::{Command, Decision, Event, Params, Rollout, RolloutStatus, Severity};
 use crate::config::{Version, WebhookConfig, WebhookKind};
 use crate::control::ControlHandle;
@@ -180,18 +180,41 @@ impl RouteTask {
         let evidence = self.runner.watching().then(|| self.runner.evidence());
         self.persist.save(rollout, evidence);
         self.shared.set_status(rollout.status());
+        let undelivered = self.undelivered();
         for event in events {
             match event.severity {
                 Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
                 Severity::Warning => tracing::warn!(route = %event.route, "{}", event.message),
             }
-            Webhooks::notify(
-                &self.hooks,
-                WebhookKind::Event,
-                &payload(rollout, Some(event.message.clone())),
-            );
+            let mut payload = payload(rollout, Some(event.message.clone()));
+            payload.severity = event.severity;
+            Webhooks::notify(&self.hooks, WebhookKind::Event, &payload, &undelivered);
             self.shared.push_event(event);
         }
+    }
+
+    /// What a notice that finally failed becomes: a warning event (logged and kept, but not
+    /// sent to the `event` hooks, which may be the ones failing) and a count in
+    /// `canaryd_webhook_failures_total`.
+    pub(in crate::analysis) fn undelivered(&self) -> OnUndelivered {
+        let route = self.runner.rollout().route().to_owned();
+        let metrics = Arc::clone(&self.metrics);
+        let shared = Arc::clone(&self.shared);
+        Arc::new(move |hook: &WebhookConfig, reason: &str| {
+            metrics.count_undelivered(hook.kind);
+            let event = Event::warning(
+                &route,
+                SystemTime::now(),
+                format!(
+                    "Webhook {} {} not delivered after {} attempts: {reason}",
+                    hook.kind.as_str(),
+                    redacted(&hook.url),
+                    hook.retries + 1
+                ),
+            );
+            tracing::warn!(route = %event.route, "{}", event.message);
+            shared.push_event(event);
+        })
     }
 
     pub(in crate::analysis) fn notify_post_rollout(&self) {
@@ -202,10 +225,13 @@ impl RouteTask {
             rollout.revision(),
             rollout.phase()
         );
+        let mut payload = payload(rollout, Some(message));
+        payload.reason = rollout.reason().map(str::to_owned);
         Webhooks::notify(
             &self.hooks,
             WebhookKind::PostRollout,
-            &payload(rollout, Some(message)),
+            &payload,
+            &self.undelivered(),
         );
     }
 
@@ -247,5 +273,7 @@ fn payload(rollout: &Rollout, message: Option<String>) -> WebhookPayload {
         weight: rollout.weight(),
         failed_checks: rollout.failed_checks(),
         message,
+        reason: None,
+        severity: Severity::Info,
     }
 }

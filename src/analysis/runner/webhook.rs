@@ -14,13 +14,20 @@
 //! and `metadata` come from the hook the body is sent to, so one payload can be sent to several
 //! hooks and each still gets its own metadata.
 //!
-//! One optional field is added beyond the core payload: `message`, present only when set (omitted, not
-//! `null`, otherwise). `event` hooks carry the event's message there ("Promotion completed! shop
-//! is now serving v1.5.0"), and `post-rollout` hooks a one-line outcome ("Rolling back shop failed
-//! checks threshold reached 5"). That answers the GitOps caveat — an automatic rollback leaves the
-//! production repository out of date — because a pipeline learns from one request which revision
-//! finished (`revision`), how (`phase` = `Succeeded` or `Failed`) and why (`message`), and can
-//! revert or promote the repository accordingly.
+//! Two optional fields are added beyond the core payload, present only when set (omitted, not
+//! `null`, otherwise): `message` and `reason`. `event` hooks carry the event's message in
+//! `message` ("Promotion completed! shop is now serving v1.5.0"), and `post-rollout` hooks a
+//! one-line outcome ("shop v1.5.0 Failed"). That answers the GitOps caveat — an automatic
+//! rollback leaves the production repository out of date — because a pipeline learns from one
+//! request which revision finished (`revision`), how (`phase` = `Succeeded` or `Failed`) and why
+//! (`reason`), and can revert or promote the repository accordingly. `reason` (`post-rollout`) is
+//! why the rollout ended as it did, in one line ("failed checks threshold reached 5",
+//! "request-success-rate is worse than allowed (sequential test): error rate 2.10% over 1,000
+//! requests, …"): the sequential judge rolls back on one check's evidence, so `failed_checks`
+//! alone says little.
+//!
+//! A hook with `format = "slack"`, `"msteams"` or `"discord"` gets the same facts shaped for
+//! that service instead (`format.rs`, docs/rollouts.md#notifications).
 //!
 //! # Answers
 //!
@@ -31,10 +38,24 @@
 //! answer, and a broken hook must never stop the proxy.
 //!
 //! Hooks are called from the analysis task, never on the request path. Each call opens its own
-//! HTTP/1.1 connection (hooks are rare: at most a few per check interval).
+//! HTTP/1.1 connection (hooks are rare: at most a few per check interval); an `https://` hook's
+//! certificate is verified against its `ca` or the system's roots. The configured `headers` are
+//! sent with every call and never logged (their values are marked sensitive, and no reason
+//! quotes a request).
+//!
+//! # Delivery of notices
+//!
+//! A gate is asked once per check and its answer decides. A notice (`post-rollout`, `event`)
+//! decides nothing, so it is delivered: a failed attempt is retried up to the hook's `retries`
+//! times with exponential backoff and jitter ([`Backoff`]), and a delivery that finally fails is
+//! handed to the route's [`OnUndelivered`] (a warning event and
+//! `canaryd_webhook_failures_total`).
+
+mod format;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
@@ -44,12 +65,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
-use crate::config::{WebhookConfig, WebhookKind};
+use crate::analysis::Severity;
+use crate::config::{WebhookConfig, WebhookFormat, WebhookKind, WebhookRoots, WebhookSeverity};
 use crate::routing::Phase;
 
 /// At most this much of a hook's response body is read (and discarded); the status is all that
@@ -75,6 +100,11 @@ pub struct WebhookPayload {
     /// Extension of the core payload: the event message for `event` hooks, the outcome for `post-rollout`
     /// hooks. Omitted from the JSON when `None`.
     pub message: Option<String>,
+    /// Extension: why the rollout ended as it did, one line (`post-rollout`). Omitted when `None`.
+    pub reason: Option<String>,
+    /// The event's severity (`event` hooks; `Info` otherwise): filtered by the hook's
+    /// `severity`, and the colour of a chat notice. Not part of the generic body.
+    pub severity: Severity,
 }
 
 /// The JSON body as sent: the core fields in the order docs/rollouts.md#webhooks lists them, plus `message` when set.
@@ -91,11 +121,17 @@ struct WireBody<'a> {
     metadata: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl WebhookPayload {
-    /// The exact JSON body sent to `hook`: this payload plus the hook's `type` and `metadata`.
+    /// The exact JSON body sent to `hook`: this payload plus the hook's `type` and `metadata`,
+    /// or, for a chat `format`, the message built from them.
     pub fn to_json(&self, hook: &WebhookConfig) -> Vec<u8> {
+        if hook.format != WebhookFormat::Generic {
+            return serde_json::to_vec(&format::chat_body(self, hook)).unwrap_or_default();
+        }
         let body = WireBody {
             route: &self.route,
             kind: hook.kind.as_str(),
@@ -106,6 +142,7 @@ impl WebhookPayload {
             failed_checks: self.failed_checks,
             metadata: &hook.metadata,
             message: self.message.as_deref(),
+            reason: self.reason.as_deref(),
         };
         // Strings, integers and a string map: serde_json cannot fail on these, but an empty
         // body (which every hook rejects or ignores) beats a panic if that ever changes.
@@ -141,9 +178,9 @@ impl WebhookAnswer {
 /// POST `payload` (with `hook`'s `type` and `metadata`) to `hook.url` and wait for the answer.
 ///
 /// Takes at most `hook.timeout` (plus scheduling): the timeout covers name resolution, connect,
-/// sending the request and receiving the response head, and the response body is drained only
-/// until the same deadline. Only `http://` URLs are supported; the `host` header and the request
-/// target come from the URL. Never panics, never follows redirects.
+/// the TLS handshake, sending the request and receiving the response head, and the response
+/// body is drained only until the same deadline. The `host` header and the request target come
+/// from the URL. Never panics, never follows redirects.
 pub async fn call(hook: &WebhookConfig, payload: &WebhookPayload) -> WebhookAnswer {
     let target = match Target::from_uri(&hook.url) {
         Ok(target) => target,
@@ -152,7 +189,7 @@ pub async fn call(hook: &WebhookConfig, payload: &WebhookPayload) -> WebhookAnsw
     let body = payload.to_json(hook);
     let deadline = Instant::now() + hook.timeout;
     let (status, response_body, _connection) =
-        match tokio::time::timeout_at(deadline, exchange(&target, body)).await {
+        match tokio::time::timeout_at(deadline, connect_and_exchange(&target, hook, body)).await {
             Err(_) => {
                 return WebhookAnswer::no(format!(
                     "no answer from {} within {:?}",
@@ -172,19 +209,85 @@ pub async fn call(hook: &WebhookConfig, payload: &WebhookPayload) -> WebhookAnsw
     }
 }
 
+/// The waits between attempts at a notice: the `n`th retry waits `first × 2ⁿ⁻¹`, at most
+/// `max`, of which a random half is jitter, so receivers that came back are not hit by every
+/// canaryd at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The longest wait before the first retry.
+    pub first: Duration,
+    /// The longest wait before any retry.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Notices: 1 s, 2 s, 4 s … up to a minute.
+    pub const NOTICES: Backoff = Backoff {
+        first: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
+
+    /// The wait before retry `retry` (1-based): between half and all of `first × 2^(retry−1)`.
+    pub fn wait(self, retry: u32) -> Duration {
+        let exponent = retry.saturating_sub(1).min(30);
+        let full = self.first.saturating_mul(1 << exponent).min(self.max);
+        full.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+}
+
+/// What a route does with a notice that could not be delivered after every retry: a warning
+/// event and a count in `canaryd_webhook_failures_total`. Called with the hook and the last
+/// reason (which never carries a header value).
+pub type OnUndelivered = Arc<dyn Fn(&WebhookConfig, &str) + Send + Sync>;
+
+/// Deliver a notice: call `hook`, and after a "no" retry up to `hook.retries` times, waiting
+/// `backoff` between attempts. Returns the last answer and the number of attempts.
+pub async fn deliver(
+    hook: &WebhookConfig,
+    payload: &WebhookPayload,
+    backoff: Backoff,
+) -> (WebhookAnswer, u32) {
+    let mut attempts = 1;
+    let mut answer = call(hook, payload).await;
+    while !answer.is_yes() && attempts <= hook.retries {
+        tracing::debug!(
+            kind = hook.kind.as_str(),
+            url = %redacted(&hook.url),
+            route = %payload.route,
+            attempt = attempts,
+            "webhook not delivered, retrying"
+        );
+        tokio::time::sleep(backoff.wait(attempts)).await;
+        attempts += 1;
+        answer = call(hook, payload).await;
+    }
+    (answer, attempts)
+}
+
+/// Whether an `event` hook wants an event of `severity`; other kinds take every notice.
+fn wants(hook: &WebhookConfig, severity: Severity) -> bool {
+    let severity = match severity {
+        Severity::Info => WebhookSeverity::Info,
+        Severity::Warning => WebhookSeverity::Warning,
+    };
+    hook.kind != WebhookKind::Event || severity >= hook.severity
+}
+
 /// Runs the configured hooks of a route.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Webhooks;
 
 impl Webhooks {
-    /// Call `hook` in a background task and log the answer; returns at once, never blocks.
+    /// Deliver a notice to `hook` in a background task (retries and backoff as [`deliver`]),
+    /// log the outcome, and hand a final failure to `undelivered`; returns at once.
     ///
     /// For `post-rollout` and `event` hooks, whose answer changes nothing. The handle may be
-    /// ignored (dropping it does not cancel the call). Returns `None`, after logging, when
+    /// ignored (dropping it does not cancel the delivery). Returns `None`, after logging, when
     /// called outside a Tokio runtime instead of panicking like `tokio::spawn` would.
     pub fn spawn_fire_and_forget(
         hook: &WebhookConfig,
         payload: &WebhookPayload,
+        undelivered: Option<OnUndelivered>,
     ) -> Option<JoinHandle<WebhookAnswer>> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(
@@ -198,16 +301,28 @@ impl Webhooks {
         let hook = hook.clone();
         let payload = payload.clone();
         Some(runtime.spawn(async move {
-            let answer = call(&hook, &payload).await;
-            log_answer(&hook, &payload, &answer);
+            let (answer, attempts) = deliver(&hook, &payload, Backoff::NOTICES).await;
+            log_answer(&hook, &payload, &answer, attempts);
+            if let (WebhookAnswer::No { reason }, Some(undelivered)) = (&answer, undelivered) {
+                undelivered(&hook, reason);
+            }
             answer
         }))
     }
 
-    /// [`spawn_fire_and_forget`](Self::spawn_fire_and_forget) for every hook of `kind`.
-    pub fn notify(hooks: &[WebhookConfig], kind: WebhookKind, payload: &WebhookPayload) {
-        for hook in hooks.iter().filter(|hook| hook.kind == kind) {
-            let _ = Self::spawn_fire_and_forget(hook, payload);
+    /// [`spawn_fire_and_forget`](Self::spawn_fire_and_forget) for every hook of `kind` that
+    /// wants the payload (an `event` hook's `severity`).
+    pub fn notify(
+        hooks: &[WebhookConfig],
+        kind: WebhookKind,
+        payload: &WebhookPayload,
+        undelivered: &OnUndelivered,
+    ) {
+        for hook in hooks
+            .iter()
+            .filter(|hook| hook.kind == kind && wants(hook, payload.severity))
+        {
+            let _ = Self::spawn_fire_and_forget(hook, payload, Some(Arc::clone(undelivered)));
         }
     }
 
@@ -265,6 +380,8 @@ impl Webhooks {
 
 /// Where a hook's request goes, derived from its URL.
 struct Target {
+    /// `https://`: TLS first.
+    tls: bool,
     /// Name or IP for connecting (IPv6 without brackets).
     connect_host: String,
     port: u16,
@@ -276,17 +393,21 @@ struct Target {
 
 impl Target {
     fn from_uri(uri: &Uri) -> Result<Self, String> {
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(format!(
-                "webhook URL {} is not http:// (the only scheme supported)",
-                redacted(uri)
-            ));
-        }
+        let tls = match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP => false,
+            Some(scheme) if *scheme == Scheme::HTTPS => true,
+            _ => {
+                return Err(format!(
+                    "webhook URL {} is neither http:// nor https://",
+                    redacted(uri)
+                ))
+            }
+        };
         let host = match uri.host() {
             Some(host) if !host.is_empty() => host,
             _ => return Err(format!("webhook URL {} has no host", redacted(uri))),
         };
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let authority = match uri.port_u16() {
             Some(port) => format!("{host}:{port}"),
             None => host.to_string(),
@@ -303,6 +424,7 @@ impl Target {
             .unwrap_or("/")
             .to_string();
         Ok(Target {
+            tls,
             connect_host,
             port,
             authority,
@@ -321,9 +443,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Connect, send the POST, and return the response head and body; the caller bounds it in time.
-async fn exchange(
+/// Connect (and, for `https://`, verify the hook's certificate), then [`exchange`].
+async fn connect_and_exchange(
     target: &Target,
+    hook: &WebhookConfig,
     body: Vec<u8>,
 ) -> Result<(StatusCode, Incoming, AbortOnDrop), String> {
     // `(host, port)` resolves names (trying every address in turn) and takes IP literals as is.
@@ -332,6 +455,45 @@ async fn exchange(
         .map_err(|e| format!("connect to {} failed: {e}", target.authority))?;
     // One small request: send it without waiting for Nagle.
     let _ = stream.set_nodelay(true);
+    if !target.tls {
+        return exchange(stream, target, hook, body).await;
+    }
+    let connector = tls_connector(hook.roots.as_ref())
+        .map_err(|e| format!("TLS setup for {} failed: {e}", target.authority))?;
+    let name = ServerName::try_from(target.connect_host.clone())
+        .map_err(|e| format!("{} is not a TLS server name: {e}", target.connect_host))?;
+    let stream = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake with {} failed: {e}", target.authority))?;
+    exchange(stream, target, hook, body).await
+}
+
+/// A TLS client that verifies the server against `roots` (the config always sets them for an
+/// `https://` hook; none at all would verify nothing, so it is refused) and speaks HTTP/1.1.
+fn tls_connector(roots: Option<&WebhookRoots>) -> Result<TlsConnector, String> {
+    let roots = roots.ok_or("no root certificates configured")?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(Arc::clone(&roots.0))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Send the POST on a connected stream and return the response head and body; the caller
+/// bounds it in time.
+async fn exchange<S>(
+    stream: S,
+    target: &Target,
+    hook: &WebhookConfig,
+    body: Vec<u8>,
+) -> Result<(StatusCode, Incoming, AbortOnDrop), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -341,7 +503,7 @@ async fn exchange(
         // send_request or not at all; the answer is what matters.
         let _ = connection.await;
     }));
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(target.path_and_query.as_str())
         .header(HOST, target.authority.as_str())
@@ -350,6 +512,9 @@ async fn exchange(
         .header(USER_AGENT, concat!("canaryd/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| format!("cannot build request for {}: {e}", target.authority))?;
+    for (name, value) in &hook.headers {
+        request.headers_mut().append(name, value.clone());
+    }
     let response = sender
         .send_request(request)
         .await
@@ -375,31 +540,40 @@ async fn drain(mut body: Incoming) {
 
 /// The URL for logs: scheme, host, port and path only. Userinfo and query strings are where
 /// people put tokens, and logs must not carry secrets.
-fn redacted(uri: &Uri) -> String {
+pub(crate) fn redacted(uri: &Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("");
     let host = uri.host().unwrap_or("");
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
     format!("{scheme}://{host}{port}{}", uri.path())
 }
 
-/// Log a fire-and-forget answer: nobody else sees it, so a "no" is a warning.
-fn log_answer(hook: &WebhookConfig, payload: &WebhookPayload, answer: &WebhookAnswer) {
+/// Log a delivery's outcome: nobody else sees it, so a final "no" is a warning.
+fn log_answer(
+    hook: &WebhookConfig,
+    payload: &WebhookPayload,
+    answer: &WebhookAnswer,
+    attempts: u32,
+) {
     match answer {
         WebhookAnswer::Yes => tracing::debug!(
             kind = hook.kind.as_str(),
             url = %redacted(&hook.url),
             route = %payload.route,
+            attempts,
             "webhook delivered"
         ),
         WebhookAnswer::No { reason } => tracing::warn!(
             kind = hook.kind.as_str(),
             url = %redacted(&hook.url),
             route = %payload.route,
+            attempts,
             %reason,
             "webhook failed"
         ),
     }
 }
 
+#[cfg(test)]
+mod notice_tests;
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,57 @@ fn a_clean_step_advances_once_the_evidence_suffices_and_not_before() {
 }
 
 #[test]
+fn a_healthy_canary_gathering_evidence_is_collecting_not_halted_once_per_step() {
+    let mut run = Runner::start(sequential());
+    // Three checks of 100 clean requests: 300 > 297 only at the third.
+    for _ in 0..2 {
+        let decision = run.tick(&window(traffic(900, 0, 40), traffic(100, 0, 50)));
+        assert!(
+            matches!(decision, Decision::Undecided { .. }),
+            "{decision:?}"
+        );
+    }
+    let messages = run.messages();
+    let collecting: Vec<&&str> = messages
+        .iter()
+        .filter(|m| m.starts_with("Collecting evidence for shop at weight 10: "))
+        .collect();
+    assert_eq!(collecting.len(), 1, "once per step: {messages:?}");
+    assert!(
+        !messages.iter().any(|m| m.starts_with("Halt")),
+        "a healthy canary is not halted: {messages:?}"
+    );
+    // The status says what is being collected, in full.
+    let reason = run.rollout.status().reason.unwrap();
+    assert!(
+        reason.contains("over 200 requests"),
+        "the reason follows the evidence: {reason}"
+    );
+    assert_eq!(
+        run.tick(&window(traffic(900, 0, 40), traffic(100, 0, 50))),
+        Decision::Advance(20)
+    );
+    assert_eq!(
+        run.rollout.status().reason,
+        None,
+        "a new step, nothing collected yet"
+    );
+}
+
+#[test]
+fn a_rollback_on_evidence_is_a_failed_check_with_its_reason() {
+    let mut run = Runner::start(sequential());
+    run.tick(&window(traffic(900, 0, 40), traffic(100, 10, 50)));
+    let status = run.rollout.status();
+    assert_eq!(status.phase, "Failed");
+    assert_eq!(status.failed_checks, 1);
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("request-success-rate is worse than allowed (sequential test): error rate 10.00% over 100 requests, 100% of the evidence needed to roll back")
+    );
+}
+
+#[test]
 fn evidence_restarts_per_step_when_configured() {
     let mut run = Runner::start(tuned(|a| {
         a.judge = JudgeKind::Sequential;

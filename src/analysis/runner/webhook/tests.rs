@@ -105,6 +105,12 @@ fn hook(kind: WebhookKind, url: &str, timeout: Duration) -> WebhookConfig {
         url: url.parse().unwrap(),
         timeout,
         metadata,
+        format: crate::config::WebhookFormat::Generic,
+        severity: crate::config::WebhookSeverity::Info,
+        headers: http::HeaderMap::new(),
+        retries: 0,
+        roots: None,
+        status_page: None,
     }
 }
 
@@ -117,6 +123,8 @@ fn payload() -> WebhookPayload {
         weight: 20,
         failed_checks: 1,
         message: None,
+        reason: None,
+        severity: Severity::Info,
     }
 }
 
@@ -244,7 +252,7 @@ async fn connection_refused_is_no() {
 
 #[tokio::test]
 async fn non_http_url_is_no_without_connecting() {
-    let hook = hook(WebhookKind::Rollout, "https://127.0.0.1:1/", SECOND);
+    let hook = hook(WebhookKind::Rollout, "ftp://127.0.0.1:1/", SECOND);
     let reason = reason(call(&hook, &payload()).await);
     assert!(reason.contains("http://"), "{reason}");
 }
@@ -258,7 +266,7 @@ async fn fire_and_forget_returns_at_once_even_when_the_receiver_hangs() {
         Duration::from_secs(20),
     );
     let started = Instant::now();
-    let handle = Webhooks::spawn_fire_and_forget(&hook, &payload()).unwrap();
+    let handle = Webhooks::spawn_fire_and_forget(&hook, &payload(), None).unwrap();
     assert!(
         started.elapsed() < Duration::from_millis(50),
         "{:?}",
@@ -280,14 +288,14 @@ async fn fire_and_forget_returns_at_once_even_when_the_receiver_hangs() {
 async fn fire_and_forget_reports_the_answer() {
     let receiver = Receiver::answering(500).await;
     let hook = hook(WebhookKind::Event, &receiver.url("/"), SECOND);
-    let handle = Webhooks::spawn_fire_and_forget(&hook, &payload()).unwrap();
+    let handle = Webhooks::spawn_fire_and_forget(&hook, &payload(), None).unwrap();
     assert!(!handle.await.unwrap().is_yes());
 }
 
 #[test]
 fn fire_and_forget_outside_a_runtime_does_not_panic() {
     let hook = hook(WebhookKind::Event, "http://127.0.0.1:1/", SECOND);
-    assert!(Webhooks::spawn_fire_and_forget(&hook, &payload()).is_none());
+    assert!(Webhooks::spawn_fire_and_forget(&hook, &payload(), None).is_none());
 }
 
 #[tokio::test]
