@@ -126,6 +126,7 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
                     ("request-success-rate".to_owned(), 0.64),
                     ("request-duration".to_owned(), -0.25),
                 ],
+                external: vec![("checkout-errors".to_owned(), 0.25)],
             }),
         },
         RouteInput {
@@ -143,6 +144,7 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
                 },
                 canary: VersionCheck::default(),
                 evidence: Vec::new(),
+                external: Vec::new(),
             }),
         },
         RouteInput {
@@ -632,6 +634,8 @@ fn analysis_gauges_come_from_the_last_check_and_are_omitted_without_data() {
     assert!((measured("shop", "primary", "request-duration-p50") - 0.0008).abs() < 1e-12);
     assert!((measured("shop", "canary", "request-duration-p99") - 0.3).abs() < 1e-12);
     assert!((measured("blog", "primary", "request-duration-p50") - 0.001).abs() < 1e-12);
+    // An external metric: its own name, the canary's, in its own unit.
+    assert_eq!(measured("shop", "canary", "checkout-errors"), 0.25);
     let evidence = |metric| {
         value(
             &scrape,

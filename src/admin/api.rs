@@ -134,6 +134,12 @@ fn metrics(ctx: &AdminContext) -> AdminResponse {
                                 Some((m.name.clone(), e.llr / e.rollback_bound))
                             })
                             .collect(),
+                        external: check
+                            .metrics
+                            .iter()
+                            .filter(|m| m.query.is_some())
+                            .filter_map(|m| Some((m.name.clone(), m.value?)))
+                            .collect(),
                     }
                 }),
             }

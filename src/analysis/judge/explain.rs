@@ -82,5 +82,8 @@ pub fn report(test: &TestResult) -> MetricReport {
             progress,
             verdict: verdict.as_str().to_owned(),
         }),
+        query: None,
+        error: None,
+        dry_run: false,
     }
 }

@@ -65,6 +65,9 @@ fn success_rate(
         threshold,
         passed: failure.is_none(),
         evidence: None,
+        query: None,
+        error: None,
+        dry_run: false,
     };
     (report, failure)
 }
@@ -104,6 +107,9 @@ fn duration(
         threshold: millis(threshold),
         passed: failure.is_none(),
         evidence: None,
+        query: None,
+        error: None,
+        dry_run: false,
     };
     (report, failure)
 }

@@ -93,6 +93,9 @@ pub enum Hold {
     },
     /// `confirm-promotion` said no: stay WaitingPromotion.
     PromotionNotConfirmed,
+    /// Sequential judge: every test passed but an external metric had no value; the step
+    /// waits for one (docs/rollouts.md#external-metrics).
+    ExternalInconclusive,
 }
 
 /// A confirm webhook the runner must ask after a passing check.

@@ -4,6 +4,7 @@
 //! read-mostly view the admin API reads (`shared.rs`, `history.rs`).
 
 pub(super) mod engine;
+pub mod external;
 #[cfg(feature = "fleet")]
 mod fleet_route;
 pub(super) mod history;

@@ -22,11 +22,13 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::analysis::judge::external::ExternalReading;
 use crate::analysis::{
     Command, CommandError, Decision, Drained, Event, GateAnswers, Params, Rollout, StepEvidence,
     Window,
 };
 use crate::config::{JudgeKind, WebhookKind};
+use crate::routing::Phase;
 
 /// How often the rollback side of the sequential judge is looked at between checks
 /// (`docs/rollouts.md#fast-rollback`): 4 times a second, so that the wait for the next look
@@ -91,6 +93,8 @@ pub struct RolloutRunner {
     next_check: Duration,
     next_watch: Duration,
     check: CheckProgress,
+    /// The external metrics read for the next check ([`RolloutRunner::on_readings`]).
+    readings: Vec<ExternalReading>,
 }
 
 impl RolloutRunner {
@@ -107,6 +111,7 @@ impl RolloutRunner {
             window_started: now.at,
             evidence,
             check: CheckProgress::None,
+            readings: Vec::new(),
         }
     }
 
@@ -180,6 +185,22 @@ impl RolloutRunner {
         primary.add_to_window(&mut self.window.primary);
         canary.add_to_window(&mut self.window.canary);
         self.evidence.add(primary, canary);
+    }
+
+    /// Whether the next check judges external metrics, so the caller should read them first
+    /// and hand them to [`RolloutRunner::on_readings`].
+    pub fn wants_readings(&self) -> bool {
+        !self.params.analysis.external.is_empty()
+            && matches!(
+                self.rollout.phase(),
+                Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion
+            )
+    }
+
+    /// The external metrics' readings for the next check (read off the request path by the
+    /// route task; `canaryd simulate` has none, so its external metrics stay inconclusive).
+    pub fn on_readings(&mut self, readings: Vec<ExternalReading>) {
+        self.readings = readings;
     }
 
     /// Begin a check: the first webhook to ask, or the decision when no gate applies.
@@ -345,11 +366,13 @@ impl RolloutRunner {
 
     /// Gates answered: judge the window and evidence.
     fn judge(&mut self, answers: &GateAnswers, now: Now) -> Step {
-        let (decision, events) = self.rollout.check(
+        let readings = std::mem::take(&mut self.readings);
+        let (decision, events) = self.rollout.check_with(
             &self.params,
             &self.window,
             &self.evidence,
             answers,
+            &readings,
             now.wall,
         );
         self.decided(decision, events, now)

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::analysis::runner::engine::EngineError;
+use crate::analysis::runner::external::{read_all, Placeholders};
 use crate::analysis::runner::persist::Persist;
 use crate::analysis::runner::rollout_runner::{Due, Now, Restart, RolloutRunner, Step};
 use crate::analysis::runner::shared::EngineShared;
@@ -70,6 +71,11 @@ pub(in crate::analysis) async fn run_check(
     runner: &mut RolloutRunner,
     origin: Instant,
 ) -> (Decision, Vec<Event>) {
+    if runner.wants_readings() {
+        let values = Placeholders::of(runner.rollout(), runner.params().interval());
+        let readings = read_all(&runner.params().analysis.external, &values).await;
+        runner.on_readings(readings);
+    }
     let mut step = runner.on_check(now_since(origin));
     loop {
         match step {

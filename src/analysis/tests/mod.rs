@@ -53,6 +53,7 @@ pub(super) fn seed() -> Params {
                     max_ratio: None,
                 },
             ],
+            external: Vec::new(),
         },
         hooks: Hooks::default(),
         primary_revision: "v1.4.2".to_owned(),
