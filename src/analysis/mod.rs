@@ -20,6 +20,7 @@ mod runner;
 mod tests;
 
 pub use judge::evidence::{Counts, Drained, LatencyTest, SlowCount, StepEvidence};
+pub use judge::external::{ExternalReading, ExternalVerdict, Reading};
 pub use judge::sequential::{binomial_llr, canary_share, test_count, Bounds};
 pub use judge::window::{VersionWindow, Window, WindowError};
 pub use judge::{

@@ -9,6 +9,7 @@ use rand_distr::{Distribution, Poisson};
 
 use super::latency::{binomial, Latency};
 use super::{Behaviour, Scenario};
+use crate::analysis::ExternalReading;
 use crate::analysis::{Drained, Due, Now, Rollout, RolloutRunner, VersionWindow, Window};
 use crate::config::JudgeKind;
 use crate::routing::{CanaryShare, Phase};
@@ -138,6 +139,16 @@ pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
         );
         match runner.due(now) {
             Some(Due::Check) => {
+                // External metrics cannot be drawn: they are taken to pass, so the run shows
+                // what canaryd's own metrics decide (docs/rollouts.md#external-metrics).
+                let assumed = runner
+                    .params()
+                    .analysis
+                    .external
+                    .iter()
+                    .map(ExternalReading::assumed_passing)
+                    .collect();
+                runner.on_readings(assumed);
                 runner.check_unattended(clock(now));
             }
             Some(Due::Watch) => {
