@@ -96,6 +96,11 @@ pub(crate) fn analysis_config(
         sequential,
         metrics,
         external,
+        bake: a
+            .bake
+            .as_ref()
+            .map(|b| positive_duration(b, "bake"))
+            .transpose()?,
     })
 }
 

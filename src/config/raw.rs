@@ -296,6 +296,9 @@ pub(crate) struct RawAnalysis {
     pub evidence: Option<Spanned<String>>,
     #[serde(default)]
     pub metrics: Vec<Spanned<RawMetric>>,
+    /// After promotion, keep judging at 100% this long (`docs/rollouts.md#bake`).
+    #[serde(default)]
+    pub bake: Option<Spanned<String>>,
 }
 
 fn default_interval() -> Spanned<String> {

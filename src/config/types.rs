@@ -344,6 +344,8 @@ pub struct AnalysisConfig {
     pub metrics: Vec<MetricCheck>,
     /// `[[route.analysis.metrics]]` with a `provider`, asked at every check.
     pub external: Vec<ExternalMetric>,
+    /// `bake`: after promotion the route is Baking this long, still judged.
+    pub bake: Option<Duration>,
 }
 
 /// `judge`: how checks are decided.

@@ -438,6 +438,7 @@ fn flagger_status_value(phase: Phase) -> f64 {
         | Phase::Waiting
         | Phase::Paused
         | Phase::WaitingPromotion
+        | Phase::Baking
         | Phase::Succeeded => 1.0,
     }
 }

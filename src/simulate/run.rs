@@ -164,7 +164,8 @@ pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
             | Phase::Waiting
             | Phase::Progressing
             | Phase::Paused
-            | Phase::WaitingPromotion => {}
+            | Phase::WaitingPromotion
+            | Phase::Baking => {}
         }
     }
     result(RunOutcome::Undecided, now, canary_requests)

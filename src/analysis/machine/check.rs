@@ -79,6 +79,7 @@ impl Rollout {
         };
         // A confirmation nobody answered is dropped: this check asks again if still relevant.
         self.pending = None;
+        self.bake_for = params.bake_checks();
         let decision = match self.phase {
             Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => {
                 Decision::Skip
@@ -87,12 +88,87 @@ impl Rollout {
             Phase::Progressing | Phase::WaitingPromotion => {
                 self.analyse(params, observed, answers, now, &mut events)
             }
+            Phase::Baking => self.bake(params, observed, now, &mut events),
         };
         if decision != Decision::Skip {
             self.updated_at = unix_seconds(now);
         }
         self.dry_run_events(now, &mut events);
         (decision, events)
+    }
+
+    /// Baking (docs/rollouts.md#bake): the canary has all the traffic, so only the absolute
+    /// thresholds can be judged (there is no primary to compare with), by either judge, on
+    /// this interval's window and the external metrics. A failure rolls back at once; once
+    /// `bake / interval` checks have passed, the promotion is complete. An inconclusive check
+    /// (too little traffic, an external metric without a value) does not count.
+    fn bake(
+        &mut self,
+        params: &Params,
+        observed: Observed<'_>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        let window = observed.window;
+        let judgement = judge(params, window);
+        let (external, external_failures, unknown) =
+            judge_all(&params.analysis.external, observed.external);
+        let enough = window.canary.requests >= params.required_requests();
+        let mut failures: Vec<Failure> = if enough {
+            judgement
+                .failures
+                .into_iter()
+                .filter(|f| matches!(f, Failure::SuccessRate { .. } | Failure::Duration { .. }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        failures.extend(external_failures);
+        let outcome = if !failures.is_empty() {
+            CheckOutcome::Fail
+        } else if !enough || !unknown.is_empty() {
+            CheckOutcome::Inconclusive
+        } else {
+            CheckOutcome::Pass
+        };
+        let mut metrics = judgement.metrics;
+        metrics.extend(external);
+        self.last_check = Some(CheckReport {
+            at: rfc3339(now),
+            outcome,
+            window_seconds: window.duration.as_secs(),
+            primary: VersionReport::of(&window.primary),
+            canary: VersionReport::of(&window.canary),
+            metrics,
+        });
+        if !failures.is_empty() {
+            self.failed_checks += 1;
+            let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            let detail = detail.join(", ");
+            events.push(Event::warning(
+                &self.route,
+                now,
+                format!("Halt {} bake: {detail}", self.route),
+            ));
+            let reason = RollbackReason::BakeFailed;
+            let decision = self.roll_back(reason, now, events);
+            self.reason = Some(format!("{reason}: {detail}"));
+            return decision;
+        }
+        if outcome == CheckOutcome::Pass {
+            let left = self.bake_left.unwrap_or(1).saturating_sub(1);
+            self.bake_left = Some(left);
+            if left == 0 {
+                events.push(Event::info(
+                    &self.route,
+                    now,
+                    format!("Bake of {} {} passed", self.route, self.revision),
+                ));
+                return self.promote_now(now, events);
+            }
+            self.reason = Some(format!("baking at 100% for {left} more checks"));
+        }
+        Decision::Hold(Hold::Baking)
     }
 
     /// Every `dry_run` external metric of this check says what it read, deciding nothing.
@@ -368,6 +444,7 @@ impl Rollout {
             | Phase::Static
             | Phase::Waiting
             | Phase::Paused
+            | Phase::Baking
             | Phase::Succeeded
             | Phase::Failed => false,
         };

@@ -65,11 +65,22 @@ impl Command {
     /// The phases this command is allowed in (see the module table).
     pub fn allowed_in(self) -> &'static [Phase] {
         match self {
-            Command::Promote | Command::Abort => &[
+            Command::Promote => &[
                 Phase::Waiting,
                 Phase::Progressing,
                 Phase::Paused,
                 Phase::WaitingPromotion,
+                Phase::Baking,
+            ],
+            // Succeeded: the old primary still runs until `primary.revision` changes (then
+            // the rollout is Idle), so going back to it is still instant.
+            Command::Abort => &[
+                Phase::Waiting,
+                Phase::Progressing,
+                Phase::Paused,
+                Phase::WaitingPromotion,
+                Phase::Baking,
+                Phase::Succeeded,
             ],
             Command::Pause => &[Phase::Waiting, Phase::Progressing, Phase::WaitingPromotion],
             Command::Resume => &[Phase::Paused],
@@ -133,6 +144,8 @@ impl Rollout {
             now,
             format!("Manual promotion of {} requested", self.route),
         )];
+        // The operator's promotion is final: no bake, and a bake in progress ends.
+        self.bake_for = None;
         self.promote_now(now, &mut events);
         self.reason = Some("promoted by operator".to_owned());
         Ok(events)

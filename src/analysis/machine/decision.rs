@@ -45,6 +45,8 @@ pub enum Decision {
         /// Passed checks needed for promotion.
         of: u32,
     },
+    /// Promoted into the bake: phase Baking, weight 100, still judged (docs/rollouts.md#bake).
+    Bake,
     /// Promoted: phase Succeeded, weight 100. Call the `post-rollout` webhooks.
     Promote,
     /// Rolled back: phase Failed, weight 0. Call the `post-rollout` webhooks.
@@ -64,7 +66,7 @@ impl Decision {
     /// step when evidence is kept per step, and whenever the canary's traffic starts or ends.
     pub fn restarts_evidence(&self, scope: EvidenceScope) -> bool {
         match self {
-            Decision::Started | Decision::Promote | Decision::Rollback(_) => true,
+            Decision::Started | Decision::Bake | Decision::Promote | Decision::Rollback(_) => true,
             Decision::Advance(_) | Decision::Iteration { .. } => scope == EvidenceScope::Step,
             Decision::Skip
             | Decision::Hold(_)
@@ -93,6 +95,8 @@ pub enum Hold {
     },
     /// `confirm-promotion` said no: stay WaitingPromotion.
     PromotionNotConfirmed,
+    /// Baking and nothing failed: the bake goes on.
+    Baking,
     /// Sequential judge: every test passed but an external metric had no value; the step
     /// waits for one (docs/rollouts.md#external-metrics).
     ExternalInconclusive,
@@ -145,6 +149,8 @@ pub enum RollbackReason {
     RollbackWebhook,
     /// An operator ran `canaryd abort`.
     Aborted,
+    /// A check failed while Baking: back to the primary at once.
+    BakeFailed,
 }
 
 impl fmt::Display for RollbackReason {
@@ -170,6 +176,7 @@ impl fmt::Display for RollbackReason {
             ),
             RollbackReason::RollbackWebhook => f.write_str("manual webhook invoked"),
             RollbackReason::Aborted => f.write_str("aborted by operator"),
+            RollbackReason::BakeFailed => f.write_str("a check failed during the bake"),
         }
     }
 }

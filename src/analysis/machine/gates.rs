@@ -35,7 +35,12 @@ impl Rollout {
             Phase::Progressing | Phase::WaitingPromotion => {
                 &[WebhookKind::Rollback, WebhookKind::PreRollout]
             }
-            Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => &[],
+            Phase::Idle
+            | Phase::Static
+            | Phase::Paused
+            | Phase::Baking
+            | Phase::Succeeded
+            | Phase::Failed => &[],
         };
         wanted
             .iter()

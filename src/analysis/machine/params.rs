@@ -131,6 +131,14 @@ impl Params {
         }
     }
 
+    /// `analysis.bake` in checks (at least one), `None` without a bake.
+    pub fn bake_checks(&self) -> Option<u32> {
+        let bake = self.analysis.bake?;
+        let interval = self.interval().as_millis().max(1);
+        let checks = bake.as_millis().div_ceil(interval).max(1);
+        Some(u32::try_from(checks).unwrap_or(u32::MAX))
+    }
+
     /// How often the canary is judged.
     pub fn interval(&self) -> Duration {
         self.analysis.interval

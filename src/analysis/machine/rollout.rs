@@ -115,6 +115,15 @@ pub struct Rollout {
     /// it was promoted or rolled back (`reason` in the status and the `post-rollout` payload).
     #[serde(default)]
     pub(in crate::analysis) reason: Option<String>,
+    /// While Baking: the checks still to pass before the bake ends (docs/rollouts.md#bake).
+    /// Counted in checks, not wall time, so that a bake follows the analysis clock (paused
+    /// in tests, virtual in `canaryd simulate`) and a restart resumes it where it was.
+    #[serde(default)]
+    pub(in crate::analysis) bake_left: Option<u32>,
+    /// `analysis.bake` of the check in progress, in checks, so a promotion (also the one a
+    /// confirm webhook approves) knows whether to bake. Not persisted: every check sets it.
+    #[serde(skip)]
+    pub(in crate::analysis) bake_for: Option<u32>,
     /// A confirm webhook the runner was told to ask; only [`Rollout::confirm`] consumes it.
     /// Not persisted: after a restart the next passing check asks again.
     #[serde(skip)]
@@ -157,6 +166,8 @@ impl Rollout {
             updated_at: now,
             last_check: None,
             reason: None,
+            bake_left: None,
+            bake_for: None,
             pending: None,
         }
     }
@@ -235,6 +246,7 @@ impl Rollout {
         self.paused_from = None;
         self.last_check = None;
         self.reason = None;
+        self.bake_left = None;
         self.pending = None;
         self.started_at = unix_seconds(now);
         self.updated_at = unix_seconds(now);
@@ -321,8 +333,14 @@ impl Rollout {
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
+        if let Some(bake) = self.bake_for.take().filter(|_| self.phase != Phase::Baking) {
+            return self.start_bake(bake, now, events);
+        }
         self.finish(FinishOutcome::Succeeded, now);
-        self.reason = Some("every check passed".to_owned());
+        self.reason = Some(match self.bake_left.take() {
+            Some(_) => "every check passed, and the bake".to_owned(),
+            None => "every check passed".to_owned(),
+        });
         events.push(Event::info(
             &self.route,
             now,
@@ -334,6 +352,27 @@ impl Rollout {
         Decision::Promote
     }
 
+    /// The last step passed and `bake` is set: all traffic to the canary, the primary still
+    /// running, checks going on until `bake` has passed (docs/rollouts.md#bake).
+    fn start_bake(&mut self, checks: u32, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+        self.phase = Phase::Baking;
+        self.weight = 100;
+        self.pending = None;
+        self.paused_from = None;
+        self.bake_left = Some(checks);
+        self.updated_at = unix_seconds(now);
+        self.reason = Some(format!("baking at 100% for {checks} more checks"));
+        events.push(Event::info(
+            &self.route,
+            now,
+            format!(
+                "Baking {} {} at 100% for {checks} checks; {} is still running",
+                self.route, self.revision, self.primary_revision
+            ),
+        ));
+        Decision::Bake
+    }
+
     /// No traffic to the canary: phase Failed, weight 0, sticky until a new revision or retry.
     pub(in crate::analysis) fn roll_back(
         &mut self,
@@ -342,6 +381,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         self.finish(FinishOutcome::Failed, now);
+        self.bake_left = None;
         self.reason = Some(reason.to_string());
         events.push(Event::warning(
             &self.route,
@@ -428,6 +468,7 @@ impl Rollout {
         let (phase, weight) = match self.phase {
             Phase::Failed => (Phase::Failed, 0),
             Phase::Succeeded => (Phase::Succeeded, 100),
+            Phase::Baking => (Phase::Baking, 100),
             Phase::Idle => (Phase::Idle, 0),
             Phase::Waiting | Phase::Progressing | Phase::Paused | Phase::WaitingPromotion
                 if !self.started =>
@@ -467,6 +508,11 @@ impl Rollout {
     /// Failed checks of this rollout.
     pub fn failed_checks(&self) -> u32 {
         self.failed_checks
+    }
+
+    /// While Baking: the checks still to pass before the bake ends.
+    pub fn bake_left(&self) -> Option<u32> {
+        self.bake_left
     }
 
     /// Why the rollout is where it is, one line (see the field).

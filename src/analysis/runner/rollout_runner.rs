@@ -193,7 +193,7 @@ impl RolloutRunner {
         !self.params.analysis.external.is_empty()
             && matches!(
                 self.rollout.phase(),
-                Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion
+                Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion | Phase::Baking
             )
     }
 

@@ -15,7 +15,7 @@ use crate::routing::Phase;
 use crate::simulate::{simulate_once, Behaviour, Latency, RunOutcome, Scenario};
 use crate::vitals::Vitals;
 
-const INTERVAL: Duration = Duration::from_secs(60);
+pub(super) const INTERVAL: Duration = Duration::from_secs(60);
 
 fn config(dir: &Path) -> Config {
     config_judged_by(dir, "threshold")
@@ -58,17 +58,17 @@ quantile = 0.99
     }
 }
 
-struct Running {
-    registry: Arc<MetricsRegistry>,
-    control: ControlHandle,
-    analysis: AnalysisHandle,
+pub(super) struct Running {
+    pub(super) registry: Arc<MetricsRegistry>,
+    pub(super) control: ControlHandle,
+    pub(super) analysis: AnalysisHandle,
 }
 
 async fn start(dir: &Path) -> Running {
     start_with(config(dir)).await
 }
 
-async fn start_with(config: Config) -> Running {
+pub(super) async fn start_with(config: Config) -> Running {
     let registry = Arc::new(MetricsRegistry::default());
     let prepared = analysis::Prepared::load(&config);
     let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
@@ -91,7 +91,7 @@ async fn start_with(config: Config) -> Running {
 impl Running {
     /// One interval of traffic: 100 requests to each version, the canary failing `errors` of
     /// them, then the clock moved past the next check.
-    async fn interval(&self, canary_errors: usize) {
+    pub(super) async fn interval(&self, canary_errors: usize) {
         let metrics = self.registry.route("shop");
         for n in 0..100 {
             metrics.record(
@@ -109,7 +109,7 @@ impl Running {
         tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
     }
 
-    fn status(&self) -> (&'static str, u8) {
+    pub(super) fn status(&self) -> (&'static str, u8) {
         match self.analysis.status("shop") {
             Some(s) => (s.phase, s.weight),
             None => panic!("no status for shop"),
@@ -117,7 +117,7 @@ impl Running {
     }
 
     /// Phase and weight the data plane routes by.
-    fn routed(&self) -> (Phase, u8) {
+    pub(super) fn routed(&self) -> (Phase, u8) {
         let snapshot = self.control.snapshot();
         match snapshot.table.routes().iter().find(|r| &*r.name == "shop") {
             Some(route) => (route.rollout.phase, route.rollout.weight),
