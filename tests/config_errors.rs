@@ -1167,3 +1167,19 @@ fn external_metrics_that_are_valid_load() {
     assert!(analysis.external[0].dry_run);
     assert_eq!(analysis.external[0].max, Some(0.5));
 }
+
+#[test]
+fn bake_is_a_positive_duration() {
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\nmax_weight = 50\nbake = \"15\"\n"
+    );
+    assert_error(&text, 11, 8, "bake");
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\nmax_weight = 50\nbake = \"15m\"\n"
+    );
+    let config = parse_str(&text, Path::new(FILE)).unwrap();
+    assert_eq!(
+        config.routes[0].analysis.as_ref().unwrap().bake,
+        Some(std::time::Duration::from_secs(900))
+    );
+}
