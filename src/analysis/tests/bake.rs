@@ -131,3 +131,27 @@ async fn a_bake_survives_a_restart_ends_succeeded_and_abort_then_returns_to_the_
         "the abort survives a restart"
     );
 }
+
+/// The state file and the fleet wire (`state/{route}` carries the same JSON) keep `Baking`
+/// and how much of the bake is left.
+#[test]
+fn a_baking_rollout_round_trips_through_its_json() {
+    let mut params = super::seed();
+    params.analysis.bake = Some(Duration::from_secs(300));
+    let mut run = super::Runner::start(params);
+    run.weights(5, &super::healthy());
+    run.tick(&super::healthy());
+    assert_eq!(run.rollout.phase(), Phase::Baking);
+    assert_eq!(
+        run.rollout.bake_left(),
+        Some(4),
+        "five bake checks, one passed"
+    );
+    let json = serde_json::to_value(&run.rollout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(json["phase"], "Baking");
+    let back: crate::analysis::Rollout =
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.phase(), Phase::Baking);
+    assert_eq!(back.bake_left(), Some(4));
+    assert_eq!(back.view().weight, 100);
+}
