@@ -536,6 +536,7 @@ fn rollout_gauges_phase_one_hot_and_flagger_series() {
         "Progressing",
         "Paused",
         "WaitingPromotion",
+        "Baking",
         "Succeeded",
         "Failed",
     ];
@@ -563,7 +564,7 @@ fn rollout_gauges_phase_one_hot_and_flagger_series() {
         .iter()
         .filter(|s| matches(s, "canaryd_canary_phase", &[("route", "shop")]))
         .count();
-    assert_eq!(phases_of_shop, 8);
+    assert_eq!(phases_of_shop, 9, "one series per phase, Baking included");
 
     assert_eq!(
         value(&scrape, "canaryd_canary_weight", &[("route", "shop")]),
