@@ -80,6 +80,8 @@ impl Rollout {
         // A confirmation nobody answered is dropped: this check asks again if still relevant.
         self.pending = None;
         self.bake_for = params.bake_checks();
+        // Only a check that judged (wrote a new report) has dry-run readings to tell.
+        let previous = self.last_check.take();
         let decision = match self.phase {
             Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => {
                 Decision::Skip
@@ -93,7 +95,10 @@ impl Rollout {
         if decision != Decision::Skip {
             self.updated_at = unix_seconds(now);
         }
-        self.dry_run_events(now, &mut events);
+        match self.last_check {
+            Some(_) => self.dry_run_events(now, &mut events),
+            None => self.last_check = previous,
+        }
         (decision, events)
     }
 
@@ -176,9 +181,6 @@ impl Rollout {
         let Some(check) = &self.last_check else {
             return;
         };
-        if check.at != rfc3339(now) {
-            return;
-        }
         for metric in check.metrics.iter().filter(|m| m.dry_run) {
             let read = match (metric.value, &metric.error) {
                 (Some(value), _) => format!("{value}"),
