@@ -21,3 +21,4 @@ pub mod routing;
 pub mod server;
 pub mod simulate;
 pub mod upstream;
+pub mod vitals;

@@ -1,5 +1,7 @@
 //! Assembling a running canaryd: the control runtime (control task, reload triggers, admin),
-//! the proxy listeners and their worker threads, and the orderly shutdown.
+//! the proxy listeners and their worker threads, and the orderly shutdown. The control task,
+//! the state writer and the analysis supervisor are vital tasks (`crate::vitals`): if one
+//! ends, readiness fails and [`Server::wait_for_stop`] returns, as for a stop signal.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,16 @@ use crate::proxy::{
     bind_listeners, load_server_config, spawn_workers, ProxyShared, RuntimeModel, TlsCerts,
     TlsError, WorkerSet,
 };
+use crate::vitals::Vitals;
+
+/// Why [`Server::wait_for_stop`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM or SIGINT: an orderly stop.
+    Signal,
+    /// A vital task ended (what ended): drain and exit non-zero.
+    Failed(String),
+}
 
 /// Why canaryd could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +77,7 @@ pub struct Server {
     reloader: Reloader,
     registry: Arc<MetricsRegistry>,
     admin: Arc<AdminContext>,
+    vitals: Vitals,
     stop_signals: (Signal, Signal),
     /// Fleet mode: this replica's membership, left at shutdown.
     #[cfg(feature = "fleet")]
@@ -151,14 +164,18 @@ impl Server {
         let (control, handle) =
             runtime.block_on(Control::start(config, registry.clone(), prepared.views()));
         let config = handle.snapshot().config.clone();
-        runtime.spawn(control.run());
+        let vitals = Vitals::default();
+        {
+            let _entered = runtime.enter();
+            vitals.spawn("control task", control.run());
+        }
         {
             let _entered = runtime.enter();
             spawn_resolver(handle.clone());
         }
         let analysis = {
             let _entered = runtime.enter();
-            analysis::start(prepared, config, handle.clone(), registry.clone())
+            analysis::start(prepared, config, handle.clone(), registry.clone(), &vitals)
         };
         let reloader = Reloader::new(source, handle.clone(), registry.clone())
             .with_tls_certs(tls_certs.clone());
@@ -180,6 +197,7 @@ impl Server {
             registry: registry.clone(),
             reloader: reloader.clone(),
             fleet: fleet_board,
+            vitals: vitals.clone(),
         });
         runtime.spawn(admin::serve(admin_listener, admin.clone()));
 
@@ -204,6 +222,7 @@ impl Server {
             reloader,
             registry,
             admin,
+            vitals,
             stop_signals,
             #[cfg(feature = "fleet")]
             fleet: fleet_member,
@@ -245,15 +264,31 @@ impl Server {
         &self.registry
     }
 
-    /// Block until SIGTERM or SIGINT.
-    pub fn wait_for_stop_signal(&mut self) {
+    /// Block until SIGTERM or SIGINT, or until a vital task ends.
+    pub fn wait_for_stop(&mut self) -> Stopped {
         let (terminate, interrupt) = &mut self.stop_signals;
+        let vitals = self.vitals.clone();
         self.runtime.block_on(async {
             tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
-                _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+                _ = terminate.recv() => {
+                    tracing::info!("SIGTERM: draining");
+                    Stopped::Signal
+                }
+                _ = interrupt.recv() => {
+                    tracing::info!("SIGINT: draining");
+                    Stopped::Signal
+                }
+                why = vitals.failed() => {
+                    tracing::error!("{why}: draining, then exiting with status 1");
+                    Stopped::Failed(why)
+                }
             }
-        });
+        })
+    }
+
+    /// Whether every vital task still runs: the first that ended, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.vitals.failure()
     }
 
     /// Stop accepting, finish in-flight requests within `drain_timeout`, and stop.

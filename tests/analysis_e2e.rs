@@ -260,3 +260,56 @@ async fn a_notice_nobody_receives_is_a_warning_event_and_a_metric() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_starts_failing_after_promotion_is_rolled_back_during_the_bake() {
+    let (primary, canary) = (
+        Upstream::start("primary").await,
+        Upstream::start("canary").await,
+    );
+    let hooks = HookReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("{}/", dir.path().display());
+    // A long bake (100 checks): only a rollback ends it within the test.
+    let toml = analysed(&primary, &canary, &hooks, &state).replace(
+        "inconclusive_limit = 20",
+        "inconclusive_limit = 20\nbake = \"30s\"",
+    );
+    let proxy = Canaryd::start(&toml);
+    let load = Load::start(proxy.url("/"), 200);
+    eventually("the bake", Duration::from_secs(15), || {
+        phase(&proxy) == "Baking"
+    })
+    .await;
+    // Baking: everything goes to the canary, and nobody was told the rollout finished.
+    let counts = tally(&client(), &proxy.url("/"), 20, &[]).await;
+    assert_eq!(counts.get("canary"), Some(&20));
+    assert!(hooks.of_type("post-rollout").is_empty());
+
+    canary.fail_every.store(2, Ordering::SeqCst); // 50% errors from now on
+    eventually(
+        "a rollback during the bake",
+        Duration::from_secs(15),
+        || phase(&proxy) == "Failed",
+    )
+    .await;
+    load.stop().await;
+    let status = proxy.server().analysis().status("shop").unwrap();
+    assert_eq!(status.weight, 0);
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("a check failed during the bake"),
+        "{status:?}"
+    );
+    // All traffic back on the primary, which kept running.
+    let counts = tally(&client(), &proxy.url("/"), 20, &[]).await;
+    assert_eq!(counts.get("primary"), Some(&20));
+    eventually("post-rollout webhook", Duration::from_secs(5), || {
+        !hooks.of_type("post-rollout").is_empty()
+    })
+    .await;
+    assert_eq!(hooks.of_type("post-rollout")[0]["phase"], "Failed");
+}

@@ -1274,3 +1274,105 @@ fn the_whole_upstream_contract_is_read() {
         canaryd::config::FailurePolicy::default()
     );
 }
+
+/// ROUTE_CANARY with an analysis and one external metric whose keys (line 12 on) are `body`.
+fn external(body: &str) -> String {
+    format!(
+        "{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\nmax_weight = 50\n[[route.analysis.metrics]]\nname = \"checkout-errors\"\n{body}"
+    )
+}
+
+#[test]
+fn external_metric_unknown_provider() {
+    let text = external("provider = \"datadog\"\n");
+    assert_error(&text, 13, 12, "unknown metric provider \"datadog\"");
+}
+
+#[test]
+fn external_metric_unknown_placeholder() {
+    let text = external(
+        "provider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\nquery = 'sum(rate(errors_total{revision=\"{canary}\"}[{interval}]))'\nmax = 1\n",
+    );
+    assert_error(&text, 15, 9, "unknown placeholder {canary}");
+}
+
+#[test]
+fn external_metric_min_above_max() {
+    let text = external(
+        "provider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\nquery = 'up'\nmin = 2\nmax = 1\n",
+    );
+    assert_error(&text, 17, 7, "`min` (2) is above `max` (1)");
+}
+
+#[test]
+fn external_metric_count_form_incomplete() {
+    let text = external(
+        "provider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\nfailures = 'sum(increase(failed_total[{interval}]))'\nthreshold = 99.5\n",
+    );
+    assert_error(&text, 15, 12, "missing `total`");
+}
+
+#[test]
+fn external_metric_header_file_must_be_readable() {
+    let text = external(
+        "provider = \"http-json\"\nurl = \"http://127.0.0.1:8000/m\"\npath = \"$.value\"\nmax = 1\nheaders = { Authorization = \"file:/nonexistent/prom-token\" }\n",
+    );
+    assert_error(
+        &text,
+        17,
+        29,
+        "cannot read metric header \"Authorization\" from /nonexistent/prom-token",
+    );
+}
+
+#[test]
+fn external_metric_path_and_bounds() {
+    let text = external(
+        "provider = \"http-json\"\nurl = \"http://127.0.0.1:8000/m\"\npath = \"data.value\"\nmax = 1\n",
+    );
+    assert_error(&text, 15, 8, "does not start with `$`");
+    let text = external(
+        "provider = \"http-json\"\nurl = \"http://127.0.0.1:8000/m\"\npath = \"$.value\"\n",
+    );
+    assert_error(&text, 12, 8, "needs `min`, `max` or both");
+    let text = external("provider = \"prometheus\"\nquery = 'up'\nmax = 1\n");
+    assert_error(&text, 12, 8, "needs `address`");
+}
+
+#[test]
+fn external_metric_on_error_is_inconclusive_only() {
+    let text = external(
+        "provider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\nquery = 'up'\nmax = 1\non_error = \"pass\"\n",
+    );
+    assert_error(&text, 17, 12, "`on_error` is \"inconclusive\"");
+}
+
+#[test]
+fn external_metrics_that_are_valid_load() {
+    let text = external(
+        "provider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\nquery = 'sum(rate(errors_total{revision=\"{revision}\",route=\"{route}\"}[{interval}]))'\nmax = 0.5\ndry_run = true\n\
+         [[route.analysis.metrics]]\nname = \"payment-failures\"\nprovider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\n\
+         failures = 'sum(increase(payments_failed_total[{interval}]))'\ntotal = 'sum(increase(payments_total[{interval}]))'\nthreshold = 99.5\n",
+    );
+    let config = parse_str(&text, Path::new(FILE)).unwrap();
+    let analysis = config.routes[0].analysis.as_ref().unwrap();
+    assert_eq!(analysis.external.len(), 2);
+    assert!(analysis.external[0].dry_run);
+    assert_eq!(analysis.external[0].max, Some(0.5));
+}
+
+#[test]
+fn bake_is_a_positive_duration() {
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\nmax_weight = 50\nbake = \"15\"\n"
+    );
+    assert_error(&text, 11, 8, "bake");
+    let text = format!(
+        "{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\nmax_weight = 50\nbake = \"15m\"\n"
+    );
+    let config = parse_str(&text, Path::new(FILE)).unwrap();
+    assert_eq!(
+        config.routes[0].analysis.as_ref().unwrap().bake,
+        Some(std::time::Duration::from_secs(900))
+    );
+}

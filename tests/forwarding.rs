@@ -273,6 +273,60 @@ async fn canary_that_cannot_connect_fails_over_to_primary_and_counts_against_can
     assert_eq!(status, 502);
 }
 
+/// A loopback listener that never accepts, its one-connection queue full: a connect to it
+/// hangs (the kernel drops the SYN) until the connecting side gives up. The returned streams
+/// hold the queue full.
+fn hanging_listener() -> (
+    std::net::SocketAddr,
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    // Fill the accept queue; a connect that does not complete at once means it is full.
+    for _ in 0..4 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    (addr, socket, held)
+}
+
+#[tokio::test]
+async fn a_canary_failed_over_after_a_slow_connect_is_charged_the_time_it_took() {
+    let primary = Upstream::start("primary").await;
+    let (hanging, _listener, _held) = hanging_listener();
+    let toml = base_config(
+        "",
+        "failover_to_primary = true\nretries = 0\nconnect_timeout = \"300ms\"",
+    ) + &format!(
+        "[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n[route.canary]\nrevision = \"v2\"\nendpoints = [\"{hanging}\"]\nweight = 100\n",
+        primary.addr
+    );
+    let proxy = Canaryd::start(&toml);
+    let counts = tally(&client(), &proxy.url("/"), 3, &[]).await;
+    assert_eq!(counts.get("primary"), Some(&3));
+    let canary = proxy.server().registry().route("app");
+    let latency = canary.version(Version::Canary).duration().snapshot();
+    assert_eq!(latency.count, 3);
+    // Bucket 7 is le=0.25 s: every failover waited out the 300 ms connect timeout, and is
+    // recorded so, not as an instant (which would pull the canary's p99 down).
+    assert_eq!(latency.cumulative[7], 0, "{latency:?}");
+    assert!(latency.sum_seconds >= 3.0 * 0.29, "{latency:?}");
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served_and_forwarded_to_http1() {
     let up = Upstream::start("app").await;

@@ -136,6 +136,7 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
                     ("request-success-rate".to_owned(), 0.64),
                     ("request-duration".to_owned(), -0.25),
                 ],
+                external: vec![("checkout-errors".to_owned(), 0.25)],
             }),
         },
         RouteInput {
@@ -153,6 +154,7 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
                 },
                 canary: VersionCheck::default(),
                 evidence: Vec::new(),
+                external: Vec::new(),
             }),
         },
         RouteInput {
@@ -610,6 +612,7 @@ fn rollout_gauges_phase_one_hot_and_flagger_series() {
         "Progressing",
         "Paused",
         "WaitingPromotion",
+        "Baking",
         "Succeeded",
         "Failed",
     ];
@@ -637,7 +640,7 @@ fn rollout_gauges_phase_one_hot_and_flagger_series() {
         .iter()
         .filter(|s| matches(s, "canaryd_canary_phase", &[("route", "shop")]))
         .count();
-    assert_eq!(phases_of_shop, 8);
+    assert_eq!(phases_of_shop, 9, "one series per phase, Baking included");
 
     assert_eq!(
         value(&scrape, "canaryd_canary_weight", &[("route", "shop")]),
@@ -708,6 +711,8 @@ fn analysis_gauges_come_from_the_last_check_and_are_omitted_without_data() {
     assert!((measured("shop", "primary", "request-duration-p50") - 0.0008).abs() < 1e-12);
     assert!((measured("shop", "canary", "request-duration-p99") - 0.3).abs() < 1e-12);
     assert!((measured("blog", "primary", "request-duration-p50") - 0.001).abs() < 1e-12);
+    // An external metric: its own name, the canary's, in its own unit.
+    assert_eq!(measured("shop", "canary", "checkout-errors"), 0.25);
     let evidence = |metric| {
         value(
             &scrape,

@@ -78,6 +78,7 @@ fn full_exposition() -> String {
                         p99_ms: Some(91.5),
                     },
                     evidence: vec![("request-success-rate".to_owned(), 0.42)],
+                    external: Vec::new(),
                 }),
             },
             RouteInput {

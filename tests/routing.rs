@@ -94,13 +94,15 @@ async fn sticky_keys_keep_their_side_as_the_weight_grows() {
 
     let control = proxy.server().control().clone();
     let generation = control.snapshot().generation;
-    control.set_rollout(
-        "shop",
-        RolloutView {
-            phase: Phase::Static,
-            weight: 40,
-        },
-    );
+    control
+        .set_rollout(
+            "shop",
+            RolloutView {
+                phase: Phase::Static,
+                weight: 40,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     while control.snapshot().generation == generation {
         tokio::task::yield_now().await;
     }
@@ -205,13 +207,15 @@ async fn a_failed_canary_gets_no_traffic_through_any_path() {
 
     let control = proxy.server().control().clone();
     let generation = control.snapshot().generation;
-    control.set_rollout(
-        "shop",
-        RolloutView {
-            phase: Phase::Failed,
-            weight: 0,
-        },
-    );
+    control
+        .set_rollout(
+            "shop",
+            RolloutView {
+                phase: Phase::Failed,
+                weight: 0,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
     while control.snapshot().generation == generation {
         tokio::task::yield_now().await;
     }

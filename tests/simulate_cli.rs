@@ -295,3 +295,56 @@ fn an_invalid_config_exits_1_with_file_line_col() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bake_is_simulated_after_promotion_and_counted_in_the_horizon_and_the_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let baked = SEED.replace(
+        "max_weight = 50\n",
+        "max_weight = 50\njudge = \"threshold\"\nbake = \"10m\"\n",
+    );
+    let config = write(dir.path(), "baked.toml", &baked);
+    let run = |rate: &str| {
+        let out = simulate(&[
+            "-c",
+            &config,
+            "--rps",
+            "100",
+            "--canary-error-rate",
+            rate,
+            "--runs",
+            "50",
+            "--seed",
+            "7",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Healthy: five one-minute steps, then ten bake checks: every run promoted at 900 s.
+    let healthy = run("0");
+    assert_eq!(healthy["promoted"], 50, "{healthy}");
+    assert_eq!(healthy["median_promote_seconds"], 900.0, "{healthy}");
+    // The default horizon leaves room for the bake, and says so.
+    let out = simulate(&[
+        "-c",
+        &config,
+        "--rps",
+        "100",
+        "--canary-error-rate",
+        "0",
+        "--runs",
+        "5",
+        "--seed",
+        "7",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("plus the 600 s bake"),
+        "{stdout}"
+    );
+}

@@ -3,7 +3,7 @@
 //! | path | methods | answer |
 //! |---|---|---|
 //! | `/` | GET | the status page |
-//! | `/healthz`, `/readyz` | GET | 200, or 503 while starting/draining |
+//! | `/healthz`, `/readyz` | GET | 200, or 503 while starting/draining (`/readyz` also once a vital task ended) |
 //! | `/metrics` | GET | Prometheus text exposition |
 //! | `/api/v1/routes` | GET | every route's JSON |
 //! | `/api/v1/routes/{name}` | GET | one route (404 unknown) |
@@ -134,6 +134,12 @@ fn metrics(ctx: &AdminContext) -> AdminResponse {
                                 Some((m.name.clone(), e.llr / e.rollback_bound))
                             })
                             .collect(),
+                        external: check
+                            .metrics
+                            .iter()
+                            .filter(|m| m.query.is_some())
+                            .filter_map(|m| Some((m.name.clone(), m.value?)))
+                            .collect(),
                     }
                 }),
             }
@@ -215,7 +221,13 @@ fn version_check(report: &VersionReport) -> VersionCheck {
 }
 
 fn readiness(ctx: &AdminContext) -> AdminResponse {
-    if ctx.draining.load(Ordering::Relaxed) {
+    if let Some(why) = ctx.vitals.failure() {
+        with_type(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from(format!("failed: {why}\n")),
+            "text/plain; charset=utf-8",
+        )
+    } else if ctx.draining.load(Ordering::Relaxed) {
         text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else if ctx.ready.load(Ordering::Relaxed) {
         text(StatusCode::OK, "ready\n")

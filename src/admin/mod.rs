@@ -15,6 +15,7 @@ use crate::analysis::AnalysisHandle;
 use crate::control::{ControlHandle, Reloader};
 use crate::fleet::FleetBoard;
 use crate::metrics::MetricsRegistry;
+use crate::vitals::Vitals;
 
 pub use server::serve;
 
@@ -35,4 +36,6 @@ pub struct AdminContext {
     pub reloader: Reloader,
     /// Fleet mode: what this replica knows of its fleet (`GET /api/v1/fleet`).
     pub fleet: Option<FleetBoard>,
+    /// The vital tasks: once one ended, readiness fails.
+    pub vitals: Vitals,
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::control::load_with_certificate;
-use crate::server::Server;
+use crate::server::{Server, Stopped};
 
 /// canaryd: a reverse proxy that runs canary releases by itself.
 #[derive(Debug, Parser)]
@@ -243,7 +243,11 @@ fn run(file: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    server.wait_for_stop_signal();
+    let stopped = server.wait_for_stop();
     server.shutdown();
-    ExitCode::SUCCESS
+    match stopped {
+        Stopped::Signal => ExitCode::SUCCESS,
+        // A vital task ended: drained, and now restarted by systemd or Kubernetes.
+        Stopped::Failed(_) => ExitCode::from(1),
+    }
 }

@@ -1,6 +1,7 @@
 //! The rules of `[route.analysis]`: the canary revision it needs, `interval`, `threshold`,
 //! `min_requests`, `inconclusive_limit`, exactly one schedule (`step_weight` + `max_weight`,
-//! `step_weights` or `iterations`), and the `[[route.analysis.metrics]]` entries.
+//! `step_weights` or `iterations`), and the `[[route.analysis.metrics]]` entries (those with a
+//! `provider` are external metrics, checked by `external.rs`).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -8,16 +9,18 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::Issue;
+use super::external::external_metric;
 use super::raw::{Number, RawAnalysis, RawCanary, RawMetric};
 use super::types::{
     AnalysisConfig, EvidenceScope, JudgeKind, MetricCheck, OnInconclusive, SequentialConfig, Steps,
 };
-use super::validate::{int_in, positive_duration, span_or, Checked};
+use super::validate::{int_in, positive_duration, span_or, Checked, Files};
 
 /// Validates `[route.analysis]` of a route whose `[route.canary]` is `canary`.
 pub(crate) fn analysis_config(
     raw: &Spanned<RawAnalysis>,
     canary: &Spanned<RawCanary>,
+    files: Files<'_>,
 ) -> Checked<AnalysisConfig> {
     let a = raw.get_ref();
     let c = canary.get_ref();
@@ -43,10 +46,43 @@ pub(crate) fn analysis_config(
         1,
         i64::from(u32::MAX),
     )?;
-    let metrics = a.metrics.iter().map(metric).collect::<Checked<Vec<_>>>()?;
+    let (own, external): (Vec<_>, Vec<_>) = a
+        .metrics
+        .iter()
+        .partition(|m| m.get_ref().provider.is_none());
+    let metrics = own
+        .iter()
+        .copied()
+        .map(metric)
+        .collect::<Checked<Vec<_>>>()?;
+    let mut names: Vec<&str> = own
+        .iter()
+        .map(|m| m.get_ref().name.get_ref().as_str())
+        .collect();
+    let external = external
+        .into_iter()
+        .map(|raw| {
+            let m = raw.get_ref();
+            if names.contains(&m.name.get_ref().as_str()) {
+                return Err(Issue::new(
+                    m.name.span(),
+                    format!(
+                        "metric name {:?} is used twice in this route",
+                        m.name.get_ref()
+                    ),
+                ));
+            }
+            names.push(m.name.get_ref());
+            let provider = m
+                .provider
+                .as_ref()
+                .ok_or_else(|| Issue::new(m.name.span(), "no provider"))?;
+            external_metric(raw, provider, files)
+        })
+        .collect::<Checked<Vec<_>>>()?;
     let (judge, sequential) = judge(a, interval)?;
     if judge == JudgeKind::Sequential {
-        for (raw, metric) in a.metrics.iter().zip(&metrics) {
+        for (raw, metric) in own.iter().copied().zip(&metrics) {
             testable(raw, metric, &sequential)?;
         }
     }
@@ -59,6 +95,12 @@ pub(crate) fn analysis_config(
         judge,
         sequential,
         metrics,
+        external,
+        bake: a
+            .bake
+            .as_ref()
+            .map(|b| positive_duration(b, "bake"))
+            .transpose()?,
     })
 }
 
@@ -206,7 +248,13 @@ fn testable(raw: &Spanned<RawMetric>, metric: &MetricCheck, s: &SequentialConfig
     }
     if allowed <= 0.0 || allowed * s.bad_multiple >= 1.0 {
         return Err(Issue::new(
-            span_or(raw.get_ref().threshold.span(), raw.span()),
+            span_or(
+                raw.get_ref()
+                    .threshold
+                    .as_ref()
+                    .map_or(0..0, |t| t.span()),
+                raw.span(),
+            ),
             format!(
                 "the sequential judge needs an allowed {what} above 0 and below 1/bad_multiple ({:.3}), got {allowed}; change the threshold or use judge = \"threshold\"",
                 1.0 / s.bad_multiple
@@ -345,21 +393,62 @@ fn metric(raw: &Spanned<RawMetric>) -> Checked<MetricCheck> {
             format!("`{key}` does not apply to metric {name:?}; remove it"),
         )
     };
-    match m.name.get_ref().as_str() {
+    let name = m.name.get_ref().as_str();
+    if !matches!(name, "request-success-rate" | "request-duration") {
+        return Err(Issue::new(
+            m.name.span(),
+            format!(
+                "unknown metric {name:?}; use \"request-success-rate\" or \"request-duration\", or set `provider` (\"prometheus\", \"http-json\") for an external metric"
+            ),
+        ));
+    }
+    for (key, span) in [
+        ("address", m.address.as_ref().map(|v| v.span())),
+        ("url", m.url.as_ref().map(|v| v.span())),
+        ("query", m.query.as_ref().map(|v| v.span())),
+        ("failures", m.failures.as_ref().map(|v| v.span())),
+        ("total", m.total.as_ref().map(|v| v.span())),
+        ("method", m.method.as_ref().map(|v| v.span())),
+        ("body", m.body.as_ref().map(|v| v.span())),
+        ("path", m.path.as_ref().map(|v| v.span())),
+        ("min", m.min.as_ref().map(|v| v.span())),
+        ("max", m.max.as_ref().map(|v| v.span())),
+        ("ca", m.ca.as_ref().map(|v| v.span())),
+        ("timeout", m.timeout.as_ref().map(|v| v.span())),
+        ("on_error", m.on_error.as_ref().map(|v| v.span())),
+        ("dry_run", m.dry_run.as_ref().map(|v| v.span())),
+    ] {
+        if let Some(span) = span {
+            return Err(Issue::new(
+                span,
+                format!("`{key}` belongs to an external metric (set `provider`); {name:?} is measured by canaryd"),
+            ));
+        }
+    }
+    if let Some((_, v)) = m.headers.iter().next() {
+        return Err(not_for(v.span(), "headers", name));
+    }
+    let Some(threshold_value) = &m.threshold else {
+        return Err(Issue::new(
+            m.name.span(),
+            format!("metric {name:?} needs `threshold`"),
+        ));
+    };
+    match name {
         "request-success-rate" => {
-            let threshold = match m.threshold.get_ref() {
+            let threshold = match threshold_value.get_ref() {
                 toml::Value::Integer(i) => *i as f64,
                 toml::Value::Float(f) => *f,
                 _ => {
                     return Err(Issue::new(
-                        m.threshold.span(),
+                        threshold_value.span(),
                         "`threshold` of request-success-rate is a percentage such as 99.0",
                     ))
                 }
             };
             let threshold = number(
                 threshold,
-                m.threshold.span(),
+                threshold_value.span(),
                 "threshold",
                 |v| (0.0..=100.0).contains(&v),
                 "a percentage in 0..=100",
@@ -386,13 +475,14 @@ fn metric(raw: &Spanned<RawMetric>) -> Checked<MetricCheck> {
             })
         }
         "request-duration" => {
-            let threshold = match m.threshold.get_ref() {
-                toml::Value::String(s) => {
-                    positive_duration(&Spanned::new(m.threshold.span(), s.clone()), "threshold")?
-                }
+            let threshold = match threshold_value.get_ref() {
+                toml::Value::String(s) => positive_duration(
+                    &Spanned::new(threshold_value.span(), s.clone()),
+                    "threshold",
+                )?,
                 _ => {
                     return Err(Issue::new(
-                        m.threshold.span(),
+                        threshold_value.span(),
                         "`threshold` of request-duration is a duration such as \"500ms\"",
                     ))
                 }
@@ -426,13 +516,16 @@ fn metric(raw: &Spanned<RawMetric>) -> Checked<MetricCheck> {
                 max_ratio,
             })
         }
-        other => Err(Issue::new(
-            m.name.span(),
-            format!(
-                "unknown metric {other:?}; use \"request-success-rate\" or \"request-duration\""
-            ),
-        )),
+        _ => unreachable_metric(m),
     }
+}
+
+/// The name was checked above; kept as an error rather than a panic.
+fn unreachable_metric(m: &RawMetric) -> Checked<MetricCheck> {
+    Err(Issue::new(
+        m.name.span(),
+        format!("unknown metric {:?}", m.name.get_ref()),
+    ))
 }
 
 #[cfg(test)]

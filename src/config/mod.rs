@@ -3,6 +3,7 @@
 
 mod analysis;
 mod error;
+mod external;
 mod failures;
 mod fleet;
 mod hints;

@@ -343,6 +343,9 @@ pub(crate) struct RawAnalysis {
     pub evidence: Option<Spanned<String>>,
     #[serde(default)]
     pub metrics: Vec<Spanned<RawMetric>>,
+    /// After promotion, keep judging at 100% this long (`docs/rollouts.md#bake`).
+    #[serde(default)]
+    pub bake: Option<Spanned<String>>,
 }
 
 fn default_interval() -> Spanned<String> {
@@ -367,8 +370,45 @@ fn default_inconclusive_limit() -> Spanned<i64> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetric {
     pub name: Spanned<String>,
-    /// A number (success rate) or a duration string (request duration), so kept untyped.
-    pub threshold: Spanned<toml::Value>,
+    /// A number (success rate, an external count form) or a duration string (request
+    /// duration), so kept untyped.
+    #[serde(default)]
+    pub threshold: Option<Spanned<toml::Value>>,
+    /// Set: an external metric (`docs/rollouts.md#external-metrics`), `"prometheus"` or
+    /// `"http-json"`; the keys below are its.
+    #[serde(default)]
+    pub provider: Option<Spanned<String>>,
+    #[serde(default)]
+    pub address: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub query: Option<Spanned<String>>,
+    #[serde(default)]
+    pub failures: Option<Spanned<String>>,
+    #[serde(default)]
+    pub total: Option<Spanned<String>>,
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub body: Option<Spanned<String>>,
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub min: Option<Spanned<Number>>,
+    #[serde(default)]
+    pub max: Option<Spanned<Number>>,
+    /// Extra request headers; a value `file:/path` is read from that file.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_error: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dry_run: Option<Spanned<bool>>,
     #[serde(default)]
     pub quantile: Option<Spanned<Number>>,
     #[serde(default)]

@@ -75,7 +75,7 @@ pub(crate) fn route_config(raw: &Spanned<RawRoute>, files: Files<'_>) -> Checked
     };
     let canary = canary_config(canary_raw, files)?;
     let analysis = match &r.analysis {
-        Some(a) => Some(analysis_config(a, canary_raw)?),
+        Some(a) => Some(analysis_config(a, canary_raw, files)?),
         None => None,
     };
     let matches = r

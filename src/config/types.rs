@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::Method;
+use http::{HeaderMap, Method, Uri};
 use ipnet::IpNet;
 use regex::Regex;
 
@@ -349,8 +349,12 @@ pub struct AnalysisConfig {
     pub judge: JudgeKind,
     /// The sequential judge's settings (defaults when `judge = "threshold"`).
     pub sequential: SequentialConfig,
-    /// `[[route.analysis.metrics]]`.
+    /// `[[route.analysis.metrics]]` that canaryd measures itself.
     pub metrics: Vec<MetricCheck>,
+    /// `[[route.analysis.metrics]]` with a `provider`, asked at every check.
+    pub external: Vec<ExternalMetric>,
+    /// `bake`: after promotion the route is Baking this long, still judged.
+    pub bake: Option<Duration>,
 }
 
 /// `judge`: how checks are decided.
@@ -517,6 +521,14 @@ pub struct WebhookConfig {
 #[derive(Clone)]
 pub struct WebhookRoots(pub std::sync::Arc<rustls::RootCertStore>);
 
+/// The same roots only when the same load produced them: a reload re-reads a `ca` file, which
+/// may have changed.
+impl PartialEq for WebhookRoots {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 impl std::fmt::Debug for WebhookRoots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WebhookRoots({} roots)", self.0.len())
@@ -628,4 +640,88 @@ impl WebhookKind {
             WebhookKind::Event => "event",
         }
     }
+}
+
+/// One external metric of `[[route.analysis.metrics]]` with a `provider`
+/// (`docs/rollouts.md#external-metrics`): asked by the route's analysis task at every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalMetric {
+    /// The `name`, unique in the route (the `metric` label and the report's name).
+    pub name: String,
+    /// Where and how the number is read.
+    pub source: MetricSource,
+    /// Pass only when the value is at least this.
+    pub min: Option<f64>,
+    /// Pass only when the value is at most this.
+    pub max: Option<f64>,
+    /// Extra request headers (values from `file:` marked sensitive).
+    pub headers: HeaderMap,
+    /// Roots an `https://` source is verified against.
+    pub roots: Option<WebhookRoots>,
+    /// How long one query may take.
+    pub timeout: Duration,
+    /// Measured, shown and evented, but never decides.
+    pub dry_run: bool,
+}
+
+/// How an external metric's value is read. Texts may hold placeholders
+/// ([`PLACEHOLDERS`]), filled at each check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricSource {
+    /// `provider = "prometheus"`: `GET {address}/api/v1/query?query=…`, the instant vector's
+    /// single value.
+    Prometheus {
+        /// The server's base URL.
+        address: Uri,
+        /// One query, or the count form.
+        query: PromQuery,
+    },
+    /// `provider = "http-json"`: GET (or POST `body`) `url`, the number at `path`.
+    HttpJson {
+        /// The URL (placeholders allowed), checked to be absolute http(s) once filled.
+        url: String,
+        /// The request body; `Some` sends a POST.
+        body: Option<String>,
+        /// Where the number is in the answer.
+        path: JsonPath,
+    },
+}
+
+/// A Prometheus metric's queries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PromQuery {
+    /// `query`: a value judged by `min`/`max`.
+    Value(String),
+    /// `failures` and `total`: a success rate `100 × (1 − failures/total)` that must be at
+    /// least `threshold` percent.
+    Count {
+        /// Failed events in the interval.
+        failures: String,
+        /// All events in the interval.
+        total: String,
+        /// The lowest success rate that passes, percent.
+        threshold: f64,
+    },
+}
+
+/// The placeholders an external metric's texts may hold.
+pub const PLACEHOLDERS: [&str; 5] = [
+    "route",
+    "revision",
+    "primary_revision",
+    "version",
+    "interval",
+];
+
+/// `path` of an http-json metric: `$` then `.key` and `[index]` steps, e.g. `$.data[0].value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(pub Vec<JsonStep>);
+
+/// One step of a [`JsonPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonStep {
+    /// An object member.
+    Key(String),
+    /// An array element.
+    Index(usize),
 }

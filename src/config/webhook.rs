@@ -65,7 +65,7 @@ fn webhook(w: &RawWebhook, files: Files<'_>) -> Checked<WebhookConfig> {
                 "`ca` verifies an https:// hook; this hook's `url` is http://",
             ))
         }
-        (Some(ca), true) => Some(ca_roots(ca, files)?),
+        (Some(ca), true) => Some(ca_roots("webhook", ca, files)?),
         (None, true) => Some(system_roots(&w.url, files)?),
         (None, false) => None,
     };
@@ -107,7 +107,7 @@ fn webhook(w: &RawWebhook, files: Files<'_>) -> Checked<WebhookConfig> {
     };
     let mut headers = HeaderMap::new();
     for (name, value) in &w.headers {
-        let (name, value) = header(name, value, files)?;
+        let (name, value) = header("webhook", name, value, files)?;
         headers.append(name, value);
     }
     Ok(WebhookConfig {
@@ -126,7 +126,7 @@ fn webhook(w: &RawWebhook, files: Files<'_>) -> Checked<WebhookConfig> {
 }
 
 /// One of a fixed set of names, or an error listing them.
-fn named<T: Copy>(
+pub(super) fn named<T: Copy>(
     value: &Spanned<String>,
     all: &[T],
     name: fn(T) -> &'static str,
@@ -148,9 +148,11 @@ fn named<T: Copy>(
         })
 }
 
-/// One `headers` entry. The value is marked sensitive, and no message quotes it: it may be a
-/// token, read from a file precisely so that it is not in the config.
-fn header(
+/// One `headers` entry of a webhook or an external metric (`owner`, for messages). The value
+/// is marked sensitive, and no message quotes it: it may be a token, read from a file
+/// precisely so that it is not in the config.
+pub(super) fn header(
+    owner: &str,
     name: &str,
     value: &Spanned<String>,
     files: Files<'_>,
@@ -158,7 +160,7 @@ fn header(
     let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
         Issue::new(
             value.span(),
-            format!("webhook header name {name:?} is not a valid HTTP header name"),
+            format!("{owner} header name {name:?} is not a valid HTTP header name"),
         )
     })?;
     if matches!(
@@ -167,7 +169,7 @@ fn header(
     ) {
         return Err(Issue::new(
             value.span(),
-            format!("webhook header {name:?} is set by canaryd from the URL and the body"),
+            format!("{owner} header {name:?} is set by canaryd from the URL and the body"),
         ));
     }
     let text = match value.get_ref().strip_prefix(FILE_PREFIX) {
@@ -182,7 +184,7 @@ fn header(
                     Issue::new(
                         value.span(),
                         format!(
-                            "cannot read webhook header {name:?} from {}: {e}",
+                            "cannot read {owner} header {name:?} from {}: {e}",
                             path.display()
                         ),
                     )
@@ -192,7 +194,7 @@ fn header(
                 if text.is_empty() {
                     return Err(Issue::new(
                         value.span(),
-                        format!("webhook header {name:?}: {} is empty", path.display()),
+                        format!("{owner} header {name:?}: {} is empty", path.display()),
                     ));
                 }
                 text
@@ -203,7 +205,7 @@ fn header(
         Issue::new(
             value.span(),
             format!(
-                "webhook header {name:?}: the value is not a valid HTTP header value (visible ASCII, no line breaks)"
+                "{owner} header {name:?}: the value is not a valid HTTP header value (visible ASCII, no line breaks)"
             ),
         )
     })?;
@@ -211,8 +213,12 @@ fn header(
     Ok((header, header_value))
 }
 
-/// The certificates of a `ca` file.
-fn ca_roots(value: &Spanned<String>, files: Files<'_>) -> Checked<WebhookRoots> {
+/// The certificates of a webhook's or an external metric's (`owner`) `ca` file.
+pub(super) fn ca_roots(
+    owner: &str,
+    value: &Spanned<String>,
+    files: Files<'_>,
+) -> Checked<WebhookRoots> {
     let path = resolve(files.base, value.get_ref());
     let mut roots = RootCertStore::empty();
     if !files.read {
@@ -220,24 +226,24 @@ fn ca_roots(value: &Spanned<String>, files: Files<'_>) -> Checked<WebhookRoots> 
     }
     let issue = |message: String| Issue::new(value.span(), message);
     let pem = std::fs::read(&path)
-        .map_err(|e| issue(format!("cannot read webhook `ca` {}: {e}", path.display())))?;
+        .map_err(|e| issue(format!("cannot read {owner} `ca` {}: {e}", path.display())))?;
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| {
             issue(format!(
-                "webhook `ca` {} is not PEM certificates: {e}",
+                "{owner} `ca` {} is not PEM certificates: {e}",
                 path.display()
             ))
         })?;
         roots.add(cert).map_err(|e| {
             issue(format!(
-                "webhook `ca` {}: a certificate is not usable as a root: {e}",
+                "{owner} `ca` {}: a certificate is not usable as a root: {e}",
                 path.display()
             ))
         })?;
     }
     if roots.is_empty() {
         return Err(issue(format!(
-            "webhook `ca` {} holds no PEM CERTIFICATE block",
+            "{owner} `ca` {} holds no PEM CERTIFICATE block",
             path.display()
         )));
     }
@@ -246,7 +252,7 @@ fn ca_roots(value: &Spanned<String>, files: Files<'_>) -> Checked<WebhookRoots> 
 
 /// The system's roots, loaded once per process: every reload would otherwise re-read the
 /// whole certificate directory.
-fn system_roots(url: &Spanned<String>, files: Files<'_>) -> Checked<WebhookRoots> {
+pub(super) fn system_roots(url: &Spanned<String>, files: Files<'_>) -> Checked<WebhookRoots> {
     static SYSTEM: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     if !files.read {
         return Ok(WebhookRoots(Arc::new(RootCertStore::empty())));
@@ -261,7 +267,7 @@ fn system_roots(url: &Spanned<String>, files: Files<'_>) -> Checked<WebhookRoots
     if roots.is_empty() {
         return Err(Issue::new(
             url.span(),
-            "no system root certificates found to verify this https:// hook (install the ca-certificates package), or set `ca = \"/path/to/ca.pem\"`",
+            "no system root certificates found to verify this https:// URL (install the ca-certificates package), or set `ca = \"/path/to/ca.pem\"`",
         ));
     }
     Ok(WebhookRoots(Arc::clone(roots)))

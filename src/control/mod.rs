@@ -46,6 +46,12 @@ pub enum ControlMsg {
     },
 }
 
+/// The control task is no longer running: nothing can change what the data plane reads (the
+/// process is stopping, or the task failed and `crate::vitals` stops it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the control task has stopped")]
+pub struct ControlStopped;
+
 /// Sends changes to the control task and reads what it published.
 #[derive(Debug, Clone)]
 pub struct ControlHandle {
@@ -88,12 +94,14 @@ impl ControlHandle {
     }
 
     /// Publish a route's new phase and weight.
-    pub fn set_rollout(&self, route: &str, view: RolloutView) {
-        let _ = self.tx.send(ControlMsg::SetRollout {
-            route: route.to_owned(),
-            view,
-            done: None,
-        });
+    pub fn set_rollout(&self, route: &str, view: RolloutView) -> Result<(), ControlStopped> {
+        self.tx
+            .send(ControlMsg::SetRollout {
+                route: route.to_owned(),
+                view,
+                done: None,
+            })
+            .map_err(|_| ControlStopped)
     }
 
     /// Publish a route's new phase and weight and wait until requests are routed by it.

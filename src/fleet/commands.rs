@@ -22,6 +22,9 @@ pub struct CommandResult {
     pub id: String,
     /// `None`: applied; else why it was refused (e.g. "cannot promote: route is Failed").
     pub refused: Option<String>,
+    /// The phase that refused it (e.g. `Failed`), when the phase was the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_in: Option<String>,
 }
 
 /// A fresh command id: replica, time and a counter, unique without coordination.

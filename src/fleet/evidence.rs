@@ -82,10 +82,13 @@ pub struct StepEvidence {
     pub primary: Counts,
     /// The canary's requests.
     pub canary: Counts,
-    /// The analysis's own cumulative evidence (opaque here), counted since `judge_epoch`.
+    /// The analysis's own cumulative evidence (opaque here: the analysis's serialised
+    /// `StepEvidence`, docs/fleet.md#wire-format), counted since `judge_epoch`.
     pub judge: Option<serde_json::Value>,
     /// Which evidence period `judge` belongs to (see [`super::RouteState::evidence`]).
     pub judge_epoch: u64,
+    /// The writer's [`super::WIRE_VERSION`]: `judge` is read only from the same version.
+    pub wire: u32,
 }
 
 /// The fleet's total for a window: the sum of every live member's evidence for it.
@@ -112,12 +115,19 @@ struct WireEvidence {
     window: u64,
     revision: String,
     weight: u8,
+    /// [`super::WIRE_VERSION`] of the writer; absent (1) before it was written.
+    #[serde(default = "first_wire")]
+    wire: u32,
     primary: WireCounts,
     canary: WireCounts,
     #[serde(default)]
     judge: Option<serde_json::Value>,
     #[serde(default)]
     judge_epoch: u64,
+}
+
+fn first_wire() -> u32 {
+    1
 }
 
 fn encode_counts(counts: &Counts) -> Result<WireCounts, EvidenceError> {
@@ -160,6 +170,7 @@ impl StepEvidence {
             canary: Counts::empty()?,
             judge: None,
             judge_epoch: 0,
+            wire: super::WIRE_VERSION,
         })
     }
 
@@ -169,6 +180,7 @@ impl StepEvidence {
             window: self.window,
             revision: self.revision.clone(),
             weight: self.weight,
+            wire: super::WIRE_VERSION,
             primary: encode_counts(&self.primary)?,
             canary: encode_counts(&self.canary)?,
             judge: self.judge.clone(),
@@ -188,6 +200,7 @@ impl StepEvidence {
             canary: decode_counts(&wire.canary)?,
             judge: wire.judge,
             judge_epoch: wire.judge_epoch,
+            wire: wire.wire,
         })
     }
 }

@@ -40,6 +40,11 @@ pub use state::RouteState;
 
 pub use view::{FleetBoard, FleetView, MemberView, RouteFleet};
 
+/// The version of what fleet members write to each other (docs/fleet.md#wire-format). 2: the
+/// judge's evidence is the analysis's typed `StepEvidence`, command refusals carry the phase
+/// that refused them, and the drift hash is over canonical JSON.
+pub const WIRE_VERSION: u32 = 2;
+
 /// A stable hash of a route's analysis settings (FNV-1a, 64 bit, hex): the same settings give the
 /// same hash in every replica of one build, which is all drift detection needs.
 pub fn settings_hash(text: &str) -> String {

@@ -89,6 +89,10 @@ pub struct LastCheckInput {
     /// Sequential tests by name (`request-success-rate`, …): log-likelihood ratio over its
     /// rollback bound (1 rolls back; negative leans to pass). Empty with the threshold judge.
     pub evidence: Vec<(String, f64)>,
+    /// External metrics by name (`docs/rollouts.md#external-metrics`): the value the last
+    /// check read, in the metric's own unit (the count form: success rate, percent). Metrics
+    /// without a value are omitted.
+    pub external: Vec<(String, f64)>,
 }
 
 /// One version's side of a check; `None` where the window had no requests (the series is then
@@ -358,9 +362,21 @@ fn analysis_metric_value(routes: &[&RouteInput]) -> MetricFamily {
             }
         }
     }
+    for route in routes {
+        for (metric, value) in route.last_check.iter().flat_map(|c| &c.external) {
+            metrics.push(gauge(
+                &[
+                    ("route", &route.name),
+                    ("version", "canary"),
+                    ("metric", metric),
+                ],
+                *value,
+            ));
+        }
+    }
     family(
         "canaryd_analysis_metric_value",
-        "What the last concluded check measured: request-success-rate in percent, request-duration-p50/p99 in seconds.",
+        "What the last concluded check measured: request-success-rate in percent, request-duration-p50/p99 in seconds; external metrics by their name, in their own unit.",
         MetricType::GAUGE,
         metrics,
     )
@@ -444,6 +460,7 @@ fn flagger_status_value(phase: Phase) -> f64 {
         | Phase::Waiting
         | Phase::Paused
         | Phase::WaitingPromotion
+        | Phase::Baking
         | Phase::Succeeded => 1.0,
     }
 }

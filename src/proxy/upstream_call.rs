@@ -68,6 +68,9 @@ pub(super) async fn forward(
     let mut pick = EndpointPick::default();
     let mut endpoint = route.backend(target).pick(&mut pick).cloned();
     let mut last_error = ProxyError::NoEndpoint;
+    // The canary's failed connects are charged with the time they took, not zero, so a
+    // failing canary does not look fast (docs/routing.md#4-forward).
+    let canary_tried = tokio::time::Instant::now();
     loop {
         let acquired = match &endpoint {
             Some(endpoint) => acquire(endpoint, proxy.connect_timeout).await.map_err(Some),
@@ -125,7 +128,7 @@ pub(super) async fn forward(
                 if let Some(outcome) = last_error.outcome() {
                     route
                         .metrics
-                        .record(Version::Canary, outcome, std::time::Duration::ZERO);
+                        .record(Version::Canary, outcome, canary_tried.elapsed());
                 }
                 target = Version::Primary;
                 pick = EndpointPick::default();

@@ -17,6 +17,9 @@ pub enum Phase {
     Paused,
     /// The confirm-promotion gate is pending.
     WaitingPromotion,
+    /// Promoted and still judged: all traffic to the canary, the primary still running, for
+    /// `analysis.bake` (docs/rollouts.md#bake).
+    Baking,
     /// Promoted: all traffic to the canary.
     Succeeded,
     /// Rolled back: no traffic to the canary at all.
@@ -25,13 +28,14 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order of docs/rollouts.md#phases (used for the `canaryd_canary_phase` series).
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Idle,
         Phase::Static,
         Phase::Waiting,
         Phase::Progressing,
         Phase::Paused,
         Phase::WaitingPromotion,
+        Phase::Baking,
         Phase::Succeeded,
         Phase::Failed,
     ];
@@ -45,6 +49,7 @@ impl Phase {
             Phase::Progressing => "Progressing",
             Phase::Paused => "Paused",
             Phase::WaitingPromotion => "WaitingPromotion",
+            Phase::Baking => "Baking",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
         }
@@ -111,7 +116,7 @@ impl Phase {
                 ANALYSED
             }
             // Promoted: it already serves everything, a copy would be a duplicate.
-            Phase::Succeeded => PhaseTraffic {
+            Phase::Baking | Phase::Succeeded => PhaseTraffic {
                 match_rules_apply: true,
                 share: CanaryShare::Everything,
                 mirrored: false,
@@ -128,6 +133,7 @@ impl Phase {
             | Phase::Progressing
             | Phase::Paused
             | Phase::WaitingPromotion
+            | Phase::Baking
             | Phase::Succeeded
             | Phase::Failed => true,
         }

@@ -29,7 +29,8 @@ pub struct Horizon {
 impl Horizon {
     /// The default for `params` at `rps`: the longer of every step's `max_step_duration` (the
     /// threshold judge: every check it may need) and three times what a canary failing at the
-    /// "good" rate needs on average at this traffic, plus one interval; at most a week.
+    /// "good" rate needs on average at this traffic, plus one interval, plus `bake`; at most a
+    /// week.
     pub fn default_for(params: &Params, rps: f64) -> Horizon {
         let schedule = Scenario::default_horizon(params);
         let (duration, basis) = match (params.analysis.judge, pass_time(params, rps)) {
@@ -47,6 +48,14 @@ impl Horizon {
                 ),
             ),
             (JudgeKind::Sequential, _) => (schedule, "every step's max_step_duration".to_owned()),
+        };
+        // A bake is judged after promotion: the run is decided only when it ends.
+        let (duration, basis) = match params.analysis.bake {
+            Some(bake) => (
+                duration.saturating_add(bake),
+                format!("{basis}, plus the {:.0} s bake", bake.as_secs_f64()),
+            ),
+            None => (duration, basis),
         };
         if duration > MAX_HORIZON {
             return Horizon {

@@ -2,12 +2,14 @@
 //! rollout and judge code — [`crate::analysis::Rollout`], [`crate::analysis::StepEvidence`], the
 //! judges — on a virtual clock, with each second's outcomes drawn at random, many times over.
 //!
-//! No sockets and no timers: each tick draws the second's request counts (Poisson), failures
-//! (binomial) and slow requests (binomial on the latency distribution's tail) straight into the
-//! same window and evidence types the route task fills from the data plane, and follows the
-//! route task's protocol (watch every second, check every interval, restart window and evidence
-//! as the decision says). `run.rs` is one rollout, `latency.rs` the latency models,
-//! `horizon.rs` how long a run is given and why a run may stay undecided.
+//! No sockets and no timers: the route task's own [`crate::analysis::RolloutRunner`] runs on a
+//! virtual clock, woken when it asks to be (a check every interval; with the sequential judge a
+//! watch every [`crate::analysis::WATCH_EVERY`], 250 ms, as in the proxy), and each wake-up
+//! draws the period's request counts (Poisson), failures (binomial) and slow requests (binomial
+//! on the latency distribution's tail) into it, as the route task drains the data plane's.
+//! Timing and resets are the runner's, so they cannot differ from the proxy's. `run.rs` is one
+//! rollout, `latency.rs` the latency models, `horizon.rs` how long a run is given and why a
+//! run may stay undecided.
 
 mod horizon;
 mod latency;

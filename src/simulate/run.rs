@@ -1,6 +1,6 @@
-//! One simulated rollout: the route task's protocol on a virtual clock.
+//! One simulated rollout: the route task's [`RolloutRunner`] on a virtual clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
@@ -9,10 +9,9 @@ use rand_distr::{Distribution, Poisson};
 
 use super::latency::{binomial, Latency};
 use super::{Behaviour, Scenario};
-use crate::analysis::{
-    Decision, Drained, GateAnswers, Params, Rollout, StepEvidence, VersionWindow, Window,
-};
-use crate::config::{JudgeKind, WebhookKind};
+use crate::analysis::ExternalReading;
+use crate::analysis::{Drained, Due, Now, Rollout, RolloutRunner, VersionWindow, Window};
+use crate::config::JudgeKind;
 use crate::routing::{CanaryShare, Phase};
 
 /// How a simulated rollout ended.
@@ -37,11 +36,14 @@ pub struct RunResult {
     pub canary_requests: u64,
 }
 
-/// One version's drawn second, as the evidence reads a drain of the data plane.
+/// One version's drawn period, as the runner reads a drain of the data plane.
 struct Drawn<'a> {
     requests: u64,
     failures: u64,
     latency: &'a Latency,
+    /// Whether the check window gets latencies: only a judge that reads them from it
+    /// (threshold) needs them, and drawing them is most of a simulation's cost.
+    window_latencies: bool,
     rng: &'a mut SmallRng,
 }
 
@@ -63,93 +65,98 @@ impl Drained for Drawn<'_> {
             into.saturating_record_n(micros, u32::try_from(n).unwrap_or(u32::MAX));
         });
     }
+
+    fn add_to_window(&mut self, window: &mut VersionWindow) {
+        window.requests += self.requests;
+        window.failures += self.failures;
+        if self.window_latencies {
+            self.latency.sample(self.requests, self.rng, |micros, n| {
+                window.latency.saturating_record_n(micros, n);
+            });
+        }
+    }
 }
 
 /// The simulation's fixed epoch: the rollout's clock reads only this plus virtual time.
 const EPOCH: u64 = 1_800_000_000;
 
-/// Simulate one rollout of `scenario` with a generator seeded by `seed`.
+/// Simulate one rollout of `scenario` with a generator seeded by `seed`: the route task's
+/// [`RolloutRunner`] on a virtual clock, woken when it asks to be (every check, and with the
+/// sequential judge every watch), with the traffic of the time between drawn at once.
 pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
     let params = &scenario.params;
     let mut rng = SmallRng::seed_from_u64(seed);
-    let at = |t: Duration| UNIX_EPOCH + Duration::from_secs(EPOCH) + t;
-    let (mut rollout, _) = Rollout::start_or_resume(params, None, at(Duration::ZERO));
-    let mut window = empty_window();
-    let mut evidence = StepEvidence::new(&params.analysis.metrics);
-    let interval = params.interval();
-    // The route task drains once a second and at every check; with a shorter interval, at
-    // every check.
-    let tick = interval.min(Duration::from_secs(1));
-    let sequential = params.analysis.judge == JudgeKind::Sequential;
-    // No traffic at all (`--rps 0`) is a scenario too: `Poisson` refuses a zero rate.
-    let arrivals = Poisson::new(scenario.rps * tick.as_secs_f64()).ok();
+    let clock = |at: Duration| Now {
+        at,
+        wall: UNIX_EPOCH + Duration::from_secs(EPOCH) + at,
+    };
+    let (rollout, _) = Rollout::start_or_resume(params, None, clock(Duration::ZERO).wall);
+    let mut runner = RolloutRunner::new(
+        params.clone(),
+        rollout,
+        empty_window(),
+        clock(Duration::ZERO),
+    );
+    let window_latencies = params.analysis.judge != JudgeKind::Sequential;
     let mut now = Duration::ZERO;
-    let mut next_check = interval;
     let mut canary_requests = 0;
 
     while now < scenario.horizon {
-        now += tick;
-        let share = canary_share(&rollout);
-        let total = arrivals.map_or(0, |d| d.sample(&mut rng) as u64);
+        let wake = runner.next_wake();
+        let period = wake.saturating_sub(now);
+        now = wake;
+        // The share only changes at a decision, and decisions only happen at wake-ups: the
+        // whole period ran at the share it began with.
+        let share = canary_share(runner.rollout());
+        // No traffic at all (`--rps 0`) is a scenario too: `Poisson` refuses a zero rate.
+        let total = Poisson::new(scenario.rps * period.as_secs_f64())
+            .map_or(0, |d| d.sample(&mut rng) as u64);
         let canary_n = binomial(total, share, &mut rng);
         canary_requests += canary_n;
         let primary = draw(&scenario.primary, total - canary_n, &mut rng);
         let canary = draw(&scenario.canary, canary_n, &mut rng);
-        window.duration += tick;
-        record(
-            &mut window.primary,
-            &primary,
-            !sequential,
-            &scenario.primary,
-            &mut rng,
-        );
-        record(
-            &mut window.canary,
-            &canary,
-            !sequential,
-            &scenario.canary,
-            &mut rng,
-        );
         // Each version's latency draws come from a generator of its own, so the two can be
-        // lent to the evidence at once.
+        // lent to the runner at once.
         let (mut primary_rng, mut canary_rng) = (
             SmallRng::seed_from_u64(primary.2),
             SmallRng::seed_from_u64(canary.2),
         );
-        evidence.add(
+        runner.on_drain(
             &mut Drawn {
                 requests: primary.0,
                 failures: primary.1,
                 latency: &scenario.primary.latency,
+                window_latencies,
                 rng: &mut primary_rng,
             },
             &mut Drawn {
                 requests: canary.0,
                 failures: canary.1,
                 latency: &scenario.canary.latency,
+                window_latencies,
                 rng: &mut canary_rng,
             },
         );
-
-        let mut decision = None;
-        if sequential && now < next_check {
-            decision = rollout
-                .watch(params, &window, &evidence, at(now))
-                .map(|(d, _)| d);
-        }
-        if now >= next_check {
-            next_check += interval;
-            decision = Some(check(&mut rollout, params, &window, &evidence, at(now)));
-        }
-        if let Some(decision) = decision {
-            if decision.concludes_window() {
-                window.clear();
+        match runner.due(now) {
+            Some(Due::Check) => {
+                // External metrics cannot be drawn: they are taken to pass, so the run shows
+                // what canaryd's own metrics decide (docs/rollouts.md#external-metrics).
+                let assumed = runner
+                    .params()
+                    .analysis
+                    .external
+                    .iter()
+                    .map(ExternalReading::assumed_passing)
+                    .collect();
+                runner.on_readings(assumed);
+                runner.check_unattended(clock(now));
             }
-            if decision.restarts_evidence(params.analysis.sequential.evidence) {
-                evidence.clear();
+            Some(Due::Watch) => {
+                runner.on_watch(clock(now));
             }
+            None => {}
         }
-        match rollout.phase() {
+        match runner.rollout().phase() {
             Phase::Succeeded => return result(RunOutcome::Promoted, now, canary_requests),
             Phase::Failed => return result(RunOutcome::RolledBack, now, canary_requests),
             Phase::Idle
@@ -157,7 +164,8 @@ pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
             | Phase::Waiting
             | Phase::Progressing
             | Phase::Paused
-            | Phase::WaitingPromotion => {}
+            | Phase::WaitingPromotion
+            | Phase::Baking => {}
         }
     }
     result(RunOutcome::Undecided, now, canary_requests)
@@ -194,44 +202,4 @@ fn canary_share(rollout: &Rollout) -> f64 {
 fn draw(behaviour: &Behaviour, n: u64, rng: &mut SmallRng) -> (u64, u64, u64) {
     let failures = binomial(n, behaviour.error_rate, rng);
     (n, failures, rand::Rng::random(rng))
-}
-
-/// Add the drawn second to the window; latencies only when a judge reads them from it.
-fn record(
-    window: &mut VersionWindow,
-    drawn: &(u64, u64, u64),
-    latencies: bool,
-    behaviour: &Behaviour,
-    rng: &mut SmallRng,
-) {
-    window.requests += drawn.0;
-    window.failures += drawn.1;
-    if latencies {
-        behaviour.latency.sample(drawn.0, rng, |micros, n| {
-            window.latency.saturating_record_n(micros, n);
-        });
-    }
-}
-
-/// One check, with every gate and confirm webhook saying the harmless thing (yes; `rollback`
-/// no), as the route task's `check` does with real answers.
-fn check(
-    rollout: &mut Rollout,
-    params: &Params,
-    window: &Window,
-    evidence: &StepEvidence,
-    now: SystemTime,
-) -> Decision {
-    let mut answers = GateAnswers::default();
-    for kind in rollout.gates(params) {
-        answers.set(kind, kind != WebhookKind::Rollback);
-    }
-    let (mut decision, _) = rollout.check(params, window, evidence, &answers, now);
-    while let Decision::Confirm(_) = decision {
-        match rollout.confirm(true, now) {
-            Ok((next, _)) => decision = next,
-            Err(_) => break,
-        }
-    }
-    decision
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::format_ms;
 use super::sequential::{TestName, TestResult};
-use crate::analysis::report::{EvidenceReport, MetricReport};
+use crate::analysis::machine::report::{EvidenceReport, MetricReport};
 
 /// `2310` → `2,310`.
 pub fn thousands(n: u64) -> String {
@@ -82,5 +82,8 @@ pub fn report(test: &TestResult) -> MetricReport {
             progress,
             verdict: verdict.as_str().to_owned(),
         }),
+        query: None,
+        error: None,
+        dry_run: false,
     }
 }

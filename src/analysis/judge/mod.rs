@@ -3,9 +3,12 @@
 //! accumulated since the step (or rollout) began (`docs/rollouts.md#the-sequential-judge`). Neither counts checks nor
 //! changes the rollout; [`super::Rollout`] decides what a verdict means.
 
+pub(super) mod evidence;
 mod explain;
+pub mod external;
 pub mod sequential;
 mod threshold;
+pub(super) mod window;
 
 pub use explain::{describe, report, thousands};
 pub use sequential::{SequentialJudgement, TestName, TestResult, Verdict};
@@ -14,7 +17,7 @@ pub use threshold::{judge, Judgement};
 use std::fmt;
 use std::time::Duration;
 
-use super::report::millis;
+use crate::analysis::machine::report::millis;
 
 /// Why a check failed. The `Display` text follows "Halt shop advancement …" in events.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +59,14 @@ pub enum Failure {
         /// Metric name.
         metric: &'static str,
     },
+    /// An external metric's value was outside `min`/`max`, or its success rate below
+    /// `threshold` (`docs/rollouts.md#external-metrics`).
+    External {
+        /// The metric's `name`.
+        name: String,
+        /// What was read and what was allowed, e.g. `0.8 > max 0.5`.
+        detail: String,
+    },
     /// The `rollout` webhook said no (or did not answer).
     RolloutWebhook,
     /// The `pre-rollout` webhook said no (or did not answer).
@@ -93,6 +104,7 @@ impl fmt::Display for Failure {
                 format_ms(*primary)
             ),
             Failure::NoData { metric } => write!(f, "{metric} has no data"),
+            Failure::External { name, detail } => write!(f, "{name} {detail}"),
             Failure::RolloutWebhook => f.write_str("rollout webhook failed"),
             Failure::PreRolloutWebhook => f.write_str("pre-rollout webhook failed"),
         }

@@ -7,10 +7,10 @@
 //! "good" the likelihood ratio is a non-negative martingale of mean 1, so by Ville's inequality
 //! it ever reaches `1/α` with probability at most `α`, at whatever times it is inspected; the
 //! same holds for its reciprocal under "bad". Hence: roll back when `LLR ≥ ln(1/α)`, accept
-//! "good" when `LLR ≤ ln(β)`, and look every second if need be.
+//! "good" when `LLR ≤ ln(β)`, and look as often as wanted (the runner looks every 250 ms).
 
-use super::super::evidence::{LatencyTest, StepEvidence};
-use crate::analysis::params::Params;
+use crate::analysis::judge::evidence::{LatencyTest, StepEvidence};
+use crate::analysis::machine::params::Params;
 use crate::config::{EvidenceScope, MetricCheck, SequentialConfig};
 
 /// Which test of which metric (the `metric` label and the `name` in `last_check.metrics[]`).

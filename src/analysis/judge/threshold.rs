@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::Failure;
-use crate::analysis::params::Params;
-use crate::analysis::report::{millis, MetricReport};
-use crate::analysis::window::{VersionWindow, Window};
+use crate::analysis::judge::window::{VersionWindow, Window};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::report::{millis, MetricReport};
 use crate::config::MetricCheck;
 
 /// Every metric's report and the failures among them.
@@ -65,6 +65,9 @@ fn success_rate(
         threshold,
         passed: failure.is_none(),
         evidence: None,
+        query: None,
+        error: None,
+        dry_run: false,
     };
     (report, failure)
 }
@@ -104,6 +107,9 @@ fn duration(
         threshold: millis(threshold),
         passed: failure.is_none(),
         evidence: None,
+        query: None,
+        error: None,
+        dry_run: false,
     };
     (report, failure)
 }

@@ -35,6 +35,13 @@ fn in_phase(phase: Phase) -> (Rollout, Params) {
             run.weights(5, &healthy());
             (run.rollout, run.params)
         }
+        Phase::Baking => {
+            let mut params = seed();
+            params.analysis.bake = Some(std::time::Duration::from_secs(600));
+            let mut run = Runner::start(params);
+            run.weights(5, &healthy());
+            (run.rollout, run.params)
+        }
         Phase::Succeeded => {
             let mut run = Runner::start(seed());
             run.weights(5, &healthy());
@@ -68,7 +75,7 @@ fn run(
 fn phase_by_command_table() {
     use Phase::*;
     // (phase, [promote, abort, pause, resume, retry]) → the phase it ends in, or refused.
-    let table: [(Phase, [Option<Phase>; 5]); 7] = [
+    let table: [(Phase, [Option<Phase>; 5]); 8] = [
         (Idle, [None, None, None, None, None]),
         (
             Waiting,
@@ -86,7 +93,10 @@ fn phase_by_command_table() {
             WaitingPromotion,
             [Some(Succeeded), Some(Failed), Some(Paused), None, None],
         ),
-        (Succeeded, [None, None, None, None, None]),
+        // Baking: promote ends the bake, abort goes back to the primary; Succeeded: abort
+        // still can (docs/rollouts.md#bake).
+        (Baking, [Some(Succeeded), Some(Failed), None, None, None]),
+        (Succeeded, [None, Some(Failed), None, None, None]),
         (Failed, [None, None, None, None, Some(Progressing)]),
     ];
     for (phase, outcomes) in table {

@@ -2,6 +2,7 @@
 //! only moves when told, synthetic windows, and a small runner that follows the protocol the
 //! real runner must follow (gates → check → confirm → reset or keep the window).
 
+mod bake;
 mod commands;
 mod events;
 mod gates;
@@ -53,6 +54,8 @@ pub(super) fn seed() -> Params {
                     max_ratio: None,
                 },
             ],
+            external: Vec::new(),
+            bake: None,
         },
         hooks: Hooks::default(),
         primary_revision: "v1.4.2".to_owned(),

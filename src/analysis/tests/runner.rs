@@ -7,13 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::analysis::{self, AnalysisHandle};
+use crate::analysis::{self, AnalysisHandle, Params, WATCH_EVERY};
 use crate::config::{parse_str, Config, Version};
 use crate::control::{Control, ControlHandle};
 use crate::metrics::{MetricsRegistry, Outcome};
 use crate::routing::Phase;
+use crate::simulate::{simulate_once, Behaviour, Latency, RunOutcome, Scenario};
+use crate::vitals::Vitals;
 
-const INTERVAL: Duration = Duration::from_secs(60);
+pub(super) const INTERVAL: Duration = Duration::from_secs(60);
 
 fn config(dir: &Path) -> Config {
     config_judged_by(dir, "threshold")
@@ -56,23 +58,29 @@ quantile = 0.99
     }
 }
 
-struct Running {
-    registry: Arc<MetricsRegistry>,
-    control: ControlHandle,
-    analysis: AnalysisHandle,
+pub(super) struct Running {
+    pub(super) registry: Arc<MetricsRegistry>,
+    pub(super) control: ControlHandle,
+    pub(super) analysis: AnalysisHandle,
 }
 
 async fn start(dir: &Path) -> Running {
     start_with(config(dir)).await
 }
 
-async fn start_with(config: Config) -> Running {
+pub(super) async fn start_with(config: Config) -> Running {
     let registry = Arc::new(MetricsRegistry::default());
     let prepared = analysis::Prepared::load(&config);
     let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
     tokio::spawn(control.run());
     let config = handle.snapshot().config.clone();
-    let analysis = analysis::start(prepared, config, handle.clone(), registry.clone());
+    let analysis = analysis::start(
+        prepared,
+        config,
+        handle.clone(),
+        registry.clone(),
+        &Vitals::default(),
+    );
     Running {
         registry,
         control: handle,
@@ -83,7 +91,7 @@ async fn start_with(config: Config) -> Running {
 impl Running {
     /// One interval of traffic: 100 requests to each version, the canary failing `errors` of
     /// them, then the clock moved past the next check.
-    async fn interval(&self, canary_errors: usize) {
+    pub(super) async fn interval(&self, canary_errors: usize) {
         let metrics = self.registry.route("shop");
         for n in 0..100 {
             metrics.record(
@@ -101,7 +109,7 @@ impl Running {
         tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
     }
 
-    fn status(&self) -> (&'static str, u8) {
+    pub(super) fn status(&self) -> (&'static str, u8) {
         match self.analysis.status("shop") {
             Some(s) => (s.phase, s.weight),
             None => panic!("no status for shop"),
@@ -109,7 +117,7 @@ impl Running {
     }
 
     /// Phase and weight the data plane routes by.
-    fn routed(&self) -> (Phase, u8) {
+    pub(super) fn routed(&self) -> (Phase, u8) {
         let snapshot = self.control.snapshot();
         match snapshot.table.routes().iter().find(|r| &*r.name == "shop") {
             Some(route) => (route.rollout.phase, route.rollout.weight),
@@ -206,3 +214,155 @@ async fn the_sequential_judge_rolls_a_burning_canary_back_within_a_second_of_a_6
         "{events:?}"
     );
 }
+
+/// How long after the analysis started `shop` first reached `phase`, polling every
+/// millisecond of paused time, while `feed` records each millisecond's traffic.
+async fn time_to(run: &Running, phase: &str, mut feed: impl FnMut(u64)) -> Duration {
+    let started = tokio::time::Instant::now();
+    for ms in 0..600_000 {
+        feed(ms);
+        if run.status().0 == phase {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("shop never reached {phase}: {:?}", run.status());
+}
+
+/// `simulate`'s run of `params` with `rps` requests a second, the canary failing all of
+/// them, and the route task fed the same traffic deterministically, reach their decision at
+/// the same instant: both are the one runner on the same schedule.
+async fn decision_times(judge: &str, rps: u64) -> (f64, Duration) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = config_judged_by(dir.path(), judge);
+    let params = Params::from_route(&config.routes[0]).unwrap_or_else(|| panic!("no analysis"));
+    let healthy = Behaviour {
+        error_rate: 0.0,
+        latency: Latency::Fixed(Duration::from_millis(5)),
+    };
+    let scenario = Scenario {
+        params,
+        rps: rps as f64,
+        primary: healthy.clone(),
+        canary: Behaviour {
+            error_rate: 1.0,
+            ..healthy
+        },
+        horizon: Duration::from_secs(600),
+    };
+    let simulated = simulate_once(&scenario, 7);
+    assert_eq!(simulated.outcome, RunOutcome::RolledBack, "{simulated:?}");
+
+    let run = start_with(config).await;
+    let metrics = run.registry.route("shop");
+    // The canary's share at weight 10, spread evenly over each second.
+    let canary_per_second = rps / 10;
+    let proxied = time_to(&run, "Failed", |ms| {
+        let due = (ms + 1) * canary_per_second / 1000 - ms * canary_per_second / 1000;
+        for _ in 0..due {
+            metrics.record(
+                Version::Canary,
+                Outcome::Status(503),
+                Duration::from_millis(5),
+            );
+        }
+        for _ in 0..(rps - canary_per_second) / 1000 {
+            metrics.record(
+                Version::Primary,
+                Outcome::Status(200),
+                Duration::from_millis(5),
+            );
+        }
+    })
+    .await;
+    (simulated.seconds, proxied)
+}
+
+/// The route task decided at `simulated` seconds too: `proxied` is the first 1 ms poll that
+/// saw the decision.
+fn same_instant(simulated: f64, proxied: Duration) {
+    let simulated = Duration::from_secs_f64(simulated);
+    assert!(
+        simulated < proxied && proxied <= simulated + Duration::from_millis(1),
+        "simulate decided at {simulated:?}, the route task by {proxied:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn simulate_and_the_route_task_roll_a_burning_canary_back_at_the_same_watch() {
+    let (simulated, proxied) = decision_times("sequential", 4000).await;
+    // The first watch, 250 ms in, already holds ~100 failed canary requests: both roll back
+    // there, not at a second's granularity.
+    assert_eq!(simulated, WATCH_EVERY.as_secs_f64());
+    same_instant(simulated, proxied);
+}
+
+#[tokio::test(start_paused = true)]
+async fn simulate_and_the_route_task_roll_back_at_the_same_check_with_the_threshold_judge() {
+    let (simulated, proxied) = decision_times("threshold", 4000).await;
+    // threshold = 2 failed checks of a 1m interval.
+    assert_eq!(simulated, 120.0);
+    same_instant(simulated, proxied);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_task_that_panics_is_restarted_from_its_last_save_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = start(dir.path()).await;
+    run.interval(0).await;
+    run.interval(0).await;
+    assert_eq!(run.status(), ("Progressing", 20));
+    run.analysis.inject_panic("shop");
+    // The restart waits a second, so a task that fails at once does not spin.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = run.analysis.events(Some("shop"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message == "analysis of shop restarted after a panic"),
+        "{events:?}"
+    );
+    assert_eq!(run.status(), ("Progressing", 20), "resumed where it was");
+    assert_eq!(run.routed(), (Phase::Progressing, 20));
+    // And it still analyses: the next healthy interval advances the weight.
+    run.interval(0).await;
+    assert_eq!(run.status(), ("Progressing", 30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_mid_step_resumes_with_the_sequential_judges_evidence() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let first = start_with(config_judged_by(dir.path(), "sequential")).await;
+    assert_eq!(first.status(), ("Progressing", 10));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let feed = |run: &Running, n: usize| {
+        let metrics = run.registry.route("shop");
+        for _ in 0..n {
+            for version in [Version::Primary, Version::Canary] {
+                metrics.record(version, Outcome::Status(200), Duration::from_millis(5));
+            }
+        }
+    };
+    // Half the healthy evidence the step needs, then a check: undecided, evidence kept.
+    feed(&first, HALF_THE_EVIDENCE);
+    tokio::time::sleep(INTERVAL).await;
+    assert_eq!(first.status(), ("Progressing", 10), "undecided on half");
+    first.analysis.flush().await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // A new process on the same state file gets the other half: enough only with the first.
+    let second = start_with(config_judged_by(dir.path(), "sequential")).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    feed(&second, HALF_THE_EVIDENCE);
+    tokio::time::sleep(INTERVAL).await;
+    assert_eq!(
+        second.status(),
+        ("Progressing", 20),
+        "the step's evidence survived"
+    );
+}
+
+/// Healthy requests of each version that leave the sequential success-rate test undecided,
+/// while twice as many accept "good".
+const HALF_THE_EVIDENCE: usize = 200;

@@ -1,20 +1,22 @@
 //! [`StepEvidence`]: what the sequential judge decides on — cumulative counts of both versions
 //! since the evidence began (`docs/rollouts.md#the-sequential-judge`).
 //!
-//! Plain and mergeable on purpose: the route task adds every drain of the data plane's windows
-//! (once a second), `canaryd simulate` adds drawn counts through the same [`Drained`] trait,
+//! Plain and mergeable on purpose: the rollout runner adds every drain of the data plane's
+//! windows (at every check and watch), `canaryd simulate` adds drawn counts through the same
+//! [`Drained`] trait,
 //! and several replicas' evidence can be summed with [`StepEvidence::merge`] and judged as one.
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
-use super::window::VersionWindow;
+use crate::analysis::judge::window::VersionWindow;
 use crate::config::MetricCheck;
 use crate::metrics::{new_latency_histogram, VersionSample};
 
 /// Judged requests and failures of one version.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Judged requests.
     pub requests: u64,
@@ -23,7 +25,8 @@ pub struct Counts {
 }
 
 /// Which latency test a [`SlowCount`] feeds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum LatencyTest {
     /// Slower than the metric's `threshold`, against `1 − quantile`.
     Absolute,
@@ -37,12 +40,14 @@ pub enum LatencyTest {
 }
 
 /// Requests of each version slower than `above`, counted since `above` was fixed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlowCount {
     /// The test this counter feeds.
     pub test: LatencyTest,
     /// The latency a request must exceed to count as slow; `None` until a comparative test's
-    /// latency is fixed from the primary (nothing is counted before).
+    /// latency is fixed from the primary (nothing is counted before). Whole microseconds on
+    /// the wire and in the state file.
+    #[serde(rename = "above_micros", with = "micros")]
     pub above: Option<Duration>,
     /// Primary requests counted.
     pub primary_requests: u64,
@@ -64,6 +69,8 @@ pub trait Drained {
     fn slower_than(&mut self, latency: Duration) -> u64;
     /// Add the latencies to `into` (only while a comparative latency is being fixed).
     fn latencies_into(&mut self, into: &mut Histogram<u32>);
+    /// Add this drain to a check window: counts, and latencies where a judge reads them.
+    fn add_to_window(&mut self, window: &mut VersionWindow);
 }
 
 impl Drained for VersionSample {
@@ -88,6 +95,17 @@ impl Drained for VersionSample {
 
     fn latencies_into(&mut self, into: &mut Histogram<u32>) {
         let _ = into.add(&self.latency);
+    }
+
+    fn add_to_window(&mut self, window: &mut VersionWindow) {
+        window.requests += self.requests;
+        window.failures += self.failures;
+        for bucket in self.latency.iter_recorded() {
+            window.latency.saturating_record_n(
+                bucket.value_iterated_to(),
+                u64::from(bucket.count_at_value()),
+            );
+        }
     }
 }
 
@@ -114,6 +132,10 @@ impl Drained for VersionWindow {
             into.saturating_record_n(bucket.value_iterated_to(), bucket.count_at_value() as u32);
         }
     }
+
+    fn add_to_window(&mut self, window: &mut VersionWindow) {
+        window.merge(self);
+    }
 }
 
 /// Primary requests a comparative latency test waits for before fixing its latency: enough
@@ -122,8 +144,10 @@ fn baseline_requests(quantile: f64) -> u64 {
     (20.0 / (1.0 - quantile)).ceil() as u64
 }
 
-/// The cumulative evidence of both versions since it (re)started.
-#[derive(Debug, Clone)]
+/// The cumulative evidence of both versions since it (re)started. Its serialised form is kept
+/// in the state file (docs/rollouts.md#state-file) and travels between fleet members
+/// (docs/fleet.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepEvidence {
     /// The primary's requests and failures.
     pub primary: Counts,
@@ -132,7 +156,8 @@ pub struct StepEvidence {
     /// One counter per latency test, in metric order (absolute first, then `max_ratio`).
     pub slow: Vec<SlowCount>,
     /// The primary's latencies while a comparative latency is not fixed yet. Local: merging
-    /// evidence merges counts, not baselines.
+    /// evidence merges counts, not baselines, and a restart gathers it again.
+    #[serde(skip)]
     baseline: Option<Histogram<u32>>,
 }
 
@@ -259,5 +284,23 @@ impl SlowCount {
             canary_requests: 0,
             canary_slow: 0,
         }
+    }
+}
+
+/// `Option<Duration>` as whole microseconds.
+mod micros {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, to: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => to.serialize_some(&u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            None => to.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(from)?.map(Duration::from_micros))
     }
 }

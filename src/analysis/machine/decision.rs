@@ -5,9 +5,9 @@ use std::fmt;
 
 use crate::config::{EvidenceScope, WebhookKind};
 
-use super::judge::{Failure, TestName};
+use crate::analysis::judge::{Failure, TestName};
 
-/// The outcome of [`super::Rollout::check`] or [`super::Rollout::confirm`].
+/// The outcome of [`crate::analysis::Rollout::check`] or [`crate::analysis::Rollout::confirm`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Nothing is analysed in this phase (Idle, Paused, Succeeded, Failed).
@@ -31,7 +31,7 @@ pub enum Decision {
     /// The check failed (`failed_checks` was incremented); weight held.
     Halt(Vec<Failure>),
     /// The check passed and a confirm webhook must be asked before going on: call it, then
-    /// [`super::Rollout::confirm`] with its answer.
+    /// [`crate::analysis::Rollout::confirm`] with its answer.
     Confirm(Confirm),
     /// The canary's weight is now this.
     Advance(u8),
@@ -45,6 +45,8 @@ pub enum Decision {
         /// Passed checks needed for promotion.
         of: u32,
     },
+    /// Promoted into the bake: phase Baking, weight 100, still judged (docs/rollouts.md#bake).
+    Bake,
     /// Promoted: phase Succeeded, weight 100. Call the `post-rollout` webhooks.
     Promote,
     /// Rolled back: phase Failed, weight 0. Call the `post-rollout` webhooks.
@@ -64,7 +66,7 @@ impl Decision {
     /// step when evidence is kept per step, and whenever the canary's traffic starts or ends.
     pub fn restarts_evidence(&self, scope: EvidenceScope) -> bool {
         match self {
-            Decision::Started | Decision::Promote | Decision::Rollback(_) => true,
+            Decision::Started | Decision::Bake | Decision::Promote | Decision::Rollback(_) => true,
             Decision::Advance(_) | Decision::Iteration { .. } => scope == EvidenceScope::Step,
             Decision::Skip
             | Decision::Hold(_)
@@ -93,6 +95,11 @@ pub enum Hold {
     },
     /// `confirm-promotion` said no: stay WaitingPromotion.
     PromotionNotConfirmed,
+    /// Baking and nothing failed: the bake goes on.
+    Baking,
+    /// Sequential judge: every test passed but an external metric had no value; the step
+    /// waits for one (docs/rollouts.md#external-metrics).
+    ExternalInconclusive,
 }
 
 /// A confirm webhook the runner must ask after a passing check.
@@ -142,6 +149,8 @@ pub enum RollbackReason {
     RollbackWebhook,
     /// An operator ran `canaryd abort`.
     Aborted,
+    /// A check failed while Baking: back to the primary at once.
+    BakeFailed,
 }
 
 impl fmt::Display for RollbackReason {
@@ -167,11 +176,12 @@ impl fmt::Display for RollbackReason {
             ),
             RollbackReason::RollbackWebhook => f.write_str("manual webhook invoked"),
             RollbackReason::Aborted => f.write_str("aborted by operator"),
+            RollbackReason::BakeFailed => f.write_str("a check failed during the bake"),
         }
     }
 }
 
-/// Answers of the gates [`super::Rollout::gates`] listed; `None` = not asked.
+/// Answers of the gates [`crate::analysis::Rollout::gates`] listed; `None` = not asked.
 ///
 /// A gate that is configured but unanswered counts as "no": an unanswered `pre-rollout` or
 /// `rollout` is a failed check, an unanswered confirm keeps waiting, and an unanswered

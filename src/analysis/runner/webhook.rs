@@ -73,7 +73,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::events::Severity;
+use crate::analysis::Severity;
 use crate::config::{WebhookConfig, WebhookFormat, WebhookKind, WebhookRoots, WebhookSeverity};
 use crate::routing::Phase;
 
@@ -188,17 +188,21 @@ pub async fn call(hook: &WebhookConfig, payload: &WebhookPayload) -> WebhookAnsw
     };
     let body = payload.to_json(hook);
     let deadline = Instant::now() + hook.timeout;
-    let (status, response_body, _connection) =
-        match tokio::time::timeout_at(deadline, connect_and_exchange(&target, hook, body)).await {
-            Err(_) => {
-                return WebhookAnswer::no(format!(
-                    "no answer from {} within {:?}",
-                    target.authority, hook.timeout
-                ))
-            }
-            Ok(Err(reason)) => return WebhookAnswer::No { reason },
-            Ok(Ok(answer)) => answer,
-        };
+    let (status, response_body, _connection) = match tokio::time::timeout_at(
+        deadline,
+        connect_and_exchange(&target, &outgoing(hook, body)),
+    )
+    .await
+    {
+        Err(_) => {
+            return WebhookAnswer::no(format!(
+                "no answer from {} within {:?}",
+                target.authority, hook.timeout
+            ))
+        }
+        Ok(Err(reason)) => return WebhookAnswer::No { reason },
+        Ok(Ok(answer)) => answer,
+    };
     // The status decides; draining (bounded in size and by the same deadline) just lets the
     // server finish writing instead of seeing a reset mid-response.
     let _ = tokio::time::timeout_at(deadline, drain(response_body)).await;
@@ -443,11 +447,62 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Connect (and, for `https://`, verify the hook's certificate), then [`exchange`].
+/// One request of a webhook or an external metric's query.
+pub(in crate::analysis) struct Outgoing<'a> {
+    pub method: Method,
+    pub headers: &'a http::HeaderMap,
+    pub roots: Option<&'a WebhookRoots>,
+    /// With a body, its content type.
+    pub body: Option<(Vec<u8>, &'static str)>,
+}
+
+fn outgoing(hook: &WebhookConfig, body: Vec<u8>) -> Outgoing<'_> {
+    Outgoing {
+        method: Method::POST,
+        headers: &hook.headers,
+        roots: hook.roots.as_ref(),
+        body: Some((body, "application/json")),
+    }
+}
+
+/// GET or POST `uri` and read at most `limit` bytes of the answer, all within `timeout`:
+/// the external metrics' client (`docs/rollouts.md#external-metrics`). The error never
+/// carries a header value.
+pub(in crate::analysis) async fn fetch(
+    uri: &Uri,
+    outgoing: &Outgoing<'_>,
+    timeout: Duration,
+    limit: usize,
+) -> Result<(StatusCode, Bytes), String> {
+    let target = Target::from_uri(uri)?;
+    let deadline = Instant::now() + timeout;
+    let read = async {
+        let (status, mut body, _connection) = connect_and_exchange(&target, outgoing).await?;
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| format!("reading the answer of {} failed: {e}", target.authority))?;
+            if let Some(data) = frame.data_ref() {
+                bytes.extend_from_slice(data);
+                if bytes.len() > limit {
+                    return Err(format!(
+                        "the answer of {} is larger than {limit} bytes",
+                        target.authority
+                    ));
+                }
+            }
+        }
+        Ok((status, Bytes::from(bytes)))
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| format!("no answer from {} within {timeout:?}", target.authority))?
+}
+
+/// Connect (and, for `https://`, verify the server's certificate), then [`exchange`].
 async fn connect_and_exchange(
     target: &Target,
-    hook: &WebhookConfig,
-    body: Vec<u8>,
+    outgoing: &Outgoing<'_>,
 ) -> Result<(StatusCode, Incoming, AbortOnDrop), String> {
     // `(host, port)` resolves names (trying every address in turn) and takes IP literals as is.
     let stream = TcpStream::connect((target.connect_host.as_str(), target.port))
@@ -456,9 +511,9 @@ async fn connect_and_exchange(
     // One small request: send it without waiting for Nagle.
     let _ = stream.set_nodelay(true);
     if !target.tls {
-        return exchange(stream, target, hook, body).await;
+        return exchange(stream, target, outgoing).await;
     }
-    let connector = tls_connector(hook.roots.as_ref())
+    let connector = tls_connector(outgoing.roots)
         .map_err(|e| format!("TLS setup for {} failed: {e}", target.authority))?;
     let name = ServerName::try_from(target.connect_host.clone())
         .map_err(|e| format!("{} is not a TLS server name: {e}", target.connect_host))?;
@@ -466,7 +521,7 @@ async fn connect_and_exchange(
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS handshake with {} failed: {e}", target.authority))?;
-    exchange(stream, target, hook, body).await
+    exchange(stream, target, outgoing).await
 }
 
 /// A TLS client that verifies the server against `roots` (the config always sets them for an
@@ -483,13 +538,12 @@ fn tls_connector(roots: Option<&WebhookRoots>) -> Result<TlsConnector, String> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// Send the POST on a connected stream and return the response head and body; the caller
+/// Send the request on a connected stream and return the response head and body; the caller
 /// bounds it in time.
 async fn exchange<S>(
     stream: S,
     target: &Target,
-    hook: &WebhookConfig,
-    body: Vec<u8>,
+    outgoing: &Outgoing<'_>,
 ) -> Result<(StatusCode, Incoming, AbortOnDrop), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -503,16 +557,24 @@ where
         // send_request or not at all; the answer is what matters.
         let _ = connection.await;
     }));
-    let mut request = Request::builder()
-        .method(Method::POST)
+    let mut builder = Request::builder()
+        .method(outgoing.method.clone())
         .uri(target.path_and_query.as_str())
         .header(HOST, target.authority.as_str())
-        .header(CONTENT_TYPE, "application/json")
-        .header(CONTENT_LENGTH, body.len())
-        .header(USER_AGENT, concat!("canaryd/", env!("CARGO_PKG_VERSION")))
-        .body(Full::new(Bytes::from(body)))
+        .header(USER_AGENT, concat!("canaryd/", env!("CARGO_PKG_VERSION")));
+    let body = match &outgoing.body {
+        Some((body, content_type)) => {
+            builder = builder
+                .header(CONTENT_TYPE, *content_type)
+                .header(CONTENT_LENGTH, body.len());
+            Bytes::from(body.clone())
+        }
+        None => Bytes::new(),
+    };
+    let mut request = builder
+        .body(Full::new(body))
         .map_err(|e| format!("cannot build request for {}: {e}", target.authority))?;
-    for (name, value) in &hook.headers {
+    for (name, value) in outgoing.headers {
         request.headers_mut().append(name, value.clone());
     }
     let response = sender

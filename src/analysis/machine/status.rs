@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::report::CheckReport;
-use super::rollout::Rollout;
+use crate::analysis::machine::report::CheckReport;
+use crate::analysis::machine::rollout::Rollout;
 
 /// `{name, phase, weight, revision, primary_revision, failed_checks, inconclusive_checks,
 /// iterations, last_check}`.

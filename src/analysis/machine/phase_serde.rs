@@ -6,13 +6,18 @@ use serde::{de, Deserialize, Deserializer, Serializer};
 use crate::routing::Phase;
 
 /// Serialize a phase as its name.
-pub(super) fn serialize<S: Serializer>(phase: &Phase, serializer: S) -> Result<S::Ok, S::Error> {
+pub(in crate::analysis) fn serialize<S: Serializer>(
+    phase: &Phase,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(phase.as_str())
 }
 
 /// Read a phase from its name; an unknown name is an error, so a corrupt state file is moved
 /// aside rather than half-trusted.
-pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Phase, D::Error> {
+pub(in crate::analysis) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Phase, D::Error> {
     let name = String::deserialize(deserializer)?;
     Phase::ALL
         .into_iter()

@@ -1,11 +1,13 @@
 //! A route task in fleet mode (`docs/fleet.md`): the same [`RouteTask`], with etcd between the
 //! decision and everyone applying it.
 //!
-//! - Every replica drains its measurements into its window about once a second and publishes
-//!   them as evidence for the fleet's current window.
-//! - The leader, every `interval`, merges the evidence of every member ([`fleet_window`]),
-//!   judges it, and writes the new rollout in a fenced transaction; only a write that etcd
-//!   accepted is applied. It also consumes the operator commands queued in etcd.
+//! - Every replica drains its measurements into its runner every second and publishes them
+//!   as evidence for the fleet's current window.
+//! - The leader, on the [`RolloutRunner`]'s schedule (every `interval`, and the sequential
+//!   judge's watch between), merges the evidence of every member ([`fleet_window`]), judges it
+//!   on a copy of the runner ([`RolloutRunner::judging`]), and writes the new rollout in a fenced
+//!   transaction; only a write that etcd accepted is adopted. It also consumes the operator
+//!   commands queued in etcd.
 //! - Every replica (the leader too) applies the state it watches: the rollout is replaced and
 //!   published to the control task with the same message a local decision sends.
 //! - Cut off from etcd, a replica keeps serving what it last applied; it judges its own traffic
@@ -16,18 +18,18 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::engine::EngineError;
-use super::evidence::{Counts as JudgeCounts, StepEvidence as JudgeEvidence};
-use super::route_task::{RouteMsg, RouteTask, WATCH_EVERY};
-use super::{
-    Command, CommandError, Decision, Event, GateAnswers, Params, Rollout, RolloutStatus,
-    VersionWindow, Window,
+use crate::analysis::judge::evidence::StepEvidence as JudgeEvidence;
+use crate::analysis::runner::engine::EngineError;
+use crate::analysis::runner::rollout_runner::{Due, Restart};
+use crate::analysis::runner::route_task::{run_check, RouteMsg, RouteTask};
+use crate::analysis::{
+    Command, CommandError, Decision, Event, Params, Rollout, RolloutStatus, VersionWindow, Window,
 };
-use crate::config::{JudgeKind, MetricCheck, WebhookKind};
+use crate::config::MetricCheck;
 use crate::control::ControlHandle;
 use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
-    RouteState, StepEvidence,
+    RouteState, StepEvidence, WIRE_VERSION,
 };
 use crate::routing::Phase;
 
@@ -61,27 +63,8 @@ struct Link {
     local_rollback: Option<String>,
 }
 
-/// What a state write starts afresh: the evidence window (histograms) and the judge's
-/// cumulative evidence.
-#[derive(Debug, Clone, Copy)]
-struct Restart {
-    window: bool,
-    evidence: bool,
-}
-
-impl Restart {
-    const NONE: Restart = Restart {
-        window: false,
-        evidence: false,
-    };
-    const BOTH: Restart = Restart {
-        window: true,
-        evidence: true,
-    };
-}
-
 /// The judge's input from the fleet's merged evidence: the one place that knows both shapes.
-pub(super) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
+pub(in crate::analysis) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
     let version = |counts: &Counts| VersionWindow {
         requests: counts.requests,
         failures: counts.failures,
@@ -102,76 +85,34 @@ fn counts_of(window: &VersionWindow) -> Counts {
     }
 }
 
-/// The judge's cumulative evidence as it travels in a replica's evidence key.
-fn judge_to_json(evidence: &JudgeEvidence) -> serde_json::Value {
-    let slow: Vec<serde_json::Value> = evidence
-        .slow
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "above_micros": s.above.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-                "primary_requests": s.primary_requests,
-                "primary_slow": s.primary_slow,
-                "canary_requests": s.canary_requests,
-                "canary_slow": s.canary_slow,
-            })
-        })
-        .collect();
-    serde_json::json!({
-        "primary": [evidence.primary.requests, evidence.primary.failures],
-        "canary": [evidence.canary.requests, evidence.canary.failures],
-        "slow": slow,
-    })
+/// The judge's cumulative evidence as it travels in a replica's evidence key: the analysis's
+/// own typed [`JudgeEvidence`] (docs/fleet.md#wire-format).
+fn judge_to_json(evidence: &JudgeEvidence) -> Option<serde_json::Value> {
+    serde_json::to_value(evidence).ok()
 }
 
-/// A peer's judge evidence for the same metrics (members agree on them: drift is checked first).
+/// A peer's judge evidence, if it is of the same metrics (members agree on them: drift is
+/// checked first, so another shape is a bug or a member of another version).
 fn judge_from_json(metrics: &[MetricCheck], value: &serde_json::Value) -> Option<JudgeEvidence> {
-    let counts = |v: &serde_json::Value| -> Option<JudgeCounts> {
-        Some(JudgeCounts {
-            requests: v[0].as_u64()?,
-            failures: v[1].as_u64()?,
-        })
-    };
-    let mut evidence = JudgeEvidence::new(metrics);
-    evidence.primary = counts(&value["primary"])?;
-    evidence.canary = counts(&value["canary"])?;
-    let slow = value["slow"].as_array()?;
-    if slow.len() != evidence.slow.len() {
-        return None;
-    }
-    for (mine, wire) in evidence.slow.iter_mut().zip(slow) {
-        mine.above = wire["above_micros"].as_u64().map(Duration::from_micros);
-        mine.primary_requests = wire["primary_requests"].as_u64()?;
-        mine.primary_slow = wire["primary_slow"].as_u64()?;
-        mine.canary_requests = wire["canary_requests"].as_u64()?;
-        mine.canary_slow = wire["canary_slow"].as_u64()?;
-    }
-    Some(evidence)
+    let evidence: JudgeEvidence = serde_json::from_value(value.clone()).ok()?;
+    let ours = JudgeEvidence::new(metrics);
+    let same_tests = evidence.slow.len() == ours.slow.len()
+        && evidence
+            .slow
+            .iter()
+            .zip(&ours.slow)
+            .all(|(theirs, ours)| theirs.test == ours.test);
+    same_tests.then_some(evidence)
 }
 
+/// The drift hash: over the canonical serialisation of the settings, stable across builds.
 fn hash_of(params: &Params) -> String {
-    settings_hash(&format!("{params:?}"))
-}
-
-/// Apply an operator command to a rollout (the leader, for a command queued in etcd).
-fn apply_command(
-    rollout: &mut Rollout,
-    params: &Params,
-    command: Command,
-    now: SystemTime,
-) -> Result<Vec<Event>, CommandError> {
-    match command {
-        Command::Promote => rollout.promote(now),
-        Command::Abort => rollout.abort(now),
-        Command::Pause => rollout.pause(now),
-        Command::Resume => rollout.resume(now),
-        Command::Retry => rollout.retry(params, now),
-    }
+    settings_hash(&params.canonical_settings())
 }
 
 impl RouteTask {
     /// The fleet-mode loop; ends when the supervisor drops the sender.
-    pub(super) async fn run_fleet(
+    pub(in crate::analysis) async fn run_fleet(
         mut self,
         fleet: FleetHandle,
         mut rx: mpsc::UnboundedReceiver<RouteMsg>,
@@ -184,7 +125,7 @@ impl RouteTask {
             evidence_epoch: 0,
             results: Vec::new(),
             term: None,
-            hash: hash_of(&self.params),
+            hash: hash_of(self.runner.params()),
             drift_reported: false,
             cut_off: None,
             local_rollback: None,
@@ -194,16 +135,23 @@ impl RouteTask {
         let mut mirror = fleet.mirror();
         let mut session = fleet.session();
         let mut evidence = tokio::time::interval(EVIDENCE_EVERY);
-        let mut next_check = Instant::now() + self.params.interval();
-        let mut next_watch = Instant::now() + WATCH_EVERY;
         self.on_mirror(&mut link).await;
         loop {
-            let watching =
-                self.params.analysis.judge == JudgeKind::Sequential && link.term.is_some();
+            let wake = self.origin + self.runner.next_wake();
             tokio::select! {
-                _ = tokio::time::sleep_until(next_watch), if watching => {
-                    self.fleet_watch(&mut link).await;
-                    next_watch = Instant::now() + WATCH_EVERY;
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    match self.runner.due(now.at) {
+                        Some(Due::Check) => {
+                            self.fleet_check(&mut link).await;
+                            self.runner.checked(self.now());
+                        }
+                        Some(Due::Watch) => {
+                            self.fleet_watch(&mut link).await;
+                            self.runner.watched(self.now());
+                        }
+                        None => {}
+                    }
                 }
                 _ = evidence.tick() => self.publish_evidence(&mut link),
                 changed = mirror.changed() => {
@@ -222,35 +170,29 @@ impl RouteTask {
                         if term.is_some() {
                             // A new leader continues where the state is, restarting only the
                             // interval timer.
-                            next_check = Instant::now() + self.params.interval();
+                            self.runner.checked(self.now());
                             self.on_mirror(&mut link).await;
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(next_check) => {
-                    self.fleet_check(&mut link).await;
-                    next_check = Instant::now() + self.params.interval();
-                }
                 msg = rx.recv() => match msg {
                     None => return,
+                    #[cfg(test)]
+                    Some(RouteMsg::InjectPanic) => panic!("panic injected by a test"),
                     Some(RouteMsg::Config { params, hooks, metrics }) => {
-                        if params.analysis.metrics != self.params.analysis.metrics {
-                            // Other tests: the evidence counted for the old ones is not theirs.
-                            self.evidence = JudgeEvidence::new(&params.analysis.metrics);
-                        }
-                        self.params = *params;
                         self.hooks = hooks;
                         self.metrics = metrics;
-                        link.hash = hash_of(&self.params);
-                        fleet.report(self.rollout.route(), self.rollout.weight(), &link.hash);
                         // The leader starts a new revision at its next check, once every member
                         // has the same settings; followers wait for the state.
-                        next_check = next_check.min(Instant::now() + self.params.interval());
+                        self.runner.set_params(*params, self.now());
+                        link.hash = hash_of(self.runner.params());
+                        let rollout = self.runner.rollout();
+                        fleet.report(rollout.route(), rollout.weight(), &link.hash);
                     }
                     Some(RouteMsg::Command { command, reply }) => {
                         let fleet = fleet.clone();
                         let control = self.control.clone();
-                        let route = self.rollout.route().to_owned();
+                        let route = self.runner.rollout().route().to_owned();
                         tokio::spawn(async move {
                             let answer = fleet_command(&fleet, &control, &route, command).await;
                             let _ = reply.send(answer);
@@ -264,23 +206,26 @@ impl RouteTask {
     /// Drain local measurements into the window and publish them as this replica's evidence.
     fn publish_evidence(&mut self, link: &mut Link) {
         self.drain_measurements();
-        let route = self.rollout.route().to_owned();
-        link.fleet.report(&route, self.rollout.weight(), &link.hash);
+        let rollout = self.runner.rollout();
+        let route = rollout.route().to_owned();
+        link.fleet.report(&route, rollout.weight(), &link.hash);
         let judged = matches!(
-            self.rollout.phase(),
+            rollout.phase(),
             Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion
         );
         if !judged {
             return;
         }
+        let window = self.runner.window();
         let evidence = StepEvidence {
             window: link.window,
-            revision: self.rollout.revision().to_owned(),
-            weight: self.rollout.weight(),
-            primary: counts_of(&self.window.primary),
-            canary: counts_of(&self.window.canary),
-            judge: Some(judge_to_json(&self.evidence)),
+            revision: rollout.revision().to_owned(),
+            weight: rollout.weight(),
+            primary: counts_of(&window.primary),
+            canary: counts_of(&window.canary),
+            judge: judge_to_json(self.runner.evidence()),
             judge_epoch: link.evidence_epoch,
+            wire: WIRE_VERSION,
         };
         link.fleet.publish_evidence(&route, &evidence);
     }
@@ -289,7 +234,7 @@ impl RouteTask {
     /// queued commands.
     async fn on_mirror(&mut self, link: &mut Link) {
         let mirror = link.fleet.mirror().borrow().clone();
-        let route = self.rollout.route().to_owned();
+        let route = self.runner.rollout().route().to_owned();
         match mirror.state(&route) {
             Some((state, revision)) if revision != link.applied_revision => {
                 self.apply_state(link, state, revision);
@@ -299,7 +244,7 @@ impl RouteTask {
                 if link.term.is_some() && link.applied_revision == 0 && link.fleet.fresh() {
                     // A new fleet: the leader's own rollout (from its state file) becomes the
                     // fleet's.
-                    let first = self.rollout.clone();
+                    let first = self.runner.rollout().clone();
                     self.commit(link, first, Vec::new(), Restart::NONE, Vec::new(), &[])
                         .await;
                 }
@@ -317,25 +262,26 @@ impl RouteTask {
         let rollout: Rollout = match serde_json::from_value(state.rollout) {
             Ok(rollout) => rollout,
             Err(e) => {
-                tracing::error!(route = %self.rollout.route(), "fleet state has no valid rollout: {e}");
+                tracing::error!(route = %self.runner.rollout().route(), "fleet state has no valid rollout: {e}");
                 return;
             }
         };
-        if rollout.route() != self.rollout.route() {
+        if rollout.route() != self.runner.rollout().route() {
             return;
         }
         link.applied_revision = revision;
         link.results = state.commands;
         link.cut_off = None;
-        if state.window != link.window {
-            link.window = state.window;
-            // Counts for the old window no longer matter: start counting for the new one.
-            self.start_window();
-        }
-        if state.evidence != link.evidence_epoch {
-            link.evidence_epoch = state.evidence;
-            self.evidence.clear();
-        }
+        // Counts for an old window or evidence period no longer matter: start counting for
+        // the new one.
+        let restart = Restart {
+            window: state.window != link.window,
+            evidence: state.evidence != link.evidence_epoch,
+        };
+        link.window = state.window;
+        link.evidence_epoch = state.evidence;
+        let now = self.now();
+        self.runner.restart(restart, now);
         if let Some(revision) = &link.local_rollback {
             let fleet_rolled_back = rollout.revision() != revision || rollout.weight() == 0;
             if !fleet_rolled_back {
@@ -344,7 +290,7 @@ impl RouteTask {
             }
             link.local_rollback = None;
         }
-        if rollout != self.rollout {
+        if rollout != *self.runner.rollout() {
             tracing::debug!(
                 route = %rollout.route(),
                 phase = %rollout.phase(),
@@ -353,7 +299,7 @@ impl RouteTask {
                 writer = %state.writer,
                 "applying fleet state"
             );
-            self.rollout = rollout;
+            self.runner.adopt(rollout, Restart::NONE, now);
             self.publish(Vec::new());
         }
     }
@@ -361,7 +307,7 @@ impl RouteTask {
     /// Every `interval`: the leader judges the fleet's evidence; a replica cut off from etcd
     /// judges its own, to roll back only.
     async fn fleet_check(&mut self, link: &mut Link) {
-        let route = self.rollout.route().to_owned();
+        let route = self.runner.rollout().route().to_owned();
         if !link.fleet.fresh() {
             self.cut_off_check(link).await;
             return;
@@ -407,8 +353,8 @@ impl RouteTask {
             self.publish(vec![event]);
         }
         // A config that moved on (new revision) starts its rollout first.
-        let mut next = self.rollout.clone();
-        let events = next.on_config(&self.params, now);
+        let mut next = self.runner.rollout().clone();
+        let events = next.on_config(self.runner.params(), now);
         if !events.is_empty() {
             self.commit(link, next, events, Restart::BOTH, Vec::new(), &[])
                 .await;
@@ -418,15 +364,15 @@ impl RouteTask {
         let Some((window, judged, replicas)) = self.merged(link) else {
             return;
         };
-        let before = self.rollout.clone();
-        let (decision, events) = self.decide(&window, &judged).await;
-        let next = std::mem::replace(&mut self.rollout, before);
-        if next == self.rollout {
+        let mut trial = self.runner.judging(window, judged);
+        let (decision, events) = run_check(&self.hooks, &mut trial, self.origin).await;
+        let next = trial.rollout().clone();
+        if next == *self.runner.rollout() {
             return;
         }
         tracing::debug!(
             route = %route,
-            canary_requests = window.canary.requests,
+            canary_requests = trial.window().canary.requests,
             ?replicas,
             ?decision,
             "fleet check"
@@ -437,36 +383,39 @@ impl RouteTask {
     /// The fleet's window (summed histograms) and the judge's evidence (summed counts) for the
     /// current window and evidence period, this replica's own included.
     fn merged(&self, link: &Link) -> Option<(Window, JudgeEvidence, Vec<String>)> {
-        let route = self.rollout.route();
+        let rollout = self.runner.rollout();
+        let route = rollout.route();
         let mirror = link.fleet.mirror().borrow().clone();
         let others = mirror.evidence(route, link.fleet.replica());
         let own = StepEvidence {
             window: link.window,
-            revision: self.rollout.revision().to_owned(),
-            weight: self.rollout.weight(),
-            primary: counts_of(&self.window.primary),
-            canary: counts_of(&self.window.canary),
+            revision: rollout.revision().to_owned(),
+            weight: rollout.weight(),
+            primary: counts_of(&self.runner.window().primary),
+            canary: counts_of(&self.runner.window().canary),
             judge: None,
             judge_epoch: link.evidence_epoch,
+            wire: WIRE_VERSION,
         };
         let entries = std::iter::once((link.fleet.replica(), &own))
             .chain(others.iter().map(|(replica, e)| (replica.as_str(), e)));
-        let merged = match MergedEvidence::merge(link.window, self.rollout.revision(), entries) {
+        let merged = match MergedEvidence::merge(link.window, rollout.revision(), entries) {
             Ok(merged) => merged,
             Err(e) => {
                 tracing::error!(route, "cannot merge fleet evidence: {e}");
                 return None;
             }
         };
-        let mut judged = self.evidence.clone();
+        let mut judged = self.runner.evidence().clone();
         for (_, theirs) in &others {
             if theirs.judge_epoch != link.evidence_epoch
-                || theirs.revision != self.rollout.revision()
+                || theirs.revision != rollout.revision()
+                || theirs.wire != WIRE_VERSION
             {
                 continue;
             }
             if let Some(value) = &theirs.judge {
-                match judge_from_json(&self.params.analysis.metrics, value) {
+                match judge_from_json(&self.runner.params().analysis.metrics, value) {
                     Some(evidence) => judged.merge(&evidence),
                     None => tracing::warn!(
                         route,
@@ -475,7 +424,7 @@ impl RouteTask {
                 }
             }
         }
-        let window = fleet_window(&merged, self.window_started.elapsed());
+        let window = fleet_window(&merged, self.runner.window_age(self.now()));
         Some((window, judged, merged.replicas))
     }
 
@@ -485,21 +434,22 @@ impl RouteTask {
         if link.term.is_none() || !link.fleet.fresh() {
             return;
         }
-        if link.fleet.drift(self.rollout.route(), &link.hash).is_some() {
+        if link
+            .fleet
+            .drift(self.runner.rollout().route(), &link.hash)
+            .is_some()
+        {
             return;
         }
         self.drain_measurements();
         let Some((window, judged, _)) = self.merged(link) else {
             return;
         };
-        let before = self.rollout.clone();
-        let watched = self
-            .rollout
-            .watch(&self.params, &window, &judged, SystemTime::now());
-        let next = std::mem::replace(&mut self.rollout, before);
-        let Some((decision, events)) = watched else {
+        let mut trial = self.runner.judging(window, judged);
+        let Some((decision, events)) = trial.on_watch(self.now()) else {
             return;
         };
+        let next = trial.rollout().clone();
         self.commit_decision(link, next, &decision, events).await;
     }
 
@@ -507,20 +457,14 @@ impl RouteTask {
     /// it rolls back.
     async fn cut_off_check(&mut self, link: &mut Link) {
         self.drain_measurements();
-        let mut local = link.cut_off.take().unwrap_or_else(|| self.rollout.clone());
-        let mut answers = GateAnswers::default();
-        for kind in local.gates(&self.params) {
-            // Only the metrics decide here: no webhook is called on the leader's behalf.
-            answers.set(kind, kind != WebhookKind::Rollback);
+        let now = self.now();
+        let mut trial = self.runner.clone();
+        if let Some(local) = link.cut_off.take() {
+            trial.adopt(local, Restart::NONE, now);
         }
-        self.window.duration = self.window_started.elapsed();
-        let (decision, mut events) = local.check(
-            &self.params,
-            &self.window,
-            &self.evidence,
-            &answers,
-            SystemTime::now(),
-        );
+        // Only the metrics decide here: no webhook is called on the leader's behalf.
+        let (decision, mut events) = trial.check_unattended(now);
+        let local = trial.rollout().clone();
         if let Decision::Rollback(_) = decision {
             events.insert(
                 0,
@@ -534,25 +478,30 @@ impl RouteTask {
                 ),
             );
             link.local_rollback = Some(local.revision().to_owned());
-            self.rollout = local;
-            self.start_window();
+            let restart = Restart {
+                window: true,
+                evidence: false,
+            };
+            self.runner.adopt(local, restart, now);
             self.publish(events);
             return;
         }
-        if decision.concludes_window() {
-            self.start_window();
-        }
+        let restart = Restart {
+            window: decision.concludes_window(),
+            evidence: false,
+        };
+        self.runner.restart(restart, now);
         link.cut_off = Some(local);
     }
 
     /// Queued operator commands: apply them in order and write the result with the state.
     async fn consume_commands(&mut self, link: &mut Link, commands: Vec<(String, FleetCommand)>) {
         let now = SystemTime::now();
-        let mut next = self.rollout.clone();
+        let mut next = self.runner.rollout().clone();
         let mut events = Vec::new();
         let mut results = Vec::new();
         let mut keys = Vec::new();
-        let mut new_window = false;
+        let mut restart = Restart::NONE;
         let mut finished = false;
         for (key, queued) in commands {
             keys.push(key);
@@ -563,38 +512,33 @@ impl RouteTask {
                 results.push(CommandResult {
                     id: queued.id,
                     refused: Some(format!("unknown command {:?}", queued.command)),
+                    refused_in: None,
                 });
                 continue;
             };
-            match apply_command(&mut next, &self.params, command, now) {
+            match next.apply(command, self.runner.params(), now) {
                 Ok(more) => {
                     tracing::info!(route = %next.route(), command = command.as_str(), from = %queued.from, "fleet operator command");
                     events.extend(more);
-                    new_window |= command == Command::Retry;
-                    finished |= matches!(command, Command::Promote | Command::Abort);
+                    let after = Restart::after_command(command);
+                    restart.window |= after.window;
+                    restart.evidence |= after.evidence;
+                    finished |= command.finishes();
                     results.push(CommandResult {
                         id: queued.id,
                         refused: None,
+                        refused_in: None,
                     });
                 }
                 Err(e) => results.push(CommandResult {
                     id: queued.id,
                     refused: Some(e.to_string()),
+                    refused_in: Some(e.phase().as_str().to_owned()),
                 }),
             }
         }
         let written = self
-            .commit(
-                link,
-                next,
-                events,
-                Restart {
-                    window: new_window,
-                    evidence: new_window || finished,
-                },
-                results,
-                &keys,
-            )
+            .commit(link, next, events, restart, results, &keys)
             .await;
         if written && finished {
             self.notify_post_rollout();
@@ -610,10 +554,7 @@ impl RouteTask {
         decision: &Decision,
         events: Vec<Event>,
     ) {
-        let restart = Restart {
-            window: decision.concludes_window(),
-            evidence: decision.restarts_evidence(self.params.analysis.sequential.evidence),
-        };
+        let restart = Restart::after(decision, self.runner.params());
         let written = self
             .commit(link, next, events, restart, Vec::new(), &[])
             .await;
@@ -668,15 +609,14 @@ impl RouteTask {
             Ok(revision) => {
                 link.applied_revision = revision;
                 link.results = state.commands;
-                if window != link.window {
-                    link.window = window;
-                    self.start_window();
-                }
-                if evidence != link.evidence_epoch {
-                    link.evidence_epoch = evidence;
-                    self.evidence.clear();
-                }
-                self.rollout = next;
+                let restart = Restart {
+                    window: window != link.window,
+                    evidence: evidence != link.evidence_epoch,
+                };
+                link.window = window;
+                link.evidence_epoch = evidence;
+                let now = self.now();
+                self.runner.adopt(next, restart, now);
                 self.publish(events);
                 true
             }
@@ -689,6 +629,19 @@ impl RouteTask {
                 false
             }
         }
+    }
+}
+
+/// Why the leader refused `command`, as it said: the phase that refused it, not the phase
+/// the route is in by the time the asker reads the answer.
+fn refusal(command: Command, result: &CommandResult) -> EngineError {
+    let phase = result
+        .refused_in
+        .as_deref()
+        .and_then(|name| Phase::ALL.into_iter().find(|p| p.as_str() == name));
+    match phase {
+        Some(phase) => EngineError::NotAllowed(CommandError::NotAllowed { command, phase }),
+        None => EngineError::Fleet(result.refused.clone().unwrap_or_default()),
     }
 }
 
@@ -727,10 +680,7 @@ async fn fleet_command(
                     control.apply_rollout(rollout.route(), rollout.view()).await;
                     Ok(rollout.status())
                 }
-                Some(_) => Err(EngineError::NotAllowed(CommandError::NotAllowed {
-                    command,
-                    phase: rollout.phase(),
-                })),
+                Some(_) => Err(refusal(command, &result)),
             };
         }
         match tokio::time::timeout_at(deadline, mirror.changed()).await {
@@ -743,5 +693,61 @@ async fn fleet_command(
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::tests::tuned;
+    use crate::config::{JudgeKind, MetricCheck};
+
+    #[test]
+    fn a_refusal_carries_the_phase_that_refused_it() {
+        // Resume refused while Progressing; by the time the asker reads it, the route may be
+        // Paused (another command) — the answer still names the real reason.
+        let result = CommandResult {
+            id: "a-1".to_owned(),
+            refused: Some("cannot resume: route is Progressing".to_owned()),
+            refused_in: Some("Progressing".to_owned()),
+        };
+        let error = refusal(Command::Resume, &result);
+        assert_eq!(error.to_string(), "cannot resume: route is Progressing");
+        assert!(matches!(error, EngineError::NotAllowed(_)));
+        // A refusal that is not about the phase is passed on as said.
+        let unknown = CommandResult {
+            id: "a-2".to_owned(),
+            refused: Some("unknown command \"frobnicate\"".to_owned()),
+            refused_in: None,
+        };
+        assert_eq!(
+            refusal(Command::Promote, &unknown).to_string(),
+            "fleet: unknown command \"frobnicate\""
+        );
+    }
+
+    #[test]
+    fn judge_evidence_travels_typed_and_only_to_a_member_of_the_same_metrics() {
+        let params = tuned(|a| {
+            a.judge = JudgeKind::Sequential;
+            a.metrics.push(MetricCheck::Duration {
+                threshold: Duration::from_millis(300),
+                quantile: 0.9,
+                max_ratio: Some(1.5),
+            });
+        });
+        let mut evidence = JudgeEvidence::new(&params.analysis.metrics);
+        evidence.primary.requests = 900;
+        evidence.canary.requests = 100;
+        evidence.canary.failures = 3;
+        evidence.slow[0].canary_slow = 7;
+        let value = judge_to_json(&evidence).unwrap_or_default();
+        let back = judge_from_json(&params.analysis.metrics, &value)
+            .unwrap_or_else(|| panic!("not read back: {value}"));
+        assert_eq!(back.canary, evidence.canary);
+        assert_eq!(back.slow, evidence.slow);
+        // Another set of metrics (a drifted member) is not merged.
+        let fewer = &params.analysis.metrics[..1];
+        assert!(judge_from_json(fewer, &value).is_none());
     }
 }

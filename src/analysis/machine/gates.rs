@@ -1,14 +1,14 @@
 //! Which webhooks the runner asks before a check (docs/rollouts.md#webhooks).
 //!
 //! Up-front gates only: `confirm-traffic-increase` and `confirm-promotion` are asked *after*
-//! a check passed, when [`super::Decision::Confirm`] says so, because they approve a specific
+//! a check passed, when [`crate::analysis::Decision::Confirm`] says so, because they approve a specific
 //! step and must not be bothered when the check fails. `post-rollout` and `event` never gate.
 
 use crate::config::WebhookKind;
 use crate::routing::Phase;
 
-use super::params::Params;
-use super::rollout::Rollout;
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::rollout::Rollout;
 
 // === impl Rollout: gates ===
 
@@ -35,7 +35,12 @@ impl Rollout {
             Phase::Progressing | Phase::WaitingPromotion => {
                 &[WebhookKind::Rollback, WebhookKind::PreRollout]
             }
-            Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => &[],
+            Phase::Idle
+            | Phase::Static
+            | Phase::Paused
+            | Phase::Baking
+            | Phase::Succeeded
+            | Phase::Failed => &[],
         };
         wanted
             .iter()

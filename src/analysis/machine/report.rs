@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::window::VersionWindow;
+use crate::analysis::judge::window::VersionWindow;
 
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +85,15 @@ pub struct MetricReport {
     /// The sequential judge's evidence; absent with `judge = "threshold"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceReport>,
+    /// External metrics: the query (or URL) actually sent, placeholders filled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// External metrics: why there is no value (the check is then inconclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// External metrics: `dry_run`, measured and shown but never deciding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// `evidence` of one sequential test (`docs/rollouts.md#explaining-a-decision`).

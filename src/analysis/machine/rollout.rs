@@ -21,10 +21,10 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::{Confirm, Decision, RollbackReason};
-use super::events::{unix_seconds, Event};
-use super::params::Params;
-use super::report::CheckReport;
+use crate::analysis::machine::decision::{Confirm, Decision, RollbackReason};
+use crate::analysis::machine::events::{unix_seconds, Event};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::report::CheckReport;
 use crate::config::WebhookKind;
 use crate::routing::{Phase, RolloutView};
 
@@ -59,7 +59,7 @@ pub enum ResumeTo {
 }
 
 impl ResumeTo {
-    pub(super) fn phase(self) -> Phase {
+    pub(in crate::analysis) fn phase(self) -> Phase {
         match self {
             ResumeTo::Waiting => Phase::Waiting,
             ResumeTo::Progressing => Phase::Progressing,
@@ -72,53 +72,62 @@ impl ResumeTo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
     /// Route name.
-    pub(super) route: String,
+    pub(in crate::analysis) route: String,
     /// The canary revision this state is about.
-    pub(super) revision: String,
+    pub(in crate::analysis) revision: String,
     /// The primary revision at the last config.
-    pub(super) primary_revision: String,
+    pub(in crate::analysis) primary_revision: String,
     /// Current phase.
-    #[serde(with = "super::phase_serde")]
-    pub(super) phase: Phase,
+    #[serde(with = "crate::analysis::machine::phase_serde")]
+    pub(in crate::analysis) phase: Phase,
     /// Canary weight, 0..=100.
-    pub(super) weight: u8,
+    pub(in crate::analysis) weight: u8,
     /// Failed checks of this rollout; never reset by a passing check (Flagger's meaning).
-    pub(super) failed_checks: u32,
+    pub(in crate::analysis) failed_checks: u32,
     /// Inconclusive checks in a row.
-    pub(super) inconclusive_checks: u32,
+    pub(in crate::analysis) inconclusive_checks: u32,
     /// Passed checks in iterations mode.
-    pub(super) iterations: u32,
+    pub(in crate::analysis) iterations: u32,
     /// Sequential judge: checks at the current step without a decision.
     #[serde(default)]
-    pub(super) step_checks: u32,
+    pub(in crate::analysis) step_checks: u32,
     /// The `pre-rollout` gate is behind this rollout (passed, or none was configured when the
     /// first step was entered). Asked only once per rollout.
-    pub(super) pre_rollout_passed: bool,
+    pub(in crate::analysis) pre_rollout_passed: bool,
     /// The first step has been entered: the canary gets traffic. Before that the data plane
     /// treats the rollout as Waiting, so no request, match or mirror reaches the canary until
     /// `confirm-rollout` and `pre-rollout` passed.
-    pub(super) started: bool,
+    pub(in crate::analysis) started: bool,
     /// While Paused: the phase `resume` returns to.
     #[serde(default)]
-    pub(super) paused_from: Option<ResumeTo>,
+    pub(in crate::analysis) paused_from: Option<ResumeTo>,
     /// The last finished rollout of this route.
     #[serde(default)]
-    pub(super) last_finished: Option<Finished>,
+    pub(in crate::analysis) last_finished: Option<Finished>,
     /// When this revision's rollout (re)started, unix seconds.
-    pub(super) started_at: u64,
+    pub(in crate::analysis) started_at: u64,
     /// Last transition, unix seconds.
-    pub(super) updated_at: u64,
+    pub(in crate::analysis) updated_at: u64,
     /// The last check that judged a window.
     #[serde(default)]
-    pub(super) last_check: Option<CheckReport>,
+    pub(in crate::analysis) last_check: Option<CheckReport>,
     /// Why the rollout is where it is, in one line: what the judge is still collecting, or why
     /// it was promoted or rolled back (`reason` in the status and the `post-rollout` payload).
     #[serde(default)]
-    pub(super) reason: Option<String>,
+    pub(in crate::analysis) reason: Option<String>,
+    /// While Baking: the checks still to pass before the bake ends (docs/rollouts.md#bake).
+    /// Counted in checks, not wall time, so that a bake follows the analysis clock (paused
+    /// in tests, virtual in `canaryd simulate`) and a restart resumes it where it was.
+    #[serde(default)]
+    pub(in crate::analysis) bake_left: Option<u32>,
+    /// `analysis.bake` of the check in progress, in checks, so a promotion (also the one a
+    /// confirm webhook approves) knows whether to bake. Not persisted: every check sets it.
+    #[serde(skip)]
+    pub(in crate::analysis) bake_for: Option<u32>,
     /// A confirm webhook the runner was told to ask; only [`Rollout::confirm`] consumes it.
     /// Not persisted: after a restart the next passing check asks again.
     #[serde(skip)]
-    pub(super) pending: Option<Confirm>,
+    pub(in crate::analysis) pending: Option<Confirm>,
 }
 
 // === impl Rollout: start and new revisions ===
@@ -157,6 +166,8 @@ impl Rollout {
             updated_at: now,
             last_check: None,
             reason: None,
+            bake_left: None,
+            bake_for: None,
             pending: None,
         }
     }
@@ -213,7 +224,12 @@ impl Rollout {
     }
 
     /// Begin this revision's rollout from the first step (also used by `retry`).
-    pub(super) fn start(&mut self, params: &Params, now: SystemTime, events: &mut Vec<Event>) {
+    pub(in crate::analysis) fn start(
+        &mut self,
+        params: &Params,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) {
         let confirm_first = params.hooks.has(WebhookKind::ConfirmRollout);
         self.phase = if confirm_first {
             Phase::Waiting
@@ -230,6 +246,7 @@ impl Rollout {
         self.paused_from = None;
         self.last_check = None;
         self.reason = None;
+        self.bake_left = None;
         self.pending = None;
         self.started_at = unix_seconds(now);
         self.updated_at = unix_seconds(now);
@@ -248,7 +265,7 @@ impl Rollout {
         }
     }
 
-    pub(super) fn starting_event(&self, now: SystemTime) -> Event {
+    pub(in crate::analysis) fn starting_event(&self, now: SystemTime) -> Event {
         Event::info(
             &self.route,
             now,
@@ -258,7 +275,7 @@ impl Rollout {
 
     /// The start gates passed: give the canary its first step (weights) or its match or
     /// mirrored traffic (iterations).
-    pub(super) fn enter_first_step(
+    pub(in crate::analysis) fn enter_first_step(
         &mut self,
         params: &Params,
         now: SystemTime,
@@ -275,7 +292,7 @@ impl Rollout {
     }
 
     /// Raise the weight, asking `confirm-traffic-increase` first when one is configured.
-    pub(super) fn increase_to(
+    pub(in crate::analysis) fn increase_to(
         &mut self,
         params: &Params,
         weight: u8,
@@ -290,7 +307,7 @@ impl Rollout {
     }
 
     /// Set the canary's weight (the step was granted).
-    pub(super) fn advance_to(
+    pub(in crate::analysis) fn advance_to(
         &mut self,
         weight: u8,
         now: SystemTime,
@@ -311,9 +328,19 @@ impl Rollout {
     }
 
     /// All traffic to the canary: phase Succeeded, weight 100.
-    pub(super) fn promote_now(&mut self, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+    pub(in crate::analysis) fn promote_now(
+        &mut self,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        if let Some(bake) = self.bake_for.take().filter(|_| self.phase != Phase::Baking) {
+            return self.start_bake(bake, now, events);
+        }
         self.finish(FinishOutcome::Succeeded, now);
-        self.reason = Some("every check passed".to_owned());
+        self.reason = Some(match self.bake_left.take() {
+            Some(_) => "every check passed, and the bake".to_owned(),
+            None => "every check passed".to_owned(),
+        });
         events.push(Event::info(
             &self.route,
             now,
@@ -325,14 +352,36 @@ impl Rollout {
         Decision::Promote
     }
 
+    /// The last step passed and `bake` is set: all traffic to the canary, the primary still
+    /// running, checks going on until `bake` has passed (docs/rollouts.md#bake).
+    fn start_bake(&mut self, checks: u32, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+        self.phase = Phase::Baking;
+        self.weight = 100;
+        self.pending = None;
+        self.paused_from = None;
+        self.bake_left = Some(checks);
+        self.updated_at = unix_seconds(now);
+        self.reason = Some(format!("baking at 100% for {checks} more checks"));
+        events.push(Event::info(
+            &self.route,
+            now,
+            format!(
+                "Baking {} {} at 100% for {checks} checks; {} is still running",
+                self.route, self.revision, self.primary_revision
+            ),
+        ));
+        Decision::Bake
+    }
+
     /// No traffic to the canary: phase Failed, weight 0, sticky until a new revision or retry.
-    pub(super) fn roll_back(
+    pub(in crate::analysis) fn roll_back(
         &mut self,
         reason: RollbackReason,
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
         self.finish(FinishOutcome::Failed, now);
+        self.bake_left = None;
         self.reason = Some(reason.to_string());
         events.push(Event::warning(
             &self.route,
@@ -419,6 +468,7 @@ impl Rollout {
         let (phase, weight) = match self.phase {
             Phase::Failed => (Phase::Failed, 0),
             Phase::Succeeded => (Phase::Succeeded, 100),
+            Phase::Baking => (Phase::Baking, 100),
             Phase::Idle => (Phase::Idle, 0),
             Phase::Waiting | Phase::Progressing | Phase::Paused | Phase::WaitingPromotion
                 if !self.started =>
@@ -458,6 +508,11 @@ impl Rollout {
     /// Failed checks of this rollout.
     pub fn failed_checks(&self) -> u32 {
         self.failed_checks
+    }
+
+    /// While Baking: the checks still to pass before the bake ends.
+    pub fn bake_left(&self) -> Option<u32> {
+        self.bake_left
     }
 
     /// Why the rollout is where it is, one line (see the field).

@@ -14,15 +14,16 @@
 
 use std::time::SystemTime;
 
-use super::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
-use super::events::{rfc3339, unix_seconds, Event};
-use super::evidence::StepEvidence;
-use super::judge::sequential::{self, SequentialJudgement, TestResult};
-use super::judge::{describe, judge, report, Failure};
-use super::params::Params;
-use super::report::{CheckOutcome, CheckReport, VersionReport};
-use super::rollout::Rollout;
-use super::window::Window;
+use crate::analysis::judge::evidence::StepEvidence;
+use crate::analysis::judge::external::{judge_all, ExternalReading};
+use crate::analysis::judge::sequential::{self, SequentialJudgement, TestResult};
+use crate::analysis::judge::window::Window;
+use crate::analysis::judge::{describe, judge, report, Failure};
+use crate::analysis::machine::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
+use crate::analysis::machine::events::{rfc3339, unix_seconds, Event};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::report::{CheckOutcome, CheckReport, VersionReport};
+use crate::analysis::machine::rollout::Rollout;
 use crate::config::{JudgeKind, OnInconclusive, WebhookKind};
 use crate::routing::Phase;
 
@@ -38,6 +39,8 @@ pub struct NothingPending;
 struct Observed<'a> {
     window: &'a Window,
     evidence: &'a StepEvidence,
+    /// What the analysis task read of the external metrics for this check.
+    external: &'a [ExternalReading],
 }
 
 // === impl Rollout: checks ===
@@ -53,10 +56,32 @@ impl Rollout {
         answers: &GateAnswers,
         now: SystemTime,
     ) -> (Decision, Vec<Event>) {
+        self.check_with(params, window, evidence, answers, &[], now)
+    }
+
+    /// [`Rollout::check`] with the external metrics' readings of this check
+    /// (`docs/rollouts.md#external-metrics`); a configured metric without a reading is
+    /// inconclusive.
+    pub fn check_with(
+        &mut self,
+        params: &Params,
+        window: &Window,
+        evidence: &StepEvidence,
+        answers: &GateAnswers,
+        external: &[ExternalReading],
+        now: SystemTime,
+    ) -> (Decision, Vec<Event>) {
         let mut events = Vec::new();
-        let observed = Observed { window, evidence };
+        let observed = Observed {
+            window,
+            evidence,
+            external,
+        };
         // A confirmation nobody answered is dropped: this check asks again if still relevant.
         self.pending = None;
+        self.bake_for = params.bake_checks();
+        // Only a check that judged (wrote a new report) has dry-run readings to tell.
+        let previous = self.last_check.take();
         let decision = match self.phase {
             Phase::Idle | Phase::Static | Phase::Paused | Phase::Succeeded | Phase::Failed => {
                 Decision::Skip
@@ -65,11 +90,118 @@ impl Rollout {
             Phase::Progressing | Phase::WaitingPromotion => {
                 self.analyse(params, observed, answers, now, &mut events)
             }
+            Phase::Baking => self.bake(params, observed, now, &mut events),
         };
         if decision != Decision::Skip {
             self.updated_at = unix_seconds(now);
         }
+        match self.last_check {
+            Some(_) => self.dry_run_events(now, &mut events),
+            None => self.last_check = previous,
+        }
         (decision, events)
+    }
+
+    /// Baking (docs/rollouts.md#bake): the canary has all the traffic, so only the absolute
+    /// thresholds can be judged (there is no primary to compare with), by either judge, on
+    /// this interval's window and the external metrics. A failure rolls back at once; once
+    /// `bake / interval` checks have passed, the promotion is complete. An inconclusive check
+    /// (too little traffic, an external metric without a value) does not count.
+    fn bake(
+        &mut self,
+        params: &Params,
+        observed: Observed<'_>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        let window = observed.window;
+        let judgement = judge(params, window);
+        let (external, external_failures, unknown) =
+            judge_all(&params.analysis.external, observed.external);
+        let enough = window.canary.requests >= params.required_requests();
+        let mut failures: Vec<Failure> = if enough {
+            judgement
+                .failures
+                .into_iter()
+                .filter(|f| matches!(f, Failure::SuccessRate { .. } | Failure::Duration { .. }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        failures.extend(external_failures);
+        let outcome = if !failures.is_empty() {
+            CheckOutcome::Fail
+        } else if !enough || !unknown.is_empty() {
+            CheckOutcome::Inconclusive
+        } else {
+            CheckOutcome::Pass
+        };
+        let mut metrics = judgement.metrics;
+        metrics.extend(external);
+        self.last_check = Some(CheckReport {
+            at: rfc3339(now),
+            outcome,
+            window_seconds: window.duration.as_secs(),
+            primary: VersionReport::of(&window.primary),
+            canary: VersionReport::of(&window.canary),
+            metrics,
+        });
+        if !failures.is_empty() {
+            self.failed_checks += 1;
+            let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            let detail = detail.join(", ");
+            events.push(Event::warning(
+                &self.route,
+                now,
+                format!("Halt {} bake: {detail}", self.route),
+            ));
+            let reason = RollbackReason::BakeFailed;
+            let decision = self.roll_back(reason, now, events);
+            self.reason = Some(format!("{reason}: {detail}"));
+            return decision;
+        }
+        if outcome == CheckOutcome::Pass {
+            let left = self.bake_left.unwrap_or(1).saturating_sub(1);
+            self.bake_left = Some(left);
+            if left == 0 {
+                events.push(Event::info(
+                    &self.route,
+                    now,
+                    format!("Bake of {} {} passed", self.route, self.revision),
+                ));
+                return self.promote_now(now, events);
+            }
+            self.reason = Some(format!("baking at 100% for {left} more checks"));
+        }
+        Decision::Hold(Hold::Baking)
+    }
+
+    /// Every `dry_run` external metric of this check says what it read, deciding nothing.
+    fn dry_run_events(&self, now: SystemTime, events: &mut Vec<Event>) {
+        let Some(check) = &self.last_check else {
+            return;
+        };
+        for metric in check.metrics.iter().filter(|m| m.dry_run) {
+            let read = match (metric.value, &metric.error) {
+                (Some(value), _) => format!("{value}"),
+                (None, Some(error)) => format!("no value ({error})"),
+                (None, None) => "no value".to_owned(),
+            };
+            events.push(Event::info(
+                &self.route,
+                now,
+                format!(
+                    "Dry run metric {} of {}: {read}, {} (decides nothing)",
+                    metric.name,
+                    self.route,
+                    if metric.passed {
+                        "would pass"
+                    } else {
+                        "would not pass"
+                    }
+                ),
+            ));
+        }
     }
 
     /// Feed the answer of the confirm webhook a [`Decision::Confirm`] asked for.
@@ -155,9 +287,7 @@ impl Rollout {
             return self.before_first_step(params, answers, now, events);
         }
         match params.analysis.judge {
-            JudgeKind::Threshold => {
-                self.judge_window(params, observed.window, answers, now, events)
-            }
+            JudgeKind::Threshold => self.judge_window(params, observed, answers, now, events),
             JudgeKind::Sequential => self.judge_evidence(params, observed, answers, now, events),
         }
     }
@@ -184,12 +314,15 @@ impl Rollout {
     fn judge_window(
         &mut self,
         params: &Params,
-        window: &Window,
+        observed: Observed<'_>,
         answers: &GateAnswers,
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
+        let window = observed.window;
         let judgement = judge(params, window);
+        let (external, external_failures, unknown) =
+            judge_all(&params.analysis.external, observed.external);
         let enough = window.canary.requests >= params.required_requests();
         let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
 
@@ -200,24 +333,37 @@ impl Rollout {
         if enough {
             failures.extend(judgement.failures);
         }
+        failures.extend(external_failures);
         let outcome = if !failures.is_empty() {
             CheckOutcome::Fail
-        } else if !enough {
+        } else if !enough || !unknown.is_empty() {
             CheckOutcome::Inconclusive
         } else {
             CheckOutcome::Pass
         };
+        let mut metrics = judgement.metrics;
+        metrics.extend(external);
         self.last_check = Some(CheckReport {
             at: rfc3339(now),
             outcome,
             window_seconds: window.duration.as_secs(),
             primary: VersionReport::of(&window.primary),
             canary: VersionReport::of(&window.canary),
-            metrics: judgement.metrics,
+            metrics,
         });
 
         match outcome {
-            CheckOutcome::Inconclusive => self.inconclusive(params, window, now, events),
+            CheckOutcome::Inconclusive if enough => {
+                self.inconclusive(params, &unknown.join("; "), now, events)
+            }
+            CheckOutcome::Inconclusive => {
+                let why = format!(
+                    "not enough traffic: {} canary requests < {}",
+                    window.canary.requests,
+                    params.required_requests()
+                );
+                self.inconclusive(params, &why, now, events)
+            }
             CheckOutcome::Fail => {
                 self.inconclusive_checks = 0;
                 self.fail_check(params, failures, now, events)
@@ -240,28 +386,51 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         let judgement = sequential::judge(params, observed.evidence);
+        // External metrics are gates here: a value outside its bounds is a failed check, no
+        // value keeps the step from passing (docs/rollouts.md#external-metrics).
+        let (external, external_failures, unknown) =
+            judge_all(&params.analysis.external, observed.external);
         let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
-        let outcome = if judgement.rollback().is_some() || hook_failed {
-            CheckOutcome::Fail
-        } else if judgement.all_pass() {
-            CheckOutcome::Pass
-        } else {
-            CheckOutcome::Inconclusive
-        };
+        let passes = judgement.all_pass() && unknown.is_empty();
+        let outcome =
+            if judgement.rollback().is_some() || hook_failed || !external_failures.is_empty() {
+                CheckOutcome::Fail
+            } else if passes {
+                CheckOutcome::Pass
+            } else {
+                CheckOutcome::Inconclusive
+            };
         self.record_evidence(outcome, observed.window, &judgement, now);
+        if let Some(report) = self.last_check.as_mut() {
+            report.metrics.extend(external);
+        }
         if let Some(test) = judgement.rollback() {
             return self.evidence_rollback(test, now, events);
         }
-        if hook_failed {
-            return self.fail_check(params, vec![Failure::RolloutWebhook], now, events);
+        if hook_failed || !external_failures.is_empty() {
+            let mut failures = external_failures;
+            if hook_failed {
+                failures.insert(0, Failure::RolloutWebhook);
+            }
+            return self.fail_check(params, failures, now, events);
+        }
+        if passes {
+            return self.passed(params, now, events);
         }
         if judgement.all_pass() {
-            return self.passed(params, now, events);
+            let detail = format!("external metrics inconclusive: {}", unknown.join("; "));
+            events.push(Event::info(
+                &self.route,
+                now,
+                format!("Halt {} advancement {detail}", self.route),
+            ));
+            self.reason = Some(detail);
+            return Decision::Hold(Hold::ExternalInconclusive);
         }
         self.undecided(params, &judgement, now, events)
     }
 
-    /// The fast path, run every second between checks: only the rollback side of the
+    /// The fast path, run every 250 ms between checks (the runner's `WATCH_EVERY`): only the rollback side of the
     /// sequential tests, which stay valid however often they are looked at. `None` when
     /// nothing is to be done (another judge, another phase, or no test accepted "bad").
     pub fn watch(
@@ -277,6 +446,7 @@ impl Rollout {
             | Phase::Static
             | Phase::Waiting
             | Phase::Paused
+            | Phase::Baking
             | Phase::Succeeded
             | Phase::Failed => false,
         };
@@ -385,7 +555,7 @@ impl Rollout {
     fn inconclusive(
         &mut self,
         params: &Params,
-        window: &Window,
+        why: &str,
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
@@ -398,11 +568,8 @@ impl Rollout {
             &self.route,
             now,
             format!(
-                "Halt {} advancement not enough traffic: {} canary requests < {} (inconclusive check {}/{limit})",
-                self.route,
-                window.canary.requests,
-                params.required_requests(),
-                self.inconclusive_checks
+                "Halt {} advancement {why} (inconclusive check {}/{limit})",
+                self.route, self.inconclusive_checks
             ),
         ));
         Decision::Inconclusive {

@@ -1,14 +1,14 @@
 //! The shared, read-mostly view of the analysis: each route's status, its check history and
 //! the event ring. Route tasks write it; the admin API reads it through
-//! [`super::AnalysisHandle`]. Its own module so that the supervisor (`engine.rs`) and the route
+//! [`crate::analysis::AnalysisHandle`]. Its own module so that the supervisor (`engine.rs`) and the route
 //! tasks (`route_task.rs`) both depend on it instead of on each other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
-use super::history::{HistoryPoint, RouteHistory};
-use super::{rfc3339, Event, EventLog, RolloutStatus};
+use crate::analysis::runner::history::{HistoryPoint, RouteHistory};
+use crate::analysis::{rfc3339, Event, EventLog, RolloutStatus};
 
 /// Statuses and events, written by route tasks and read by the admin API.
 #[derive(Debug, Default)]
@@ -19,7 +19,7 @@ pub struct EngineShared {
 }
 
 impl EngineShared {
-    pub(super) fn set_status(&self, status: RolloutStatus) {
+    pub(in crate::analysis) fn set_status(&self, status: RolloutStatus) {
         {
             let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
             history
@@ -31,29 +31,29 @@ impl EngineShared {
         statuses.insert(status.name.clone(), status);
     }
 
-    pub(super) fn remove_status(&self, route: &str) {
+    pub(in crate::analysis) fn remove_status(&self, route: &str) {
         let mut statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
         statuses.remove(route);
         let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
         history.remove(route);
     }
 
-    pub(super) fn push_event(&self, event: Event) {
+    pub(in crate::analysis) fn push_event(&self, event: Event) {
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         events.push(event);
     }
 
-    pub(super) fn statuses(&self) -> BTreeMap<String, RolloutStatus> {
+    pub(in crate::analysis) fn statuses(&self) -> BTreeMap<String, RolloutStatus> {
         let statuses = self.statuses.lock().unwrap_or_else(PoisonError::into_inner);
         statuses.clone()
     }
 
-    pub(super) fn history(&self, route: &str) -> Option<Vec<HistoryPoint>> {
+    pub(in crate::analysis) fn history(&self, route: &str) -> Option<Vec<HistoryPoint>> {
         let history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
         history.get(route).map(RouteHistory::points)
     }
 
-    pub(super) fn events(&self, route: Option<&str>) -> Vec<Event> {
+    pub(in crate::analysis) fn events(&self, route: Option<&str>) -> Vec<Event> {
         let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         events.list(route)
     }

@@ -1,7 +1,7 @@
 //! The analysis window: judged requests of each version since the last concluded check.
 //!
 //! The data plane records every finished request somewhere cheap; the analysis runner folds
-//! those records into a [`Window`] and hands it to [`super::Rollout::check`]. Only *judged*
+//! those records into a [`Window`] and hands it to [`crate::analysis::Rollout::check`]. Only *judged*
 //! outcomes belong here (success or failure): a client that went away is neither, and the caller
 //! leaves it out.
 

@@ -15,10 +15,10 @@ use std::time::SystemTime;
 
 use crate::routing::Phase;
 
-use super::decision::RollbackReason;
-use super::events::{unix_seconds, Event};
-use super::params::Params;
-use super::rollout::{ResumeTo, Rollout};
+use crate::analysis::machine::decision::RollbackReason;
+use crate::analysis::machine::events::{unix_seconds, Event};
+use crate::analysis::machine::params::Params;
+use crate::analysis::machine::rollout::{ResumeTo, Rollout};
 
 /// An operator command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,14 +56,31 @@ impl Command {
         }
     }
 
+    /// Whether the command ends the rollout (promote, abort): the `post-rollout` hooks are
+    /// told.
+    pub fn finishes(self) -> bool {
+        matches!(self, Command::Promote | Command::Abort)
+    }
+
     /// The phases this command is allowed in (see the module table).
     pub fn allowed_in(self) -> &'static [Phase] {
         match self {
-            Command::Promote | Command::Abort => &[
+            Command::Promote => &[
                 Phase::Waiting,
                 Phase::Progressing,
                 Phase::Paused,
                 Phase::WaitingPromotion,
+                Phase::Baking,
+            ],
+            // Succeeded: the old primary still runs until `primary.revision` changes (then
+            // the rollout is Idle), so going back to it is still instant.
+            Command::Abort => &[
+                Phase::Waiting,
+                Phase::Progressing,
+                Phase::Paused,
+                Phase::WaitingPromotion,
+                Phase::Baking,
+                Phase::Succeeded,
             ],
             Command::Pause => &[Phase::Waiting, Phase::Progressing, Phase::WaitingPromotion],
             Command::Resume => &[Phase::Paused],
@@ -91,9 +108,34 @@ pub enum CommandError {
     },
 }
 
+impl CommandError {
+    /// The phase that refused the command.
+    pub fn phase(&self) -> Phase {
+        match self {
+            CommandError::NotAllowed { phase, .. } => *phase,
+        }
+    }
+}
+
 // === impl Rollout: commands ===
 
 impl Rollout {
+    /// Run `command`; its events.
+    pub fn apply(
+        &mut self,
+        command: Command,
+        params: &Params,
+        now: SystemTime,
+    ) -> Result<Vec<Event>, CommandError> {
+        match command {
+            Command::Promote => self.promote(now),
+            Command::Abort => self.abort(now),
+            Command::Pause => self.pause(now),
+            Command::Resume => self.resume(now),
+            Command::Retry => self.retry(params, now),
+        }
+    }
+
     /// Promote now, skipping the rest of the analysis.
     pub fn promote(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
         self.allow(Command::Promote)?;
@@ -102,6 +144,8 @@ impl Rollout {
             now,
             format!("Manual promotion of {} requested", self.route),
         )];
+        // The operator's promotion is final: no bake, and a bake in progress ends.
+        self.bake_for = None;
         self.promote_now(now, &mut events);
         self.reason = Some("promoted by operator".to_owned());
         Ok(events)

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::{CheckOutcome, CheckReport, RolloutStatus, VersionReport};
+use crate::analysis::{CheckOutcome, CheckReport, RolloutStatus, VersionReport};
 
 /// Points kept per route: at one check a second, the last six minutes.
 pub const HISTORY_CAPACITY: usize = 360;
