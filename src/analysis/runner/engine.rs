@@ -367,13 +367,16 @@ impl Supervisor {
             .collect();
         self.tasks
             .retain(|name, (task, _)| match wanted.remove(name) {
-                Some((route, params)) => task
-                    .send(RouteMsg::Config {
+                Some((route, params)) => {
+                    // A task that just ended cannot take it; `ended` restarts it with this
+                    // config.
+                    let _ = task.send(RouteMsg::Config {
                         params: Box::new(params),
                         hooks: route.webhooks.clone(),
                         metrics: self.registry.route(name),
-                    })
-                    .is_ok(),
+                    });
+                    true
+                }
                 None => {
                     // No analysis any more: the route task ends when its sender is dropped.
                     self.persist.forget(name);
