@@ -269,6 +269,11 @@ impl RouteTask {
         if rollout.route() != self.runner.rollout().route() {
             return;
         }
+        let told: Vec<Event> = state
+            .events
+            .iter()
+            .filter_map(|event| serde_json::from_value(event.clone()).ok())
+            .collect();
         link.applied_revision = revision;
         link.results = state.commands;
         link.cut_off = None;
@@ -301,6 +306,11 @@ impl RouteTask {
             );
             self.runner.adopt(rollout, Restart::NONE, now);
             self.publish(Vec::new());
+            // What the leader said about it, in this member's event log too (its webhooks
+            // were the leader's to call).
+            for event in told {
+                self.show_event(event);
+            }
         }
     }
 
@@ -599,6 +609,10 @@ impl RouteTask {
             weight: next.weight(),
             phase: next.phase().as_str().to_owned(),
             commands,
+            events: events
+                .iter()
+                .filter_map(|event| serde_json::to_value(event).ok())
+                .collect(),
         };
         let route = next.route().to_owned();
         match link

@@ -181,17 +181,22 @@ impl RouteTask {
         self.persist.save(rollout, evidence);
         self.shared.set_status(rollout.status());
         for event in events {
-            match event.severity {
-                Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
-                Severity::Warning => tracing::warn!(route = %event.route, "{}", event.message),
-            }
             Webhooks::notify(
                 &self.hooks,
                 WebhookKind::Event,
                 &payload(rollout, Some(event.message.clone())),
             );
-            self.shared.push_event(event);
+            self.show_event(event);
         }
+    }
+
+    /// Log an event and keep it in the event ring the admin API reads.
+    pub(in crate::analysis) fn show_event(&self, event: Event) {
+        match event.severity {
+            Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
+            Severity::Warning => tracing::warn!(route = %event.route, "{}", event.message),
+        }
+        self.shared.push_event(event);
     }
 
     pub(in crate::analysis) fn notify_post_rollout(&self) {
