@@ -4,6 +4,8 @@
 
 mod commands;
 mod events;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod gates;
 mod revisions;
 mod runner;
