@@ -329,3 +329,75 @@ impl MemoryMember {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn config(replica: &str) -> FleetConfig {
+        FleetConfig {
+            name: "edge".to_owned(),
+            etcd: Vec::new(),
+            replica: replica.to_owned(),
+            lease_ttl: Duration::from_secs(10),
+            prefix: "/canaryd".to_owned(),
+            tls: None,
+            auth: None,
+        }
+    }
+
+    fn state(term: i64, writer: &str, weight: u8) -> RouteState {
+        RouteState {
+            rollout: serde_json::json!({}),
+            term,
+            writer: writer.to_owned(),
+            window: 0,
+            evidence: 0,
+            weight,
+            phase: "Progressing".to_owned(),
+            commands: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_state_write_holds_only_for_the_current_term_and_the_revision_it_read() {
+        let store = MemoryStore::new("/canaryd", "edge");
+        let a = store.join(&config("a"), FleetBoard::default());
+        let b = store.join(&config("b"), FleetBoard::default());
+        let old_term = store.elect("a").unwrap_or_else(|| panic!("a cannot lead"));
+        assert_eq!(store.elect("b"), None, "the leader key is taken");
+        let first = a
+            .write_state("shop", &state(old_term, "a", 10), 0, &[])
+            .await;
+        let first = first.unwrap_or_else(|e| panic!("{e}"));
+        // A write from a stale read (the key moved on since revision 0) is refused.
+        let stale = a
+            .write_state("shop", &state(old_term, "a", 20), 0, &[])
+            .await;
+        assert!(matches!(stale, Err(FleetError::Fenced)), "{stale:?}");
+        // A new leader's term fences the old one out, even with the current revision.
+        store.expire("a");
+        let new_term = store.elect("b").unwrap_or_else(|| panic!("b cannot lead"));
+        assert!(new_term > old_term);
+        let deposed = a
+            .write_state("shop", &state(old_term, "a", 20), first, &[])
+            .await;
+        assert!(matches!(deposed, Err(FleetError::Fenced)), "{deposed:?}");
+        let taken = b
+            .write_state("shop", &state(new_term, "b", 20), first, &[])
+            .await;
+        assert!(taken.is_ok(), "{taken:?}");
+        let kept = store.state("shop").map(|s| (s.writer, s.weight));
+        assert_eq!(kept, Some(("b".to_owned(), 20)));
+        // A member cut off from the store gets what a partitioned replica gets from etcd.
+        store.cut_off("b");
+        let cut = b
+            .write_state("shop", &state(new_term, "b", 30), 0, &[])
+            .await;
+        assert!(matches!(cut, Err(FleetError::Timeout)), "{cut:?}");
+        assert_eq!(store.writes().len(), 2);
+    }
+}
