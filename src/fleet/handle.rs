@@ -159,7 +159,7 @@ pub async fn start(config: &FleetConfig, board: FleetBoard) -> Result<FleetHandl
         },
     ));
     let parts = Parts {
-        store: Store::Etcd(client),
+        store: Store::Etcd(Box::new(client)),
         mirror: mirror_rx,
         session: session_rx,
         contact,

@@ -16,7 +16,7 @@ use super::memory::MemoryMember;
 #[derive(Clone)]
 pub(super) enum Store {
     /// An etcd v3 cluster.
-    Etcd(Client),
+    Etcd(Box<Client>),
     /// The in-memory fake, as one member sees it.
     #[cfg(test)]
     Memory(MemoryMember),
