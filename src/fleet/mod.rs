@@ -30,7 +30,7 @@ mod state;
 mod store;
 
 #[cfg(feature = "fleet")]
-pub use commands::{new_command_id, CommandResult, FleetCommand};
+pub use commands::{new_command_id, CommandResult, FleetCommand, Operation, UnknownOperation};
 #[cfg(feature = "fleet")]
 pub use evidence::{Counts, MergedEvidence, StepEvidence};
 #[cfg(feature = "fleet")]

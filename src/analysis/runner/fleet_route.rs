@@ -29,7 +29,7 @@ use crate::config::MetricCheck;
 use crate::control::ControlHandle;
 use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
-    RouteState, StepEvidence, WIRE_VERSION,
+    Operation, RouteState, StepEvidence, WIRE_VERSION,
 };
 use crate::routing::Phase;
 
@@ -103,6 +103,29 @@ fn judge_from_json(metrics: &[MetricCheck], value: &serde_json::Value) -> Option
             .zip(&ours.slow)
             .all(|(theirs, ours)| theirs.test == ours.test);
     same_tests.then_some(evidence)
+}
+
+/// An operator command as it travels between members.
+fn to_wire(command: Command) -> Operation {
+    match command {
+        Command::Promote => Operation::Promote,
+        Command::Abort => Operation::Abort,
+        Command::Pause => Operation::Pause,
+        Command::Resume => Operation::Resume,
+        Command::Retry => Operation::Retry,
+    }
+}
+
+/// The command a member asked for; `None` for a name this build does not know.
+fn from_wire(operation: &Operation) -> Option<Command> {
+    match operation {
+        Operation::Promote => Some(Command::Promote),
+        Operation::Abort => Some(Command::Abort),
+        Operation::Pause => Some(Command::Pause),
+        Operation::Resume => Some(Command::Resume),
+        Operation::Retry => Some(Command::Retry),
+        Operation::Unknown(_) => None,
+    }
 }
 
 /// The drift hash: over the canonical serialisation of the settings, stable across builds.
@@ -326,7 +349,7 @@ impl RouteTask {
             // Back in touch after rolling back alone: ask the fleet to do the same.
             let command = FleetCommand {
                 id: crate::fleet::new_command_id(link.fleet.replica()),
-                command: Command::Abort.as_str().to_owned(),
+                command: to_wire(Command::Abort),
                 from: link.fleet.replica().to_owned(),
             };
             if link.fleet.submit_command(&route, &command).await.is_ok() {
@@ -515,13 +538,10 @@ impl RouteTask {
         let mut finished = false;
         for (key, queued) in commands {
             keys.push(key);
-            let Some(command) = Command::ALL
-                .into_iter()
-                .find(|c| c.as_str() == queued.command)
-            else {
+            let Some(command) = from_wire(&queued.command) else {
                 results.push(CommandResult {
                     id: queued.id,
-                    refused: Some(format!("unknown command {:?}", queued.command)),
+                    refused: Some(format!("unknown command {:?}", queued.command.as_str())),
                     refused_in: None,
                 });
                 continue;
@@ -671,7 +691,7 @@ async fn fleet_command(
     let mut mirror = fleet.mirror();
     let queued = FleetCommand {
         id: id.clone(),
-        command: command.as_str().to_owned(),
+        command: to_wire(command),
         from: fleet.replica().to_owned(),
     };
     fleet
@@ -715,6 +735,16 @@ mod tests {
     use super::*;
     use crate::analysis::tests::tuned;
     use crate::config::{JudgeKind, MetricCheck};
+
+    #[test]
+    fn every_command_travels_as_the_name_the_cli_uses_and_comes_back_as_itself() {
+        for command in Command::ALL {
+            let wire = to_wire(command);
+            assert_eq!(wire.as_str(), command.as_str());
+            assert_eq!(from_wire(&wire), Some(command));
+        }
+        assert_eq!(from_wire(&Operation::Unknown("rewind".to_owned())), None);
+    }
 
     #[test]
     fn a_refusal_carries_the_phase_that_refused_it() {
