@@ -61,6 +61,9 @@ pub struct Prepared {
 /// One route's rollout as resumed, with the judge's evidence it had and the events of resuming.
 struct Resumed {
     rollout: Rollout,
+    /// Nothing was saved for the route: a fleet member serves the primary only until the fleet
+    /// state arrives (docs/fleet.md#failures).
+    unsaved: bool,
     evidence: Option<StepEvidence>,
     events: Vec<Event>,
 }
@@ -68,6 +71,7 @@ struct Resumed {
 impl Resumed {
     /// `saved` (from the state file or the last save) under the current `params`.
     fn from(params: &Params, saved: Option<SavedRoute>) -> Resumed {
+        let unsaved = saved.is_none();
         let (previous, evidence) = match saved {
             Some(saved) => (Some(saved.rollout), saved.evidence),
             None => (None, None),
@@ -77,6 +81,7 @@ impl Resumed {
         let evidence = evidence.filter(|_| events.is_empty());
         Resumed {
             rollout,
+            unsaved,
             evidence,
             events,
         }
@@ -113,7 +118,15 @@ impl Prepared {
     pub fn views(&self) -> HashMap<String, RolloutView> {
         self.rollouts
             .iter()
-            .map(|(name, resumed)| (name.clone(), resumed.rollout.view()))
+            .map(|(name, resumed)| {
+                let mut view = resumed.rollout.view();
+                #[cfg(feature = "fleet")]
+                if self.fleet.is_some() && resumed.unsaved {
+                    // Primary only until the fleet state (or `lease_ttl`) says otherwise.
+                    view.weight = 0;
+                }
+                (name.clone(), view)
+            })
             .collect()
     }
 }
@@ -434,6 +447,8 @@ impl Supervisor {
             origin,
             #[cfg(feature = "fleet")]
             fleet: self.fleet.clone(),
+            #[cfg(feature = "fleet")]
+            held: self.fleet.is_some() && resumed.unsaved,
         };
         // Known to the admin API from the moment the engine (or the reload adding the route)
         // returns, not only once the task first runs.

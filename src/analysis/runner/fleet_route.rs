@@ -10,6 +10,8 @@
 //!   commands queued in etcd.
 //! - Every replica (the leader too) applies the state it watches: the rollout is replaced and
 //!   published to the control task with the same message a local decision sends.
+//! - A replica that started without a saved rollout serves the primary only until it applies
+//!   the fleet state, or for `lease_ttl` at most, then its own rollout.
 //! - Cut off from etcd, a replica keeps serving what it last applied; it judges its own traffic
 //!   only to roll back (never to advance), and asks the fleet to abort once etcd is back.
 
@@ -159,9 +161,18 @@ impl RouteTask {
         let mut session = fleet.session();
         let mut evidence = tokio::time::interval(EVIDENCE_EVERY);
         self.on_mirror(&mut link).await;
+        let hold_until = Instant::now() + fleet.lease_ttl();
         loop {
             let wake = self.origin + self.runner.next_wake();
             tokio::select! {
+                _ = tokio::time::sleep_until(hold_until), if self.held => {
+                    tracing::warn!(
+                        route = %self.runner.rollout().route(),
+                        "no fleet state within lease_ttl; serving this replica's own rollout"
+                    );
+                    self.held = false;
+                    self.publish(Vec::new());
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = self.now();
                     match self.runner.due(now.at) {
@@ -318,7 +329,9 @@ impl RouteTask {
             }
             link.local_rollback = None;
         }
-        if rollout != *self.runner.rollout() {
+        if rollout != *self.runner.rollout() || self.held {
+            // The fleet's state ends a start-up hold even when it is what this replica had.
+            self.held = false;
             tracing::debug!(
                 route = %rollout.route(),
                 phase = %rollout.phase(),
@@ -651,6 +664,7 @@ impl RouteTask {
                 link.evidence_epoch = evidence;
                 let now = self.now();
                 self.runner.adopt(next, restart, now);
+                self.held = false;
                 self.publish(events);
                 true
             }

@@ -54,6 +54,10 @@ pub(in crate::analysis) struct RouteTask {
     /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
     #[cfg(feature = "fleet")]
     pub(in crate::analysis) fleet: Option<crate::fleet::FleetHandle>,
+    /// Fleet mode, started without a saved rollout: the canary gets no traffic until the fleet
+    /// state is applied or `lease_ttl` has passed (`fleet_route.rs`).
+    #[cfg(feature = "fleet")]
+    pub(in crate::analysis) held: bool,
 }
 
 /// The runner's clock on tokio's (paused in tests) timer.
@@ -172,7 +176,13 @@ impl RouteTask {
     /// the admin API's status, the log, the event ring and the `event` webhooks.
     pub(in crate::analysis) fn publish(&self, events: Vec<Event>) {
         let rollout = self.runner.rollout();
-        if let Err(e) = self.control.set_rollout(rollout.route(), rollout.view()) {
+        #[allow(unused_mut)] // changed only in fleet builds
+        let mut view = rollout.view();
+        #[cfg(feature = "fleet")]
+        if self.held {
+            view.weight = 0;
+        }
+        if let Err(e) = self.control.set_rollout(rollout.route(), view) {
             // The process is going down (the supervisor sees the control task end); the
             // state file still gets the decision below.
             tracing::error!(route = %rollout.route(), "cannot publish the rollout: {e}");

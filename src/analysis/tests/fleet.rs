@@ -272,3 +272,56 @@ async fn a_command_asked_of_a_follower_is_applied_once_by_the_leader_and_answere
     assert_eq!(results[0].refused_in.as_deref(), Some("Progressing"));
     assert_eq!(results[1].refused, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_without_a_state_file_serves_the_primary_only_until_lease_ttl_without_a_fleet_state(
+) {
+    let store = store();
+    // Alone and with no leader: no fleet state comes.
+    let c = join(&store, "c").await;
+    assert_eq!(
+        c.routed(),
+        (Phase::Progressing, 0),
+        "primary only from the start"
+    );
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        c.routed(),
+        (Phase::Progressing, 0),
+        "still waiting within lease_ttl"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        c.routed(),
+        (Phase::Progressing, 10),
+        "its own first step once lease_ttl (10 s) passed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_without_a_state_file_serves_the_fleets_step_as_soon_as_it_reads_it() {
+    let store = store();
+    let (a, b) = fleet_of_two(&store).await;
+    // The fleet's state is the step this replica would start at: it still ends the wait.
+    let c = join(&store, "c").await;
+    assert_eq!(
+        c.routed(),
+        (Phase::Progressing, 0),
+        "primary only from the start"
+    );
+    settle().await;
+    assert_eq!(c.routed(), (Phase::Progressing, 10));
+    a.traffic(0);
+    b.traffic(0);
+    tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
+    assert_eq!(c.routed(), (Phase::Progressing, 20));
+    // A replica that joins now starts at the fleet's step, never at its own first one.
+    let d = join(&store, "d").await;
+    assert_eq!(
+        d.routed(),
+        (Phase::Progressing, 0),
+        "primary only from the start"
+    );
+    settle().await;
+    assert_eq!(d.routed(), (Phase::Progressing, 20));
+}
