@@ -63,6 +63,7 @@ struct Resumed {
     rollout: Rollout,
     /// Nothing was saved for the route: a fleet member serves the primary only until the fleet
     /// state arrives (docs/fleet.md#failures).
+    #[cfg(feature = "fleet")]
     unsaved: bool,
     evidence: Option<StepEvidence>,
     events: Vec<Event>,
@@ -71,6 +72,7 @@ struct Resumed {
 impl Resumed {
     /// `saved` (from the state file or the last save) under the current `params`.
     fn from(params: &Params, saved: Option<SavedRoute>) -> Resumed {
+        #[cfg(feature = "fleet")]
         let unsaved = saved.is_none();
         let (previous, evidence) = match saved {
             Some(saved) => (Some(saved.rollout), saved.evidence),
@@ -81,6 +83,7 @@ impl Resumed {
         let evidence = evidence.filter(|_| events.is_empty());
         Resumed {
             rollout,
+            #[cfg(feature = "fleet")]
             unsaved,
             evidence,
             events,
@@ -119,6 +122,7 @@ impl Prepared {
         self.rollouts
             .iter()
             .map(|(name, resumed)| {
+                #[cfg_attr(not(feature = "fleet"), allow(unused_mut))]
                 let mut view = resumed.rollout.view();
                 #[cfg(feature = "fleet")]
                 if self.fleet.is_some() && resumed.unsaved {

@@ -176,7 +176,7 @@ impl RouteTask {
     /// the admin API's status, the log, the event ring and the `event` webhooks.
     pub(in crate::analysis) fn publish(&self, events: Vec<Event>) {
         let rollout = self.runner.rollout();
-        #[allow(unused_mut)] // changed only in fleet builds
+        #[cfg_attr(not(feature = "fleet"), allow(unused_mut))]
         let mut view = rollout.view();
         #[cfg(feature = "fleet")]
         if self.held {
