@@ -72,3 +72,27 @@ impl Vitals {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_vital_task_that_panics_or_returns_marks_the_process_failed_once() {
+        let vitals = Vitals::default();
+        vitals.spawn("steady task", std::future::pending());
+        tokio::task::yield_now().await;
+        assert_eq!(vitals.failure(), None);
+        vitals.spawn("state writer", async { panic!("disk on fire") });
+        let why = tokio::time::timeout(std::time::Duration::from_secs(5), vitals.failed()).await;
+        assert_eq!(why.as_deref(), Ok("the state writer panicked"));
+        // A later end is a consequence; the first one stays the cause.
+        vitals.spawn("control task", async {});
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(
+            vitals.failure().as_deref(),
+            Some("the state writer panicked")
+        );
+    }
+}

@@ -24,6 +24,7 @@ fn state(term: i64, weight: u8) -> RouteState {
         weight,
         phase: "Progressing".to_owned(),
         commands: Vec::new(),
+        events: Vec::new(),
     }
 }
 

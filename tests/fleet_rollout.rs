@@ -243,6 +243,18 @@ async fn abort_on_a_follower_sets_weight_zero_everywhere_within_two_seconds() {
     .await;
     let everywhere = asked.elapsed();
     assert!(everywhere <= Duration::from_secs(2), "{everywhere:?}");
+    // The leader's events are in every member's event log, followers included.
+    for replica in &f.replicas {
+        let (status, events) = admin_text(&client, replica.admin, "/api/v1/events?route=shop")
+            .await
+            .unwrap_or_default();
+        assert_eq!(status, 200);
+        assert!(
+            events.contains("Rolling back shop"),
+            "{}: {events}",
+            replica.admin
+        );
+    }
     // A command the phase does not allow is refused by the leader, through etcd: 409.
     let (status, body) = admin_post(
         &client,

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -18,6 +17,7 @@ use super::keys::Keys;
 use super::mirror::{self, Mirror};
 use super::session::{self, Session};
 use super::state::RouteState;
+use super::store::{Fence, Store};
 use super::view::{FleetBoard, FleetView, MemberView};
 use crate::config::FleetConfig;
 
@@ -64,7 +64,7 @@ pub struct Contact {
 }
 
 impl Contact {
-    fn new() -> Contact {
+    pub(super) fn new() -> Contact {
         Contact {
             last: Mutex::new(None),
             up: std::sync::atomic::AtomicBool::new(false),
@@ -106,7 +106,7 @@ struct Local {
 struct Inner {
     config: FleetConfig,
     keys: Keys,
-    client: Client,
+    store: Store,
     mirror: watch::Receiver<Arc<Mirror>>,
     session: watch::Receiver<Session>,
     contact: Arc<Contact>,
@@ -158,25 +158,47 @@ pub async fn start(config: &FleetConfig, board: FleetBoard) -> Result<FleetHandl
             leaving: leaving.clone(),
         },
     ));
-    let handle = FleetHandle {
-        inner: Arc::new(Inner {
-            config: config.clone(),
-            keys,
-            client,
-            mirror: mirror_rx,
-            session: session_rx,
-            contact,
-            board,
-            local: Mutex::new(Local::default()),
-            started: Instant::now(),
-            leaving,
-        }),
+    let parts = Parts {
+        store: Store::Etcd(Box::new(client)),
+        mirror: mirror_rx,
+        session: session_rx,
+        contact,
+        leaving,
     };
-    tokio::spawn(publish_members(handle.clone()));
-    Ok(handle)
+    Ok(FleetHandle::assemble(config, board, parts))
+}
+
+/// What a store backend gives the handle: where writes go, and the mirror and session it keeps
+/// current.
+pub(super) struct Parts {
+    pub store: Store,
+    pub mirror: watch::Receiver<Arc<Mirror>>,
+    pub session: watch::Receiver<Session>,
+    pub contact: Arc<Contact>,
+    pub leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FleetHandle {
+    /// The handle over a backend's parts; starts publishing this replica's member key.
+    pub(super) fn assemble(config: &FleetConfig, board: FleetBoard, parts: Parts) -> FleetHandle {
+        let handle = FleetHandle {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                keys: Keys::new(&config.prefix, &config.name),
+                store: parts.store,
+                mirror: parts.mirror,
+                session: parts.session,
+                contact: parts.contact,
+                board,
+                local: Mutex::new(Local::default()),
+                started: Instant::now(),
+                leaving: parts.leaving,
+            }),
+        };
+        tokio::spawn(publish_members(handle.clone()));
+        handle
+    }
+
     /// This replica's id.
     pub fn replica(&self) -> &str {
         &self.inner.config.replica
@@ -192,11 +214,9 @@ impl FleetHandle {
         let Some(lease) = self.inner.session.borrow().lease else {
             return;
         };
-        let mut client = self.inner.client.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, client.lease_revoke(lease)).await {
-            Ok(Ok(_)) => tracing::info!(lease, "left the fleet (lease revoked)"),
-            Ok(Err(e)) => tracing::warn!("cannot revoke the fleet lease: {e}"),
-            Err(_) => tracing::warn!("cannot revoke the fleet lease: etcd did not answer"),
+        match self.inner.store.revoke(lease).await {
+            Ok(()) => tracing::info!(lease, "left the fleet (lease revoked)"),
+            Err(e) => tracing::warn!("cannot revoke the fleet lease: {e}"),
         }
     }
 
@@ -263,10 +283,9 @@ impl FleetHandle {
             }
         };
         let key = self.inner.keys.evidence(route, self.replica());
-        let mut client = self.inner.client.clone();
+        let store = self.inner.store.clone();
         tokio::spawn(async move {
-            let put = client.put(key, value, Some(PutOptions::new().with_lease(lease)));
-            if let Ok(Err(e)) = tokio::time::timeout(CALL_TIMEOUT, put).await {
+            if let Err(e) = store.put(key, value, Some(lease)).await {
                 tracing::debug!("cannot publish fleet evidence: {e}");
             }
         });
@@ -284,23 +303,14 @@ impl FleetHandle {
     ) -> Result<i64, FleetError> {
         let value = serde_json::to_vec(state).map_err(|e| FleetError::Encode(e.to_string()))?;
         let key = self.inner.keys.state(route);
-        let mut ops = vec![TxnOp::put(key.as_str(), value, None)];
-        ops.extend(consumed.iter().map(|k| TxnOp::delete(k.as_str(), None)));
-        let txn = Txn::new()
-            .when([
-                Compare::create_revision(self.inner.keys.leader(), CompareOp::Equal, state.term),
-                Compare::mod_revision(key.as_str(), CompareOp::Equal, expected),
-            ])
-            .and_then(ops);
-        let mut client = self.inner.client.clone();
-        let response = match tokio::time::timeout(CALL_TIMEOUT, client.txn(txn)).await {
-            Ok(result) => result.map_err(FleetError::etcd)?,
-            Err(_) => return Err(FleetError::Timeout),
+        let leader = self.inner.keys.leader();
+        let fence = Fence {
+            leader: &leader,
+            term: state.term,
+            key: &key,
+            expected,
         };
-        if !response.succeeded() {
-            return Err(FleetError::Fenced);
-        }
-        Ok(response.header().map_or(0, |h| h.revision()))
+        self.inner.store.fenced_write(fence, value, consumed).await
     }
 
     /// Queue an operator command for the leader.
@@ -311,14 +321,7 @@ impl FleetHandle {
     ) -> Result<(), FleetError> {
         let value = serde_json::to_vec(command).map_err(|e| FleetError::Encode(e.to_string()))?;
         let key = self.inner.keys.command(route, &command.id);
-        let mut client = self.inner.client.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, client.put(key, value, None)).await {
-            Ok(result) => {
-                result.map_err(FleetError::etcd)?;
-                Ok(())
-            }
-            Err(_) => Err(FleetError::Timeout),
-        }
+        self.inner.store.put(key, value, None).await
     }
 
     /// The view for the admin API, built from the mirror and this replica's own report.
@@ -407,9 +410,13 @@ async fn publish_members(handle: FleetHandle) {
             continue;
         };
         let key = handle.inner.keys.member(handle.replica());
-        let mut client = handle.inner.client.clone();
-        let put = client.put(key, value, Some(PutOptions::new().with_lease(lease)));
-        if let Ok(Ok(_)) = tokio::time::timeout(CALL_TIMEOUT, put).await {
+        if handle
+            .inner
+            .store
+            .put(key, value, Some(lease))
+            .await
+            .is_ok()
+        {
             last = Some((local, lease, Instant::now()));
         }
     }

@@ -54,6 +54,16 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// A copy of `entries` at `revision` (what the in-memory store hands its members).
+    #[cfg(test)]
+    pub(super) fn of(revision: i64, entries: BTreeMap<String, Entry>, keys: Keys) -> Mirror {
+        Mirror {
+            revision,
+            entries,
+            keys: Some(keys),
+        }
+    }
+
     fn kinds(&self) -> impl Iterator<Item = (KeyKind<'_>, &Entry)> {
         self.entries.iter().filter_map(|(key, entry)| {
             let keys = self.keys.as_ref()?;

@@ -18,19 +18,25 @@ mod evidence;
 mod handle;
 #[cfg(feature = "fleet")]
 mod keys;
+#[cfg(all(test, feature = "fleet"))]
+mod memory;
 #[cfg(feature = "fleet")]
 mod mirror;
 #[cfg(feature = "fleet")]
 mod session;
 #[cfg(feature = "fleet")]
 mod state;
+#[cfg(feature = "fleet")]
+mod store;
 
 #[cfg(feature = "fleet")]
-pub use commands::{new_command_id, CommandResult, FleetCommand};
+pub use commands::{new_command_id, CommandResult, FleetCommand, Operation, UnknownOperation};
 #[cfg(feature = "fleet")]
 pub use evidence::{Counts, MergedEvidence, StepEvidence};
 #[cfg(feature = "fleet")]
 pub use handle::{start, FleetError, FleetHandle};
+#[cfg(all(test, feature = "fleet"))]
+pub use memory::{MemoryStore, StateWrite};
 #[cfg(feature = "fleet")]
 pub use mirror::Mirror;
 #[cfg(feature = "fleet")]

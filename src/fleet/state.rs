@@ -30,4 +30,8 @@ pub struct RouteState {
     /// Results of the last commands, newest last.
     #[serde(default)]
     pub commands: Vec<CommandResult>,
+    /// The events of this write (the analysis's serialised events), for every member to show
+    /// in its event log; only the leader calls the webhooks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<serde_json::Value>,
 }

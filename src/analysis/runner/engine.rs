@@ -61,6 +61,10 @@ pub struct Prepared {
 /// One route's rollout as resumed, with the judge's evidence it had and the events of resuming.
 struct Resumed {
     rollout: Rollout,
+    /// Nothing was saved for the route: a fleet member serves the primary only until the fleet
+    /// state arrives (docs/fleet.md#failures).
+    #[cfg(feature = "fleet")]
+    unsaved: bool,
     evidence: Option<StepEvidence>,
     events: Vec<Event>,
 }
@@ -68,6 +72,8 @@ struct Resumed {
 impl Resumed {
     /// `saved` (from the state file or the last save) under the current `params`.
     fn from(params: &Params, saved: Option<SavedRoute>) -> Resumed {
+        #[cfg(feature = "fleet")]
+        let unsaved = saved.is_none();
         let (previous, evidence) = match saved {
             Some(saved) => (Some(saved.rollout), saved.evidence),
             None => (None, None),
@@ -77,6 +83,8 @@ impl Resumed {
         let evidence = evidence.filter(|_| events.is_empty());
         Resumed {
             rollout,
+            #[cfg(feature = "fleet")]
+            unsaved,
             evidence,
             events,
         }
@@ -113,7 +121,16 @@ impl Prepared {
     pub fn views(&self) -> HashMap<String, RolloutView> {
         self.rollouts
             .iter()
-            .map(|(name, resumed)| (name.clone(), resumed.rollout.view()))
+            .map(|(name, resumed)| {
+                #[cfg_attr(not(feature = "fleet"), allow(unused_mut))]
+                let mut view = resumed.rollout.view();
+                #[cfg(feature = "fleet")]
+                if self.fleet.is_some() && resumed.unsaved {
+                    // Primary only until the fleet state (or `lease_ttl`) says otherwise.
+                    view.weight = 0;
+                }
+                (name.clone(), view)
+            })
             .collect()
     }
 }
@@ -367,13 +384,16 @@ impl Supervisor {
             .collect();
         self.tasks
             .retain(|name, (task, _)| match wanted.remove(name) {
-                Some((route, params)) => task
-                    .send(RouteMsg::Config {
+                Some((route, params)) => {
+                    // A task that just ended cannot take it; `ended` restarts it with this
+                    // config.
+                    let _ = task.send(RouteMsg::Config {
                         params: Box::new(params),
                         hooks: route.webhooks.clone(),
                         metrics: self.registry.route(name),
-                    })
-                    .is_ok(),
+                    });
+                    true
+                }
                 None => {
                     // No analysis any more: the route task ends when its sender is dropped.
                     self.persist.forget(name);
@@ -431,6 +451,8 @@ impl Supervisor {
             origin,
             #[cfg(feature = "fleet")]
             fleet: self.fleet.clone(),
+            #[cfg(feature = "fleet")]
+            held: self.fleet.is_some() && resumed.unsaved,
         };
         // Known to the admin API from the moment the engine (or the reload adding the route)
         // returns, not only once the task first runs.

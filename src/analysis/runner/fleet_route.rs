@@ -10,6 +10,8 @@
 //!   commands queued in etcd.
 //! - Every replica (the leader too) applies the state it watches: the rollout is replaced and
 //!   published to the control task with the same message a local decision sends.
+//! - A replica that started without a saved rollout serves the primary only until it applies
+//!   the fleet state, or for `lease_ttl` at most, then its own rollout.
 //! - Cut off from etcd, a replica keeps serving what it last applied; it judges its own traffic
 //!   only to roll back (never to advance), and asks the fleet to abort once etcd is back.
 
@@ -29,7 +31,7 @@ use crate::config::MetricCheck;
 use crate::control::ControlHandle;
 use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
-    RouteState, StepEvidence, WIRE_VERSION,
+    Operation, RouteState, StepEvidence, WIRE_VERSION,
 };
 use crate::routing::Phase;
 
@@ -105,6 +107,29 @@ fn judge_from_json(metrics: &[MetricCheck], value: &serde_json::Value) -> Option
     same_tests.then_some(evidence)
 }
 
+/// An operator command as it travels between members.
+fn to_wire(command: Command) -> Operation {
+    match command {
+        Command::Promote => Operation::Promote,
+        Command::Abort => Operation::Abort,
+        Command::Pause => Operation::Pause,
+        Command::Resume => Operation::Resume,
+        Command::Retry => Operation::Retry,
+    }
+}
+
+/// The command a member asked for; `None` for a name this build does not know.
+fn from_wire(operation: &Operation) -> Option<Command> {
+    match operation {
+        Operation::Promote => Some(Command::Promote),
+        Operation::Abort => Some(Command::Abort),
+        Operation::Pause => Some(Command::Pause),
+        Operation::Resume => Some(Command::Resume),
+        Operation::Retry => Some(Command::Retry),
+        Operation::Unknown(_) => None,
+    }
+}
+
 /// The drift hash: over the canonical serialisation of the settings, stable across builds.
 fn hash_of(params: &Params) -> String {
     settings_hash(&params.canonical_settings())
@@ -136,9 +161,18 @@ impl RouteTask {
         let mut session = fleet.session();
         let mut evidence = tokio::time::interval(EVIDENCE_EVERY);
         self.on_mirror(&mut link).await;
+        let hold_until = Instant::now() + fleet.lease_ttl();
         loop {
             let wake = self.origin + self.runner.next_wake();
             tokio::select! {
+                _ = tokio::time::sleep_until(hold_until), if self.held => {
+                    tracing::warn!(
+                        route = %self.runner.rollout().route(),
+                        "no fleet state within lease_ttl; serving this replica's own rollout"
+                    );
+                    self.held = false;
+                    self.publish(Vec::new());
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = self.now();
                     match self.runner.due(now.at) {
@@ -269,6 +303,11 @@ impl RouteTask {
         if rollout.route() != self.runner.rollout().route() {
             return;
         }
+        let told: Vec<Event> = state
+            .events
+            .iter()
+            .filter_map(|event| serde_json::from_value(event.clone()).ok())
+            .collect();
         link.applied_revision = revision;
         link.results = state.commands;
         link.cut_off = None;
@@ -290,7 +329,9 @@ impl RouteTask {
             }
             link.local_rollback = None;
         }
-        if rollout != *self.runner.rollout() {
+        if rollout != *self.runner.rollout() || self.held {
+            // The fleet's state ends a start-up hold even when it is what this replica had.
+            self.held = false;
             tracing::debug!(
                 route = %rollout.route(),
                 phase = %rollout.phase(),
@@ -301,6 +342,11 @@ impl RouteTask {
             );
             self.runner.adopt(rollout, Restart::NONE, now);
             self.publish(Vec::new());
+            // What the leader said about it, in this member's event log too (its webhooks
+            // were the leader's to call).
+            for event in told {
+                self.show_event(event);
+            }
         }
     }
 
@@ -316,7 +362,7 @@ impl RouteTask {
             // Back in touch after rolling back alone: ask the fleet to do the same.
             let command = FleetCommand {
                 id: crate::fleet::new_command_id(link.fleet.replica()),
-                command: Command::Abort.as_str().to_owned(),
+                command: to_wire(Command::Abort),
                 from: link.fleet.replica().to_owned(),
             };
             if link.fleet.submit_command(&route, &command).await.is_ok() {
@@ -505,13 +551,10 @@ impl RouteTask {
         let mut finished = false;
         for (key, queued) in commands {
             keys.push(key);
-            let Some(command) = Command::ALL
-                .into_iter()
-                .find(|c| c.as_str() == queued.command)
-            else {
+            let Some(command) = from_wire(&queued.command) else {
                 results.push(CommandResult {
                     id: queued.id,
-                    refused: Some(format!("unknown command {:?}", queued.command)),
+                    refused: Some(format!("unknown command {:?}", queued.command.as_str())),
                     refused_in: None,
                 });
                 continue;
@@ -599,6 +642,10 @@ impl RouteTask {
             weight: next.weight(),
             phase: next.phase().as_str().to_owned(),
             commands,
+            events: events
+                .iter()
+                .filter_map(|event| serde_json::to_value(event).ok())
+                .collect(),
         };
         let route = next.route().to_owned();
         match link
@@ -617,6 +664,7 @@ impl RouteTask {
                 link.evidence_epoch = evidence;
                 let now = self.now();
                 self.runner.adopt(next, restart, now);
+                self.held = false;
                 self.publish(events);
                 true
             }
@@ -657,7 +705,7 @@ async fn fleet_command(
     let mut mirror = fleet.mirror();
     let queued = FleetCommand {
         id: id.clone(),
-        command: command.as_str().to_owned(),
+        command: to_wire(command),
         from: fleet.replica().to_owned(),
     };
     fleet
@@ -701,6 +749,16 @@ mod tests {
     use super::*;
     use crate::analysis::tests::tuned;
     use crate::config::{JudgeKind, MetricCheck};
+
+    #[test]
+    fn every_command_travels_as_the_name_the_cli_uses_and_comes_back_as_itself() {
+        for command in Command::ALL {
+            let wire = to_wire(command);
+            assert_eq!(wire.as_str(), command.as_str());
+            assert_eq!(from_wire(&wire), Some(command));
+        }
+        assert_eq!(from_wire(&Operation::Unknown("rewind".to_owned())), None);
+    }
 
     #[test]
     fn a_refusal_carries_the_phase_that_refused_it() {

@@ -55,6 +55,10 @@ pub(in crate::analysis) struct RouteTask {
     /// Fleet mode: the rollout is shared with other replicas through etcd (`fleet_route.rs`).
     #[cfg(feature = "fleet")]
     pub(in crate::analysis) fleet: Option<crate::fleet::FleetHandle>,
+    /// Fleet mode, started without a saved rollout: the canary gets no traffic until the fleet
+    /// state is applied or `lease_ttl` has passed (`fleet_route.rs`).
+    #[cfg(feature = "fleet")]
+    pub(in crate::analysis) held: bool,
 }
 
 /// The runner's clock on tokio's (paused in tests) timer.
@@ -178,7 +182,13 @@ impl RouteTask {
     /// the admin API's status, the log, the event ring and the `event` webhooks.
     pub(in crate::analysis) fn publish(&self, events: Vec<Event>) {
         let rollout = self.runner.rollout();
-        if let Err(e) = self.control.set_rollout(rollout.route(), rollout.view()) {
+        #[cfg_attr(not(feature = "fleet"), allow(unused_mut))]
+        let mut view = rollout.view();
+        #[cfg(feature = "fleet")]
+        if self.held {
+            view.weight = 0;
+        }
+        if let Err(e) = self.control.set_rollout(rollout.route(), view) {
             // The process is going down (the supervisor sees the control task end); the
             // state file still gets the decision below.
             tracing::error!(route = %rollout.route(), "cannot publish the rollout: {e}");
@@ -188,15 +198,20 @@ impl RouteTask {
         self.shared.set_status(rollout.status());
         let undelivered = self.undelivered();
         for event in events {
-            match event.severity {
-                Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
-                Severity::Warning => tracing::warn!(route = %event.route, "{}", event.message),
-            }
             let mut payload = payload(rollout, Some(event.message.clone()));
             payload.severity = event.severity;
             Webhooks::notify(&self.hooks, WebhookKind::Event, &payload, &undelivered);
-            self.shared.push_event(event);
+            self.show_event(event);
         }
+    }
+
+    /// Log an event and keep it in the event ring the admin API reads.
+    pub(in crate::analysis) fn show_event(&self, event: Event) {
+        match event.severity {
+            Severity::Info => tracing::info!(route = %event.route, "{}", event.message),
+            Severity::Warning => tracing::warn!(route = %event.route, "{}", event.message),
+        }
+        self.shared.push_event(event);
     }
 
     /// What a notice that finally failed becomes: a warning event (logged and kept, but not

@@ -5,6 +5,8 @@
 mod bake;
 mod commands;
 mod events;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod gates;
 mod revisions;
 mod runner;

@@ -21,7 +21,7 @@ fn config(dir: &Path) -> Config {
     config_judged_by(dir, "threshold")
 }
 
-fn config_judged_by(dir: &Path, judge: &str) -> Config {
+pub(super) fn config_judged_by(dir: &Path, judge: &str) -> Config {
     let text = format!(
         r#"
 [state]
