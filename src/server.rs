@@ -61,7 +61,7 @@ pub enum StartError {
     FleetNotBuilt,
     /// The etcd client could not be set up (bad TLS or password file).
     #[cfg(feature = "fleet")]
-    #[error("cannot join the fleet: {0}")]
+    #[error("cannot join the fleet")]
     Fleet(#[from] crate::fleet::FleetError),
 }
 

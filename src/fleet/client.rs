@@ -47,7 +47,12 @@ pub async fn connect(config: &FleetConfig) -> Result<Client, FleetError> {
                 path: password_file.clone(),
                 source,
             })?;
-        options = options.with_user(user.clone(), password.trim_end().to_owned());
+        // etcd's tokens expire (JWT `ttl`, simple tokens after `--auth-token-ttl` idle) and die
+        // with the member that issued them: log in again on "invalid auth token" instead of
+        // failing every call from then on.
+        options = options
+            .with_user(user.clone(), password.trim_end().to_owned())
+            .with_auto_token_refresh(true);
     }
     let connect = Client::connect(config.etcd.clone(), Some(options));
     match tokio::time::timeout(CALL_TIMEOUT * 2, connect).await {

@@ -51,8 +51,20 @@ pub enum FleetError {
 }
 
 impl FleetError {
+    /// The error with its causes: tonic's transport error alone says only "transport error",
+    /// the cause says which (refused connection, unknown certificate issuer, ...).
     pub(super) fn etcd(e: etcd_client::Error) -> FleetError {
-        FleetError::Etcd(e.to_string())
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        FleetError::Etcd(text)
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::client::CALL_TIMEOUT;
-use super::handle::Contact;
+use super::handle::{Contact, FleetError};
 use super::keys::Keys;
 use super::mirror::Mirror;
 
@@ -52,6 +52,9 @@ pub async fn run(
 ) {
     let Shared { contact, leaving } = shared;
     let ttl_seconds = i64::try_from(ttl.as_secs()).unwrap_or(10).max(2);
+    // Why the last lease grant failed, logged once per new reason: a wrong CA, a rejected
+    // client certificate or a lapsed login must be visible, without a line every 250 ms.
+    let mut refused: Option<String> = None;
     loop {
         if tx.is_closed() {
             return;
@@ -68,8 +71,19 @@ pub async fn run(
         });
         let granted = tokio::time::timeout(CALL_TIMEOUT, client.lease_grant(ttl_seconds, None));
         let lease = match granted.await {
-            Ok(Ok(response)) => response.id(),
-            _ => {
+            Ok(Ok(response)) => {
+                refused = None;
+                response.id()
+            }
+            failed => {
+                let reason = match failed {
+                    Ok(Err(e)) => FleetError::etcd(e).to_string(),
+                    _ => FleetError::Timeout.to_string(),
+                };
+                if refused.as_ref() != Some(&reason) {
+                    tracing::warn!("cannot reach etcd (fleet lease not granted): {reason}");
+                    refused = Some(reason);
+                }
                 contact.down();
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;

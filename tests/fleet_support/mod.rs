@@ -46,17 +46,36 @@ struct Member {
     client: u16,
 }
 
-/// Three etcd members forming one cluster on loopback.
+/// TLS on the cluster's client port (PEM files): etcd serves `cert`/`key` and requires a
+/// client certificate signed by `ca`; the test's own client presents `client_cert`/`client_key`.
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// Etcd members forming one cluster on loopback (three unless a test asks otherwise).
 pub struct Etcd {
     members: Vec<Member>,
+    tls: Option<EtcdTls>,
     _dir: tempfile::TempDir,
 }
 
 impl Etcd {
-    /// Start the cluster and wait until it answers.
+    /// Start the three-member cluster and wait until it answers.
     pub async fn start() -> Etcd {
+        Etcd::start_with(3, None, &[]).await
+    }
+
+    /// Start `size` members, with TLS (mutual) on the client port if given and these extra
+    /// flags, and wait until the cluster answers.
+    pub async fn start_with(size: usize, tls: Option<EtcdTls>, flags: &[String]) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let token = format!("canaryd-test-{}", std::process::id());
         let cluster = ports
             .iter()
@@ -67,11 +86,11 @@ impl Etcd {
         let mut members = Vec::new();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let data = dir.path().join(format!("m{i}"));
-            let args = vec![
+            let mut args = vec![
                 format!("--name=m{i}"),
                 format!("--data-dir={}", data.display()),
-                format!("--listen-client-urls=http://127.0.0.1:{client}"),
-                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-client-urls={scheme}://127.0.0.1:{client}"),
+                format!("--advertise-client-urls={scheme}://127.0.0.1:{client}"),
                 format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
                 format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
                 format!("--initial-cluster={cluster}"),
@@ -82,14 +101,27 @@ impl Etcd {
                 "--logger=zap".to_owned(),
                 "--log-level=error".to_owned(),
             ];
+            if let Some(tls) = &tls {
+                args.extend([
+                    format!("--cert-file={}", tls.cert.display()),
+                    format!("--key-file={}", tls.key.display()),
+                    format!("--trusted-ca-file={}", tls.ca.display()),
+                    "--client-cert-auth".to_owned(),
+                ]);
+            }
+            args.extend_from_slice(flags);
             members.push(Member {
                 args,
                 child: None,
                 client: *client,
             });
         }
-        let mut etcd = Etcd { members, _dir: dir };
-        for i in 0..3 {
+        let mut etcd = Etcd {
+            members,
+            tls,
+            _dir: dir,
+        };
+        for i in 0..size {
             etcd.spawn(i);
         }
         etcd.wait_healthy(Duration::from_secs(20)).await;
@@ -107,20 +139,38 @@ impl Etcd {
         member.child = Some(child);
     }
 
-    /// Client endpoints, `http://127.0.0.1:PORT`.
+    /// Client endpoints, `http://127.0.0.1:PORT` (`https` with TLS).
     pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client))
             .collect()
+    }
+
+    /// Options for a client of the test's own: short timeouts, and the cluster's TLS.
+    pub fn connect_options(&self) -> etcd_client::ConnectOptions {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(2));
+        match &self.tls {
+            None => options,
+            Some(tls) => options.with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(
+                        std::fs::read(&tls.ca).unwrap(),
+                    ))
+                    .identity(etcd_client::Identity::from_pem(
+                        std::fs::read(&tls.client_cert).unwrap(),
+                        std::fs::read(&tls.client_key).unwrap(),
+                    )),
+            ),
+        }
     }
 
     /// A client of the test's own.
     pub async fn client(&self) -> etcd_client::Client {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(Duration::from_secs(2));
-        etcd_client::Client::connect(self.endpoints(), Some(options))
+        etcd_client::Client::connect(self.endpoints(), Some(self.connect_options()))
             .await
             .unwrap()
     }
@@ -298,6 +348,18 @@ pub fn replica_config(
     lease_ttl: &str,
     route: &str,
 ) -> PathBuf {
+    replica_config_with(dir, replica, etcd, lease_ttl, route, "")
+}
+
+/// [`replica_config`] with more `[fleet]` keys (`fleet_keys`, whole lines: TLS, credentials).
+pub fn replica_config_with(
+    dir: &Path,
+    replica: &str,
+    etcd: &[String],
+    lease_ttl: &str,
+    route: &str,
+    fleet_keys: &str,
+) -> PathBuf {
     let endpoints = etcd
         .iter()
         .map(|e| format!("\"{e}\""))
@@ -306,7 +368,7 @@ pub fn replica_config(
     let text = format!(
         "[proxy]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [state]\npath = \"{}/{replica}-state.json\"\n\
-         [fleet]\nname = \"test-fleet\"\netcd = [{endpoints}]\nreplica = \"{replica}\"\nlease_ttl = \"{lease_ttl}\"\n{route}",
+         [fleet]\nname = \"test-fleet\"\netcd = [{endpoints}]\nreplica = \"{replica}\"\nlease_ttl = \"{lease_ttl}\"\n{fleet_keys}{route}",
         dir.display()
     );
     let path = dir.join(format!("{replica}.toml"));

@@ -69,10 +69,32 @@ impl TestCa {
         self.issue(&[name], false, ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A certificate good for serving `names` and as a client: etcd's gateway dials its own
+    /// client port with its server certificate.
+    pub fn server_and_client(&self, names: &[&str]) -> Pair {
+        self.issue_for(
+            names,
+            false,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
     fn issue(&self, names: &[&str], expired: bool, usage: ExtendedKeyUsagePurpose) -> Pair {
+        self.issue_for(names, expired, vec![usage])
+    }
+
+    fn issue_for(
+        &self,
+        names: &[&str],
+        expired: bool,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Pair {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         if expired {
             params.not_before = date_time_ymd(2000, 1, 1);
             params.not_after = date_time_ymd(2001, 1, 1);
