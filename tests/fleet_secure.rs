@@ -236,7 +236,7 @@ async fn replicas_log_in_to_an_etcd_with_authentication() {
     let (private, public) = (dir.path().join("jwt.key"), dir.path().join("jwt.pub"));
     std::fs::write(&private, jwt.serialize_pem()).unwrap();
     std::fs::write(&public, jwt.public_key_pem()).unwrap();
-    let etcd = Etcd::start_with(
+    let mut etcd = Etcd::start_with(
         1,
         None,
         &[
@@ -321,4 +321,21 @@ async fn replicas_log_in_to_an_etcd_with_authentication() {
         "{stderr}"
     );
     eprintln!("wrong password: {}", stderr.trim());
+
+    // With etcd down, a replica with credentials still starts (on its state file), and logs
+    // in and joins once etcd is back.
+    etcd.kill(0);
+    let config = replica_config_with(dir.path(), "c", &etcd.endpoints(), "2s", &route, &auth);
+    let late = Replica::start("c", &config);
+    etcd.restart(0);
+    wait_for("c in the fleet", Duration::from_secs(20), || async {
+        let view = admin_get(&client, late.admin, "/api/v1/fleet").await?;
+        (view["etcd"] == "up" && view["members"].as_array()?.len() == 3).then_some(())
+    })
+    .await;
+    assert!(
+        late.log_contains("logged in to etcd"),
+        "{}",
+        late.dump_log()
+    );
 }

@@ -41,22 +41,77 @@ pub async fn connect(config: &FleetConfig) -> Result<Client, FleetError> {
         }
         options = options.with_tls(tls_options);
     }
-    if let Some((user, password_file)) = &config.auth {
-        let password =
-            std::fs::read_to_string(password_file).map_err(|source| FleetError::File {
-                path: password_file.clone(),
-                source,
-            })?;
-        // etcd's tokens expire (JWT `ttl`, simple tokens after `--auth-token-ttl` idle) and die
-        // with the member that issued them: log in again on "invalid auth token" instead of
-        // failing every call from then on.
-        options = options
-            .with_user(user.clone(), password.trim_end().to_owned())
-            .with_auto_token_refresh(true);
-    }
+    let credentials = match &config.auth {
+        None => None,
+        Some((user, password_file)) => {
+            let password =
+                std::fs::read_to_string(password_file).map_err(|source| FleetError::File {
+                    path: password_file.clone(),
+                    source,
+                })?;
+            Some((user.clone(), password.trim_end().to_owned()))
+        }
+    };
+    // etcd's tokens expire (JWT `ttl`, simple tokens after `--auth-token-ttl` idle) and die
+    // with the member that issued them: log in again on "invalid auth token" instead of
+    // failing every call from then on.
+    options = options.with_auto_token_refresh(true);
+    // Connecting with a user would log in at once and fail while etcd is unreachable; connect
+    // without one (lazily) and log in here, so a replica still starts on its state file.
     let connect = Client::connect(config.etcd.clone(), Some(options));
-    match tokio::time::timeout(CALL_TIMEOUT * 2, connect).await {
-        Ok(result) => result.map_err(FleetError::etcd),
-        Err(_) => Err(FleetError::Timeout),
+    let client = match tokio::time::timeout(CALL_TIMEOUT * 2, connect).await {
+        Ok(result) => result.map_err(FleetError::etcd)?,
+        Err(_) => return Err(FleetError::Timeout),
+    };
+    if let Some(credentials) = credentials {
+        log_in(&client, credentials).await?;
+    }
+    Ok(client)
+}
+
+/// Log in as the configured user. A login etcd refuses (wrong password, unknown user, auth
+/// not enabled) stops the start; while etcd cannot be reached the login is retried every
+/// second in the background, and calls fail (etcd "down") until it succeeds.
+async fn log_in(client: &Client, credentials: (String, String)) -> Result<(), FleetError> {
+    let mut login = client.clone();
+    match tokio::time::timeout(CALL_TIMEOUT, login.update_user(Some(credentials.clone()))).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) if refused(&e) => return Err(FleetError::etcd(e)),
+        Ok(Err(e)) => tracing::warn!("cannot log in to etcd yet: {}", FleetError::etcd(e)),
+        Err(_) => tracing::warn!("cannot log in to etcd yet: {}", FleetError::Timeout),
+    }
+    tokio::spawn(async move {
+        let mut logged = None;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let attempt = login.update_user(Some(credentials.clone()));
+            match tokio::time::timeout(CALL_TIMEOUT, attempt).await {
+                Ok(Ok(())) => {
+                    tracing::info!("logged in to etcd");
+                    return;
+                }
+                Ok(Err(e)) if refused(&e) => {
+                    let reason = FleetError::etcd(e).to_string();
+                    if logged.as_ref() != Some(&reason) {
+                        tracing::error!("etcd refuses the login: {reason}");
+                        logged = Some(reason);
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Whether etcd answered the login with a refusal rather than not answering: gRPC status
+/// codes INVALID_ARGUMENT (3), PERMISSION_DENIED (7), FAILED_PRECONDITION (9) and
+/// UNAUTHENTICATED (16), numbered by the gRPC spec (tonic is not a dependency here).
+fn refused(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(i32::from(status.code()), 3 | 7 | 9 | 16)
+        }
+        _ => false,
     }
 }
