@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
@@ -30,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::analysis::state_file;
 use crate::analysis::Rollout;
-use crate::config::{parse_str, HostPattern};
+use crate::config::{parse_str, HostPattern, JsonPath, JsonStep};
 use crate::metrics::MetricsRegistry;
 use crate::proxy::headers::{self, ClientFacts, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::proxy::{malformed_head, Rewind};
@@ -407,5 +408,73 @@ pub fn routing(data: &[u8]) {
             .max_by_key(|(score, _)| *score)
             .map(|(_, name)| name.clone());
         assert_eq!(found, best, "{authority:?} {path:?} in\n{toml}");
+    }
+}
+
+/// gRPC's own header fields, read from an upstream's trailers (`proxy/grpc.rs`): the first line
+/// is a `grpc-status` value, the second a `grpc-timeout` value. A status is always a code
+/// canaryd knows (0–16; anything else reads as UNKNOWN), and a deadline is at most 99,999,999
+/// hours, the most eight digits can say.
+pub fn grpc_fields(data: &[u8]) {
+    let mut lines = data.splitn(2, |b| *b == b'\n');
+    let mut headers = HeaderMap::new();
+    for name in ["grpc-status", "grpc-timeout"] {
+        let Some(line) = lines.next() else { break };
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    if let Some(code) = crate::proxy::grpc_status(&headers) {
+        assert!(code <= 16, "grpc-status read as {code}");
+    }
+    if let Some(deadline) = crate::proxy::grpc_timeout(&headers) {
+        assert!(
+            deadline <= Duration::from_secs(99_999_999 * 3600),
+            "{deadline:?}"
+        );
+    }
+}
+
+/// An external metric's answer (`analysis/runner/external.rs`): the first line is a path of
+/// `.`-separated keys (a number is an array index), the rest the JSON answer, read both as a
+/// Prometheus instant-query answer and at that path. A Prometheus value is never NaN (no data
+/// is never a number), and a value read at a path is exactly the number written there.
+pub fn external_answer(data: &[u8]) {
+    let (first, rest) = match data.iter().position(|b| *b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(rest) else {
+        return;
+    };
+    if let Ok(value) = crate::analysis::prometheus_value(&json) {
+        assert!(!value.is_nan(), "a NaN sample passed as a value");
+    }
+    let steps = String::from_utf8_lossy(first)
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<usize>() {
+            Ok(index) => JsonStep::Index(index),
+            Err(_) => JsonStep::Key(s.to_owned()),
+        })
+        .collect();
+    let path = JsonPath(steps);
+    if let Ok(value) = crate::analysis::json_value(&json, &path) {
+        let mut at = &json;
+        for step in &path.0 {
+            at = match step {
+                JsonStep::Key(key) => &at[key.as_str()],
+                JsonStep::Index(index) => &at[*index],
+            };
+        }
+        let written = match at {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.parse::<f64>().ok(),
+            _ => None,
+        };
+        assert!(
+            written.is_some_and(|w| w.to_bits() == value.to_bits()),
+            "read {value} where {at} was written"
+        );
     }
 }

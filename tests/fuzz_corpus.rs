@@ -47,3 +47,13 @@ fn state_file_corpus() {
 fn routing_corpus() {
     replay("routing", canaryd::fuzzing::routing);
 }
+
+#[test]
+fn grpc_fields_corpus() {
+    replay("grpc_fields", canaryd::fuzzing::grpc_fields);
+}
+
+#[test]
+fn external_answer_corpus() {
+    replay("external_answer", canaryd::fuzzing::external_answer);
+}

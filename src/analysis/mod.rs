@@ -35,6 +35,9 @@ pub use machine::report::{CheckOutcome, CheckReport, EvidenceReport, MetricRepor
 pub use machine::rollout::{FinishOutcome, Finished, ResumeTo, Rollout};
 pub use machine::status::RolloutStatus;
 pub use runner::engine::{start, AnalysisHandle, EngineError, Prepared};
+/// For the fuzz targets only (`crate::fuzzing`).
+#[doc(hidden)]
+pub use runner::external::{json_value, prometheus_value};
 pub use runner::history::{HistoryPoint, HistoryVersion, HISTORY_CAPACITY};
 pub use runner::rollout_runner::{Due, Now, Restart, RolloutRunner, Step, WATCH_EVERY};
 pub use runner::{state_file, webhook};

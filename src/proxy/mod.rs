@@ -32,6 +32,9 @@ pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
 pub use error::ProxyError;
 pub use forward::{handle, ClientConn, ProxyShared};
+/// For the fuzz targets only (`crate::fuzzing`).
+#[doc(hidden)]
+pub use grpc::{grpc_status, grpc_timeout};
 pub use listener::{bind_listeners, spawn_workers, BoundListeners, RuntimeModel, WorkerSet};
 /// For the fuzz targets only (`crate::fuzzing`).
 #[doc(hidden)]

@@ -131,7 +131,12 @@ async fn prometheus(metric: &ExternalMetric, address: &Uri, query: &str) -> Resu
         base.trim_end_matches('/'),
         utf8_percent_encode(query, NON_ALPHANUMERIC)
     );
-    let json = get_json(metric, &url, None).await?;
+    prometheus_value(&get_json(metric, &url, None).await?)
+}
+
+/// The number in a Prometheus instant-query answer: the vector's single sample, or a scalar;
+/// an empty vector, several series, NaN or an error answer is no value.
+pub fn prometheus_value(json: &Value) -> Result<f64, String> {
     if json.get("status").and_then(Value::as_str) != Some("success") {
         let error = json
             .get("error")
@@ -185,8 +190,12 @@ async fn http_json(
     body: Option<String>,
     path: &JsonPath,
 ) -> Result<f64, String> {
-    let json = get_json(metric, url, body).await?;
-    let mut at = &json;
+    json_value(&get_json(metric, url, body).await?, path)
+}
+
+/// The number at `path` in a JSON answer (a number, or a string holding one).
+pub fn json_value(json: &Value, path: &JsonPath) -> Result<f64, String> {
+    let mut at = json;
     for step in &path.0 {
         at = match step {
             JsonStep::Key(key) => at.get(key.as_str()),
