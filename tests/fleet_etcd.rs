@@ -161,7 +161,18 @@ async fn a_follower_whose_watch_is_compacted_away_recovers_the_current_state() {
     f.replicas[follower].pause();
     // Flood the fleet's prefix so the paused follower's watch falls behind (etcd moves it off
     // the synced set), then compact everything it has not read and remove the flood.
-    let mut etcd = f.etcd.client().await;
+    // 15 MB of writes through a 3-member cluster on a loaded 2-core machine: one 100 kB put
+    // can take longer than the 2 s the tests' own short-lived calls allow.
+    let mut etcd = etcd_client::Client::connect(
+        f.etcd.endpoints(),
+        Some(
+            f.etcd
+                .connect_options()
+                .with_timeout(Duration::from_secs(30)),
+        ),
+    )
+    .await
+    .unwrap();
     let blob = vec![b'x'; 100_000];
     for i in 0..150 {
         etcd.put(format!("/canaryd/test-fleet/noise/{i}"), blob.clone(), None)
