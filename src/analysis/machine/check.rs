@@ -22,7 +22,7 @@ use crate::analysis::judge::{describe, judge, report, Failure};
 use crate::analysis::machine::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
 use crate::analysis::machine::events::{rfc3339, unix_seconds, Event};
 use crate::analysis::machine::params::Params;
-use crate::analysis::machine::report::{CheckOutcome, CheckReport, VersionReport};
+use crate::analysis::machine::report::{CheckOutcome, CheckReport, MetricReport, VersionReport};
 use crate::analysis::machine::rollout::Rollout;
 use crate::config::{JudgeKind, OnInconclusive, WebhookKind};
 use crate::routing::Phase;
@@ -102,6 +102,35 @@ impl Rollout {
         (decision, events)
     }
 
+    /// What a judged window comes to, kept as `last_check`: any failure fails it; too little
+    /// traffic or an external metric without a value (`conclusive` false) leaves it
+    /// inconclusive.
+    fn conclude(
+        &mut self,
+        now: SystemTime,
+        window: &Window,
+        failures: &[Failure],
+        conclusive: bool,
+        metrics: Vec<MetricReport>,
+    ) -> CheckOutcome {
+        let outcome = if !failures.is_empty() {
+            CheckOutcome::Fail
+        } else if !conclusive {
+            CheckOutcome::Inconclusive
+        } else {
+            CheckOutcome::Pass
+        };
+        self.last_check = Some(CheckReport {
+            at: rfc3339(now),
+            outcome,
+            window_seconds: window.duration.as_secs(),
+            primary: VersionReport::of(&window.primary),
+            canary: VersionReport::of(&window.canary),
+            metrics,
+        });
+        outcome
+    }
+
     /// Baking (docs/rollouts.md#bake): the canary has all the traffic, so only the absolute
     /// thresholds can be judged (there is no primary to compare with), by either judge, on
     /// this interval's window and the external metrics. A failure rolls back at once; once
@@ -129,23 +158,15 @@ impl Rollout {
             Vec::new()
         };
         failures.extend(external_failures);
-        let outcome = if !failures.is_empty() {
-            CheckOutcome::Fail
-        } else if !enough || !unknown.is_empty() {
-            CheckOutcome::Inconclusive
-        } else {
-            CheckOutcome::Pass
-        };
         let mut metrics = judgement.metrics;
         metrics.extend(external);
-        self.last_check = Some(CheckReport {
-            at: rfc3339(now),
-            outcome,
-            window_seconds: window.duration.as_secs(),
-            primary: VersionReport::of(&window.primary),
-            canary: VersionReport::of(&window.canary),
+        let outcome = self.conclude(
+            now,
+            window,
+            &failures,
+            enough && unknown.is_empty(),
             metrics,
-        });
+        );
         if !failures.is_empty() {
             self.failed_checks += 1;
             let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
@@ -334,23 +355,15 @@ impl Rollout {
             failures.extend(judgement.failures);
         }
         failures.extend(external_failures);
-        let outcome = if !failures.is_empty() {
-            CheckOutcome::Fail
-        } else if !enough || !unknown.is_empty() {
-            CheckOutcome::Inconclusive
-        } else {
-            CheckOutcome::Pass
-        };
         let mut metrics = judgement.metrics;
         metrics.extend(external);
-        self.last_check = Some(CheckReport {
-            at: rfc3339(now),
-            outcome,
-            window_seconds: window.duration.as_secs(),
-            primary: VersionReport::of(&window.primary),
-            canary: VersionReport::of(&window.canary),
+        let outcome = self.conclude(
+            now,
+            window,
+            &failures,
+            enough && unknown.is_empty(),
             metrics,
-        });
+        );
 
         match outcome {
             CheckOutcome::Inconclusive if enough => {
