@@ -39,6 +39,7 @@ done
 RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/canaryd-instructions.XXXXXX)}
 mkdir -p "$RESULTS_DIR"
 PRIMARY_PORT=$BASE_PORT CANARY_PORT=$((BASE_PORT + 1)) PROXY_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 3))
+STATUS_PORT=$((BASE_PORT + 4))
 
 render() {   # TEMPLATE OUT KEY=VALUE...
     local text kv
@@ -61,7 +62,7 @@ trap cleanup EXIT
 UP=$RESULTS_DIR/upstream
 mkdir -p "$UP"
 render "$TPL/nginx-upstream.conf.tmpl" "$UP/nginx.conf" PREFIX="$UP" \
-    PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT"
+    PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" STATUS_PORT="$STATUS_PORT"
 nginx -p "$UP" -e "$UP/error.log" -c "$UP/nginx.conf" >"$UP/log" 2>&1 &
 PIDS+=($!)
 
@@ -103,7 +104,7 @@ measure() {
 if [[ $SKIP_HAPROXY != 1 ]]; then
     mkdir -p "$RESULTS_DIR/haproxy-conf"
     render "$TPL/haproxy.cfg.tmpl" "$RESULTS_DIR/haproxy-conf/haproxy.cfg" PREFIX="$RESULTS_DIR/haproxy-conf" \
-        PROXY_PORT="$PROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" BIND_TLS=
+        PROXY_PORT="$PROXY_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" BIND_OPTS= SERVER_OPTS=
     measure haproxy haproxy -db -f "$RESULTS_DIR/haproxy-conf/haproxy.cfg"
 fi
 for entry in $CANARYD_BINS; do
@@ -114,7 +115,7 @@ for entry in $CANARYD_BINS; do
     mkdir -p "$dir"
     render "$TPL/canaryd.toml.tmpl" "$dir/canaryd.toml" PREFIX="$dir" PROXY_PORT="$PROXY_PORT" \
         ADMIN_PORT="$ADMIN_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-        CANARY_SPLIT="weight = 10" TLS_SECTION="$CANARYD_PROXY"
+        CANARY_SPLIT="weight = 10" TLS_SECTION="$CANARYD_PROXY" UPSTREAM_PROTOCOL=
     measure "canaryd-$name" "$bin" run -c "$dir/canaryd.toml"
 done
 
