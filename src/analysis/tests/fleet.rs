@@ -9,23 +9,28 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::runner::config_judged_by;
-use crate::analysis::{self, AnalysisHandle, Command};
-use crate::config::{FleetConfig, Version};
-use crate::control::{Control, ControlHandle};
+use super::runner::{config_judged_by, start_prepared, Running};
+use crate::analysis::{self, Command};
+use crate::config::FleetConfig;
 use crate::fleet::{FleetBoard, MemoryStore};
-use crate::metrics::{MetricsRegistry, Outcome};
 use crate::routing::Phase;
-use crate::vitals::Vitals;
 
 const INTERVAL: Duration = Duration::from_secs(60);
 const ROUTE: &str = "shop";
 
+/// One replica: the engine test's [`Running`] (registry, control task, analysis), joined to
+/// the fleet's store, with its own state file.
 struct Replica {
-    registry: Arc<MetricsRegistry>,
-    control: ControlHandle,
-    analysis: AnalysisHandle,
+    run: Running,
     _dir: TempDir,
+}
+
+impl std::ops::Deref for Replica {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        &self.run
+    }
 }
 
 fn fleet_config(replica: &str) -> FleetConfig {
@@ -48,60 +53,11 @@ fn store() -> MemoryStore {
 async fn join(store: &MemoryStore, replica: &str) -> Replica {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = config_judged_by(dir.path(), "threshold");
-    let registry = Arc::new(MetricsRegistry::default());
     let fleet = store.join(&fleet_config(replica), FleetBoard::default());
     let prepared = analysis::Prepared::load(&config).with_fleet(fleet);
-    let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
-    tokio::spawn(control.run());
-    let config = handle.snapshot().config.clone();
-    let analysis = analysis::start(
-        prepared,
-        config,
-        handle.clone(),
-        registry.clone(),
-        &Vitals::default(),
-    );
     Replica {
-        registry,
-        control: handle,
-        analysis,
+        run: start_prepared(config, prepared).await,
         _dir: dir,
-    }
-}
-
-impl Replica {
-    /// 100 requests to each version, the canary failing `errors` of them.
-    fn traffic(&self, errors: usize) {
-        let metrics = self.registry.route(ROUTE);
-        for n in 0..100 {
-            metrics.record(
-                Version::Primary,
-                Outcome::Status(200),
-                Duration::from_millis(5),
-            );
-            let status = if n < errors { 500 } else { 200 };
-            metrics.record(
-                Version::Canary,
-                Outcome::Status(status),
-                Duration::from_millis(5),
-            );
-        }
-    }
-
-    fn status(&self) -> (&'static str, u8) {
-        match self.analysis.status(ROUTE) {
-            Some(s) => (s.phase, s.weight),
-            None => panic!("no status for {ROUTE}"),
-        }
-    }
-
-    /// Phase and weight the data plane routes by.
-    fn routed(&self) -> (Phase, u8) {
-        let snapshot = self.control.snapshot();
-        match snapshot.table.routes().iter().find(|r| &*r.name == ROUTE) {
-            Some(route) => (route.rollout.phase, route.rollout.weight),
-            None => panic!("no route {ROUTE} in the snapshot"),
-        }
     }
 }
 
