@@ -4,7 +4,6 @@
 //! The test plays etcd and the session: it elects the leader, cuts a replica off, lets its
 //! lease lapse and reconnects it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
