@@ -4,7 +4,8 @@
 //! count through Prometheus: a canary whose counter says failure is rolled back although every
 //! HTTP answer was 200, a healthy one is promoted while a `dry_run` metric that would fail
 //! decides nothing, and with Prometheus stopped mid-rollout the checks are inconclusive and
-//! nothing is promoted.
+//! nothing is promoted. With the sequential judge the count form's events are evidence of a
+//! test of their own: the failing canary is rolled back on them.
 //!
 //! Needs `prometheus` on `PATH` (Debian/Ubuntu: `apt-get install prometheus`), or its path in
 //! `PROMETHEUS`. Run with `cargo test --test external_metrics_ci -- --ignored`.
@@ -204,6 +205,60 @@ async fn a_canary_whose_business_counter_fails_is_rolled_back_though_every_answe
     assert!(metric.value.unwrap() < 99.0, "{metric:?}");
     assert!(metric.query.as_ref().unwrap().contains(r#"revision="v2""#));
     assert_eq!(status.weight, 0, "all traffic back on the primary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus (Debian package prometheus)"]
+async fn the_sequential_judge_rolls_back_on_the_business_counters_events() {
+    let (primary, canary) = (Business::start("v1").await, Business::start("v2").await);
+    canary.failing.store(true, Ordering::SeqCst);
+    let prometheus = Prometheus::start(&[primary.addr, canary.addr]);
+    // The sequential judge (the default), each check counting the events since the last one.
+    let text = config(&primary, &canary, &prometheus.address, "")
+        .replace(
+            "judge = \"threshold\"\ninterval = \"1s\"",
+            "interval = \"3s\"",
+        )
+        .replace("[5s]", "[{interval}]");
+    assert!(!text.contains("judge ="), "{text}");
+    let proxy = Canaryd::start(&text);
+    let load = Load::start(proxy.url("/"), 100);
+    eventually("rollback", Duration::from_secs(60), || {
+        phase(&proxy) == "Failed"
+    })
+    .await;
+    load.stop().await;
+    let status = proxy.server().analysis().status("shop").unwrap();
+    let reason = status.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("checkout-success is worse than allowed (sequential test)"),
+        "{reason}"
+    );
+    let check = status.last_check.unwrap();
+    assert_eq!(
+        check.canary.success_rate,
+        Some(100.0),
+        "every answer was a 200"
+    );
+    let metric = check
+        .metrics
+        .iter()
+        .find(|m| m.name == "checkout-success")
+        .unwrap();
+    let evidence = metric.evidence.as_ref().unwrap();
+    assert!(
+        evidence.events > 0 && evidence.requests > evidence.events,
+        "{metric:?}"
+    );
+    assert_eq!(evidence.verdict, "rollback");
+    assert!(
+        metric.query.as_ref().unwrap().contains(r#"[3s]"#),
+        "{metric:?}"
+    );
+    eprintln!(
+        "rolled back on {} failed of {} checkouts",
+        evidence.events, evidence.requests
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
