@@ -1,6 +1,6 @@
-//! Fleet leadership under failure (docs/fleet.md#failures): the leader killed with SIGKILL, and
-//! the leader paused past its lease. Real etcd cluster, three `canaryd run` replicas, load
-//! through every replica.
+//! Fleet leadership under failure (docs/fleet.md#failures): the leader killed with SIGKILL (also
+//! during a bake, which the next leader carries on), and the leader paused past its lease. Real
+//! etcd cluster, three `canaryd run` replicas, load through every replica.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
