@@ -412,6 +412,8 @@ impl RolloutRunner {
 
     fn finish(&mut self, decision: Decision, events: Vec<Event>, now: Now) -> Step {
         self.check = CheckProgress::None;
+        // Readings are for one check: the next one reads afresh.
+        self.readings = None;
         self.restart_as(&decision, now);
         self.checked(now);
         Step::Done(decision, events)
