@@ -1362,6 +1362,18 @@ fn external_metrics_that_are_valid_load() {
 }
 
 #[test]
+fn a_count_form_the_sequential_judge_cannot_test_is_refused() {
+    // 100%: no failure allowed, so "good" and "bad" are both 0 (sequential is the default).
+    let count = "provider = \"prometheus\"\naddress = \"http://127.0.0.1:9090\"\n\
+                 failures = 'sum(increase(failed_total[{interval}]))'\ntotal = 'sum(increase(all_total[{interval}]))'\n";
+    let text = external(&format!("{count}threshold = 100\n"));
+    assert_error(&text, 17, 13, "needs an allowed failure rate");
+    // The same as a dry run decides nothing, so it needs no test.
+    let text = external(&format!("{count}threshold = 100\ndry_run = true\n"));
+    assert!(parse_str(&text, Path::new(FILE)).is_ok());
+}
+
+#[test]
 fn bake_is_a_positive_duration() {
     let text = format!(
         "{ROUTE_CANARY}[route.analysis]\nstep_weight = 10\nmax_weight = 50\nbake = \"15\"\n"

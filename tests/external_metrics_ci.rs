@@ -4,7 +4,8 @@
 //! count through Prometheus: a canary whose counter says failure is rolled back although every
 //! HTTP answer was 200, a healthy one is promoted while a `dry_run` metric that would fail
 //! decides nothing, and with Prometheus stopped mid-rollout the checks are inconclusive and
-//! nothing is promoted.
+//! nothing is promoted. With the sequential judge the count form's events are evidence of a
+//! test of their own: the failing canary is rolled back on them.
 //!
 //! Needs `prometheus` on `PATH` (Debian/Ubuntu: `apt-get install prometheus`), or its path in
 //! `PROMETHEUS`. Run with `cargo test --test external_metrics_ci -- --ignored`.
@@ -13,9 +14,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +25,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use support::{base_config, eventually, Canaryd, Load};
+use support::{base_config, eventually, Canaryd, Load, Prometheus};
 use tokio::net::TcpListener;
-
-const NEEDS: &str = "needs prometheus (Debian package prometheus)";
 
 /// A backend that answers every request 200 and counts checkouts by revision; while
 /// `failing`, every fifth checkout is a business failure (still a 200).
@@ -82,57 +79,6 @@ impl Business {
     }
 }
 
-/// A Prometheus server scraping `targets` every second, killed when dropped.
-struct Prometheus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(targets: &[SocketAddr]) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-        write!(
-            std::fs::File::create(&config).unwrap(),
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: business\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(std::env::var("PROMETHEUS").unwrap_or("prometheus".to_owned()))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus ({NEEDS}): {e}"));
-        Prometheus {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Route "shop" judged every second on the checkout count form through `prometheus`, plus
 /// `extra` metric tables; two failed checks roll back; steps 50 → promote.
 fn config(primary: &Business, canary: &Business, prometheus: &str, extra: &str) -> String {
@@ -181,7 +127,7 @@ fn phase(proxy: &Canaryd) -> String {
 async fn a_canary_whose_business_counter_fails_is_rolled_back_though_every_answer_is_200() {
     let (primary, canary) = (Business::start("v1").await, Business::start("v2").await);
     canary.failing.store(true, Ordering::SeqCst);
-    let prometheus = Prometheus::start(&[primary.addr, canary.addr]);
+    let prometheus = Prometheus::start("business", &[primary.addr, canary.addr]);
     let proxy = Canaryd::start(&config(&primary, &canary, &prometheus.address, ""));
     let load = Load::start(proxy.url("/"), 100);
     eventually("rollback", Duration::from_secs(60), || {
@@ -208,9 +154,63 @@ async fn a_canary_whose_business_counter_fails_is_rolled_back_though_every_answe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus (Debian package prometheus)"]
+async fn the_sequential_judge_rolls_back_on_the_business_counters_events() {
+    let (primary, canary) = (Business::start("v1").await, Business::start("v2").await);
+    canary.failing.store(true, Ordering::SeqCst);
+    let prometheus = Prometheus::start("business", &[primary.addr, canary.addr]);
+    // The sequential judge (the default), each check counting the events since the last one.
+    let text = config(&primary, &canary, &prometheus.address, "")
+        .replace(
+            "judge = \"threshold\"\ninterval = \"1s\"",
+            "interval = \"3s\"",
+        )
+        .replace("[5s]", "[{interval}]");
+    assert!(!text.contains("judge ="), "{text}");
+    let proxy = Canaryd::start(&text);
+    let load = Load::start(proxy.url("/"), 100);
+    eventually("rollback", Duration::from_secs(60), || {
+        phase(&proxy) == "Failed"
+    })
+    .await;
+    load.stop().await;
+    let status = proxy.server().analysis().status("shop").unwrap();
+    let reason = status.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("checkout-success is worse than allowed (sequential test)"),
+        "{reason}"
+    );
+    let check = status.last_check.unwrap();
+    assert_eq!(
+        check.canary.success_rate,
+        Some(100.0),
+        "every answer was a 200"
+    );
+    let metric = check
+        .metrics
+        .iter()
+        .find(|m| m.name == "checkout-success")
+        .unwrap();
+    let evidence = metric.evidence.as_ref().unwrap();
+    assert!(
+        evidence.events > 0 && evidence.requests > evidence.events,
+        "{metric:?}"
+    );
+    assert_eq!(evidence.verdict, "rollback");
+    assert!(
+        metric.query.as_ref().unwrap().contains(r#"[3s]"#),
+        "{metric:?}"
+    );
+    eprintln!(
+        "rolled back on {} failed of {} checkouts",
+        evidence.events, evidence.requests
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs prometheus (Debian package prometheus)"]
 async fn a_healthy_canary_is_promoted_and_a_dry_run_metric_decides_nothing() {
     let (primary, canary) = (Business::start("v1").await, Business::start("v2").await);
-    let prometheus = Prometheus::start(&[primary.addr, canary.addr]);
+    let prometheus = Prometheus::start("business", &[primary.addr, canary.addr]);
     // Would fail every check: the canary sells more than nothing.
     let dry_run = format!(
         "[[route.analysis.metrics]]\nname = \"checkouts\"\nprovider = \"prometheus\"\naddress = \"{}\"\n\
@@ -248,7 +248,7 @@ async fn a_healthy_canary_is_promoted_and_a_dry_run_metric_decides_nothing() {
 #[ignore = "needs prometheus (Debian package prometheus)"]
 async fn with_prometheus_stopped_mid_rollout_checks_are_inconclusive_and_nothing_is_promoted() {
     let (primary, canary) = (Business::start("v1").await, Business::start("v2").await);
-    let prometheus = Prometheus::start(&[primary.addr, canary.addr]);
+    let prometheus = Prometheus::start("business", &[primary.addr, canary.addr]);
     let address = prometheus.address.clone();
     // Many steps: the rollout is still going when Prometheus stops.
     let text = config(&primary, &canary, &address, "").replace(

@@ -1,6 +1,6 @@
-//! Fleet leadership under failure (docs/fleet.md#failures): the leader killed with SIGKILL, and
-//! the leader paused past its lease. Real etcd cluster, three `canaryd run` replicas, load
-//! through every replica.
+//! Fleet leadership under failure (docs/fleet.md#failures): the leader killed with SIGKILL (also
+//! during a bake, which the next leader carries on), and the leader paused past its lease. Real
+//! etcd cluster, three `canaryd run` replicas, load through every replica.
 #![cfg(feature = "fleet")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -209,4 +209,115 @@ async fn a_leader_stopped_with_sigterm_hands_leadership_over_at_once() {
         load.stop().await;
     }
     eprintln!("leader stopped with SIGTERM: new leader after {handover:?}");
+}
+
+/// The bake checks left in the writes of `phase` Baking, in order.
+fn bake_lefts(writes: &[Write]) -> Vec<u64> {
+    writes
+        .iter()
+        .filter(|w| w.phase == "Baking")
+        .filter_map(|w| w.bake_left)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs etcd"]
+async fn a_leader_killed_during_the_bake_hands_the_bake_over_and_a_restarted_replica_resumes_it() {
+    // One step of 50%, then a bake of 12 one-second checks (docs/rollouts.md#bake).
+    let mut f = fleet_with("50", "bake = \"12s\"\n").await;
+    let history = History::record(&f.etcd).await;
+    let mut loads: Vec<Option<Load>> = f
+        .replicas
+        .iter()
+        .map(|r| Some(Load::start(r.url("/"), 60)))
+        .collect();
+    let client = admin_client();
+    let leader = wait_for("a leader", Duration::from_secs(10), || {
+        leader_of(&f.replicas)
+    })
+    .await;
+    wait_for(
+        "Baking on every replica",
+        Duration::from_secs(60),
+        || async { phase_everywhere(&f.replicas, "Baking").await.then_some(()) },
+    )
+    .await;
+    // A few bake checks pass under the first leader.
+    wait_for("a few bake checks", Duration::from_secs(20), || async {
+        let lefts = bake_lefts(&history.writes.lock().unwrap().clone());
+        (lefts.len() >= 3).then_some(())
+    })
+    .await;
+
+    f.replicas[leader].kill();
+    let killed_at = bake_lefts(&history.writes.lock().unwrap().clone());
+    if let Some(load) = loads[leader].take() {
+        load.stop().await;
+    }
+    let successor = wait_for("a new leader", Duration::from_secs(6), || {
+        new_leader(&f.replicas, leader)
+    })
+    .await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    for i in &survivors {
+        let (phase, weight) = shop(&client, &f.replicas[*i]).await.unwrap();
+        assert!(
+            (phase == "Baking" || phase == "Succeeded") && weight == 100,
+            "replica {} after the failover: {phase} {weight}",
+            f.replicas[*i].name
+        );
+    }
+
+    // The killed replica comes back with its state file (Baking, more bake left than the
+    // fleet has now): it follows the fleet, it starts no bake or rollout of its own.
+    f.replicas[leader] = Replica::start(&f.replicas[leader].name.clone(), &f.configs[leader]);
+    loads[leader] = Some(Load::start(f.replicas[leader].url("/"), 60));
+    wait_for("Succeeded everywhere", Duration::from_secs(60), || async {
+        phase_everywhere(&f.replicas, "Succeeded")
+            .await
+            .then_some(())
+    })
+    .await;
+    for load in loads.into_iter().flatten() {
+        load.stop().await;
+    }
+    for replica in &f.replicas {
+        assert_eq!(
+            shop(&client, replica).await,
+            Some(("Succeeded".into(), 100))
+        );
+    }
+
+    let writes = history.check();
+    let first_bake = writes.iter().position(|w| w.phase == "Baking").unwrap();
+    assert!(
+        writes[first_bake..]
+            .iter()
+            .all(|w| w.phase == "Baking" || w.phase == "Succeeded"),
+        "the bake went back to a rollout: {writes:#?}"
+    );
+    // The bake counts down across the failover and never starts over (a check that did not
+    // count writes the same number again), whoever the leader.
+    let lefts = bake_lefts(&writes);
+    assert!(
+        lefts.windows(2).all(|w| w[1] <= w[0]),
+        "bake left went back up: {lefts:?}"
+    );
+    assert_eq!(lefts.first(), Some(&12), "{writes:#?}");
+    let successor_name = &f.replicas[successor].name;
+    let handed_over = writes
+        .iter()
+        .filter(|w| w.phase == "Baking" && &w.writer == successor_name)
+        .filter_map(|w| w.bake_left)
+        .next();
+    assert!(
+        matches!((handed_over, killed_at.last()), (Some(next), Some(last)) if next <= *last),
+        "the successor's first bake write {handed_over:?} after {killed_at:?}: {writes:#?}"
+    );
+    assert_eq!(writes.last().unwrap().phase, "Succeeded");
+    eprintln!(
+        "bake handed from {} to {successor_name} at {:?} checks left",
+        f.replicas[leader].name,
+        killed_at.last()
+    );
 }

@@ -8,8 +8,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use canaryd::metrics::{
 };
 use canaryd::routing::Phase;
 use http_body_util::{BodyExt, Empty};
-use support::{base_config, client, split_route, Canaryd, Load, Upstream};
+use support::{base_config, client, split_route, Canaryd, Load, Prometheus, Upstream};
 
 const NEEDS: &str = "needs promtool and prometheus (Debian package prometheus)";
 
@@ -122,68 +121,22 @@ fn promtool_accepts_the_exposition() {
     assert_eq!(output.status.code(), Some(0), "promtool objected\n{report}");
 }
 
-/// A Prometheus server on a free port, killed and reaped when dropped.
-struct PrometheusServer {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+/// The suite's Prometheus (`support::Prometheus`) with the HTTP API calls it makes.
+struct PrometheusServer(Prometheus);
 
 impl PrometheusServer {
     /// Start Prometheus scraping `target` (`host:port`) every second.
     fn start(target: &str) -> PrometheusServer {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        let mut file = std::fs::File::create(&config).unwrap();
-        write!(
-            file,
-            r#"global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: canaryd
-    metrics_path: /metrics
-    static_configs:
-      - targets: ["{target}"]
-"#
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = dir.path().join("prometheus.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(tool("PROMETHEUS", "prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus ({NEEDS}): {e}"));
-        PrometheusServer {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        }
+        PrometheusServer(Prometheus::start("canaryd", &[target.parse().unwrap()]))
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log()
     }
 
     /// `GET` a path of the HTTP API as JSON; `None` while the server is not answering.
     async fn api(&self, path_and_query: &str) -> Option<serde_json::Value> {
-        let url = format!("{}{path_and_query}", self.base);
+        let url = format!("{}{path_and_query}", self.0.address);
         let request = http::Request::get(&url)
             .body(Empty::<Bytes>::new().boxed())
             .ok()?;
@@ -227,13 +180,6 @@ scrape_configs:
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -19,7 +19,7 @@ mod runner;
 #[cfg(test)]
 mod tests;
 
-pub use judge::evidence::{Counts, Drained, LatencyTest, SlowCount, StepEvidence};
+pub use judge::evidence::{Counts, Drained, ExternalCount, LatencyTest, SlowCount, StepEvidence};
 pub use judge::external::{ExternalReading, ExternalVerdict, Reading};
 pub use judge::sequential::{binomial_llr, canary_share, test_count, Bounds};
 pub use judge::window::{VersionWindow, Window, WindowError};

@@ -12,7 +12,8 @@ use super::error::Issue;
 use super::external::external_metric;
 use super::raw::{Number, RawAnalysis, RawCanary, RawMetric};
 use super::types::{
-    AnalysisConfig, EvidenceScope, JudgeKind, MetricCheck, OnInconclusive, SequentialConfig, Steps,
+    AnalysisConfig, EvidenceScope, ExternalMetric, JudgeKind, MetricCheck, OnInconclusive,
+    SequentialConfig, Steps,
 };
 use super::validate::{int_in, positive_duration, span_or, Checked, Files};
 
@@ -84,6 +85,9 @@ pub(crate) fn analysis_config(
     if judge == JudgeKind::Sequential {
         for (raw, metric) in own.iter().copied().zip(&metrics) {
             testable(raw, metric, &sequential)?;
+        }
+        for metric in &external {
+            testable_count(a, metric, &sequential)?;
         }
     }
     Ok(AnalysisConfig {
@@ -262,6 +266,34 @@ fn testable(raw: &Spanned<RawMetric>, metric: &MetricCheck, s: &SequentialConfig
         ));
     }
     Ok(())
+}
+
+/// A count-form external metric is a sequential test too (docs/rollouts.md#external-metrics):
+/// its allowed failure rate `100 − threshold` must leave room for "good" and "bad".
+fn testable_count(a: &RawAnalysis, metric: &ExternalMetric, s: &SequentialConfig) -> Checked<()> {
+    let Some(threshold) = metric.count_threshold().filter(|_| !metric.dry_run) else {
+        return Ok(());
+    };
+    let allowed = (100.0 - threshold) / 100.0;
+    if allowed > 0.0 && allowed * s.bad_multiple < 1.0 {
+        return Ok(());
+    }
+    let raw = a
+        .metrics
+        .iter()
+        .find(|m| m.get_ref().name.get_ref() == &metric.name);
+    let span = raw
+        .and_then(|m| m.get_ref().threshold.as_ref().map(|t| t.span()))
+        .or_else(|| raw.map(|m| m.span()))
+        .unwrap_or(0..0);
+    Err(Issue::new(
+        span,
+        format!(
+            "metric {:?}: the sequential judge tests the count form's failures like the requests' and needs an allowed failure rate (100 - threshold) above 0 and below 1/bad_multiple ({:.3}), got {allowed}; lower the threshold, set dry_run, or use judge = \"threshold\"",
+            metric.name,
+            1.0 / s.bad_multiple
+        ),
+    ))
 }
 
 /// Exactly one schedule: `step_weight` + `max_weight`, `step_weights`, or `iterations`.

@@ -664,6 +664,24 @@ pub struct ExternalMetric {
     pub dry_run: bool,
 }
 
+impl ExternalMetric {
+    /// The count form's `threshold` (success rate, percent); `None` for a value metric.
+    pub fn count_threshold(&self) -> Option<f64> {
+        match &self.source {
+            MetricSource::Prometheus {
+                query: PromQuery::Count { threshold, .. },
+                ..
+            } => Some(*threshold),
+            MetricSource::Prometheus { .. } | MetricSource::HttpJson { .. } => None,
+        }
+    }
+
+    /// Whether it is in the count form (`failures`, `total`).
+    pub fn counted(&self) -> bool {
+        self.count_threshold().is_some()
+    }
+}
+
 /// How an external metric's value is read. Texts may hold placeholders
 /// ([`PLACEHOLDERS`]), filled at each check.
 #[derive(Debug, Clone, PartialEq)]

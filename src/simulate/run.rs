@@ -90,6 +90,11 @@ pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
         at,
         wall: UNIX_EPOCH + Duration::from_secs(EPOCH) + at,
     };
+    // A count-form external metric is a sequential test of events nobody can draw: it is left
+    // out, so the run shows what canaryd's own metrics decide (docs/rollouts.md#external-metrics).
+    let mut params = params.clone();
+    params.analysis.external.retain(|m| !m.counted());
+    let params = &params;
     let (rollout, _) = Rollout::start_or_resume(params, None, clock(Duration::ZERO).wall);
     let mut runner = RolloutRunner::new(
         params.clone(),
@@ -139,7 +144,7 @@ pub fn simulate_once(scenario: &Scenario, seed: u64) -> RunResult {
         );
         match runner.due(now) {
             Some(Due::Check) => {
-                // External metrics cannot be drawn: they are taken to pass, so the run shows
+                // External values cannot be drawn: they are taken to pass, so the run shows
                 // what canaryd's own metrics decide (docs/rollouts.md#external-metrics).
                 let assumed = runner
                     .params()

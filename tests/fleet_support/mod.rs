@@ -468,6 +468,8 @@ pub struct Write {
     /// The sequential judge's evidence behind that check: canary requests counted by its first
     /// metric's test since the evidence began.
     pub evidence_requests: Option<u64>,
+    /// While Baking: the bake checks still to pass.
+    pub bake_left: Option<u64>,
 }
 
 /// Record every write of `state/shop` (and who held the leader key at each revision) until
@@ -609,6 +611,7 @@ fn record_put(
             window: v["window"].as_u64().unwrap(),
             evidence_requests: v["rollout"]["last_check"]["metrics"][0]["evidence"]["requests"]
                 .as_u64(),
+            bake_left: v["rollout"]["bake_left"].as_u64(),
             check: v["rollout"]["last_check"]["at"].as_str().map(|at| {
                 (
                     at.to_owned(),
@@ -630,10 +633,20 @@ impl Drop for History {
 /// The analysis every fleet test uses: 1 s interval, steps 10 → 20 → 30 → 40 → 50, promotion
 /// after the last one, two failed checks roll back.
 pub fn analysed_shop(primary: SocketAddr, canary: SocketAddr, steps: &str) -> String {
+    analysed_shop_with(primary, canary, steps, "")
+}
+
+/// [`analysed_shop`] with more `[route.analysis]` keys (`analysis_keys`, whole lines: `bake`).
+pub fn analysed_shop_with(
+    primary: SocketAddr,
+    canary: SocketAddr,
+    steps: &str,
+    analysis_keys: &str,
+) -> String {
     format!(
         "\n[[route]]\nname = \"shop\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{primary}\"]\n\
          [route.canary]\nrevision = \"v2\"\nendpoints = [\"{canary}\"]\n[route.analysis]\n\
-         interval = \"1s\"\nthreshold = 2\nstep_weights = [{steps}]\nmin_requests = 20\ninconclusive_limit = 30\n\
+         interval = \"1s\"\nthreshold = 2\nstep_weights = [{steps}]\nmin_requests = 20\ninconclusive_limit = 30\n{analysis_keys}\
          [[route.analysis.metrics]]\nname = \"request-success-rate\"\nthreshold = 99.0\n\
          [[route.analysis.metrics]]\nname = \"request-duration\"\nthreshold = \"500ms\"\nquantile = 0.99\n"
     )
@@ -650,13 +663,18 @@ pub struct Fleet {
 }
 
 pub async fn fleet(steps: &str) -> Fleet {
+    fleet_with(steps, "").await
+}
+
+/// [`fleet`] with more `[route.analysis]` keys (whole lines).
+pub async fn fleet_with(steps: &str, analysis_keys: &str) -> Fleet {
     let etcd = Etcd::start().await;
     let (primary, canary) = (
         Upstream::start("primary").await,
         Upstream::start("canary").await,
     );
     let dir = tempfile::tempdir().unwrap();
-    let route = analysed_shop(primary.addr, canary.addr, steps);
+    let route = analysed_shop_with(primary.addr, canary.addr, steps, analysis_keys);
     let configs: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|r| replica_config(dir.path(), r, &etcd.endpoints(), "2s", &route))

@@ -1,11 +1,15 @@
 //! Test support: upstream servers on port 0 that count and record what reaches them, canaryd
-//! started in-process from a TOML string, and small HTTP client helpers.
+//! started in-process from a TOML string, small HTTP client helpers, and a real Prometheus
+//! for the CI-only suites.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod binary;
 #[allow(unused_imports)]
 pub use binary::*;
+mod prometheus;
+#[allow(unused_imports)]
+pub use prometheus::Prometheus;
 mod raw_upstream;
 #[allow(unused_imports)]
 pub use raw_upstream::*;

@@ -39,6 +39,19 @@ pub enum LatencyTest {
     },
 }
 
+/// The events a count-form external metric read since the evidence began
+/// (`docs/rollouts.md#external-metrics`): the sums of its `failures` and `total` queries at
+/// every check, rounded to whole events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalCount {
+    /// The metric's `name`.
+    pub name: String,
+    /// Failed events.
+    pub failures: u64,
+    /// All events.
+    pub total: u64,
+}
+
 /// Requests of each version slower than `above`, counted since `above` was fixed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SlowCount {
@@ -155,6 +168,10 @@ pub struct StepEvidence {
     pub canary: Counts,
     /// One counter per latency test, in metric order (absolute first, then `max_ratio`).
     pub slow: Vec<SlowCount>,
+    /// The count-form external metrics' events, by name, as they were read; absent from
+    /// older state files and from members that read none (only the fleet's leader reads).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<ExternalCount>,
     /// The primary's latencies while a comparative latency is not fixed yet. Local: merging
     /// evidence merges counts, not baselines, and a restart gathers it again.
     #[serde(skip)]
@@ -186,8 +203,48 @@ impl StepEvidence {
             primary: Counts::default(),
             canary: Counts::default(),
             slow,
+            external: Vec::new(),
             baseline: None,
         }
+    }
+
+    /// Add the events one reading of a count-form external metric counted (negative or
+    /// non-finite numbers count nothing; failures never exceed the total).
+    pub fn add_external(&mut self, name: &str, failures: f64, total: f64) {
+        let whole = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v.round() as u64
+            } else {
+                0
+            }
+        };
+        let total = whole(total);
+        let failures = whole(failures).min(total);
+        self.external_mut(name).failures += failures;
+        self.external_mut(name).total += total;
+    }
+
+    /// The events counted for the external metric `name` (none yet: zero).
+    pub fn external(&self, name: &str) -> (u64, u64) {
+        self.external
+            .iter()
+            .find(|c| c.name == name)
+            .map_or((0, 0), |c| (c.failures, c.total))
+    }
+
+    fn external_mut(&mut self, name: &str) -> &mut ExternalCount {
+        let at = match self.external.iter().position(|c| c.name == name) {
+            Some(at) => at,
+            None => {
+                self.external.push(ExternalCount {
+                    name: name.to_owned(),
+                    failures: 0,
+                    total: 0,
+                });
+                self.external.len() - 1
+            }
+        };
+        &mut self.external[at]
     }
 
     /// Add one drain of both versions.
@@ -255,6 +312,11 @@ impl StepEvidence {
             mine.canary_requests += theirs.canary_requests;
             mine.canary_slow += theirs.canary_slow;
         }
+        for theirs in &other.external {
+            let mine = self.external_mut(&theirs.name);
+            mine.failures += theirs.failures;
+            mine.total += theirs.total;
+        }
     }
 
     /// Start again (keeping the metrics' tests; comparative latencies are fixed afresh).
@@ -270,6 +332,7 @@ impl StepEvidence {
                 },
             );
         }
+        self.external.clear();
         self.baseline = None;
     }
 }

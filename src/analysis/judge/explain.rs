@@ -27,7 +27,7 @@ fn percent(rate: f64) -> String {
 
 /// "error rate 1.42% over 2,310 requests, 64% of the evidence needed to roll back".
 pub fn describe(test: &TestResult) -> String {
-    let mut text = match test.name {
+    let mut text = match &test.name {
         TestName::SuccessRate | TestName::SuccessRateDrop => "error rate".to_owned(),
         TestName::Duration | TestName::DurationRatio => match test.slower_than_micros {
             Some(micros) => format!(
@@ -36,6 +36,7 @@ pub fn describe(test: &TestResult) -> String {
             ),
             None => "share of slow requests".to_owned(),
         },
+        TestName::External(name) => format!("{name} failure rate"),
     };
     match test.observed() {
         Some(rate) => {
@@ -46,7 +47,11 @@ pub fn describe(test: &TestResult) -> String {
     if let Some(primary) = test.primary_rate {
         let _ = write!(text, " (primary {})", percent(primary));
     }
-    let _ = write!(text, " over {} requests", thousands(test.requests));
+    let counted = match test.name {
+        TestName::External(_) => "events",
+        _ => "requests",
+    };
+    let _ = write!(text, " over {} {counted}", thousands(test.requests));
     let (toward_rollback, fraction) = test.progress();
     let _ = write!(
         text,

@@ -133,11 +133,22 @@ fn bounds(metric: &ExternalMetric, value: f64) -> ExternalVerdict {
     ExternalVerdict::Pass
 }
 
+/// How the check's judge uses the count form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountForm {
+    /// Judged on this check's rate against `threshold` (the threshold judge).
+    Rate,
+    /// Evidence of the sequential judge's test for the metric: not judged here, only a
+    /// reading without a value (an error, no data) keeps the check from passing.
+    Evidence,
+}
+
 /// Every external metric of a check: the reports, the failures and the reasons it cannot
 /// pass, dry-run metrics left out of the last two.
 pub fn judge_all(
     metrics: &[ExternalMetric],
     readings: &[ExternalReading],
+    counts: CountForm,
 ) -> (Vec<MetricReport>, Vec<super::Failure>, Vec<String>) {
     let mut reports = Vec::new();
     let mut failures = Vec::new();
@@ -149,12 +160,17 @@ pub fn judge_all(
         if metric.dry_run {
             continue;
         }
+        let evidence = counts == CountForm::Evidence && metric.counted();
         match verdict {
             ExternalVerdict::Pass => {}
+            ExternalVerdict::Fail(_) if evidence => {}
             ExternalVerdict::Fail(detail) => failures.push(super::Failure::External {
                 name: metric.name.clone(),
                 detail,
             }),
+            // An interval without events adds nothing to the evidence, and holds nothing.
+            ExternalVerdict::Inconclusive(_)
+                if evidence && matches!(reading.map(|r| &r.result), Some(Ok(_))) => {}
             ExternalVerdict::Inconclusive(why) => unknown.push(format!("{}: {why}", metric.name)),
         }
     }

@@ -11,10 +11,10 @@
 
 use crate::analysis::judge::evidence::{LatencyTest, StepEvidence};
 use crate::analysis::machine::params::Params;
-use crate::config::{EvidenceScope, MetricCheck, SequentialConfig};
+use crate::config::{EvidenceScope, ExternalMetric, MetricCheck, SequentialConfig};
 
 /// Which test of which metric (the `metric` label and the `name` in `last_check.metrics[]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TestName {
     /// The canary's failure rate against `100 − threshold`.
     SuccessRate,
@@ -24,18 +24,27 @@ pub enum TestName {
     Duration,
     /// The canary's share of slow requests given its share of traffic (`max_ratio`).
     DurationRatio,
+    /// A count-form external metric's failed events among its events, against
+    /// `100 − threshold` (`docs/rollouts.md#external-metrics`); the metric's `name`.
+    External(String),
 }
 
 impl TestName {
     /// `request-success-rate`, `request-success-rate/max_drop`, `request-duration`,
-    /// `request-duration/max_ratio`.
-    pub fn as_str(self) -> &'static str {
+    /// `request-duration/max_ratio`, or an external metric's `name`.
+    pub fn as_str(&self) -> &str {
         match self {
             TestName::SuccessRate => "request-success-rate",
             TestName::SuccessRateDrop => "request-success-rate/max_drop",
             TestName::Duration => "request-duration",
             TestName::DurationRatio => "request-duration/max_ratio",
+            TestName::External(name) => name,
         }
+    }
+
+    /// Whether the test compares the canary with the primary (`max_drop`, `max_ratio`).
+    pub fn comparative(&self) -> bool {
+        matches!(self, TestName::SuccessRateDrop | TestName::DurationRatio)
     }
 }
 
@@ -86,7 +95,7 @@ impl Bounds {
         }
     }
 
-    /// The bounds of a route's current configuration.
+    /// The bounds of a route's current configuration with `tests` tests.
     pub fn of(params: &Params, tests: usize) -> Bounds {
         let segments = match params.analysis.sequential.evidence {
             EvidenceScope::Rollout => 1,
@@ -206,6 +215,22 @@ impl SequentialJudgement {
     }
 }
 
+/// The count-form external metrics that are sequential tests: those that decide (not
+/// `dry_run`), with their `threshold`.
+pub fn counted_external(external: &[ExternalMetric]) -> impl Iterator<Item = (&str, f64)> {
+    external
+        .iter()
+        .filter(|m| !m.dry_run)
+        .filter_map(|m| Some((m.name.as_str(), m.count_threshold()?)))
+}
+
+/// The number of tests a route's analysis makes: each own metric, plus its comparative part,
+/// plus each deciding count-form external metric. The rollback bound splits
+/// `max_false_rollback` over all of them.
+pub fn tests_of(params: &Params) -> usize {
+    test_count(&params.analysis.metrics) + counted_external(&params.analysis.external).count()
+}
+
 /// The number of tests `metrics` make (each metric, plus its comparative part).
 pub fn test_count(metrics: &[MetricCheck]) -> usize {
     metrics
@@ -220,7 +245,7 @@ pub fn test_count(metrics: &[MetricCheck]) -> usize {
 /// Judge `evidence` with the tests of `params`.
 pub fn judge(params: &Params, evidence: &StepEvidence) -> SequentialJudgement {
     let config = &params.analysis.sequential;
-    let bounds = Bounds::of(params, test_count(&params.analysis.metrics));
+    let bounds = Bounds::of(params, tests_of(params));
     let (g, b) = (config.good_multiple, config.bad_multiple);
     let mut tests = Vec::new();
     let mut latency = evidence.slow.iter();
@@ -292,7 +317,32 @@ pub fn judge(params: &Params, evidence: &StepEvidence) -> SequentialJudgement {
             }
         }
     }
+    for (name, threshold) in counted_external(&params.analysis.external) {
+        let allowed = (100.0 - threshold) / 100.0;
+        let (good, bad) = (g * allowed, b * allowed);
+        let (k, n) = evidence.external(name);
+        tests.push(TestResult {
+            name: TestName::External(name.to_owned()),
+            requests: n,
+            events: k,
+            primary_rate: None,
+            good,
+            bad,
+            slower_than_micros: None,
+            llr: binomial_llr(k, n, good, bad),
+            bounds,
+        });
+    }
     SequentialJudgement { tests }
+}
+
+/// Judge `evidence` with the absolute tests of `params` only: while Baking the canary has all
+/// the traffic, so nothing compares it with the primary (docs/rollouts.md#bake). The bounds
+/// stay those of every test, so a bake is no easier to roll back than a step.
+pub fn judge_absolute(params: &Params, evidence: &StepEvidence) -> SequentialJudgement {
+    let mut judgement = judge(params, evidence);
+    judgement.tests.retain(|t| !t.name.comparative());
+    judgement
 }
 
 fn slow_tests(metric: &MetricCheck) -> usize {

@@ -15,7 +15,7 @@
 use std::time::SystemTime;
 
 use crate::analysis::judge::evidence::StepEvidence;
-use crate::analysis::judge::external::{judge_all, ExternalReading};
+use crate::analysis::judge::external::{judge_all, CountForm, ExternalReading};
 use crate::analysis::judge::sequential::{self, SequentialJudgement, TestResult};
 use crate::analysis::judge::window::Window;
 use crate::analysis::judge::{describe, judge, report, Failure};
@@ -132,11 +132,25 @@ impl Rollout {
     }
 
     /// Baking (docs/rollouts.md#bake): the canary has all the traffic, so only the absolute
-    /// thresholds can be judged (there is no primary to compare with), by either judge, on
-    /// this interval's window and the external metrics. A failure rolls back at once; once
-    /// `bake / interval` checks have passed, the promotion is complete. An inconclusive check
-    /// (too little traffic, an external metric without a value) does not count.
+    /// thresholds can be judged (there is no primary to compare with), with the external
+    /// metrics. A failure rolls back at once; once `bake / interval` checks have passed, the
+    /// promotion is complete. A check that cannot pass yet (too little traffic, evidence that
+    /// no longer says "good", an external metric without a value) does not count.
     fn bake(
+        &mut self,
+        params: &Params,
+        observed: Observed<'_>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        match params.analysis.judge {
+            JudgeKind::Threshold => self.bake_window(params, observed, now, events),
+            JudgeKind::Sequential => self.bake_evidence(params, observed, now, events),
+        }
+    }
+
+    /// The threshold judge's bake: this interval's window against the absolute thresholds.
+    fn bake_window(
         &mut self,
         params: &Params,
         observed: Observed<'_>,
@@ -145,8 +159,11 @@ impl Rollout {
     ) -> Decision {
         let window = observed.window;
         let judgement = judge(params, window);
-        let (external, external_failures, unknown) =
-            judge_all(&params.analysis.external, observed.external);
+        let (external, external_failures, unknown) = judge_all(
+            &params.analysis.external,
+            observed.external,
+            CountForm::Rate,
+        );
         let enough = window.canary.requests >= params.required_requests();
         let mut failures: Vec<Failure> = if enough {
             judgement
@@ -168,33 +185,113 @@ impl Rollout {
             metrics,
         );
         if !failures.is_empty() {
-            self.failed_checks += 1;
             let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
-            let detail = detail.join(", ");
-            events.push(Event::warning(
-                &self.route,
-                now,
-                format!("Halt {} bake: {detail}", self.route),
-            ));
-            let reason = RollbackReason::BakeFailed;
-            let decision = self.roll_back(reason, now, events);
-            self.reason = Some(format!("{reason}: {detail}"));
-            return decision;
+            return self.bake_failed(&detail.join(", "), now, events);
         }
         if outcome == CheckOutcome::Pass {
-            let left = self.bake_left.unwrap_or(1).saturating_sub(1);
-            self.bake_left = Some(left);
-            if left == 0 {
-                events.push(Event::info(
-                    &self.route,
-                    now,
-                    format!("Bake of {} {} passed", self.route, self.revision),
-                ));
-                return self.promote_now(now, events);
-            }
-            self.reason = Some(format!("baking at 100% for {left} more checks"));
+            return self.bake_check_passed(now, events);
         }
         Decision::Hold(Hold::Baking)
+    }
+
+    /// The sequential judge's bake: the evidence the last step ended with goes on growing with
+    /// the canary's traffic (and its count-form external metrics), and its absolute tests are
+    /// judged; the rollback side is also looked at between checks ([`Rollout::watch`]).
+    fn bake_evidence(
+        &mut self,
+        params: &Params,
+        observed: Observed<'_>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        let judgement = sequential::judge_absolute(params, observed.evidence);
+        let (external, external_failures, unknown) = judge_all(
+            &params.analysis.external,
+            observed.external,
+            CountForm::Evidence,
+        );
+        // An interval without canary traffic watched nothing: it does not count.
+        let served = observed.window.canary.requests > 0;
+        let passes = judgement.all_pass() && unknown.is_empty() && served;
+        let outcome = if judgement.rollback().is_some() || !external_failures.is_empty() {
+            CheckOutcome::Fail
+        } else if passes {
+            CheckOutcome::Pass
+        } else {
+            CheckOutcome::Inconclusive
+        };
+        self.record_evidence(outcome, observed.window, &judgement, now);
+        self.add_external_reports(external);
+        if let Some(test) = judgement.rollback() {
+            return self.bake_failed(&describe(test), now, events);
+        }
+        if !external_failures.is_empty() {
+            let detail: Vec<String> = external_failures.iter().map(ToString::to_string).collect();
+            return self.bake_failed(&detail.join(", "), now, events);
+        }
+        if passes {
+            return self.bake_check_passed(now, events);
+        }
+        let detail = match judgement.closest() {
+            Some(test) => describe(test),
+            None if !unknown.is_empty() => {
+                format!("external metrics inconclusive: {}", unknown.join("; "))
+            }
+            None => "no canary requests in this interval".to_owned(),
+        };
+        self.reason = Some(format!("baking at 100%, this check not counted: {detail}"));
+        Decision::Hold(Hold::Baking)
+    }
+
+    /// A check failed while Baking: back to the primary at once.
+    fn bake_failed(&mut self, detail: &str, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+        self.failed_checks += 1;
+        events.push(Event::warning(
+            &self.route,
+            now,
+            format!("Halt {} bake: {detail}", self.route),
+        ));
+        let reason = RollbackReason::BakeFailed;
+        let decision = self.roll_back(reason.clone(), now, events);
+        self.reason = Some(format!("{reason}: {detail}"));
+        decision
+    }
+
+    /// A bake check passed: one fewer to go, and the promotion completes after the last.
+    fn bake_check_passed(&mut self, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+        let left = self.bake_left.unwrap_or(1).saturating_sub(1);
+        self.bake_left = Some(left);
+        if left == 0 {
+            events.push(Event::info(
+                &self.route,
+                now,
+                format!("Bake of {} {} passed", self.route, self.revision),
+            ));
+            return self.promote_now(now, events);
+        }
+        self.reason = Some(format!("baking at 100% for {left} more checks"));
+        Decision::Hold(Hold::Baking)
+    }
+
+    /// The external metrics' reports join the check's. A count-form metric judged by the
+    /// sequential judge already has its test's entry: it gets the query sent and the error.
+    fn add_external_reports(&mut self, external: Vec<MetricReport>) {
+        let Some(report) = self.last_check.as_mut() else {
+            return;
+        };
+        for read in external {
+            let test = report
+                .metrics
+                .iter_mut()
+                .find(|m| m.name == read.name && m.evidence.is_some());
+            match test {
+                Some(test) => {
+                    test.query = read.query;
+                    test.error = read.error;
+                }
+                None => report.metrics.push(read),
+            }
+        }
     }
 
     /// Every `dry_run` external metric of this check says what it read, deciding nothing.
@@ -342,8 +439,11 @@ impl Rollout {
     ) -> Decision {
         let window = observed.window;
         let judgement = judge(params, window);
-        let (external, external_failures, unknown) =
-            judge_all(&params.analysis.external, observed.external);
+        let (external, external_failures, unknown) = judge_all(
+            &params.analysis.external,
+            observed.external,
+            CountForm::Rate,
+        );
         let enough = window.canary.requests >= params.required_requests();
         let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
 
@@ -399,10 +499,14 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         let judgement = sequential::judge(params, observed.evidence);
-        // External metrics are gates here: a value outside its bounds is a failed check, no
-        // value keeps the step from passing (docs/rollouts.md#external-metrics).
-        let (external, external_failures, unknown) =
-            judge_all(&params.analysis.external, observed.external);
+        // A count-form external metric is one more test of the evidence; the others are gates:
+        // a value outside its bounds is a failed check, no value keeps the step from passing
+        // (docs/rollouts.md#external-metrics).
+        let (external, external_failures, unknown) = judge_all(
+            &params.analysis.external,
+            observed.external,
+            CountForm::Evidence,
+        );
         let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
         let passes = judgement.all_pass() && unknown.is_empty();
         let outcome =
@@ -414,9 +518,7 @@ impl Rollout {
                 CheckOutcome::Inconclusive
             };
         self.record_evidence(outcome, observed.window, &judgement, now);
-        if let Some(report) = self.last_check.as_mut() {
-            report.metrics.extend(external);
-        }
+        self.add_external_reports(external);
         if let Some(test) = judgement.rollback() {
             return self.evidence_rollback(test, now, events);
         }
@@ -443,8 +545,9 @@ impl Rollout {
         self.undecided(params, &judgement, now, events)
     }
 
-    /// The fast path, run every 250 ms between checks (the runner's `WATCH_EVERY`): only the rollback side of the
-    /// sequential tests, which stay valid however often they are looked at. `None` when
+    /// The fast path, run every 250 ms between checks (the runner's `WATCH_EVERY`): only the
+    /// rollback side of the sequential tests, which stay valid however often they are looked
+    /// at; while Baking only the absolute ones, and a rollback is the bake's. `None` when
     /// nothing is to be done (another judge, another phase, or no test accepted "bad").
     pub fn watch(
         &mut self,
@@ -453,25 +556,35 @@ impl Rollout {
         evidence: &StepEvidence,
         now: SystemTime,
     ) -> Option<(Decision, Vec<Event>)> {
-        let judged = match self.phase {
-            Phase::Progressing | Phase::WaitingPromotion => self.started,
+        let baking = match self.phase {
+            Phase::Progressing | Phase::WaitingPromotion if self.started => false,
+            Phase::Baking => true,
             Phase::Idle
             | Phase::Static
             | Phase::Waiting
+            | Phase::Progressing
+            | Phase::WaitingPromotion
             | Phase::Paused
-            | Phase::Baking
             | Phase::Succeeded
-            | Phase::Failed => false,
+            | Phase::Failed => return None,
         };
-        if !judged || params.analysis.judge != JudgeKind::Sequential {
+        if params.analysis.judge != JudgeKind::Sequential {
             return None;
         }
-        let judgement = sequential::judge(params, evidence);
+        let judgement = if baking {
+            sequential::judge_absolute(params, evidence)
+        } else {
+            sequential::judge(params, evidence)
+        };
         let test = judgement.rollback()?;
         self.pending = None;
         self.record_evidence(CheckOutcome::Fail, window, &judgement, now);
         let mut events = Vec::new();
-        let decision = self.evidence_rollback(test, now, &mut events);
+        let decision = if baking {
+            self.bake_failed(&describe(test), now, &mut events)
+        } else {
+            self.evidence_rollback(test, now, &mut events)
+        };
         Some((decision, events))
     }
 
@@ -507,8 +620,10 @@ impl Rollout {
         // The check that accepted "bad" is a failed check, so `failed_checks` says why a
         // sequential rollout failed as it does for the threshold judge.
         self.failed_checks += 1;
-        let reason = RollbackReason::Evidence { test: test.name };
-        let decision = self.roll_back(reason, now, events);
+        let reason = RollbackReason::Evidence {
+            test: test.name.clone(),
+        };
+        let decision = self.roll_back(reason.clone(), now, events);
         self.reason = Some(format!("{reason}: {detail}"));
         decision
     }

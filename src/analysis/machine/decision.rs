@@ -63,12 +63,14 @@ impl Decision {
     }
 
     /// Whether the sequential judge's evidence starts afresh after this decision: at a new
-    /// step when evidence is kept per step, and whenever the canary's traffic starts or ends.
+    /// step when evidence is kept per step, and whenever the canary's traffic starts or ends
+    /// (not into a bake: it goes on judging the evidence the last step ended with).
     pub fn restarts_evidence(&self, scope: EvidenceScope) -> bool {
         match self {
-            Decision::Started | Decision::Bake | Decision::Promote | Decision::Rollback(_) => true,
+            Decision::Started | Decision::Promote | Decision::Rollback(_) => true,
             Decision::Advance(_) | Decision::Iteration { .. } => scope == EvidenceScope::Step,
-            Decision::Skip
+            Decision::Bake
+            | Decision::Skip
             | Decision::Hold(_)
             | Decision::Inconclusive { .. }
             | Decision::Undecided { .. }
@@ -122,7 +124,7 @@ impl Confirm {
 }
 
 /// Why a rollout was rolled back. `Display` follows "Rolling back shop …".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollbackReason {
     /// `failed_checks` reached `threshold`.
     FailedChecks {

@@ -262,4 +262,6 @@ async fn get_json(
 }
 
 #[cfg(test)]
+pub(in crate::analysis) mod test_server;
+#[cfg(test)]
 mod tests;

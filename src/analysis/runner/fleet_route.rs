@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::analysis::judge::evidence::StepEvidence as JudgeEvidence;
 use crate::analysis::runner::engine::EngineError;
 use crate::analysis::runner::rollout_runner::{Due, Restart};
-use crate::analysis::runner::route_task::{run_check, RouteMsg, RouteTask};
+use crate::analysis::runner::route_task::{read_external, run_check, RouteMsg, RouteTask};
 use crate::analysis::{
     Command, CommandError, Decision, Event, Params, Rollout, RolloutStatus, VersionWindow, Window,
 };
@@ -407,6 +407,9 @@ impl RouteTask {
             return;
         }
         self.drain_measurements();
+        // Read before merging: a count-form metric's events join this (the leader's) own
+        // evidence, which the fleet's merged evidence includes.
+        read_external(&mut self.runner).await;
         let Some((window, judged, replicas)) = self.merged(link) else {
             return;
         };

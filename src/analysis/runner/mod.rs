@@ -13,4 +13,6 @@ pub(super) mod rollout_runner;
 mod route_task;
 mod shared;
 pub mod state_file;
+#[cfg(test)]
+pub(in crate::analysis) mod test_pki;
 pub mod webhook;

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::analysis::judge::external::ExternalReading;
+use crate::analysis::judge::external::{ExternalReading, Reading};
 use crate::analysis::{
     Command, CommandError, Decision, Drained, Event, GateAnswers, Params, Rollout, StepEvidence,
     Window,
@@ -93,8 +93,9 @@ pub struct RolloutRunner {
     next_check: Duration,
     next_watch: Duration,
     check: CheckProgress,
-    /// The external metrics read for the next check ([`RolloutRunner::on_readings`]).
-    readings: Vec<ExternalReading>,
+    /// The external metrics read for the next check ([`RolloutRunner::on_readings`]);
+    /// `None` until they are read.
+    readings: Option<Vec<ExternalReading>>,
 }
 
 impl RolloutRunner {
@@ -111,7 +112,7 @@ impl RolloutRunner {
             window_started: now.at,
             evidence,
             check: CheckProgress::None,
-            readings: Vec::new(),
+            readings: None,
         }
     }
 
@@ -187,10 +188,11 @@ impl RolloutRunner {
         self.evidence.add(primary, canary);
     }
 
-    /// Whether the next check judges external metrics, so the caller should read them first
-    /// and hand them to [`RolloutRunner::on_readings`].
+    /// Whether the next check judges external metrics that were not read for it yet, so the
+    /// caller should read them first and hand them to [`RolloutRunner::on_readings`].
     pub fn wants_readings(&self) -> bool {
-        !self.params.analysis.external.is_empty()
+        self.readings.is_none()
+            && !self.params.analysis.external.is_empty()
             && matches!(
                 self.rollout.phase(),
                 Phase::Waiting | Phase::Progressing | Phase::WaitingPromotion | Phase::Baking
@@ -198,9 +200,28 @@ impl RolloutRunner {
     }
 
     /// The external metrics' readings for the next check (read off the request path by the
-    /// route task; `canaryd simulate` has none, so its external metrics stay inconclusive).
+    /// route task; `canaryd simulate` assumes them passing). A count-form reading of a
+    /// canary that has traffic adds its events to the evidence: the sequential judge tests
+    /// them like the canary's own requests (docs/rollouts.md#external-metrics).
     pub fn on_readings(&mut self, readings: Vec<ExternalReading>) {
-        self.readings = readings;
+        let judged = match self.rollout.phase() {
+            Phase::Progressing | Phase::WaitingPromotion => self.rollout.started(),
+            Phase::Baking => true,
+            Phase::Idle
+            | Phase::Static
+            | Phase::Waiting
+            | Phase::Paused
+            | Phase::Succeeded
+            | Phase::Failed => false,
+        };
+        if judged {
+            for reading in &readings {
+                if let Ok(Reading::Count { failures, total }) = reading.result {
+                    self.evidence.add_external(&reading.name, failures, total);
+                }
+            }
+        }
+        self.readings = Some(readings);
     }
 
     /// Begin a check: the first webhook to ask, or the decision when no gate applies.
@@ -345,11 +366,13 @@ impl RolloutRunner {
 
     /// Judge other measurements than this runner's own (a fleet leader's merged evidence) on
     /// a copy: the copy decides, and this runner adopts its rollout only once the decision
-    /// is stored.
-    pub fn judging(&self, window: Window, evidence: StepEvidence) -> RolloutRunner {
+    /// is stored. The external readings go with the copy (their counts are already in this
+    /// runner's evidence, and so in the merged evidence).
+    pub fn judging(&mut self, window: Window, evidence: StepEvidence) -> RolloutRunner {
         let mut copy = self.clone();
         copy.window = window;
         copy.evidence = evidence;
+        copy.readings = self.readings.take();
         copy
     }
 
@@ -366,7 +389,7 @@ impl RolloutRunner {
 
     /// Gates answered: judge the window and evidence.
     fn judge(&mut self, answers: &GateAnswers, now: Now) -> Step {
-        let readings = std::mem::take(&mut self.readings);
+        let readings = self.readings.take().unwrap_or_default();
         let (decision, events) = self.rollout.check_with(
             &self.params,
             &self.window,
@@ -389,6 +412,8 @@ impl RolloutRunner {
 
     fn finish(&mut self, decision: Decision, events: Vec<Event>, now: Now) -> Step {
         self.check = CheckProgress::None;
+        // Readings are for one check: the next one reads afresh.
+        self.readings = None;
         self.restart_as(&decision, now);
         self.checked(now);
         Step::Done(decision, events)

@@ -69,17 +69,23 @@ pub(in crate::analysis) fn now_since(origin: Instant) -> Now {
     }
 }
 
-/// Run one check of `runner`, asking `hooks` each webhook it asks for.
-pub(in crate::analysis) async fn run_check(
-    hooks: &[WebhookConfig],
-    runner: &mut RolloutRunner,
-    origin: Instant,
-) -> (Decision, Vec<Event>) {
+/// Read the external metrics for `runner`'s next check, unless it has them already.
+pub(in crate::analysis) async fn read_external(runner: &mut RolloutRunner) {
     if runner.wants_readings() {
         let values = Placeholders::of(runner.rollout(), runner.params().interval());
         let readings = read_all(&runner.params().analysis.external, &values).await;
         runner.on_readings(readings);
     }
+}
+
+/// Run one check of `runner` (reading its external metrics first, unless they were), asking
+/// `hooks` each webhook it asks for.
+pub(in crate::analysis) async fn run_check(
+    hooks: &[WebhookConfig],
+    runner: &mut RolloutRunner,
+    origin: Instant,
+) -> (Decision, Vec<Event>) {
+    read_external(runner).await;
     let mut step = runner.on_check(now_since(origin));
     loop {
         match step {

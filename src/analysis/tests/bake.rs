@@ -1,53 +1,36 @@
 //! Bake (docs/rollouts.md#bake) through the real engine on tokio's paused clock: a canary that
-//! starts failing after promotion is rolled back during the bake; a healthy one ends the bake
-//! Succeeded, and `abort` while Succeeded returns all traffic to the primary; a bake and its
-//! rollback survive a restart (state file).
+//! starts failing after promotion is rolled back during the bake (with the sequential judge
+//! within a watch, on the evidence the last step ended with); a healthy one ends the bake
+//! Succeeded, and `abort` while Succeeded returns all traffic to the primary; a bake, its
+//! evidence and its rollback survive a restart (state file).
 
 use std::path::Path;
 use std::time::Duration;
 
-use super::runner::{start_with, Running, INTERVAL};
+use super::runner::{scenario, start_with, Running, INTERVAL, SUCCESS_RATE};
 use crate::analysis::Command;
-use crate::config::{parse_str, Config};
+use crate::config::{Config, Version};
+use crate::metrics::Outcome;
 use crate::routing::Phase;
 
-/// Steps 50 → 100, then a bake of three one-minute checks.
+/// Steps 50 → 100, then a bake of three one-minute checks, judged by the threshold judge.
 fn baked(dir: &Path) -> Config {
-    let text = format!(
-        r#"
-[state]
-path = "{}/state.json"
+    baked_by(dir, "threshold")
+}
 
-[[route]]
-name = "shop"
-[route.primary]
-revision = "v1"
-endpoints = ["127.0.0.1:9001"]
-[route.canary]
-revision = "v2"
-endpoints = ["127.0.0.1:9002"]
-[route.analysis]
-interval = "1m"
-judge = "threshold"
-threshold = 2
-step_weights = [50]
-min_requests = 20
-bake = "3m"
-[[route.analysis.metrics]]
-name = "request-success-rate"
-threshold = 99.0
-"#,
-        dir.display(),
-    );
-    match parse_str(&text, &dir.join("canaryd.toml")) {
-        Ok(config) => config,
-        Err(e) => panic!("test config rejected: {e}"),
-    }
+/// [`baked`] judged by `judge`.
+fn baked_by(dir: &Path, judge: &str) -> Config {
+    scenario(
+        dir,
+        &format!(
+            "judge = \"{judge}\"\nthreshold = 2\nstep_weights = [50]\nmin_requests = 20\nbake = \"3m\"\n{SUCCESS_RATE}"
+        ),
+    )
 }
 
 /// Healthy intervals until the route bakes.
 async fn until_baking(run: &Running) {
-    for _ in 0..5 {
+    for _ in 0..6 {
         if run.status().0 == "Baking" {
             break;
         }
@@ -130,6 +113,71 @@ async fn a_bake_survives_a_restart_ends_succeeded_and_abort_then_returns_to_the_
         ("Failed", 0),
         "the abort survives a restart"
     );
+}
+
+/// The canary requests the last check's first test counted since its evidence began.
+fn evidence_requests(run: &Running) -> Option<u64> {
+    let status = run.analysis.status("shop")?;
+    let check = status.last_check?;
+    Some(check.metrics.first()?.evidence.as_ref()?.requests)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_canary_failing_30s_into_the_bake_is_rolled_back_within_a_watch_on_the_last_steps_evidence(
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let run = start_with(baked_by(dir.path(), "sequential")).await;
+    // 100 clean canary requests an interval: the step passes on 300 (297 needed).
+    until_baking(&run).await;
+    assert_eq!(evidence_requests(&run), Some(300));
+    run.analysis.flush().await;
+    drop(run);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // A restart during the bake resumes it with the evidence it carried.
+    let again = start_with(baked_by(dir.path(), "sequential")).await;
+    assert_eq!(again.status(), ("Baking", 100));
+    // Let the route task start (it discards what was measured before it).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // 30 s after promotion the canary starts failing every request.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let metrics = again.registry.route("shop");
+    for _ in 0..20 {
+        metrics.record(
+            Version::Canary,
+            Outcome::Status(503),
+            Duration::from_millis(5),
+        );
+    }
+    // The next look (every 250 ms), not the next check 30 s later, rolls it back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(again.status(), ("Failed", 0));
+    assert_eq!(
+        again.routed(),
+        (Phase::Failed, 0),
+        "all traffic to the primary"
+    );
+    // Judged on the last step's 300 clean requests plus the bake's 20 failures.
+    assert_eq!(evidence_requests(&again), Some(320));
+    let reason = again
+        .analysis
+        .status("shop")
+        .and_then(|s| s.reason)
+        .unwrap_or_default();
+    assert!(
+        reason.starts_with("a check failed during the bake: error rate 6.25% over 320 requests"),
+        "{reason}"
+    );
+    again.analysis.flush().await;
+    drop(again);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let third = start_with(baked_by(dir.path(), "sequential")).await;
+    assert_eq!(
+        third.status(),
+        ("Failed", 0),
+        "the rollback survives a restart"
+    );
+    assert_eq!(third.routed(), (Phase::Failed, 0));
 }
 
 /// The state file and the fleet wire (`state/{route}` carries the same JSON) keep `Baking`

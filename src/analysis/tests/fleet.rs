@@ -2,30 +2,36 @@
 //! task, control task) share one in-memory store behind the fleet's store seam
 //! (docs/architecture.md#fleet-store), which refuses a stale write as etcd's transaction does.
 //! The test plays etcd and the session: it elects the leader, cuts a replica off, lets its
-//! lease lapse and reconnects it.
+//! lease lapse and reconnects it. A bake whose leader is cut off goes on under the next one
+//! from the check it had reached.
 
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::runner::config_judged_by;
-use crate::analysis::{self, AnalysisHandle, Command};
-use crate::config::{FleetConfig, Version};
-use crate::control::{Control, ControlHandle};
+use super::runner::{config_judged_by, scenario, start_prepared, Running, SUCCESS_RATE};
+use crate::analysis::{self, Command};
+use crate::config::{Config, FleetConfig};
 use crate::fleet::{FleetBoard, MemoryStore};
-use crate::metrics::{MetricsRegistry, Outcome};
 use crate::routing::Phase;
-use crate::vitals::Vitals;
 
 const INTERVAL: Duration = Duration::from_secs(60);
 const ROUTE: &str = "shop";
 
+/// One replica: the engine test's [`Running`] (registry, control task, analysis), joined to
+/// the fleet's store, with its own state file.
 struct Replica {
-    registry: Arc<MetricsRegistry>,
-    control: ControlHandle,
-    analysis: AnalysisHandle,
+    run: Running,
     _dir: TempDir,
+}
+
+impl std::ops::Deref for Replica {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        &self.run
+    }
 }
 
 fn fleet_config(replica: &str) -> FleetConfig {
@@ -46,62 +52,22 @@ fn store() -> MemoryStore {
 
 /// A replica of its own (state file, registry, control task, analysis) joined to `store`.
 async fn join(store: &MemoryStore, replica: &str) -> Replica {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let config = config_judged_by(dir.path(), "threshold");
-    let registry = Arc::new(MetricsRegistry::default());
-    let fleet = store.join(&fleet_config(replica), FleetBoard::default());
-    let prepared = analysis::Prepared::load(&config).with_fleet(fleet);
-    let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
-    tokio::spawn(control.run());
-    let config = handle.snapshot().config.clone();
-    let analysis = analysis::start(
-        prepared,
-        config,
-        handle.clone(),
-        registry.clone(),
-        &Vitals::default(),
-    );
-    Replica {
-        registry,
-        control: handle,
-        analysis,
-        _dir: dir,
-    }
+    join_with(store, replica, |dir| config_judged_by(dir, "threshold")).await
 }
 
-impl Replica {
-    /// 100 requests to each version, the canary failing `errors` of them.
-    fn traffic(&self, errors: usize) {
-        let metrics = self.registry.route(ROUTE);
-        for n in 0..100 {
-            metrics.record(
-                Version::Primary,
-                Outcome::Status(200),
-                Duration::from_millis(5),
-            );
-            let status = if n < errors { 500 } else { 200 };
-            metrics.record(
-                Version::Canary,
-                Outcome::Status(status),
-                Duration::from_millis(5),
-            );
-        }
-    }
-
-    fn status(&self) -> (&'static str, u8) {
-        match self.analysis.status(ROUTE) {
-            Some(s) => (s.phase, s.weight),
-            None => panic!("no status for {ROUTE}"),
-        }
-    }
-
-    /// Phase and weight the data plane routes by.
-    fn routed(&self) -> (Phase, u8) {
-        let snapshot = self.control.snapshot();
-        match snapshot.table.routes().iter().find(|r| &*r.name == ROUTE) {
-            Some(route) => (route.rollout.phase, route.rollout.weight),
-            None => panic!("no route {ROUTE} in the snapshot"),
-        }
+/// [`join`] with the config `config` makes for a state file in its directory.
+async fn join_with(
+    store: &MemoryStore,
+    replica: &str,
+    config: impl FnOnce(&Path) -> Config,
+) -> Replica {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = config(dir.path());
+    let fleet = store.join(&fleet_config(replica), FleetBoard::default());
+    let prepared = analysis::Prepared::load(&config).with_fleet(fleet);
+    Replica {
+        run: start_prepared(config, prepared).await,
+        _dir: dir,
     }
 }
 
@@ -324,4 +290,76 @@ async fn a_replica_without_a_state_file_serves_the_fleets_step_as_soon_as_it_rea
     );
     settle().await;
     assert_eq!(d.routed(), (Phase::Progressing, 20));
+}
+
+/// The stored state's phase and bake checks left.
+fn stored_bake(store: &MemoryStore) -> (String, Option<u64>) {
+    match store.state(ROUTE) {
+        Some(state) => (
+            state.phase,
+            state
+                .rollout
+                .pointer("/bake_left")
+                .and_then(serde_json::Value::as_u64),
+        ),
+        None => panic!("no fleet state for {ROUTE}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bake_whose_leader_is_cut_off_goes_on_under_the_next_leader_where_it_was() {
+    // One step of 50%, then a bake of five one-minute checks (docs/rollouts.md#bake).
+    let baked = |dir: &Path| {
+        scenario(
+            dir,
+            &format!(
+                "judge = \"threshold\"\nthreshold = 2\nstep_weights = [50]\nmin_requests = 20\nbake = \"5m\"\n{SUCCESS_RATE}"
+            ),
+        )
+    };
+    let store = store();
+    let a = join_with(&store, "a", baked).await;
+    let b = join_with(&store, "b", baked).await;
+    assert!(store.elect("a").is_some());
+    settle().await;
+    // A healthy interval promotes into the bake; one bake check passes under a.
+    for _ in 0..2 {
+        a.traffic(0);
+        b.traffic(0);
+        tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
+    }
+    assert_eq!(stored_bake(&store), ("Baking".to_owned(), Some(4)));
+    assert_eq!(b.routed(), (Phase::Baking, 100), "the follower bakes too");
+
+    // a is cut off and its lease lapses: b leads and counts on from 4, never from 5 or a
+    // rollout.
+    store.cut_off("a");
+    store.expire("a");
+    assert!(store.elect("b").is_some(), "b takes the lapsed leader key");
+    settle().await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        b.traffic(0);
+        tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
+        seen.push(stored_bake(&store));
+    }
+    let baking = |left| ("Baking".to_owned(), Some(left));
+    assert_eq!(
+        seen,
+        [
+            baking(3),
+            baking(2),
+            baking(1),
+            ("Succeeded".to_owned(), None)
+        ]
+    );
+    assert_eq!(
+        stored(&store),
+        ("Succeeded".to_owned(), 100, "b".to_owned())
+    );
+    assert_eq!(b.routed(), (Phase::Succeeded, 100));
+    // Back in touch, a follows: Succeeded, no bake of its own.
+    store.reconnect("a");
+    settle().await;
+    assert_eq!(a.routed(), (Phase::Succeeded, 100));
 }

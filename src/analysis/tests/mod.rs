@@ -5,6 +5,7 @@
 mod bake;
 mod commands;
 mod events;
+mod external;
 #[cfg(feature = "fleet")]
 mod fleet;
 mod gates;

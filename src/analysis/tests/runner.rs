@@ -22,6 +22,26 @@ fn config(dir: &Path) -> Config {
 }
 
 pub(super) fn config_judged_by(dir: &Path, judge: &str) -> Config {
+    scenario(
+        dir,
+        &format!(
+            "judge = \"{judge}\"\nthreshold = 2\nstep_weight = 10\nmax_weight = 100\nmin_requests = 20\n{SUCCESS_RATE}{DURATION}"
+        ),
+    )
+}
+
+/// `request-success-rate` at 99%, as a `[[route.analysis.metrics]]` table.
+pub(super) const SUCCESS_RATE: &str =
+    "[[route.analysis.metrics]]\nname = \"request-success-rate\"\nthreshold = 99.0\n";
+
+/// `request-duration` at P99 ≤ 500 ms, as a `[[route.analysis.metrics]]` table.
+pub(super) const DURATION: &str = "[[route.analysis.metrics]]\nname = \"request-duration\"\nthreshold = \"500ms\"\nquantile = 0.99\n";
+
+/// The scenario every engine test runs: route `shop` from v1 to v2 (its endpoints are never
+/// contacted: outcomes are recorded straight into the route's counters), its state file in
+/// `dir`, and `[route.analysis]` with a one-minute interval followed by `analysis` (keys, then
+/// metric tables).
+pub(super) fn scenario(dir: &Path, analysis: &str) -> Config {
     let text = format!(
         r#"
 [state]
@@ -37,19 +57,7 @@ revision = "v2"
 endpoints = ["127.0.0.1:9002"]
 [route.analysis]
 interval = "1m"
-judge = "{judge}"
-threshold = 2
-step_weight = 10
-max_weight = 100
-min_requests = 20
-[[route.analysis.metrics]]
-name = "request-success-rate"
-threshold = 99.0
-[[route.analysis.metrics]]
-name = "request-duration"
-threshold = "500ms"
-quantile = 0.99
-"#,
+{analysis}"#,
         dir.display(),
     );
     match parse_str(&text, &dir.join("canaryd.toml")) {
@@ -69,8 +77,13 @@ async fn start(dir: &Path) -> Running {
 }
 
 pub(super) async fn start_with(config: Config) -> Running {
-    let registry = Arc::new(MetricsRegistry::default());
     let prepared = analysis::Prepared::load(&config);
+    start_prepared(config, prepared).await
+}
+
+/// The control task and the analysis of `config`, as `prepared` (a fleet member's, say).
+pub(super) async fn start_prepared(config: Config, prepared: analysis::Prepared) -> Running {
+    let registry = Arc::new(MetricsRegistry::default());
     let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
     tokio::spawn(control.run());
     let config = handle.snapshot().config.clone();
@@ -92,6 +105,12 @@ impl Running {
     /// One interval of traffic: 100 requests to each version, the canary failing `errors` of
     /// them, then the clock moved past the next check.
     pub(super) async fn interval(&self, canary_errors: usize) {
+        self.traffic(canary_errors);
+        tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
+    }
+
+    /// 100 requests to each version, the canary failing `errors` of them.
+    pub(super) fn traffic(&self, canary_errors: usize) {
         let metrics = self.registry.route("shop");
         for n in 0..100 {
             metrics.record(
@@ -106,7 +125,6 @@ impl Running {
                 Duration::from_millis(5),
             );
         }
-        tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
     }
 
     pub(super) fn status(&self) -> (&'static str, u8) {

@@ -268,3 +268,83 @@ fn an_undecided_step_warns_at_max_step_duration_and_holds_or_rolls_back() {
         Decision::Rollback(RollbackReason::Undecided { checks: 3 })
     );
 }
+
+/// A deciding count-form external metric (docs/rollouts.md#external-metrics).
+fn payments(threshold: f64) -> crate::config::ExternalMetric {
+    crate::config::ExternalMetric {
+        name: "payment-failures".to_owned(),
+        source: crate::config::MetricSource::Prometheus {
+            address: http::Uri::from_static("http://127.0.0.1:9090"),
+            query: crate::config::PromQuery::Count {
+                failures: "sum(increase(payments_failed_total[{interval}]))".to_owned(),
+                total: "sum(increase(payments_total[{interval}]))".to_owned(),
+                threshold,
+            },
+        },
+        min: None,
+        max: None,
+        headers: http::HeaderMap::new(),
+        roots: None,
+        timeout: Duration::from_secs(5),
+        dry_run: false,
+    }
+}
+
+#[test]
+fn a_count_form_is_a_test_of_its_own_events_never_mixed_with_the_requests() {
+    let params = tuned(|a| {
+        a.judge = JudgeKind::Sequential;
+        a.external = vec![payments(99.5)];
+    });
+    let mut evidence = StepEvidence::new(&params.analysis.metrics);
+    // Prometheus' increase() extrapolates: whole events, and nothing from a nonsense reading.
+    evidence.add_external("payment-failures", 3.4, 100.2);
+    evidence.add_external("payment-failures", -1.0, f64::NAN);
+    assert_eq!(evidence.external("payment-failures"), (3, 100));
+    assert_eq!(evidence.canary, crate::analysis::Counts::default());
+
+    let judgement = crate::analysis::judge::sequential::judge(&params, &evidence);
+    assert_eq!(
+        judgement.tests.len(),
+        3,
+        "two own metrics and the count form"
+    );
+    let test = &judgement.tests[2];
+    assert_eq!(test.name, TestName::External("payment-failures".to_owned()));
+    assert_eq!((test.events, test.requests), (3, 100));
+    close(test.good, 0.5 * 0.005);
+    close(test.bad, 1.5 * 0.005);
+    // Three tests share max_false_rollback: ln(3 / 0.01).
+    close(test.bounds.rollback, 300f64.ln());
+    close(test.llr, binomial_llr(3, 100, 0.0025, 0.0075));
+
+    // Fleet members' evidence merges by name; the JSON keeps it and omits it when empty.
+    let mut other = StepEvidence::new(&params.analysis.metrics);
+    other.add_external("payment-failures", 1.0, 50.0);
+    evidence.merge(&other);
+    assert_eq!(evidence.external("payment-failures"), (4, 150));
+    let json = serde_json::to_value(&evidence).unwrap_or_default();
+    assert_eq!(
+        json["external"],
+        serde_json::json!([{"name": "payment-failures", "failures": 4, "total": 150}])
+    );
+    let back: StepEvidence = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back.external, evidence.external);
+    let plain =
+        serde_json::to_value(StepEvidence::new(&params.analysis.metrics)).unwrap_or_default();
+    assert!(plain.get("external").is_none(), "{plain}");
+    // A dry run decides nothing, so it is no test.
+    let dry = tuned(|a| {
+        a.judge = JudgeKind::Sequential;
+        a.external = vec![crate::config::ExternalMetric {
+            dry_run: true,
+            ..payments(99.5)
+        }];
+    });
+    assert_eq!(
+        crate::analysis::judge::sequential::judge(&dry, &evidence)
+            .tests
+            .len(),
+        2
+    );
+}

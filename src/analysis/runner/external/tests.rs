@@ -1,102 +1,42 @@
 //! The external metrics' client against a metrics server on a real loopback socket: http-json
 //! values parsed, bad JSON / a missing path / a 500 / a dead server inconclusive; a
 //! Prometheus-shaped answer read; the query actually sent, with its placeholders filled, seen
-//! by the server.
+//! by the server; an https server verified against the metric's `ca`, and one signed by
+//! another CA inconclusive.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use http::{HeaderMap, HeaderValue, StatusCode};
 
+use super::test_server::{Answer, MetricsServer};
 use super::*;
 use crate::analysis::judge::external::{judge_external, ExternalVerdict};
+use crate::analysis::runner::test_pki::TestPki;
 
-/// What the server saw of one request: target, authorization header, body.
-type Seen = Arc<Mutex<Vec<(String, Option<String>, String)>>>;
-
-/// A metrics server: each path answers a fixed status and body; every request is kept.
-struct MetricsServer {
-    addr: SocketAddr,
-    seen: Seen,
-}
-
-fn answer(path: &str) -> (StatusCode, &'static str) {
-    match path {
-        "/ok" => (
-            StatusCode::OK,
-            r#"{"data":{"value":0.25,"list":[1,"7.5"]}}"#,
-        ),
-        "/bad-json" => (StatusCode::OK, "<html>not json</html>"),
-        "/missing" => (StatusCode::OK, r#"{"data":{}}"#),
-        "/text" => (StatusCode::OK, r#"{"data":{"value":"n/a"}}"#),
-        "/error" => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"data":{"value":0}}"#),
-        "/api/v1/query" => (
-            StatusCode::OK,
-            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"3.5"]}]}}"#,
-        ),
-        _ => (StatusCode::NOT_FOUND, "{}"),
-    }
-}
-
-impl MetricsServer {
-    async fn start() -> MetricsServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Seen = Arc::default();
-        let log = Arc::clone(&seen);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let log = Arc::clone(&log);
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: Request<Incoming>| {
-                        let log = Arc::clone(&log);
-                        async move {
-                            let target = request.uri().to_string();
-                            let path = request.uri().path().to_owned();
-                            let auth = request
-                                .headers()
-                                .get("authorization")
-                                .map(|v| v.to_str().unwrap().to_owned());
-                            let body = request.into_body().collect().await.unwrap().to_bytes();
-                            log.lock().unwrap().push((
-                                target,
-                                auth,
-                                String::from_utf8_lossy(&body).into_owned(),
-                            ));
-                            let (status, body) = answer(&path);
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from_static(body.as_bytes())))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        MetricsServer { addr, seen }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
+/// Each path answers a fixed status and body.
+fn answers() -> Answer {
+    Arc::new(|target: &str| {
+        let path = target.split('?').next().unwrap_or(target);
+        let (status, body) = match path {
+            "/ok" => (
+                StatusCode::OK,
+                r#"{"data":{"value":0.25,"list":[1,"7.5"]}}"#,
+            ),
+            "/bad-json" => (StatusCode::OK, "<html>not json</html>"),
+            "/missing" => (StatusCode::OK, r#"{"data":{}}"#),
+            "/text" => (StatusCode::OK, r#"{"data":{"value":"n/a"}}"#),
+            "/error" => (StatusCode::INTERNAL_SERVER_ERROR, r#"{"data":{"value":0}}"#),
+            "/api/v1/query" => (
+                StatusCode::OK,
+                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"3.5"]}]}}"#,
+            ),
+            _ => (StatusCode::NOT_FOUND, "{}"),
+        };
+        (status, body.to_owned())
+    })
 }
 
 fn values() -> Placeholders {
@@ -136,7 +76,7 @@ fn value_path() -> Vec<JsonStep> {
 
 #[tokio::test]
 async fn an_http_json_value_is_read_at_its_path_and_judged_by_max() {
-    let server = MetricsServer::start().await;
+    let server = MetricsServer::start(answers()).await;
     let metric = json_metric(server.url("/ok?rev={revision}"), value_path(), None);
     let reading = read(&metric, &values()).await;
     assert_eq!(reading.result, Ok(Reading::Value(0.25)));
@@ -149,7 +89,7 @@ async fn an_http_json_value_is_read_at_its_path_and_judged_by_max() {
     assert_eq!(verdict, ExternalVerdict::Pass);
     assert_eq!(report.value, Some(0.25));
     assert_eq!(report.query.as_deref(), Some(reading.query.as_str()));
-    let seen = server.seen.lock().unwrap().clone();
+    let seen = server.seen();
     assert_eq!(seen[0].0, "/ok?rev=v1.5.0");
     assert_eq!(
         seen[0].1.as_deref(),
@@ -179,7 +119,7 @@ async fn an_http_json_value_is_read_at_its_path_and_judged_by_max() {
         read(&indexed, &values()).await.result,
         Ok(Reading::Value(7.5))
     );
-    let seen = server.seen.lock().unwrap().clone();
+    let seen = server.seen();
     assert_eq!(
         seen[1].2, r#"{"route":"shop"}"#,
         "a body is POSTed, placeholders filled"
@@ -188,7 +128,7 @@ async fn an_http_json_value_is_read_at_its_path_and_judged_by_max() {
 
 #[tokio::test]
 async fn bad_json_a_missing_path_a_500_or_no_server_is_inconclusive_never_a_pass() {
-    let server = MetricsServer::start().await;
+    let server = MetricsServer::start(answers()).await;
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -225,7 +165,7 @@ async fn bad_json_a_missing_path_a_500_or_no_server_is_inconclusive_never_a_pass
 
 #[tokio::test]
 async fn a_prometheus_instant_vector_is_read_and_the_query_sent_url_encoded() {
-    let server = MetricsServer::start().await;
+    let server = MetricsServer::start(answers()).await;
     let metric = ExternalMetric {
         source: MetricSource::Prometheus {
             address: server.url("").parse().unwrap(),
@@ -241,7 +181,7 @@ async fn a_prometheus_instant_vector_is_read_and_the_query_sent_url_encoded() {
         reading.query,
         r#"sum(rate(errors_total{revision="v1.5.0"}[60s]))"#
     );
-    let seen = server.seen.lock().unwrap().clone();
+    let seen = server.seen();
     assert!(
         seen[0].0.starts_with("/api/v1/query?query=sum%28rate%28errors%5Ftotal%7Brevision%3D%22v1%2E5%2E0%22%7D%5B60s%5D%29%29"),
         "{}",
@@ -253,4 +193,108 @@ async fn a_prometheus_instant_vector_is_read_and_the_query_sent_url_encoded() {
 fn intervals_are_promql_durations() {
     assert_eq!(promql_duration(Duration::from_secs(60)), "60s");
     assert_eq!(promql_duration(Duration::from_millis(1500)), "1500ms");
+}
+
+/// The route's external metrics as `canaryd check` builds them from `metrics` (TOML of
+/// `[[route.analysis.metrics]]` tables), with the files they name in `dir`.
+fn metrics_from_config(dir: &std::path::Path, metrics: &str) -> Vec<ExternalMetric> {
+    let text = format!(
+        r#"
+[[route]]
+name = "shop"
+[route.primary]
+revision = "v1.4.2"
+endpoints = ["127.0.0.1:1"]
+[route.canary]
+revision = "v1.5.0"
+endpoints = ["127.0.0.1:2"]
+[route.analysis]
+interval = "1m"
+step_weights = [50]
+[[route.analysis.metrics]]
+name = "request-success-rate"
+threshold = 99.0
+{metrics}
+"#
+    );
+    let config = crate::config::parse_str(&text, &dir.join("canaryd.toml")).unwrap();
+    config.routes[0]
+        .analysis
+        .as_ref()
+        .map(|a| a.external.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_https_source_verified_against_its_ca_is_read_and_an_unknown_ca_is_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let server = MetricsServer::start_tls(answers(), pki.acceptor.clone()).await;
+    // Another CA's certificate: the server's does not chain to it.
+    let other = tempfile::tempdir().unwrap();
+    let _ = TestPki::new(other.path());
+    std::fs::copy(other.path().join("ca.pem"), dir.path().join("other-ca.pem")).unwrap();
+    let metrics = metrics_from_config(
+        dir.path(),
+        &format!(
+            r#"
+[[route.analysis.metrics]]
+name = "errors"
+provider = "prometheus"
+address = "{prometheus}"
+query = 'sum(rate(errors_total{{revision="{{revision}}"}}[{{interval}}]))'
+max = 5
+ca = "ca.pem"
+[[route.analysis.metrics]]
+name = "lag"
+provider = "http-json"
+url = "{json}"
+path = "$.data.value"
+max = 1
+ca = "ca.pem"
+[[route.analysis.metrics]]
+name = "untrusted"
+provider = "prometheus"
+address = "{prometheus}"
+query = "up"
+max = 5
+ca = "other-ca.pem"
+"#,
+            prometheus = server.url(""),
+            json = server.url("/ok"),
+        ),
+    );
+    assert!(server.url("").starts_with("https://127.0.0.1:"));
+    let readings = read_all(&metrics, &values()).await;
+
+    assert_eq!(readings[0].result, Ok(Reading::Value(3.5)), "{readings:?}");
+    assert_eq!(
+        readings[0].query,
+        r#"sum(rate(errors_total{revision="v1.5.0"}[60s]))"#
+    );
+    assert_eq!(readings[1].result, Ok(Reading::Value(0.25)), "{readings:?}");
+    assert_eq!(
+        judge_external(&metrics[0], Some(&readings[0])).0,
+        ExternalVerdict::Pass
+    );
+
+    // The wrong CA: no value, inconclusive with the reason, never a pass.
+    let error = readings[2]
+        .result
+        .clone()
+        .expect_err("an unverified server was trusted");
+    assert!(error.contains("TLS handshake"), "{error}");
+    let (verdict, report) = judge_external(&metrics[2], Some(&readings[2]));
+    assert!(
+        matches!(&verdict, ExternalVerdict::Inconclusive(why) if why.contains("TLS handshake")),
+        "{verdict:?}"
+    );
+    assert!(!report.passed);
+    assert_eq!(report.value, None);
+    // Only the two trusted metrics' requests reached the server.
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen
+        .iter()
+        .all(|(target, _, _)| !target.contains("query=up")));
 }

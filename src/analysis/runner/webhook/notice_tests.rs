@@ -15,51 +15,13 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::*;
+use crate::analysis::runner::test_pki::TestPki;
 
 /// The token the hooks send; it must reach the receiver and never a log line.
 const TOKEN: &str = "Bearer s3cr3t-t0ken-4242";
-
-/// A test CA and a `localhost`/`127.0.0.1` certificate it signed, written to `dir`.
-struct TestPki {
-    acceptor: TlsAcceptor,
-}
-
-impl TestPki {
-    fn new(dir: &Path) -> TestPki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "canaryd test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &*ca).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(leaf.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-            )
-            .unwrap();
-        TestPki {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
-        }
-    }
-}
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
