@@ -98,7 +98,10 @@ pub async fn acquire(
 
 async fn fresh(in_flight: InFlight, connect_timeout: Duration) -> Result<Conn, AcquireError> {
     let endpoint = in_flight.endpoint();
-    let sender = match connect(endpoint, connect_timeout).await? {
+    // Boxed: the connect future (TCP, TLS, the HTTP/1.1 or HTTP/2 handshake) is kilobytes, and
+    // unboxed it would be part of every request's future, copied on each move even when the
+    // request takes a pooled connection (docs/performance.md#futures-stay-small).
+    let sender = match Box::pin(connect(endpoint, connect_timeout)).await? {
         Connected::Http1(sender) => Sender::Http1(sender),
         Connected::Http2 {
             sender,
