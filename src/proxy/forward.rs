@@ -341,16 +341,18 @@ fn rewrite_head(
 }
 
 /// Phase 3's end: head and body joined, with the hook that passes the upstream's 1xx on.
+/// Boxed: it goes by value through several async functions, each of which would otherwise
+/// keep a slot of its size in the request's future (docs/performance.md#small-request-futures).
 fn join_upstream_request(
     mut parts: http::request::Parts,
     body: RequestBody,
     informational: Option<Arc<Informational>>,
-) -> Request<RequestBody> {
+) -> Box<Request<RequestBody>> {
     // After the mirror read: a buffered body has a known length and needs no chunked framing.
     keep_body_framing(&mut parts.headers, &body);
-    let mut upstream_request = Request::from_parts(parts, body);
+    let mut upstream_request = Box::new(Request::from_parts(parts, body));
     if let Some(queue) = informational {
-        hyper::ext::on_informational(&mut upstream_request, move |response| {
+        hyper::ext::on_informational(&mut *upstream_request, move |response| {
             queue.forward(response.status(), response.headers());
         });
     }

@@ -54,7 +54,7 @@ pub(super) async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
     version: Version,
-    request: Request<RequestBody>,
+    request: Box<Request<RequestBody>>,
     upgrade_offered: Option<&HeaderValue>,
     grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
@@ -147,7 +147,7 @@ pub(super) async fn forward(
 pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
-    request: Request<RequestBody>,
+    request: Box<Request<RequestBody>>,
     timeout: std::time::Duration,
 ) -> Result<(Response<Incoming>, Conn), ProxyError> {
     let watch = match request.body() {
@@ -161,7 +161,7 @@ pub(super) async fn send(
             match conn.send(request).await {
                 Ok(response) => return Ok((response, conn)),
                 Err(SendError::NotSent(unsent)) if conn.is_reused() => {
-                    request = *unsent;
+                    request = unsent;
                     conn = conn
                         .reconnect(proxy.connect_timeout)
                         .await
