@@ -100,13 +100,15 @@ impl ClientConn {
 /// The phases run in this one function rather than in a nested `async fn`: a nested future is
 /// built and then moved into its caller's state, and a nested `run_phases` cost 633
 /// instructions per request over TLS and 491 over plain HTTP (BENCHMARKS.md, 2026-12-04).
+///
+/// A block rather than an `async fn`: an `async fn` keeps its arguments twice in its future,
+/// the request's 264 bytes included (docs/performance.md#small-request-futures).
+#[allow(clippy::manual_async_fn)]
 pub fn handle<'a>(
     shared: &'a ProxyShared,
     client: &'a ClientConn,
     mut request: Request<Incoming>,
 ) -> impl Future<Output = Response<ResponseBody>> + 'a {
-    // A block rather than an `async fn`: an `async fn` keeps its arguments twice in its
-    // future, the request's 264 bytes included (docs/performance.md#small-request-futures).
     async move {
         let started = Instant::now();
         let client_version = request.version();
@@ -173,7 +175,6 @@ pub fn handle<'a>(
             client_version,
         };
         or_answer!(respond(forwarded, upgrade, exchange))
-
     }
 }
 
