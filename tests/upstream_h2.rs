@@ -225,7 +225,8 @@ fn answer(stream: u32) -> Vec<u8> {
 /// processed). Its first connection answers its first request, then waits until `burst` more
 /// requests are open on it, answers the first of those and sends a GOAWAY (`NO_ERROR`) whose
 /// last stream id is that one's: the others were never processed (RFC 9113 §6.8), so the proxy
-/// may send them again (§8.7). Later connections answer every request.
+/// may send them again (§8.7). With `burst` 0 the first connection processes nothing: its first
+/// request gets a GOAWAY whose last stream id is 0. Later connections answer every request.
 async fn goaway_upstream(burst: u64) -> (SocketAddr, Arc<FrameCounters>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -269,6 +270,10 @@ async fn serve_frames(
         match kind {
             SETTINGS if flags & ACK == 0 => stream.write_all(&frame(SETTINGS, ACK, 0, &[])).await?,
             PING if flags & ACK == 0 => stream.write_all(&frame(PING, ACK, 0, &payload)).await?,
+            HEADERS if first && burst == 0 => {
+                stream.write_all(&frame(GOAWAY, 0, 0, &[0; 8])).await?;
+                counters.left_out.fetch_add(1, Ordering::SeqCst);
+            }
             HEADERS if !first || !warmed_up => {
                 warmed_up = true;
                 stream.write_all(&answer(id)).await?;
@@ -316,4 +321,19 @@ async fn streams_a_goaway_leaves_out_are_sent_again_on_another_connection() {
         "each request answered once: the left-out ones on a new connection"
     );
     assert!(counters.connections.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_out_by_a_new_connections_goaway_is_sent_again() {
+    let (addr, counters) = goaway_upstream(0).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!(counters.left_out.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "served"),
+        "the request the new connection's peer did not process went to another connection"
+    );
+    assert_eq!(counters.answered.load(Ordering::SeqCst), 1);
+    assert_eq!(counters.connections.load(Ordering::SeqCst), 2);
 }

@@ -129,6 +129,11 @@ impl Conn {
         self.reused
     }
 
+    /// Whether this is a stream on an HTTP/2 connection.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.sender, Sender::Http2(..))
+    }
+
     /// Send the request and wait for the response head.
     ///
     /// The request comes boxed, and leaves its box only for hyper: each async function it
