@@ -185,3 +185,155 @@ async fn goaway_mid_load_loses_no_request_the_peer_did_not_process() {
         "every request served exactly once"
     );
 }
+
+/// What the frame-level upstream saw.
+#[derive(Default)]
+struct FrameCounters {
+    connections: AtomicU64,
+    /// Requests answered; each request is answered once.
+    answered: AtomicU64,
+    /// Streams the first connection's GOAWAY left out: received, never processed.
+    left_out: AtomicU64,
+}
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut bytes = vec![len[1], len[2], len[3], kind, flags];
+    bytes.extend_from_slice(&stream.to_be_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// `200` with the body `served`: the header block is HPACK's static entry 8 (`:status: 200`).
+fn answer(stream: u32) -> Vec<u8> {
+    let mut bytes = frame(HEADERS, END_HEADERS, stream, &[0x88]);
+    bytes.extend(frame(DATA, END_STREAM, stream, b"served"));
+    bytes
+}
+
+/// An h2c upstream spoken frame by frame, because no server library lets a test choose which
+/// streams its GOAWAY leaves out (hyper's and h2's report every stream whose head arrived as
+/// processed). Its first connection answers its first request, then waits until `burst` more
+/// requests are open on it, answers the first of those and sends a GOAWAY (`NO_ERROR`) whose
+/// last stream id is that one's: the others were never processed (RFC 9113 §6.8), so the proxy
+/// may send them again (§8.7). With `burst` 0 the first connection processes nothing: its first
+/// request gets a GOAWAY whose last stream id is 0. Later connections answer every request.
+async fn goaway_upstream(burst: u64) -> (SocketAddr, Arc<FrameCounters>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(FrameCounters::default());
+    let shared = counters.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let first = shared.connections.fetch_add(1, Ordering::SeqCst) == 0;
+            let counters = shared.clone();
+            tokio::spawn(async move {
+                let _ = serve_frames(stream, first, burst, &counters).await;
+            });
+        }
+    });
+    (addr, counters)
+}
+
+async fn serve_frames(
+    mut stream: tokio::net::TcpStream,
+    first: bool,
+    burst: u64,
+    counters: &FrameCounters,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut preface = [0u8; 24];
+    stream.read_exact(&mut preface).await?;
+    stream.write_all(&frame(SETTINGS, 0, 0, &[])).await?;
+    let mut warmed_up = false;
+    let mut waiting = Vec::new();
+    loop {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await?;
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let (kind, flags) = (head[3], head[4]);
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0; len];
+        stream.read_exact(&mut payload).await?;
+        match kind {
+            SETTINGS if flags & ACK == 0 => stream.write_all(&frame(SETTINGS, ACK, 0, &[])).await?,
+            PING if flags & ACK == 0 => stream.write_all(&frame(PING, ACK, 0, &payload)).await?,
+            HEADERS if first && burst == 0 => {
+                stream.write_all(&frame(GOAWAY, 0, 0, &[0; 8])).await?;
+                counters.left_out.fetch_add(1, Ordering::SeqCst);
+            }
+            HEADERS if !first || !warmed_up => {
+                warmed_up = true;
+                stream.write_all(&answer(id)).await?;
+                counters.answered.fetch_add(1, Ordering::SeqCst);
+            }
+            HEADERS => {
+                waiting.push(id);
+                if waiting.len() as u64 == burst {
+                    stream.write_all(&answer(waiting[0])).await?;
+                    counters.answered.fetch_add(1, Ordering::SeqCst);
+                    let mut go_away = waiting[0].to_be_bytes().to_vec();
+                    go_away.extend_from_slice(&0u32.to_be_bytes()); // NO_ERROR
+                    stream.write_all(&frame(GOAWAY, 0, 0, &go_away)).await?;
+                    counters.left_out.fetch_add(burst - 1, Ordering::SeqCst);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_a_goaway_leaves_out_are_sent_again_on_another_connection() {
+    let (addr, counters) = goaway_upstream(3).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    // The shared connection is open before the burst, so the burst's requests all ride on it.
+    let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "served"));
+    let answers = tokio::time::timeout(Duration::from_secs(10), burst(&proxy, 3))
+        .await
+        .expect("the burst is answered");
+    assert_eq!(
+        counters.left_out.load(Ordering::SeqCst),
+        2,
+        "the GOAWAY left two streams out (the test reached the resend path)"
+    );
+    assert_eq!(
+        answers,
+        vec![(200, "served".to_string()); 3],
+        "no request the peer did not process is lost"
+    );
+    assert_eq!(
+        counters.answered.load(Ordering::SeqCst),
+        4,
+        "each request answered once: the left-out ones on a new connection"
+    );
+    assert!(counters.connections.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_out_by_a_new_connections_goaway_is_sent_again() {
+    let (addr, counters) = goaway_upstream(0).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!(counters.left_out.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "served"),
+        "the request the new connection's peer did not process went to another connection"
+    );
+    assert_eq!(counters.answered.load(Ordering::SeqCst), 1);
+    assert_eq!(counters.connections.load(Ordering::SeqCst), 2);
+}

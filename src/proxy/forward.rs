@@ -25,6 +25,7 @@
 //! against a version (phase 6 for it), and picks the status, the text and whether the
 //! connection closes.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -99,76 +100,82 @@ impl ClientConn {
 /// The phases run in this one function rather than in a nested `async fn`: a nested future is
 /// built and then moved into its caller's state, and a nested `run_phases` cost 633
 /// instructions per request over TLS and 491 over plain HTTP (BENCHMARKS.md, 2026-12-04).
-pub async fn handle(
-    shared: &ProxyShared,
-    client: &ClientConn,
+///
+/// A block rather than an `async fn`: an `async fn` keeps its arguments twice in its future,
+/// the request's 264 bytes included (docs/performance.md#small-request-futures).
+#[allow(clippy::manual_async_fn)]
+pub fn handle<'a>(
+    shared: &'a ProxyShared,
+    client: &'a ClientConn,
     mut request: Request<Incoming>,
-) -> Response<ResponseBody> {
-    let started = Instant::now();
-    let client_version = request.version();
-    // A gRPC client gets the proxy's own errors as gRPC (docs/routing.md#grpc).
-    let grpc = grpc::is_grpc(request.headers());
-    let snapshot = shared.snapshot.load_full();
-    let proxy = &snapshot.config.proxy;
-    // A phase's error leaves through the one exit.
-    macro_rules! or_answer {
-        ($phase:expr) => {
-            match $phase {
-                Ok(value) => value,
-                Err(failure) => {
-                    return answer_failure(Failure::from(failure), client_version, grpc, started)
+) -> impl Future<Output = Response<ResponseBody>> + 'a {
+    async move {
+        let started = Instant::now();
+        let client_version = request.version();
+        // A gRPC client gets the proxy's own errors as gRPC (docs/routing.md#grpc).
+        let grpc = grpc::is_grpc(request.headers());
+        let snapshot = shared.snapshot.load_full();
+        let proxy = &snapshot.config.proxy;
+        // A phase's error leaves through the one exit.
+        macro_rules! or_answer {
+            ($phase:expr) => {
+                match $phase {
+                    Ok(value) => value,
+                    Err(failure) => {
+                        return answer_failure(Failure::from(failure), client_version, grpc, started)
+                    }
                 }
-            }
+            };
+        }
+        or_answer!(refuse_malformed_head(&request));
+        if let Some(answer) = answer_as_last_hop(&mut request) {
+            return answer;
+        }
+        let authority = request_authority(&request);
+        let route = or_answer!(find_route(&snapshot, authority.as_ref(), &request));
+        let counted = !route.failures.ignores(request.uri().path());
+        or_answer!(refuse_unforwardable_framing(&request));
+        let version = pick_version(&route, &request);
+        let upgrade = take_upgrade(&mut request);
+        let informational = informational_queue(client, &request);
+        let (mut parts, body) = request.into_parts();
+        let facts = ClientFacts {
+            peer: client.peer.ip(),
+            peer_value: &client.peer_value,
+            tls: client.tls,
+            authority: authority.as_ref(),
+            trusted_proxies: &proxy.trusted_proxies,
         };
+        rewrite_head(&mut parts, &facts, &upgrade);
+        let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
+            or_answer!(copy_to_canary(&snapshot, &route, &parts, body).await)
+        } else {
+            watched(body)
+        };
+        let upstream_request = join_upstream_request(parts, body, informational);
+        let forwarded = or_answer!(upstream_call::forward(
+            proxy,
+            &route,
+            version,
+            upstream_request,
+            upgrade.as_ref().map(|(offered, _)| offered),
+            grpc,
+        )
+        .await
+        .map_err(|(error, counted_for)| Failure {
+            error,
+            counted: counted.then(|| (route.clone(), counted_for)),
+        }));
+        let exchange = Exchange {
+            route: &route,
+            proxy,
+            started,
+            grpc,
+            counted,
+            client_version,
+        };
+        or_answer!(respond(forwarded, upgrade, exchange))
     }
-    or_answer!(refuse_malformed_head(&request));
-    if let Some(answer) = answer_as_last_hop(&mut request) {
-        return answer;
-    }
-    let authority = request_authority(&request);
-    let route = or_answer!(find_route(&snapshot, authority.as_ref(), &request));
-    let counted = !route.failures.ignores(request.uri().path());
-    or_answer!(refuse_unforwardable_framing(&request));
-    let version = pick_version(&route, &request);
-    let upgrade = take_upgrade(&mut request);
-    let informational = informational_queue(client, &request);
-    let (mut parts, body) = request.into_parts();
-    let facts = ClientFacts {
-        peer: client.peer.ip(),
-        peer_value: &client.peer_value,
-        tls: client.tls,
-        authority: authority.as_ref(),
-        trusted_proxies: &proxy.trusted_proxies,
-    };
-    rewrite_head(&mut parts, &facts, &upgrade);
-    let body = if upgrade.is_none() && mirror::wants_copy(&route, version, &parts, &body) {
-        or_answer!(copy_to_canary(&snapshot, &route, &parts, body).await)
-    } else {
-        watched(body)
-    };
-    let upstream_request = join_upstream_request(parts, body, informational);
-    let forwarded = or_answer!(upstream_call::forward(
-        proxy,
-        &route,
-        version,
-        upstream_request,
-        upgrade.as_ref().map(|(offered, _)| offered),
-        grpc,
-    )
-    .await
-    .map_err(|(error, counted_for)| Failure {
-        error,
-        counted: counted.then(|| (route.clone(), counted_for)),
-    }));
-    let exchange = Exchange {
-        route: &route,
-        proxy,
-        started,
-        grpc,
-        counted,
-        client_version,
-    };
-    or_answer!(respond(forwarded, upgrade, exchange))
 }
 
 /// A request the proxy answers itself instead of forwarding it.
@@ -278,6 +285,11 @@ fn find_route(
 /// Framing hyper lets through that canaryd must not forward: `chunked` twice, or a transfer
 /// coding it does not implement (501, RFC 9112 §6.1).
 fn refuse_unforwardable_framing(request: &Request<Incoming>) -> Result<(), ProxyError> {
+    // hyper frames a `Transfer-Encoding` body as one still to come, so a body already at its
+    // end came without the field: only a request with a body pays the lookup.
+    if request.body().is_end_stream() {
+        return Ok(());
+    }
     match request_codings(request.headers()) {
         RequestCodings::Chunked => Ok(()),
         RequestCodings::ChunkedTwice => Err(ProxyError::AmbiguousFraming),
@@ -341,16 +353,18 @@ fn rewrite_head(
 }
 
 /// Phase 3's end: head and body joined, with the hook that passes the upstream's 1xx on.
+/// Boxed: it goes by value through several async functions, each of which would otherwise
+/// keep a slot of its size in the request's future (docs/performance.md#small-request-futures).
 fn join_upstream_request(
     mut parts: http::request::Parts,
     body: RequestBody,
     informational: Option<Arc<Informational>>,
-) -> Request<RequestBody> {
+) -> Box<Request<RequestBody>> {
     // After the mirror read: a buffered body has a known length and needs no chunked framing.
     keep_body_framing(&mut parts.headers, &body);
-    let mut upstream_request = Request::from_parts(parts, body);
+    let mut upstream_request = Box::new(Request::from_parts(parts, body));
     if let Some(queue) = informational {
-        hyper::ext::on_informational(&mut upstream_request, move |response| {
+        hyper::ext::on_informational(&mut *upstream_request, move |response| {
             queue.forward(response.status(), response.headers());
         });
     }
@@ -428,9 +442,15 @@ fn respond(
         };
     }
     let (mut parts, body) = response.into_parts();
+    // One pass over the names (a handful) instead of two hashed lookups.
+    let (mut coded, mut announced) = (false, false);
+    for name in parts.headers.keys() {
+        coded |= name == TRANSFER_ENCODING;
+        announced |= name == TRAILER;
+    }
     let mut reusable = true;
     let mut codings = None;
-    if parts.headers.contains_key(TRANSFER_ENCODING) {
+    if coded {
         let found = response_codings(&mut parts.headers);
         reusable = !found.length_dropped;
         codings = found.remaining;
@@ -439,7 +459,11 @@ fn respond(
         }
     }
     let judge = judge(&exchange, &mut parts.headers);
-    let trailer = parts.headers.remove(TRAILER);
+    let trailer = if announced {
+        parts.headers.remove(TRAILER)
+    } else {
+        None
+    };
     rewrite_response(&mut parts.headers, proxy.version_header.as_ref(), served_by);
     if let Some(codings) = codings {
         // hyper's server appends the `chunked` it frames the body with.
@@ -578,4 +602,35 @@ fn error_response(error: &ProxyError) -> Response<ResponseBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A request's future is copied whole as it is built and boxed, and once a copy passes
+    /// 4 KiB glibc's `memcpy` switches to `rep movsb`, one counted instruction per byte. The
+    /// connect future inlined into it and the request passed by value down the upstream call
+    /// had made it 4,192 bytes here (unoptimised) and cost 15,000 instructions per request
+    /// (docs/performance.md#small-request-futures).
+    #[test]
+    fn the_request_future_stays_small() {
+        let size = future_size(
+            |(shared, client, request): (
+                &'static ProxyShared,
+                &'static ClientConn,
+                Request<Incoming>,
+            )| handle(shared, client, request),
+        );
+        assert!(
+            size <= 2560,
+            "handle's future is {size} bytes: box what is large and rare, pass what is large \
+             by reference or boxed"
+        );
+    }
 }

@@ -91,8 +91,8 @@ pub struct ResponseCodings {
     pub remaining: Option<HeaderValue>,
 }
 
-/// Take a response's `Transfer-Encoding` apart; call only when the field is present (a
-/// response without it costs the caller one lookup). The field itself is left for hop-by-hop
+/// Take a response's `Transfer-Encoding` apart; call only when the field is present (the
+/// caller sees it in its one pass over the names). The field itself is left for hop-by-hop
 /// removal; `Content-Length` is removed here.
 pub fn response_codings(headers: &mut HeaderMap) -> ResponseCodings {
     let length_dropped = headers.remove(CONTENT_LENGTH).is_some();
@@ -180,19 +180,41 @@ static FIXED_HOP_BY_HOP: [&HeaderName; 7] = [
     &UPGRADE,
 ];
 
+/// Which hop-by-hop fields a message carries.
+#[derive(Debug, Clone, Copy, Default)]
+struct HopByHop {
+    connection: bool,
+    /// One of `FIXED_HOP_BY_HOP`.
+    fixed: bool,
+    te: bool,
+}
+
+impl HopByHop {
+    /// One pass over the names present (a handful) instead of a hashed lookup per hop-by-hop
+    /// name: nearly every message carries `Connection` at most (BENCHMARKS.md, CPU per request).
+    fn find(headers: &HeaderMap) -> Self {
+        let mut found = HopByHop::default();
+        for name in headers.keys() {
+            if name == CONNECTION {
+                found.connection = true;
+            } else if FIXED_HOP_BY_HOP.contains(&name) {
+                found.fixed = true;
+                found.te |= name == TE;
+            }
+        }
+        found
+    }
+}
+
 /// Remove hop-by-hop headers: the fixed list, and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names present (a handful) instead of a hashed lookup per hop-by-hop
-    // name: nearly every message carries `Connection` at most (BENCHMARKS.md, CPU per request).
-    let mut connection = false;
-    let mut fixed = false;
-    for name in headers.keys() {
-        if name == CONNECTION {
-            connection = true;
-        } else if FIXED_HOP_BY_HOP.contains(&name) {
-            fixed = true;
-        }
-    }
+    remove_found(headers, HopByHop::find(headers));
+}
+
+fn remove_found(headers: &mut HeaderMap, found: HopByHop) {
+    let HopByHop {
+        connection, fixed, ..
+    } = found;
     if connection {
         if let Some(named) = headers_named_in_connection(headers) {
             for name in named {
@@ -248,8 +270,9 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
 /// the proxy's own `TE: trailers` (gRPC servers require it, and it is the only `TE` HTTP/2
 /// allows).
 pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
-    let trailers = headers.contains_key(TE) && accepts_trailers(headers);
-    remove_hop_by_hop(headers);
+    let found = HopByHop::find(headers);
+    let trailers = found.te && accepts_trailers(headers);
+    remove_found(headers, found);
     if trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }

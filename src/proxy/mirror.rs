@@ -65,7 +65,9 @@ pub struct BodyReadError;
 
 /// Send a copy to the canary in the background and record its outcome for the canary.
 pub fn spawn_copy(route: Arc<Route>, config: Arc<Config>, parts: &Parts, body: Bytes) {
-    let mut copy = Request::new(RequestBody::Buffered((!body.is_empty()).then_some(body)));
+    let mut copy = Box::new(Request::new(RequestBody::Buffered(
+        (!body.is_empty()).then_some(body),
+    )));
     *copy.method_mut() = parts.method.clone();
     *copy.uri_mut() = parts.uri.clone();
     *copy.version_mut() = parts.version;
@@ -82,7 +84,7 @@ pub fn spawn_copy(route: Arc<Route>, config: Arc<Config>, parts: &Parts, body: B
 /// Connect and send like any request (`upstream_call::send`, so a stale pooled connection is replaced
 /// rather than counted against the canary), then read the answer to the end and discard it,
 /// all within `request_timeout`.
-async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Request<RequestBody>) -> Outcome {
+async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Box<Request<RequestBody>>) -> Outcome {
     let backend = route.backend(Version::Canary);
     let Some(endpoint) = backend.pick(&mut EndpointPick::default()).cloned() else {
         return Outcome::UpstreamError(UpstreamErrorKind::Connect);

@@ -51,10 +51,11 @@ impl ClientService {
     }
 }
 
-/// Boxed: the request's future is about 4 KB, and hyper moves the service future (into its
+/// Boxed: the request's future is a few KB (kept so:
+/// docs/performance.md#small-request-futures), and hyper moves the service future (into its
 /// dispatcher, and for HTTP/2 into a spawned task); moving a pointer is cheaper than copying
-/// 4 KB each time (measured in BENCHMARKS.md). A boxed future is also `Unpin`, which a round's
-/// `poll_without_shutdown` needs.
+/// the future each time (measured in BENCHMARKS.md). A boxed future is also `Unpin`, which a
+/// round's `poll_without_shutdown` needs.
 type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 

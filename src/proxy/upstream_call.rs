@@ -54,7 +54,7 @@ pub(super) async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
     version: Version,
-    request: Request<RequestBody>,
+    request: Box<Request<RequestBody>>,
     upgrade_offered: Option<&HeaderValue>,
     grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
@@ -147,7 +147,7 @@ pub(super) async fn forward(
 pub(super) async fn send(
     proxy: &ProxyConfig,
     conn: Conn,
-    request: Request<RequestBody>,
+    request: Box<Request<RequestBody>>,
     timeout: std::time::Duration,
 ) -> Result<(Response<Incoming>, Conn), ProxyError> {
     let watch = match request.body() {
@@ -157,11 +157,19 @@ pub(super) async fn send(
     let exchange = async move {
         let mut conn = conn;
         let mut request = request;
+        // A new connection that closes before the request is written says nothing of the
+        // next one; an HTTP/2 peer that did not process a stream on a new connection (its
+        // GOAWAY, RFC 9113 §8.7) is shutting that connection down, so the stream gets one
+        // more try on another.
+        let mut new_h2_retried = false;
         loop {
             match conn.send(request).await {
                 Ok(response) => return Ok((response, conn)),
-                Err(SendError::NotSent(unsent)) if conn.is_reused() => {
-                    request = *unsent;
+                Err(SendError::NotSent(unsent))
+                    if conn.is_reused() || (conn.is_http2() && !new_h2_retried) =>
+                {
+                    new_h2_retried |= !conn.is_reused();
+                    request = unsent;
                     conn = conn
                         .reconnect(proxy.connect_timeout)
                         .await

@@ -98,7 +98,10 @@ pub async fn acquire(
 
 async fn fresh(in_flight: InFlight, connect_timeout: Duration) -> Result<Conn, AcquireError> {
     let endpoint = in_flight.endpoint();
-    let sender = match connect(endpoint, connect_timeout).await? {
+    // Boxed: the connect future (TCP, TLS, the HTTP/1.1 or HTTP/2 handshake) is kilobytes, and
+    // unboxed it would be part of every request's future, copied on each move even when the
+    // request takes a pooled connection (docs/performance.md#futures-stay-small).
+    let sender = match Box::pin(connect(endpoint, connect_timeout)).await? {
         Connected::Http1(sender) => Sender::Http1(sender),
         Connected::Http2 {
             sender,
@@ -126,13 +129,22 @@ impl Conn {
         self.reused
     }
 
+    /// Whether this is a stream on an HTTP/2 connection.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.sender, Sender::Http2(..))
+    }
+
     /// Send the request and wait for the response head.
+    ///
+    /// The request comes boxed, and leaves its box only for hyper: each async function it
+    /// passes through by value keeps a slot of its size in its future
+    /// (docs/performance.md#small-request-futures).
     pub async fn send(
         &mut self,
-        request: Request<RequestBody>,
+        mut request: Box<Request<RequestBody>>,
     ) -> Result<Response<Incoming>, SendError> {
         match &mut self.sender {
-            Sender::Http1(sender) => match sender.try_send_request(request).await {
+            Sender::Http1(sender) => match sender.try_send_request(*request).await {
                 Ok(response) => Ok(response),
                 Err(mut e) => match e.take_message() {
                     Some(request) => Err(SendError::NotSent(Box::new(request))),
@@ -142,11 +154,11 @@ impl Conn {
             Sender::Http2(sender, slot) => {
                 let tls = self.in_flight.endpoint().transport().is_tls();
                 let addr = self.in_flight.endpoint().addr();
-                let request = absolute_form(request, tls, addr);
+                absolute_form(&mut request, tls, addr);
                 // Without a body, a request the peer did not process can be sent again; one
                 // whose body was streamed away cannot.
                 let again = request.body().is_end_stream().then(|| head_copy(&request));
-                match sender.try_send_request(request).await {
+                match sender.try_send_request(*request).await {
                     Ok(response) => {
                         slot.connection().settle();
                         Ok(response)
@@ -159,7 +171,7 @@ impl Conn {
                         if not_processed(&error) {
                             slot.connection().retire();
                             if let Some(request) = again {
-                                return Err(SendError::NotSent(Box::new(request)));
+                                return Err(SendError::NotSent(request));
                             }
                         }
                         Err(SendError::Failed(error))
@@ -199,30 +211,24 @@ impl Conn {
 
 /// HTTP/2 carries the target as `:scheme` and `:authority` (RFC 9113 §8.3.1): the `Host` the
 /// request was routed with becomes the authority.
-fn absolute_form(
-    request: Request<RequestBody>,
-    tls: bool,
-    addr: std::net::SocketAddr,
-) -> Request<RequestBody> {
-    let (mut parts, body) = request.into_parts();
-    let authority = parts
-        .headers
+fn absolute_form(request: &mut Request<RequestBody>, tls: bool, addr: std::net::SocketAddr) {
+    let authority = request
+        .headers_mut()
         .remove(HOST)
         .and_then(|host| Authority::try_from(host.as_bytes()).ok())
         .or_else(|| Authority::try_from(addr.to_string()).ok());
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    let mut uri = std::mem::take(request.uri_mut()).into_parts();
     uri.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
     uri.authority = authority;
     if let Ok(absolute) = Uri::from_parts(uri) {
-        parts.uri = absolute;
+        *request.uri_mut() = absolute;
     }
-    parts.version = http::Version::HTTP_2;
-    Request::from_parts(parts, body)
+    *request.version_mut() = http::Version::HTTP_2;
 }
 
 /// A bodiless request's head, to send it again (the informational hook is HTTP/1's alone).
-fn head_copy(request: &Request<RequestBody>) -> Request<RequestBody> {
-    let mut copy = Request::new(RequestBody::Buffered(None));
+fn head_copy(request: &Request<RequestBody>) -> Box<Request<RequestBody>> {
+    let mut copy = Box::new(Request::new(RequestBody::Buffered(None)));
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();
