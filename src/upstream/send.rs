@@ -10,7 +10,7 @@ use http_body::Body as _;
 use hyper::client::conn::{http1, http2};
 
 use super::connect::{connect, ConnectError, Connected};
-use super::http1::{self as engine, SendFailure, Socket};
+use super::http1::{self as engine, SendFailure, Socket, SocketState};
 use super::pool::{self, StreamSlot};
 use super::{Endpoint, ExchangeError, InFlight, InformationalHook, RequestBody, UpstreamBody};
 use crate::config::UpstreamProtocol;
@@ -111,7 +111,7 @@ pub async fn acquire(
 async fn fresh(in_flight: InFlight, connect_timeout: Duration) -> Result<Conn, AcquireError> {
     let endpoint = in_flight.endpoint();
     if endpoint.drives_own_http1() {
-        let socket = Socket::connect(endpoint.addr(), connect_timeout).await?;
+        let socket = SocketState::connect(endpoint.addr(), connect_timeout).await?;
         return Ok(Conn {
             sender: Sender::Own(Some(socket)),
             in_flight,

@@ -103,7 +103,7 @@ impl OwnBody {
             return None;
         }
         self.decoder = Decoder::Failed;
-        let socket = self.socket.take()?;
+        let socket = *self.socket.take()?;
         Some(Upgraded::new(socket.io, socket.read_buf.freeze()))
     }
 

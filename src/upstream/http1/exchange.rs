@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use super::body::OwnBody;
 use super::request_head::{self, BodyFraming};
 use super::response_head::{self, Head, Parsed};
-use super::{Error, Socket, READ_CHUNK};
+use super::{Error, Socket, SocketState, READ_CHUNK};
 use crate::upstream::{Endpoint, InformationalHook, RequestBody};
 
 /// Why a request got no response head.
@@ -42,22 +42,39 @@ pub(crate) async fn send(
 ) -> Result<Response<OwnBody>, SendFailure> {
     let (parts, body) = request.into_parts();
     let framing = request_head::write(&parts, &body, &mut socket.write_buf);
+    let body = (framing != BodyFraming::None && !body.is_end_stream()).then_some(body);
+    let mut out = Outgoing::new(body, framing);
+    // The head goes out together with the body's first bytes when they are already here (one
+    // write), and a body broken from its first bytes sends nothing at all, as with hyper.
+    let taken = poll_fn(|cx| Poll::Ready(out.take_ready_frame(&mut socket.write_buf, cx))).await;
+    match taken {
+        Ok(_) => {}
+        Err(e) => return Err(SendFailure::Failed(e)),
+    }
     let first = {
-        let Socket { io, write_buf, .. } = &mut socket;
+        let SocketState { io, write_buf, .. } = &mut *socket;
         poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, &write_buf[..])).await
     };
-    let written = match first {
-        Ok(n) if n > 0 => n,
-        _ => {
-            return Err(SendFailure::NotSent(Box::new(Request::from_parts(
-                parts, body,
-            ))))
-        }
-    };
+    match first {
+        Ok(n) if n > 0 => out.written = n,
+        // Nothing of the request went out: it can go to another connection, unless a part of
+        // its body was already taken from the client.
+        _ => match out.untouched_body() {
+            Some(body) => {
+                return Err(SendFailure::NotSent(Box::new(Request::from_parts(
+                    parts, body,
+                ))))
+            }
+            None => {
+                let error = first
+                    .err()
+                    .unwrap_or_else(|| io::ErrorKind::WriteZero.into());
+                return Err(SendFailure::Failed(Error::Io(error)));
+            }
+        },
+    }
     let method = parts.method;
     let hook = parts.extensions.get::<InformationalHook>().cloned();
-    let body = (framing != BodyFraming::None && !body.is_end_stream()).then_some(body);
-    let mut out = Outgoing::new(body, framing, written);
     let head = poll_fn(|cx| poll_head(&mut socket, &mut out, &method, hook.as_ref(), cx))
         .await
         .map_err(SendFailure::Failed)?;
@@ -120,6 +137,8 @@ pub(super) struct Outgoing {
     left: u64,
     /// Bytes of the write buffer already written.
     written: usize,
+    /// A frame of the body was taken from the client.
+    touched: bool,
     state: Writing,
 }
 
@@ -134,7 +153,7 @@ enum Writing {
 }
 
 impl Outgoing {
-    fn new(body: Option<RequestBody>, framing: BodyFraming, written: usize) -> Self {
+    fn new(body: Option<RequestBody>, framing: BodyFraming) -> Self {
         let left = match framing {
             BodyFraming::Length(n) => n,
             _ => 0,
@@ -143,9 +162,82 @@ impl Outgoing {
             body,
             framing,
             left,
-            written,
+            written: 0,
+            touched: false,
             state: Writing::Busy,
         }
+    }
+
+    /// The body, if nothing of it was taken yet (a request that can be sent again).
+    fn untouched_body(&mut self) -> Option<RequestBody> {
+        if self.touched {
+            return None;
+        }
+        Some(self.body.take().unwrap_or(RequestBody::Buffered(None)))
+    }
+
+    /// Add to `buf` the body's next frame if the client's bytes are already here.
+    fn take_ready_frame(&mut self, buf: &mut Vec<u8>, cx: &mut Context<'_>) -> Result<(), Error> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(());
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(polled) => self.add_frame(polled, buf),
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Encode what the body yielded into `buf`.
+    fn add_frame(
+        &mut self,
+        polled: Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        self.touched = true;
+        match polled {
+            None => {
+                self.body = None;
+                match self.framing {
+                    BodyFraming::Chunked => buf.extend_from_slice(b"0\r\n\r\n"),
+                    BodyFraming::Length(_) if self.left != 0 => {
+                        return Err(Error::RequestBodyLength)
+                    }
+                    _ => {}
+                }
+            }
+            Some(Err(e)) => {
+                self.body = None;
+                return Err(Error::RequestBody(e));
+            }
+            Some(Ok(frame)) => {
+                // Request trailers are never sent, as with hyper's client: `Trailer` is
+                // hop-by-hop, so the upstream was told of none.
+                let Ok(data) = frame.into_data() else {
+                    return Ok(());
+                };
+                if data.is_empty() {
+                    return Ok(());
+                }
+                match self.framing {
+                    BodyFraming::Chunked => {
+                        push_hex(buf, data.len());
+                        buf.extend_from_slice(b"\r\n");
+                        buf.extend_from_slice(&data);
+                        buf.extend_from_slice(b"\r\n");
+                    }
+                    BodyFraming::Length(_) => {
+                        let n = data.len() as u64;
+                        if n > self.left {
+                            return Err(Error::RequestBodyLength);
+                        }
+                        self.left -= n;
+                        buf.extend_from_slice(&data);
+                    }
+                    BodyFraming::None => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The whole request was written.
@@ -191,48 +283,9 @@ impl Outgoing {
             let Some(body) = self.body.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
-            match ready!(Pin::new(body).poll_frame(cx)) {
-                None => {
-                    self.body = None;
-                    match self.framing {
-                        BodyFraming::Chunked => buf.extend_from_slice(b"0\r\n\r\n"),
-                        BodyFraming::Length(_) if self.left != 0 => {
-                            return Poll::Ready(Err(Error::RequestBodyLength))
-                        }
-                        _ => {}
-                    }
-                }
-                Some(Err(e)) => {
-                    self.body = None;
-                    return Poll::Ready(Err(Error::RequestBody(e)));
-                }
-                Some(Ok(frame)) => {
-                    // Request trailers are never sent, as with hyper's client: `Trailer` is
-                    // hop-by-hop, so the upstream was told of none.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    match self.framing {
-                        BodyFraming::Chunked => {
-                            push_hex(buf, data.len());
-                            buf.extend_from_slice(b"\r\n");
-                            buf.extend_from_slice(&data);
-                            buf.extend_from_slice(b"\r\n");
-                        }
-                        BodyFraming::Length(_) => {
-                            let n = data.len() as u64;
-                            if n > self.left {
-                                return Poll::Ready(Err(Error::RequestBodyLength));
-                            }
-                            self.left -= n;
-                            buf.extend_from_slice(&data);
-                        }
-                        BodyFraming::None => {}
-                    }
-                }
+            let polled = ready!(Pin::new(body).poll_frame(cx));
+            if let Err(e) = self.add_frame(polled, buf) {
+                return Poll::Ready(Err(e));
             }
         }
     }

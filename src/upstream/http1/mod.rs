@@ -88,15 +88,19 @@ impl Error {
 /// The initial size of a connection's read buffer, and what each read makes room for.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// One upstream connection and its buffers: what the pool keeps and an exchange borrows.
+/// One upstream connection and its buffers, boxed once when opened: what the pool keeps, an
+/// exchange borrows and the response body carries, moved as one pointer.
+pub type Socket = Box<SocketState>;
+
+/// What a [`Socket`] holds.
 #[derive(Debug)]
-pub struct Socket {
+pub struct SocketState {
     io: TcpStream,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
 }
 
-impl Socket {
+impl SocketState {
     /// Open a TCP connection (no delay) to `addr` within `timeout`.
     pub(crate) async fn connect(
         addr: SocketAddr,
@@ -109,11 +113,11 @@ impl Socket {
         };
         io.set_nodelay(true)
             .map_err(|source| ConnectError::Io { addr, source })?;
-        Ok(Socket {
+        Ok(Box::new(SocketState {
             io,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             write_buf: Vec::with_capacity(512),
-        })
+        }))
     }
 
     /// Whether an idle connection can carry a request: the upstream has neither closed it nor

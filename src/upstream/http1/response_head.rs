@@ -3,8 +3,8 @@
 //! (docs/security.md#upstream-responses-through-canaryds-engine).
 //!
 //! Every decision here also says whether the connection may carry another exchange: a
-//! close-delimited body, `Content-Length` together with `Transfer-Encoding`, a `101`, HTTP/1.0
-//! without `keep-alive` and `Connection: close` all end it.
+//! close-delimited body, `Content-Length` together with `Transfer-Encoding`, a `101`, an
+//! HTTP/1.0 answer and `Connection: close` all end it.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -100,29 +100,20 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error
     }
     let bytes: Bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
+    // An HTTP/1.0 server keeps a connection only for a client that asked with `Connection:
+    // keep-alive`, which canaryd (an HTTP/1.1 client) never sends: the server may close after
+    // its answer, so the connection is not used again (as with hyper's client).
     let mut keep_alive = version == Version::HTTP_11;
-    let mut said_close = false;
     for &(name_start, name_end, value_start, value_end) in &spans[..count] {
         let name =
             HeaderName::from_bytes(&bytes[name_start..name_end]).map_err(|_| Error::Field)?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(value_start..value_end))
             .map_err(|_| Error::Field)?;
-        if name == CONNECTION {
-            // Once any `Connection` line says close, a later `keep-alive` does not undo it.
-            if said_close || has_token(&value, b"close") {
-                said_close = true;
-                keep_alive = false;
-            } else if !keep_alive {
-                keep_alive = has_token(&value, b"keep-alive");
-            }
+        // Once any `Connection` line says close, a later `keep-alive` does not undo it.
+        if name == CONNECTION && has_token(&value, b"close") {
+            keep_alive = false;
         }
         headers.append(name, value);
-    }
-    if version == Version::HTTP_10 {
-        // An HTTP/1.0 server keeps a connection only for a client that asked with
-        // `Connection: keep-alive`, which canaryd (an HTTP/1.1 client) never sends: the server
-        // may close after this answer, so the connection is not used again (as hyper's client).
-        keep_alive = false;
     }
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
         return Ok(Parsed::Informational(status, headers));
@@ -305,7 +296,10 @@ mod tests {
             false,
         )
         .unwrap();
-        assert!(h.keep_alive);
+        assert!(
+            !h.keep_alive,
+            "canaryd never asks an HTTP/1.0 server to keep it"
+        );
         let (h, _) = final_head("HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", false).unwrap();
         assert!(!h.keep_alive);
     }
