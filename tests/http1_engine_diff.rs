@@ -233,10 +233,9 @@ async fn both_engines_relay_and_pool_the_corpus_the_same() {
     let cases = corpus();
     let mut differences = Vec::new();
     for ((case, h), c) in cases.iter().zip(&hyper).zip(&own) {
-        // The one justified difference: after a chunked body with trailers, hyper's server
-        // stops polling at the trailers (the client did not ask for them) and hyper's client
-        // connection, never read to its end, is dropped; canaryd's engine has ended the message
-        // at the trailers and keeps the connection (docs/security.md#upstream-responses-through-canaryds-engine).
+        // The one justified difference: after a chunked body with trailers, hyper's client
+        // connection is not reused, while canaryd's engine ended the message at the trailers
+        // and keeps it (docs/security.md#upstream-responses-through-canaryds-engine).
         let same = if case.path == "/chunked-trailers" {
             h.reply == c.reply && h.closed == c.closed && h.upstream == c.upstream && !h.reused
         } else {
