@@ -6,6 +6,8 @@
 //! close-delimited body, `Content-Length` together with `Transfer-Encoding`, a `101`, an
 //! HTTP/1.0 answer and `Connection: close` all end it.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -60,9 +62,16 @@ pub(crate) enum Parsed {
 /// Parse a head at the front of `buf`, consuming it when complete; `method` is the request's
 /// (an answer to `HEAD` has no body, nor has a `2xx` to `CONNECT`).
 pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    // Left uninitialised (httparse writes what it fills): an initialised array of 100 fields,
+    // or one of their positions, is a memset of kilobytes per response.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
             return Err(Error::HeadTooLarge)
@@ -86,17 +95,17 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error
         .and_then(|r| ReasonPhrase::try_from(r.as_bytes()).ok());
     // Where each field lies in the buffer, so that the values become slices of one `Bytes`.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
     let count = response.headers.len();
-    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+    let mut spans = Vec::with_capacity(count);
+    for field in response.headers.iter() {
         let name = field.name.as_ptr() as usize - base;
         let value = field.value.as_ptr() as usize - base;
-        *span = (
+        spans.push((
             name,
             name + field.name.len(),
             value,
             value + field.value.len(),
-        );
+        ));
     }
     let bytes: Bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
@@ -104,7 +113,7 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error
     // keep-alive`, which canaryd (an HTTP/1.1 client) never sends: the server may close after
     // its answer, so the connection is not used again (as with hyper's client).
     let mut keep_alive = version == Version::HTTP_11;
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+    for (name_start, name_end, value_start, value_end) in spans {
         let name =
             HeaderName::from_bytes(&bytes[name_start..name_end]).map_err(|_| Error::Field)?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(value_start..value_end))
