@@ -292,3 +292,56 @@ async fn both_engines_relay_and_pool_the_corpus_the_same() {
         assert!(!reused(untrusted), "{untrusted}: the connection was reused");
     }
 }
+
+/// A client that goes away mid-body: the proxy stops relaying and closes the upstream
+/// connection (never pools it with the rest of the body unread), with either engine.
+#[tokio::test]
+async fn a_client_leaving_mid_body_closes_the_upstream_connection() {
+    const BODY: usize = 8 * 1024 * 1024;
+    let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n").into_bytes();
+    answer.resize(answer.len() + BODY, b'x');
+    let answer: &'static [u8] = Box::leak(answer.into_boxed_slice());
+    let script: &'static [Scripted] = Box::leak(Box::new([script("/big", answer, false)]));
+    for engine in ["canaryd", "hyper"] {
+        let up = RawUpstream::start(RawMode::ByPath(script)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Canaryd::start(&format!(
+            "[proxy]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\nhttp1_engine = \"{engine}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[state]\npath = \"{}/state.json\"\n\
+             [[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
+            dir.path().display(),
+            up.addr
+        ));
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 16384];
+        let n = client.read(&mut first).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200 OK"),
+            "{engine}"
+        );
+        drop(client);
+        let deadline = Instant::now() + WAIT;
+        while !up.conn(0).lock().unwrap().ended {
+            assert!(
+                Instant::now() < deadline,
+                "{engine}: the upstream connection stayed open after the client left"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (probe, _) = ask(
+            proxy.addr,
+            "GET /probe HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(probe.starts_with("HTTP/1.1 200 OK"), "{engine}: {probe}");
+        assert_eq!(
+            up.connections(),
+            2,
+            "{engine}: the probe reused the abandoned connection"
+        );
+    }
+}
