@@ -156,10 +156,15 @@ impl Conn {
                 let Some(socket) = socket.take() else {
                     return Err(SendError::NotSent(Box::new(request)));
                 };
-                match engine::send(socket, request, self.in_flight.endpoint()).await {
+                // Started without waiting, so the request itself is not held across the wait.
+                let exchange = match engine::send(socket, request, self.in_flight.endpoint()) {
+                    Ok(exchange) => exchange,
+                    Err(SendFailure::NotSent(request)) => return Err(SendError::NotSent(request)),
+                    Err(SendFailure::Failed(e)) => return Err(SendError::Failed(e.into())),
+                };
+                match exchange.await {
                     Ok(response) => Ok(response.map(UpstreamBody::Own)),
-                    Err(SendFailure::NotSent(request)) => Err(SendError::NotSent(request)),
-                    Err(SendFailure::Failed(e)) => Err(SendError::Failed(e.into())),
+                    Err(e) => Err(SendError::Failed(e.into())),
                 }
             }
             Sender::Http1(sender) => {

@@ -6,7 +6,7 @@
 //! request body is all sent. A request that could not be written at all (not one byte) is
 //! handed back for another connection; once a byte is written it never is.
 
-use std::future::poll_fn;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use super::body::OwnBody;
 use super::request_head::{self, BodyFraming};
 use super::response_head::{self, Head, Parsed};
-use super::{Error, Socket, SocketState, READ_CHUNK};
+use super::{Error, Socket, READ_CHUNK};
 use crate::upstream::{Endpoint, InformationalHook, RequestBody};
 
 /// Why a request got no response head.
@@ -33,33 +33,36 @@ pub(crate) enum SendFailure {
     Failed(Error),
 }
 
-/// Send `request` on `socket` and wait for the final response head; the response's body
-/// reads the rest and returns the connection to `endpoint`'s pool when it may.
-pub(crate) async fn send(
+/// Start sending `request` on `socket`: the head (with the body's first bytes when they are
+/// already here) is written at once, without waiting; the returned [`Exchange`] writes the rest
+/// and reads the final response head. The response's body reads on and returns the connection
+/// to `endpoint`'s pool when it may.
+///
+/// Nothing of the request outlives this call but what the exchange needs (the socket, the body
+/// still to send, the method, the 1xx hook): the future a request path awaits stays small, and
+/// it is moved by value more than once per request.
+pub(crate) fn send(
     mut socket: Socket,
     request: Request<RequestBody>,
     endpoint: &Arc<Endpoint>,
-) -> Result<Response<OwnBody>, SendFailure> {
+) -> Result<Exchange, SendFailure> {
     let (parts, body) = request.into_parts();
     let framing = request_head::write(&parts, &body, &mut socket.write_buf);
     let body = (framing != BodyFraming::None && !body.is_end_stream()).then_some(body);
     let mut out = Outgoing::new(body, framing);
-    // The head goes out together with the body's first bytes when they are already here (one
-    // write), and a body broken from its first bytes sends nothing at all, as with hyper.
-    let taken = poll_fn(|cx| Poll::Ready(out.take_ready_frame(&mut socket.write_buf, cx))).await;
-    match taken {
-        Ok(_) => {}
-        Err(e) => return Err(SendFailure::Failed(e)),
+    // A body broken from its first bytes sends nothing at all, as with hyper. Polled with a
+    // no-op waker: the exchange polls the body again with its own before it waits.
+    let mut noop = Context::from_waker(std::task::Waker::noop());
+    if let Err(e) = out.take_ready_frame(&mut socket.write_buf, &mut noop) {
+        return Err(SendFailure::Failed(e));
     }
-    let first = {
-        let SocketState { io, write_buf, .. } = &mut *socket;
-        poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, &write_buf[..])).await
-    };
-    match first {
+    match socket.io.try_write(&socket.write_buf) {
         Ok(n) if n > 0 => out.written = n,
+        // The socket is alive but full: the exchange writes the head when it can.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         // Nothing of the request went out: it can go to another connection, unless a part of
         // its body was already taken from the client.
-        _ => match out.untouched_body() {
+        first => match out.untouched_body() {
             Some(body) => {
                 return Err(SendFailure::NotSent(Box::new(Request::from_parts(
                     parts, body,
@@ -73,12 +76,44 @@ pub(crate) async fn send(
             }
         },
     }
-    let method = parts.method;
-    let hook = parts.extensions.get::<InformationalHook>().cloned();
-    let head = poll_fn(|cx| poll_head(&mut socket, &mut out, &method, hook.as_ref(), cx))
-        .await
-        .map_err(SendFailure::Failed)?;
-    Ok(OwnBody::response(head, socket, out, endpoint.clone()))
+    Ok(Exchange {
+        socket: Some(socket),
+        out: Some(out),
+        hook: parts.extensions.get::<InformationalHook>().cloned(),
+        method: parts.method,
+        endpoint: endpoint.clone(),
+    })
+}
+
+/// A request being written and its response head being read.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    socket: Option<Socket>,
+    out: Option<Outgoing>,
+    method: Method,
+    hook: Option<InformationalHook>,
+    endpoint: Arc<Endpoint>,
+}
+
+impl Future for Exchange {
+    type Output = Result<Response<OwnBody>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (Some(socket), Some(out)) = (this.socket.as_mut(), this.out.as_mut()) else {
+            return Poll::Ready(Err(Error::Closed));
+        };
+        let head = ready!(poll_head(socket, out, &this.method, this.hook.as_ref(), cx))?;
+        let (Some(socket), Some(out)) = (this.socket.take(), this.out.take()) else {
+            return Poll::Ready(Err(Error::Closed));
+        };
+        Poll::Ready(Ok(OwnBody::response(
+            head,
+            socket,
+            out,
+            this.endpoint.clone(),
+        )))
+    }
 }
 
 /// Write what remains of the request, and read until a final head is whole.
