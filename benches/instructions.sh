@@ -13,6 +13,8 @@
 # Environment (defaults in brackets):
 #   CANARYD_BINS   space-separated NAME=PATH canaryd builds [canaryd=target/release/canaryd]
 #   CANARYD_PROXY  extra lines for canaryd's [proxy] table, e.g. 'release_buffers_after = "0s"' []
+#   ENGINES        space-separated proxy.http1_engine values; each build is measured once per
+#                  engine, named NAME-ENGINE (e.g. ENGINES="hyper canaryd") [the config's default]
 #   SKIP_HAPROXY=1 leave HAProxy out
 #   CONNS [8]  DURATION [6s]  (wrk -t1: one client thread, so the proxy has the machine's other core)
 #   BASE_PORT [18600]  RESULTS_DIR [a new /tmp dir]
@@ -26,6 +28,7 @@ PATH=$PATH:/usr/sbin:/sbin
 
 CANARYD_BINS=${CANARYD_BINS:-canaryd=target/release/canaryd}
 CANARYD_PROXY=${CANARYD_PROXY:-}
+ENGINES=${ENGINES:-}
 SKIP_HAPROXY=${SKIP_HAPROXY:-0}
 CONNS=${CONNS:-8}
 DURATION=${DURATION:-6s}
@@ -111,12 +114,19 @@ for entry in $CANARYD_BINS; do
     name=${entry%%=*} bin=${entry#*=}
     [[ $bin == /* ]] || bin=$ROOT/$bin
     [[ -x $bin ]] || die "canaryd binary not found: $bin (cargo build --release first)"
-    dir=$RESULTS_DIR/conf-$name
-    mkdir -p "$dir"
-    render "$TPL/canaryd.toml.tmpl" "$dir/canaryd.toml" PREFIX="$dir" PROXY_PORT="$PROXY_PORT" \
-        ADMIN_PORT="$ADMIN_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-        CANARY_SPLIT="weight = 10" TLS_SECTION="$CANARYD_PROXY" UPSTREAM_PROTOCOL=
-    measure "canaryd-$name" "$bin" run -c "$dir/canaryd.toml"
+    for engine in ${ENGINES:-default}; do
+        label=$name proxy_lines=$CANARYD_PROXY
+        if [[ $engine != default ]]; then
+            label=$name-$engine
+            proxy_lines=$(printf '%s\nhttp1_engine = "%s"' "$CANARYD_PROXY" "$engine")
+        fi
+        dir=$RESULTS_DIR/conf-$label
+        mkdir -p "$dir"
+        render "$TPL/canaryd.toml.tmpl" "$dir/canaryd.toml" PREFIX="$dir" PROXY_PORT="$PROXY_PORT" \
+            ADMIN_PORT="$ADMIN_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
+            CANARY_SPLIT="weight = 10" TLS_SECTION="$proxy_lines" UPSTREAM_PROTOCOL=
+        measure "canaryd-$label" "$bin" run -c "$dir/canaryd.toml"
+    done
 done
 
 if [[ $SKIP_HAPROXY != 1 ]]; then

@@ -478,3 +478,174 @@ pub fn external_answer(data: &[u8]) {
         );
     }
 }
+
+/// A fuzzed response's final head: status, framing, keep-alive, fields.
+type ReadHead = (u16, String, bool, Vec<(String, Vec<u8>)>);
+
+/// What canaryd's upstream HTTP/1.1 engine makes of a response, read from a buffer fed `step`
+/// bytes at a time: the 1xx statuses, the final head, the body and trailers, the bytes left
+/// after the message, or where it failed.
+#[derive(Debug, PartialEq)]
+struct ReadResponse {
+    informational: Vec<u16>,
+    head: Option<ReadHead>,
+    body: Vec<u8>,
+    trailers: Vec<(String, Vec<u8>)>,
+    left: usize,
+    failed: Option<String>,
+    complete: bool,
+}
+
+fn read_response(input: &[u8], method: &Method, step: usize) -> ReadResponse {
+    use crate::upstream::http1::chunked::{Chunk, ChunkedDecoder};
+    use crate::upstream::http1::response_head::{parse, Framing, Parsed};
+    let mut read = ReadResponse {
+        informational: Vec::new(),
+        head: None,
+        body: Vec::new(),
+        trailers: Vec::new(),
+        left: 0,
+        failed: None,
+        complete: false,
+    };
+    let mut buf = bytes::BytesMut::new();
+    let mut fed = 0;
+    let mut feed = |buf: &mut bytes::BytesMut| -> bool {
+        if fed == input.len() {
+            return false;
+        }
+        let next = (fed + step).min(input.len());
+        buf.extend_from_slice(&input[fed..next]);
+        fed = next;
+        true
+    };
+    let head = loop {
+        match parse(&mut buf, method) {
+            Ok(Parsed::Partial) => {
+                if !feed(&mut buf) {
+                    return read;
+                }
+            }
+            Ok(Parsed::Informational(status, _)) => read.informational.push(status.as_u16()),
+            Ok(Parsed::Final(head)) => break head,
+            Err(e) => {
+                read.failed = Some(e.to_string());
+                return read;
+            }
+        }
+    };
+    let fields = |map: &HeaderMap| {
+        map.iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    let both = head.headers.contains_key(http::header::CONTENT_LENGTH)
+        && head.headers.contains_key(TRANSFER_ENCODING);
+    if both || matches!(head.framing, Framing::Close | Framing::Switch) {
+        assert!(
+            !head.keep_alive,
+            "a {:?} message left its connection reusable",
+            head.framing
+        );
+    }
+    read.head = Some((
+        head.status.as_u16(),
+        format!("{:?}", head.framing),
+        head.keep_alive,
+        fields(&head.headers),
+    ));
+    match head.framing {
+        Framing::Empty | Framing::Switch => read.complete = true,
+        Framing::Length(n) => loop {
+            let want = usize::try_from(n).unwrap_or(usize::MAX) - read.body.len();
+            let take = want.min(buf.len());
+            read.body.extend_from_slice(&buf.split_to(take));
+            if read.body.len() as u64 == n {
+                read.complete = true;
+                break;
+            }
+            if !feed(&mut buf) {
+                break;
+            }
+        },
+        Framing::Close => {
+            while feed(&mut buf) {}
+            read.body.extend_from_slice(&buf.split());
+            read.complete = true;
+        }
+        Framing::Chunked => {
+            let mut decoder = ChunkedDecoder::default();
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Chunk::Data(data)) => read.body.extend_from_slice(&data),
+                    Ok(Chunk::Trailers(trailers)) => {
+                        read.trailers = fields(&trailers);
+                        read.complete = true;
+                        break;
+                    }
+                    Ok(Chunk::End) => {
+                        read.complete = true;
+                        break;
+                    }
+                    Ok(Chunk::NeedMore) => {
+                        if !feed(&mut buf) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        read.failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    read.left = buf.len() + input.len() - fed;
+    read
+}
+
+/// canaryd's upstream HTTP/1.1 engine reading a response (`upstream::http1`): the first byte
+/// picks the request method (GET, HEAD, POST, CONNECT) and how many bytes arrive at a time,
+/// the rest is what the upstream sent. Properties: the result does not depend on how the bytes
+/// were split; a message with `Content-Length` and `Transfer-Encoding`, a close-delimited one
+/// and a `101` never leave the connection reusable; a body is never longer than its framing
+/// allows; a chunked body decoded is decoded again the same after re-encoding.
+pub fn upstream_response(data: &[u8]) {
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    let method =
+        [Method::GET, Method::HEAD, Method::POST, Method::CONNECT][usize::from(first & 3)].clone();
+    let step = usize::from(first >> 2) + 1;
+    let whole = read_response(input, &method, input.len().max(1));
+    let split = read_response(input, &method, step);
+    assert_eq!(whole, split, "split every {step} bytes");
+    assert!(whole.body.len() <= input.len());
+    let Some((_, framing, _, _)) = &whole.head else {
+        return;
+    };
+    if framing.starts_with("Length(") {
+        let n: u64 = framing["Length(".len()..framing.len() - 1].parse().unwrap();
+        assert!(whole.body.len() as u64 <= n);
+    }
+    if framing == "Chunked" && whole.complete && whole.failed.is_none() {
+        use crate::upstream::http1::chunked::{Chunk, ChunkedDecoder};
+        let mut again = bytes::BytesMut::new();
+        if !whole.body.is_empty() {
+            again.extend_from_slice(format!("{:x}\r\n", whole.body.len()).as_bytes());
+            again.extend_from_slice(&whole.body);
+            again.extend_from_slice(b"\r\n");
+        }
+        again.extend_from_slice(b"0\r\n\r\n");
+        let mut decoder = ChunkedDecoder::default();
+        let mut body = Vec::new();
+        loop {
+            match decoder.decode(&mut again).unwrap() {
+                Chunk::Data(d) => body.extend_from_slice(&d),
+                Chunk::End => break,
+                other => panic!("re-encoded body decoded as {other:?}"),
+            }
+        }
+        assert_eq!(body, whole.body);
+    }
+}

@@ -1019,6 +1019,27 @@ fn pool_keys_are_checked() {
 }
 
 #[test]
+fn http1_engine_is_read_defaults_and_is_checked() {
+    use canaryd::config::Http1Engine;
+    let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
+    assert_eq!(c.proxy.pool.http1_engine, Http1Engine::DEFAULT);
+    for (written, engine) in [
+        ("canaryd", Http1Engine::Canaryd),
+        ("hyper", Http1Engine::Hyper),
+    ] {
+        let text = format!("[proxy]\nhttp1_engine = \"{written}\"\n{ROUTE}");
+        let c = parse_str(&text, Path::new(FILE)).unwrap();
+        assert_eq!(c.proxy.pool.http1_engine, engine);
+    }
+    assert_error(
+        "[proxy]\nretries = 1\nhttp1_engine = \"Hyper\"\n",
+        3,
+        16,
+        "`http1_engine` must be \"canaryd\" or \"hyper\", got \"Hyper\"",
+    );
+}
+
+#[test]
 fn release_buffers_after_defaults_to_100ms_and_takes_zero() {
     let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
     assert_eq!(c.proxy.release_buffers_after, Duration::from_millis(100));

@@ -57,3 +57,8 @@ fn grpc_fields_corpus() {
 fn external_answer_corpus() {
     replay("external_answer", canaryd::fuzzing::external_answer);
 }
+
+#[test]
+fn upstream_response_corpus() {
+    replay("upstream_response", canaryd::fuzzing::upstream_response);
+}

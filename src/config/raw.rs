@@ -76,6 +76,9 @@ pub(crate) struct RawProxy {
     /// Extension (docs/configuration.md#keys-and-defaults): bounds of the upstream keep-alive pool (see `upstream::pool`).
     pub pool_max_idle_per_endpoint: Spanned<i64>,
     pub pool_idle_timeout: Spanned<String>,
+    /// Extension (docs/architecture.md#the-upstream-http11-engine): who drives upstream
+    /// HTTP/1.1 exchanges, `"canaryd"` or `"hyper"` (see `upstream::http1`).
+    pub http1_engine: Spanned<String>,
     pub drain_timeout: Spanned<String>,
     pub version_header: Spanned<String>,
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -103,6 +106,7 @@ impl Default for RawProxy {
             ejection_max_time: dstr("5m"),
             pool_max_idle_per_endpoint: dflt(64),
             pool_idle_timeout: dstr("30s"),
+            http1_engine: dstr(super::types::Http1Engine::DEFAULT.name()),
             drain_timeout: dstr("30s"),
             version_header: dstr(""),
             trusted_proxies: Vec::new(),

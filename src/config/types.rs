@@ -85,6 +85,31 @@ pub struct PoolConfig {
     pub max_idle_per_endpoint: usize,
     /// An idle pooled connection is closed after this.
     pub idle_timeout: Duration,
+    /// `proxy.http1_engine`: who drives the exchanges on the pool's cleartext HTTP/1.1
+    /// connections (docs/architecture.md#the-upstream-http11-engine).
+    pub http1_engine: Http1Engine,
+}
+
+/// `proxy.http1_engine`: the client that speaks HTTP/1.1 to cleartext upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Engine {
+    /// canaryd's own client, driven in the request's task (`upstream::http1`).
+    Canaryd,
+    /// hyper's client connection, a task of its own per connection.
+    Hyper,
+}
+
+impl Http1Engine {
+    /// What a file that leaves the key out gets.
+    pub const DEFAULT: Http1Engine = Http1Engine::Canaryd;
+
+    /// The value as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Http1Engine::Canaryd => "canaryd",
+            Http1Engine::Hyper => "hyper",
+        }
+    }
 }
 
 impl Default for PoolConfig {
@@ -95,6 +120,7 @@ impl Default for PoolConfig {
         PoolConfig {
             max_idle_per_endpoint: usize::MAX,
             idle_timeout: Duration::from_secs(30),
+            http1_engine: Http1Engine::DEFAULT,
         }
     }
 }

@@ -20,8 +20,8 @@ use super::raw::{RawAdmin, RawConfig, RawLog, RawProxy, RawState};
 use super::routes;
 use super::tls::tls_config;
 use super::types::{
-    AdminConfig, Config, EjectionConfig, LogConfig, LogFormat, PoolConfig, ProxyConfig,
-    RetryBudgetConfig, StateConfig,
+    AdminConfig, Config, EjectionConfig, Http1Engine, LogConfig, LogFormat, PoolConfig,
+    ProxyConfig, RetryBudgetConfig, StateConfig,
 };
 
 /// Result of one rule check: the value, or where and why it is wrong.
@@ -335,6 +335,7 @@ fn proxy_config(raw: &RawProxy, files: Files<'_>) -> Checked<ProxyConfig> {
     let pool = PoolConfig {
         max_idle_per_endpoint,
         idle_timeout: positive_duration(&raw.pool_idle_timeout, "pool_idle_timeout")?,
+        http1_engine: http1_engine(&raw.http1_engine)?,
     };
     // Zero is allowed: it means "do not wait for in-flight requests".
     let drain_timeout = duration(&raw.drain_timeout, "drain_timeout")?;
@@ -372,6 +373,18 @@ fn proxy_config(raw: &RawProxy, files: Files<'_>) -> Checked<ProxyConfig> {
         trusted_proxies,
         tls,
     })
+}
+
+/// `proxy.http1_engine`: `"canaryd"` or `"hyper"`.
+fn http1_engine(value: &Spanned<String>) -> Checked<Http1Engine> {
+    match value.get_ref().as_str() {
+        "canaryd" => Ok(Http1Engine::Canaryd),
+        "hyper" => Ok(Http1Engine::Hyper),
+        other => Err(Issue::new(
+            value.span(),
+            format!("`http1_engine` must be \"canaryd\" or \"hyper\", got {other:?}"),
+        )),
+    }
 }
 
 fn ejection_config(raw: &RawProxy) -> Checked<EjectionConfig> {

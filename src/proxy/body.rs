@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::grpc::grpc_status;
@@ -16,7 +15,7 @@ use super::h2_idle::StreamGuard;
 use crate::config::{EjectionConfig, Version};
 use crate::metrics::{Answer, Outcome, UpstreamErrorKind};
 use crate::routing::Route;
-use crate::upstream::Conn;
+use crate::upstream::{Conn, ExchangeError, UpstreamBody};
 
 /// A response body: the upstream's, streamed, or a small one the proxy made.
 #[derive(Debug)]
@@ -29,7 +28,7 @@ pub struct ResponseBody {
 
 #[derive(Debug)]
 enum Inner {
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     Local(Option<Bytes>),
 }
 
@@ -133,7 +132,7 @@ impl Completion {
 
 impl ResponseBody {
     /// The upstream's body; `completion` runs when it ends.
-    pub fn upstream(body: Incoming, completion: Completion) -> Self {
+    pub fn upstream(body: UpstreamBody, completion: Completion) -> Self {
         ResponseBody {
             inner: Inner::Upstream(body),
             completion: Some(completion),
@@ -182,12 +181,12 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ExchangeError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
         let this = self.get_mut();
         match &mut this.inner {
             Inner::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),

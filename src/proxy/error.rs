@@ -3,7 +3,7 @@
 use http::StatusCode;
 
 use crate::metrics::{Outcome, UpstreamErrorKind};
-use crate::upstream::AcquireError;
+use crate::upstream::{AcquireError, ExchangeError};
 
 /// A request the proxy could not forward.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum ProxyError {
     Timeout,
     /// The upstream broke the exchange before a response head arrived.
     #[error("upstream exchange failed")]
-    Upstream(#[source] hyper::Error),
+    Upstream(#[source] ExchangeError),
     /// The upstream answered `101` to a request that did not ask for that protocol (or for
     /// none, or over HTTP/2, which has no 101).
     #[error("upstream switched protocols unasked")]

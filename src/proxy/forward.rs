@@ -52,7 +52,7 @@ use super::{mirror, ProxyError};
 use crate::config::{ProxyConfig, Version};
 use crate::metrics::MetricsRegistry;
 use crate::routing::{choose_version, Route, RoutingSnapshot};
-use crate::upstream::{BodyWatch, RequestBody};
+use crate::upstream::{BodyWatch, InformationalHook, RequestBody};
 
 /// What every connection of the proxy shares.
 #[derive(Debug)]
@@ -364,9 +364,11 @@ fn join_upstream_request(
     keep_body_framing(&mut parts.headers, &body);
     let mut upstream_request = Box::new(Request::from_parts(parts, body));
     if let Some(queue) = informational {
-        hyper::ext::on_informational(&mut *upstream_request, move |response| {
-            queue.forward(response.status(), response.headers());
-        });
+        upstream_request
+            .extensions_mut()
+            .insert(InformationalHook::new(move |status, headers| {
+                queue.forward(status, headers)
+            }));
     }
     upstream_request
 }

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,7 +28,7 @@ use super::headers::{remove_hop_by_hop, rewrite_response};
 use crate::config::Version;
 use crate::metrics::Outcome;
 use crate::routing::Route;
-use crate::upstream::Conn;
+use crate::upstream::{Conn, UpstreamBody, UpstreamUpgrade};
 
 /// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` + `Upgrade`).
 pub fn requested(version: http::Version, headers: &HeaderMap) -> Option<HeaderValue> {
@@ -153,7 +152,7 @@ pub fn keep_on_request(headers: &mut HeaderMap, protocol: HeaderValue) {
 
 /// The upstream switched protocols: answer the client 101 and join the two connections.
 pub fn tunnel(
-    mut response: Response<Incoming>,
+    mut response: Response<UpstreamBody>,
     conn: Conn,
     client: ClientUpgrade,
     route: &Arc<Route>,
@@ -161,7 +160,7 @@ pub fn tunnel(
     version_header: Option<&http::HeaderName>,
     started: Instant,
 ) -> Response<ResponseBody> {
-    let upstream = hyper::upgrade::on(&mut response);
+    let upstream = UpstreamUpgrade::on(&mut response);
     let (mut parts, _) = response.into_parts();
     let protocol = parts.headers.get(UPGRADE).cloned();
     remove_hop_by_hop(&mut parts.headers);
@@ -176,10 +175,8 @@ pub fn tunnel(
     tokio::spawn(async move {
         // The connection stays counted in flight to its endpoint for the tunnel's life.
         let _conn = conn;
-        let upstream = async { upstream.await.map_err(|e| e.to_string()) };
-        match tokio::try_join!(client.socket(), upstream) {
-            Ok((mut client, upstream)) => {
-                let mut upstream = TokioIo::new(upstream);
+        match tokio::try_join!(client.socket(), upstream.io()) {
+            Ok((mut client, mut upstream)) => {
                 if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                     tracing::debug!(route = %route_name, error = %e, "tunnel closed with an error");
                 }

@@ -6,13 +6,12 @@
 //! so neither of those two imports the other.
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::grpc::grpc_timeout;
 use super::{upgrade, ProxyError};
 use crate::config::{FailurePolicy, ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
-use crate::upstream::{acquire, Conn, RequestBody, SendError};
+use crate::upstream::{acquire, Conn, RequestBody, SendError, UpstreamBody};
 
 fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -25,7 +24,7 @@ fn is_idempotent(method: &Method) -> bool {
 /// (`[route.failures]`), and not a 101 to a request that did not offer the protocol it switches
 /// to (`upgrade.rs`; the client gets 502). Only a 101 pays for the protocol check.
 fn answered_well(
-    response: &Response<Incoming>,
+    response: &Response<UpstreamBody>,
     upgrade_offered: Option<&HeaderValue>,
     failures: &FailurePolicy,
 ) -> bool {
@@ -38,7 +37,7 @@ fn answered_well(
 }
 
 /// The upstream's response head, the connection it came on, and the version that served it.
-pub(super) type Forwarded = (Response<Incoming>, Conn, Version);
+pub(super) type Forwarded = (Response<UpstreamBody>, Conn, Version);
 
 /// Connect (with retries and failover) and send; `grpc` says the request is a gRPC call. On
 /// error, also says which version the failure counts against.
@@ -149,7 +148,7 @@ pub(super) async fn send(
     conn: Conn,
     request: Box<Request<RequestBody>>,
     timeout: std::time::Duration,
-) -> Result<(Response<Incoming>, Conn), ProxyError> {
+) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
     let watch = match request.body() {
         RequestBody::Watched(_, watch) => Some(watch.clone()),
         _ => None,

@@ -1,13 +1,13 @@
 //! One upstream address, its load (requests in flight) and its passive health.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::health::{Health, HealthChange};
 use super::transport::Transport;
-use crate::config::{EjectionConfig, PoolConfig};
+use crate::config::{EjectionConfig, Http1Engine, PoolConfig, UpstreamProtocol};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -23,6 +23,9 @@ pub struct Endpoint {
     pool_max_idle: AtomicUsize,
     /// `PoolConfig::idle_timeout` of the latest snapshot, in milliseconds.
     pool_idle_timeout_ms: AtomicU64,
+    /// canaryd's own HTTP/1.1 engine drives this endpoint's exchanges (`http1/`): the
+    /// snapshot's `http1_engine` says so and the transport is cleartext HTTP/1.1.
+    own_http1: AtomicBool,
     /// Protocol and TLS: an address reached with different TLS settings is another endpoint,
     /// with its own connections.
     transport: Transport,
@@ -43,6 +46,7 @@ impl Endpoint {
             health: Health::default(),
             pool_max_idle: AtomicUsize::new(0),
             pool_idle_timeout_ms: AtomicU64::new(0),
+            own_http1: AtomicBool::new(false),
             transport,
         };
         endpoint.set_pool(PoolConfig::default());
@@ -56,6 +60,18 @@ impl Endpoint {
         self.pool_max_idle
             .store(pool.max_idle_per_endpoint, Ordering::Relaxed);
         self.pool_idle_timeout_ms.store(ms, Ordering::Relaxed);
+        let eligible =
+            !self.transport.is_tls() && self.transport.protocol() != UpstreamProtocol::Http2;
+        self.own_http1.store(
+            eligible && pool.http1_engine == Http1Engine::Canaryd,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether canaryd's own HTTP/1.1 engine serves this endpoint
+    /// (docs/architecture.md#the-upstream-http11-engine); hyper's client otherwise.
+    pub fn drives_own_http1(&self) -> bool {
+        self.own_http1.load(Ordering::Relaxed)
     }
 
     /// The bounds of this endpoint's idle connections on each worker.
@@ -63,6 +79,11 @@ impl Endpoint {
         PoolConfig {
             max_idle_per_endpoint: self.pool_max_idle.load(Ordering::Relaxed),
             idle_timeout: Duration::from_millis(self.pool_idle_timeout_ms.load(Ordering::Relaxed)),
+            http1_engine: if self.drives_own_http1() {
+                Http1Engine::Canaryd
+            } else {
+                Http1Engine::Hyper
+            },
         }
     }
 

@@ -214,8 +214,9 @@ pub(super) fn put(endpoint: &Endpoint, sender: Sender) {
     start_sweeping();
 }
 
-/// Start this worker's sweep task once, from inside its runtime.
-fn start_sweeping() {
+/// Start this worker's sweep task once, from inside its runtime (it also sweeps the pool of
+/// canaryd's engine, `http1/pool.rs`).
+pub(super) fn start_sweeping() {
     if SWEEPING.with(Cell::get) {
         return;
     }
@@ -236,6 +237,7 @@ fn start_sweeping() {
 
 /// Close this worker's connections that expired by `now` (and those closed by the upstream).
 fn sweep(now: Instant) {
+    super::http1::sweep(now);
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         for list in idle.values_mut() {

@@ -7,12 +7,12 @@ use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
 use super::connect::{connect, ConnectError, Connected};
+use super::http1::{self as engine, SendFailure, Socket, SocketState};
 use super::pool::{self, StreamSlot};
-use super::{Endpoint, InFlight, RequestBody};
+use super::{Endpoint, ExchangeError, InFlight, InformationalHook, RequestBody, UpstreamBody};
 use crate::config::UpstreamProtocol;
 
 /// A connection to an endpoint, with the request it carries counted in flight.
@@ -29,6 +29,8 @@ enum Sender {
     Http1(http1::SendRequest<RequestBody>),
     /// A stream on a shared HTTP/2 connection.
     Http2(http2::SendRequest<RequestBody>, StreamSlot),
+    /// A connection of canaryd's own HTTP/1.1 engine; its response body takes it.
+    Own(Option<Socket>),
 }
 
 /// Why no usable connection could be had.
@@ -60,7 +62,7 @@ pub enum SendError {
     /// it out of its GOAWAY (RFC 9113 §8.7). It is handed back for another try.
     NotSent(Box<Request<RequestBody>>),
     /// The exchange failed after the request was (possibly) processed.
-    Failed(hyper::Error),
+    Failed(ExchangeError),
 }
 
 /// A pooled connection to the endpoint (an idle HTTP/1.1 one, or a stream on a shared HTTP/2
@@ -70,6 +72,16 @@ pub async fn acquire(
     connect_timeout: Duration,
 ) -> Result<Conn, AcquireError> {
     let in_flight = endpoint.begin_request();
+    if endpoint.drives_own_http1() {
+        if let Some(socket) = engine::take(endpoint) {
+            return Ok(Conn {
+                sender: Sender::Own(Some(socket)),
+                in_flight,
+                reused: true,
+            });
+        }
+        return fresh(in_flight, connect_timeout).await;
+    }
     let protocol = endpoint.transport().protocol();
     if protocol != UpstreamProtocol::Http1 {
         if let Some((sender, slot)) = pool::take_stream(endpoint) {
@@ -98,9 +110,18 @@ pub async fn acquire(
 
 async fn fresh(in_flight: InFlight, connect_timeout: Duration) -> Result<Conn, AcquireError> {
     let endpoint = in_flight.endpoint();
+    if endpoint.drives_own_http1() {
+        // Boxed for the reason `connect` is below.
+        let socket = Box::pin(SocketState::connect(endpoint.addr(), connect_timeout)).await?;
+        return Ok(Conn {
+            sender: Sender::Own(Some(socket)),
+            in_flight,
+            reused: false,
+        });
+    }
     // Boxed: the connect future (TCP, TLS, the HTTP/1.1 or HTTP/2 handshake) is kilobytes, and
     // unboxed it would be part of every request's future, copied on each move even when the
-    // request takes a pooled connection (docs/performance.md#futures-stay-small).
+    // request takes a pooled connection (docs/performance.md#small-request-futures).
     let sender = match Box::pin(connect(endpoint, connect_timeout)).await? {
         Connected::Http1(sender) => Sender::Http1(sender),
         Connected::Http2 {
@@ -142,15 +163,37 @@ impl Conn {
     pub async fn send(
         &mut self,
         mut request: Box<Request<RequestBody>>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         match &mut self.sender {
-            Sender::Http1(sender) => match sender.try_send_request(*request).await {
-                Ok(response) => Ok(response),
-                Err(mut e) => match e.take_message() {
-                    Some(request) => Err(SendError::NotSent(Box::new(request))),
-                    None => Err(SendError::Failed(e.into_error())),
-                },
-            },
+            Sender::Own(socket) => {
+                let Some(socket) = socket.take() else {
+                    return Err(SendError::NotSent(request));
+                };
+                // Started without waiting, so the request itself is not held across the wait.
+                let exchange = match engine::send(socket, request, self.in_flight.endpoint()) {
+                    Ok(exchange) => exchange,
+                    Err(SendFailure::NotSent(request)) => return Err(SendError::NotSent(request)),
+                    Err(SendFailure::Failed(e)) => return Err(SendError::Failed(e.into())),
+                };
+                match exchange.await {
+                    Ok(response) => Ok(response.map(UpstreamBody::Own)),
+                    Err(e) => Err(SendError::Failed(e.into())),
+                }
+            }
+            Sender::Http1(sender) => {
+                if let Some(hook) = request.extensions_mut().remove::<InformationalHook>() {
+                    hyper::ext::on_informational(&mut *request, move |response| {
+                        hook.call(response.status(), response.headers());
+                    });
+                }
+                match sender.try_send_request(*request).await {
+                    Ok(response) => Ok(response.map(UpstreamBody::Hyper)),
+                    Err(mut e) => match e.take_message() {
+                        Some(request) => Err(SendError::NotSent(Box::new(request))),
+                        None => Err(SendError::Failed(e.into_error().into())),
+                    },
+                }
+            }
             Sender::Http2(sender, slot) => {
                 let tls = self.in_flight.endpoint().transport().is_tls();
                 let addr = self.in_flight.endpoint().addr();
@@ -161,7 +204,7 @@ impl Conn {
                 match sender.try_send_request(*request).await {
                     Ok(response) => {
                         slot.connection().settle();
-                        Ok(response)
+                        Ok(response.map(UpstreamBody::Hyper))
                     }
                     Err(mut e) => {
                         if let Some(request) = e.take_message() {
@@ -174,7 +217,7 @@ impl Conn {
                                 return Err(SendError::NotSent(request));
                             }
                         }
-                        Err(SendError::Failed(error))
+                        Err(SendError::Failed(error.into()))
                     }
                 }
             }
@@ -201,7 +244,8 @@ impl Conn {
     }
 
     /// The response completed: an HTTP/1.1 connection is kept for the next request on this
-    /// worker; an HTTP/2 stream gives its place back.
+    /// worker; an HTTP/2 stream gives its place back. (A connection of canaryd's engine went
+    /// back to the pool when its body ended, or was closed.)
     pub fn release(self) {
         if let Sender::Http1(sender) = self.sender {
             pool::put(self.in_flight.endpoint(), sender);
