@@ -8,6 +8,7 @@
 mod body;
 mod connect;
 mod endpoint;
+mod failure;
 mod health;
 mod pool;
 mod send;
@@ -17,6 +18,7 @@ mod transport;
 pub use body::{BodyWatch, RequestBody};
 pub use connect::ConnectError;
 pub use endpoint::{Endpoint, InFlight};
+pub use failure::{ConnectFailure, TlsFailure, CONNECT_FAILURES};
 pub use health::{Health, HealthChange};
 pub use send::{acquire, AcquireError, Conn, SendError};
 pub use transport::Transport;

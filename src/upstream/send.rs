@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
 use super::connect::{connect, ConnectError, Connected};
+use super::failure::ConnectFailure;
 use super::pool::{self, StreamSlot};
 use super::{Endpoint, InFlight, RequestBody};
 use crate::config::UpstreamProtocol;
@@ -49,6 +50,14 @@ impl AcquireError {
     /// A fresh connection that closed at once.
     pub fn closed(addr: std::net::SocketAddr) -> Self {
         AcquireError::Closed { addr }
+    }
+
+    /// The kind of failure, as the analysis names it.
+    pub fn failure(&self) -> ConnectFailure {
+        match self {
+            AcquireError::Connect(error) => error.failure(),
+            AcquireError::Closed { .. } => ConnectFailure::Other,
+        }
     }
 }
 

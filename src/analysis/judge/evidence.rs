@@ -100,6 +100,7 @@ impl Drained for VersionSample {
     fn add_to_window(&mut self, window: &mut VersionWindow) {
         window.requests += self.requests;
         window.failures += self.failures;
+        window.connect.merge(&self.connect);
         for bucket in self.latency.iter_recorded() {
             window.latency.saturating_record_n(
                 bucket.value_iterated_to(),

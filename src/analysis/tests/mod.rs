@@ -4,6 +4,7 @@
 
 mod bake;
 mod commands;
+mod connect_causes;
 mod events;
 #[cfg(feature = "fleet")]
 mod fleet;
