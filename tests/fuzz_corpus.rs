@@ -57,3 +57,9 @@ fn grpc_fields_corpus() {
 fn external_answer_corpus() {
     replay("external_answer", canaryd::fuzzing::external_answer);
 }
+
+#[cfg(feature = "fleet")]
+#[test]
+fn fleet_wire_corpus() {
+    replay("fleet_wire", canaryd::fuzzing::fleet_wire);
+}
