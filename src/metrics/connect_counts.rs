@@ -45,7 +45,7 @@ impl ConnectCounts {
             .map(|kind| (*kind, self.of(*kind)))
             .filter(|(_, n)| *n > 0)
             .collect();
-        seen.sort_by(|a, b| b.1.cmp(&a.1));
+        seen.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         seen
     }
 }
