@@ -37,6 +37,11 @@ use crate::proxy::headers::{self, ClientFacts, X_FORWARDED_FOR, X_FORWARDED_PROT
 use crate::proxy::{malformed_head, Rewind};
 use crate::routing::{strip_port, BackendCache, Resolved, RoutingSnapshot};
 
+#[cfg(feature = "fleet")]
+mod fleet_wire;
+#[cfg(feature = "fleet")]
+pub use fleet_wire::fleet_wire;
+
 /// Config parsing and validation: never a panic; an error points inside the file.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use canaryd::config::Version;
 use canaryd::metrics::UpstreamErrorKind;
+use canaryd::upstream::ConnectFailure;
 use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -162,7 +163,10 @@ async fn connect_failure_is_502_and_counted_for_the_version() {
     let metrics = proxy.server().registry().route("app");
     let primary = metrics.version(Version::Primary);
     assert_eq!(primary.code_class(5), 1);
-    assert_eq!(primary.upstream_errors(UpstreamErrorKind::Connect), 1);
+    assert_eq!(
+        primary.upstream_errors(UpstreamErrorKind::Connect(ConnectFailure::Refused)),
+        1
+    );
 }
 
 #[tokio::test]
@@ -262,7 +266,7 @@ async fn canary_that_cannot_connect_fails_over_to_primary_and_counts_against_can
     let m = proxy.server().registry().route("app");
     assert_eq!(
         m.version(Version::Canary)
-            .upstream_errors(UpstreamErrorKind::Connect),
+            .upstream_errors(UpstreamErrorKind::Connect(ConnectFailure::Refused)),
         5
     );
 

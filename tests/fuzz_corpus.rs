@@ -62,3 +62,9 @@ fn external_answer_corpus() {
 fn upstream_response_corpus() {
     replay("upstream_response", canaryd::fuzzing::upstream_response);
 }
+
+#[cfg(feature = "fleet")]
+#[test]
+fn fleet_wire_corpus() {
+    replay("fleet_wire", canaryd::fuzzing::fleet_wire);
+}

@@ -11,6 +11,7 @@ use canaryd::metrics::{
     UpstreamErrorKind, VersionCheck,
 };
 use canaryd::routing::Phase;
+use canaryd::upstream::ConnectFailure;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
 /// Every metric of docs/operations.md#series and its type, plus the extensions
@@ -58,7 +59,7 @@ fn scenario() -> (MetricsRegistry, Vec<RouteInput>) {
     }
     shop.record(
         Version::Canary,
-        Outcome::UpstreamError(UpstreamErrorKind::Connect),
+        Outcome::UpstreamError(UpstreamErrorKind::Connect(ConnectFailure::Refused)),
         us(1_200_000),
     );
     // Neither a status nor an upstream error: not in requests_total, not in the histogram.

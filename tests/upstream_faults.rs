@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use canaryd::config::Version;
 use canaryd::metrics::{RetryOutcome, UpstreamErrorKind, RETRY_BUDGET_WINDOW_SECS};
+use canaryd::upstream::ConnectFailure;
 use http_body_util::BodyExt;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -285,7 +286,7 @@ async fn a_pool_that_refuses_every_connection_gets_retries_only_within_the_budge
     );
     // Each 502 is one connect failure of the version, whether its retry was made or refused.
     assert_eq!(
-        primary.upstream_errors(UpstreamErrorKind::Connect),
+        primary.upstream_errors(UpstreamErrorKind::Connect(ConnectFailure::Refused)),
         REQUESTS
     );
     let (status, _, text) = get(&client, &format!("http://{}/metrics", proxy.admin), &[]).await;
@@ -320,7 +321,10 @@ async fn a_canary_whose_retry_budget_is_spent_still_fails_over_to_the_primary() 
         m.retries(Version::Canary, RetryOutcome::BudgetExhausted),
         10
     );
-    assert_eq!(canary.upstream_errors(UpstreamErrorKind::Connect), 10);
+    assert_eq!(
+        canary.upstream_errors(UpstreamErrorKind::Connect(ConnectFailure::Refused)),
+        10
+    );
     let primary_metrics = m.version(Version::Primary);
     assert_eq!(primary_metrics.code_class(2), 10);
     assert_eq!(

@@ -17,6 +17,11 @@ const LOWEST_MICROS: u64 = 1;
 const HIGHEST_MICROS: u64 = 60_000_000;
 const SIGNIFICANT_DIGITS: u8 = 3;
 
+/// The uncompressed V2 serialisation, the only one canaryd writes: a 40-byte header (cookie,
+/// payload length, …) and the payload.
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_HEADER_BYTES: usize = 40;
+
 /// Why evidence could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
@@ -29,6 +34,9 @@ pub enum EvidenceError {
     /// The histogram bytes are not a V2 histogram.
     #[error("evidence histogram does not decode: {0:?}")]
     Histogram(hdrhistogram::serialization::DeserializeError),
+    /// The histogram is not an uncompressed V2 one whose header says the length it has.
+    #[error("evidence histogram is not an uncompressed V2 histogram of its stated length")]
+    NotV2,
     /// Serialising failed (only on impossible histograms).
     #[error("evidence histogram does not encode: {0:?}")]
     Encode(hdrhistogram::serialization::V2SerializeError),
@@ -58,10 +66,11 @@ impl Counts {
         })
     }
 
-    /// Add another replica's counts.
+    /// Add another replica's counts. Saturating: a peer's counts are data, and a member
+    /// writing absurd ones must not overflow the leader's sum.
     pub fn add(&mut self, other: &Counts) {
-        self.requests += other.requests;
-        self.failures += other.failures;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.failures = self.failures.saturating_add(other.failures);
         for bucket in other.latency.iter_recorded() {
             self.latency
                 .saturating_record_n(bucket.value_iterated_to(), bucket.count_at_value());
@@ -142,8 +151,27 @@ fn encode_counts(counts: &Counts) -> Result<WireCounts, EvidenceError> {
     })
 }
 
+/// hdrhistogram's decoder allocates the payload length a header states before reading the
+/// payload (a compressed one: before inflating it), so a peer's 60-byte entry could make the
+/// leader allocate 4 GiB: the header must state exactly the bytes that follow it.
+fn check_v2_header(bytes: &[u8]) -> Result<(), EvidenceError> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+    };
+    let stated = word(4).and_then(|n| usize::try_from(n).ok());
+    let payload = bytes.len().checked_sub(V2_HEADER_BYTES);
+    match (word(0), stated, payload) {
+        (Some(V2_COOKIE), Some(stated), Some(payload)) if stated == payload => Ok(()),
+        _ => Err(EvidenceError::NotV2),
+    }
+}
+
 fn decode_counts(wire: &WireCounts) -> Result<Counts, EvidenceError> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(&wire.latency)?;
+    check_v2_header(&bytes)?;
     let decoded: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(EvidenceError::Histogram)?;
@@ -261,6 +289,34 @@ mod tests {
         // One third of the canary's requests took 90 ms: the fleet's P99 shows it.
         let p99 = merged.canary.latency.value_at_quantile(0.99);
         assert!((89_000..=91_000).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn a_histogram_header_must_state_the_length_it_has() {
+        let good = evidence(3, 100, 1, 2_000).encode().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        let latency = json["canary"]["latency"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(latency)
+            .unwrap();
+        assert!(check_v2_header(&bytes).is_ok());
+        // A header claiming 4 GiB of payload, with only the real payload behind it.
+        let mut claims_more = bytes.clone();
+        claims_more[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            check_v2_header(&claims_more),
+            Err(EvidenceError::NotV2)
+        ));
+        let mut compressed = bytes.clone();
+        compressed[0..4].copy_from_slice(&0x1c84_9314u32.to_be_bytes());
+        assert!(check_v2_header(&compressed).is_err());
+        assert!(check_v2_header(&bytes[..39]).is_err());
+        let forged = base64::engine::general_purpose::STANDARD.encode(&claims_more);
+        let text = String::from_utf8(good).unwrap().replace(latency, &forged);
+        assert!(matches!(
+            StepEvidence::decode(text.as_bytes()),
+            Err(EvidenceError::NotV2)
+        ));
     }
 
     #[test]

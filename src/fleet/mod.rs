@@ -17,7 +17,7 @@ mod evidence;
 #[cfg(feature = "fleet")]
 mod handle;
 #[cfg(feature = "fleet")]
-mod keys;
+pub(crate) mod keys;
 #[cfg(all(test, feature = "fleet"))]
 mod memory;
 #[cfg(feature = "fleet")]

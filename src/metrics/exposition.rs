@@ -33,6 +33,7 @@ use super::registry::ProcessStats;
 use super::retry_budget::RetryOutcome;
 use crate::config::{Version, GRPC_CODE_NAMES};
 use crate::routing::Phase;
+use crate::upstream::ConnectFailure;
 
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -42,8 +43,9 @@ const FLAGGER_NAMESPACE: &str = "canaryd";
 
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// One of each `kind` label (the connect failure's own kind is not a label).
 const ERROR_KINDS: [UpstreamErrorKind; 3] = [
-    UpstreamErrorKind::Connect,
+    UpstreamErrorKind::Connect(ConnectFailure::Other),
     UpstreamErrorKind::Timeout,
     UpstreamErrorKind::Reset,
 ];

@@ -5,6 +5,7 @@
 //! path only touches atomics. The retry budget (`retry_budget.rs`) lives here too, because its
 //! deposits are these counters: it adds nothing to a request that is not retried.
 
+mod connect_counts;
 mod duration;
 mod exposition;
 mod outcome;
@@ -12,6 +13,7 @@ mod registry;
 mod retry_budget;
 mod window;
 
+pub use connect_counts::ConnectCounts;
 pub use duration::{DurationHistogram, DurationSnapshot, DURATION_BUCKETS_SECONDS, FINITE_BUCKETS};
 pub use exposition::{
     render, ExpositionInput, LastCheckInput, RouteInput, VersionCheck, CONTENT_TYPE,

@@ -7,12 +7,13 @@ use super::duration::DurationHistogram;
 use super::retry_budget::{RetryBudget, RetryOutcome};
 use super::window::{VersionSample, WindowShards};
 use crate::config::{RetryBudgetConfig, Version, WebhookKind};
+use crate::upstream::ConnectFailure;
 
 /// How an upstream exchange failed when the proxy had to answer for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
-    /// Could not connect (after retries): the proxy answered 502.
-    Connect,
+    /// Could not connect (after retries), for this reason: the proxy answered 502.
+    Connect(ConnectFailure),
     /// No response head within `request_timeout`: the proxy answered 504.
     Timeout,
     /// The upstream broke the exchange (reset, invalid framing, died mid-body).
@@ -23,7 +24,7 @@ impl UpstreamErrorKind {
     /// The `kind` label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Connect(_) => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Reset => "reset",
         }
@@ -31,7 +32,7 @@ impl UpstreamErrorKind {
 
     fn index(self) -> usize {
         match self {
-            UpstreamErrorKind::Connect => 0,
+            UpstreamErrorKind::Connect(_) => 0,
             UpstreamErrorKind::Timeout => 1,
             UpstreamErrorKind::Reset => 2,
         }
@@ -147,9 +148,13 @@ impl VersionMetrics {
             let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
             self.duration.observe_micros(micros);
         }
+        let connect = match outcome {
+            Outcome::UpstreamError(UpstreamErrorKind::Connect(failure)) => Some(failure),
+            _ => None,
+        };
         match outcome.class() {
-            OutcomeClass::Success => self.window.record(false, latency),
-            OutcomeClass::Failure => self.window.record(true, latency),
+            OutcomeClass::Success => self.window.record(false, None, latency),
+            OutcomeClass::Failure => self.window.record(true, connect, latency),
             OutcomeClass::Ignored => {}
         }
     }
@@ -190,7 +195,7 @@ impl VersionMetrics {
             .sum()
     }
 
-    /// Upstream errors of one kind.
+    /// Upstream errors with `kind`'s label (`connect`: every [`ConnectFailure`] alike).
     pub fn upstream_errors(&self, kind: UpstreamErrorKind) -> u64 {
         self.upstream_errors[kind.index()].load(Ordering::Relaxed)
     }
@@ -320,6 +325,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_connect_reaches_the_check_window_with_its_kind() {
+        let m = RouteMetrics::default();
+        m.enable_windows();
+        let dns = Outcome::UpstreamError(UpstreamErrorKind::Connect(ConnectFailure::Dns));
+        m.record(Version::Canary, dns, Duration::ZERO);
+        m.record(Version::Canary, dns, Duration::ZERO);
+        let timeout = Outcome::UpstreamError(UpstreamErrorKind::Timeout);
+        m.record(Version::Canary, timeout, Duration::ZERO);
+        let mut window = VersionSample::default();
+        m.drain_window(Version::Canary, &mut window);
+        assert_eq!((window.requests, window.failures), (3, 3));
+        assert_eq!(window.connect.of(ConnectFailure::Dns), 2);
+        assert_eq!(
+            window.connect.total(),
+            2,
+            "a response timeout is no connect failure"
+        );
+        let mut again = VersionSample::default();
+        m.drain_window(Version::Canary, &mut again);
+        assert_eq!(again.connect.total(), 0, "a drain empties the kinds too");
+    }
+
+    #[test]
     fn proxy_errors_are_5xx_failures_and_gone_clients_are_not_judged() {
         let m = RouteMetrics::default();
         m.record(
@@ -334,7 +362,7 @@ mod tests {
         );
         m.record(
             Version::Canary,
-            Outcome::UpstreamError(UpstreamErrorKind::Connect),
+            Outcome::UpstreamError(UpstreamErrorKind::Connect(ConnectFailure::Refused)),
             Duration::ZERO,
         );
         m.record(Version::Canary, Outcome::ClientGone, Duration::ZERO);
@@ -343,7 +371,12 @@ mod tests {
         assert_eq!(c.code_class(5), 2);
         assert_eq!(c.requests(), 3);
         assert_eq!(c.client_gone(), 1);
-        assert_eq!(c.upstream_errors(UpstreamErrorKind::Connect), 1);
+        let connect = UpstreamErrorKind::Connect(ConnectFailure::Timeout);
+        assert_eq!(
+            c.upstream_errors(connect),
+            1,
+            "every kind counts as `connect`"
+        );
         assert_eq!(m.version(Version::Primary).requests(), 0);
         assert_eq!(Outcome::Status(404).class(), OutcomeClass::Success);
         assert_eq!(Outcome::Status(500).class(), OutcomeClass::Failure);

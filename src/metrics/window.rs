@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::connect_counts::ConnectCounts;
+use crate::upstream::ConnectFailure;
+
 /// Latencies are recorded in microseconds, 1 µs to 60 s, to 3 significant digits.
 const LOWEST_MICROS: u64 = 1;
 const HIGHEST_MICROS: u64 = 60_000_000;
@@ -44,6 +47,8 @@ pub struct VersionSample {
     pub requests: u64,
     /// 5xx answers and upstream errors.
     pub failures: u64,
+    /// The failures that were failed connects, by kind.
+    pub connect: ConnectCounts,
     /// Latency of judged requests, in microseconds.
     pub latency: Histogram<u32>,
 }
@@ -53,6 +58,7 @@ impl Default for VersionSample {
         VersionSample {
             requests: 0,
             failures: 0,
+            connect: ConnectCounts::default(),
             latency: new_latency_histogram(),
         }
     }
@@ -63,6 +69,7 @@ impl VersionSample {
     pub fn merge(&mut self, other: &VersionSample) {
         self.requests += other.requests;
         self.failures += other.failures;
+        self.connect.merge(&other.connect);
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
     }
@@ -83,9 +90,10 @@ impl WindowShards {
             .get_or_init(|| (0..SHARDS).map(|_| OnceLock::new()).collect());
     }
 
-    /// Record one judged request on this thread's shard; no-op until enabled.
+    /// Record one judged request on this thread's shard, with the kind of its failed connect
+    /// if it was one; no-op until enabled.
     #[inline]
-    pub fn record(&self, failed: bool, latency: Duration) {
+    pub fn record(&self, failed: bool, connect: Option<ConnectFailure>, latency: Duration) {
         let Some(shards) = self.shards.get() else {
             return;
         };
@@ -97,6 +105,9 @@ impl WindowShards {
             .unwrap_or_else(PoisonError::into_inner);
         shard.requests += 1;
         shard.failures += u64::from(failed);
+        if let Some(failure) = connect {
+            shard.connect.add(failure);
+        }
         shard
             .latency
             .saturating_record(micros.clamp(LOWEST_MICROS, HIGHEST_MICROS));
@@ -112,6 +123,7 @@ impl WindowShards {
             into.merge(&shard);
             shard.requests = 0;
             shard.failures = 0;
+            shard.connect.clear();
             shard.latency.reset();
         }
     }
@@ -124,7 +136,7 @@ mod tests {
     #[test]
     fn drains_are_exact_and_shards_merge() {
         let shards = WindowShards::default();
-        shards.record(false, Duration::from_millis(5));
+        shards.record(false, None, Duration::from_millis(5));
         let mut nothing = VersionSample::default();
         shards.drain_into(&mut nothing);
         assert_eq!(nothing.requests, 0, "recording before enable is a no-op");
@@ -137,7 +149,7 @@ mod tests {
                     s.spawn(move || {
                         set_worker_shard(w);
                         for i in 0..1000u64 {
-                            shards.record(i % 10 == 0, Duration::from_micros(100 + i));
+                            shards.record(i % 10 == 0, None, Duration::from_micros(100 + i));
                         }
                     });
                 })

@@ -3,7 +3,7 @@
 use http::StatusCode;
 
 use crate::metrics::{Outcome, UpstreamErrorKind};
-use crate::upstream::{AcquireError, ExchangeError};
+use crate::upstream::{AcquireError, ConnectFailure, ExchangeError};
 
 /// A request the proxy could not forward.
 #[derive(Debug, thiserror::Error)]
@@ -138,9 +138,13 @@ impl ProxyError {
             | ProxyError::BadTarget
             | ProxyError::UnsupportedTransferCoding
             | ProxyError::ClientBodyTimeout => None,
-            ProxyError::NoEndpoint | ProxyError::Connect(_) => {
-                Some(Outcome::UpstreamError(UpstreamErrorKind::Connect))
-            }
+            // No address: every endpoint name of the version failed to resolve.
+            ProxyError::NoEndpoint => Some(Outcome::UpstreamError(UpstreamErrorKind::Connect(
+                ConnectFailure::Dns,
+            ))),
+            ProxyError::Connect(error) => Some(Outcome::UpstreamError(UpstreamErrorKind::Connect(
+                error.failure(),
+            ))),
             ProxyError::Timeout => Some(Outcome::UpstreamError(UpstreamErrorKind::Timeout)),
             // A protocol violation by the upstream is a broken exchange, as invalid framing is.
             ProxyError::Upstream(_)

@@ -23,6 +23,7 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static CLOSE: HeaderName = HeaderName::from_static("close");
 /// The h2c upgrade's settings: connection-specific (RFC 9113 §3.1), never forwarded even when
 /// `Connection` does not name it.
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -221,6 +222,9 @@ fn remove_found(headers: &mut HeaderMap, found: HopByHop) {
                 headers.remove(name);
             }
         }
+        // `close` names a field as well as the option (RFC 9110 §7.6.1; `Close` is a reserved
+        // field name, §16.3.1): a field so named never travels on.
+        headers.remove(&CLOSE);
         headers.remove(CONNECTION);
     }
     if fixed {

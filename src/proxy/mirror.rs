@@ -19,7 +19,7 @@ use super::upstream_call::send;
 use crate::config::{Config, MirrorConfig, ProxyConfig, Version};
 use crate::metrics::{Answer, Outcome, UpstreamErrorKind};
 use crate::routing::{EndpointPick, Route};
-use crate::upstream::{acquire, RequestBody};
+use crate::upstream::{acquire, ConnectFailure, RequestBody};
 
 /// Whether this request should be copied to the canary, judged from its head alone.
 pub fn wants_copy(route: &Route, version: Version, parts: &Parts, body: &Incoming) -> bool {
@@ -87,10 +87,11 @@ pub fn spawn_copy(route: Arc<Route>, config: Arc<Config>, parts: &Parts, body: B
 async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Box<Request<RequestBody>>) -> Outcome {
     let backend = route.backend(Version::Canary);
     let Some(endpoint) = backend.pick(&mut EndpointPick::default()).cloned() else {
-        return Outcome::UpstreamError(UpstreamErrorKind::Connect);
+        return Outcome::UpstreamError(UpstreamErrorKind::Connect(ConnectFailure::Dns));
     };
-    let Ok(conn) = acquire(&endpoint, proxy.connect_timeout).await else {
-        return Outcome::UpstreamError(UpstreamErrorKind::Connect);
+    let conn = match acquire(&endpoint, proxy.connect_timeout).await {
+        Ok(conn) => conn,
+        Err(error) => return Outcome::UpstreamError(UpstreamErrorKind::Connect(error.failure())),
     };
     let exchange = async {
         let (response, conn) = match send(proxy, conn, copy, proxy.request_timeout).await {

@@ -102,7 +102,7 @@ pub(super) async fn forward(
             Err(error) => {
                 if let Some(error) = error {
                     if let Some(endpoint) = &endpoint {
-                        endpoint.record(false, &proxy.ejection);
+                        endpoint.record_connect_failure(error.failure(), &proxy.ejection);
                     }
                     tracing::debug!(route = %route.name, error = %error, "connect failed");
                     last_error = ProxyError::Connect(error);

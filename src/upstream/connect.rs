@@ -15,6 +15,7 @@ use hyper::rt::{Read, Write};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::failure::{ConnectFailure, TlsFailure};
 use super::transport::TlsTarget;
 use super::{Endpoint, RequestBody};
 use crate::config::UpstreamProtocol;
@@ -49,6 +50,8 @@ pub enum ConnectError {
     Tls {
         /// Endpoint address.
         addr: SocketAddr,
+        /// The kind of failure, as counted and named in rollback reasons.
+        kind: TlsFailure,
         /// rustls's reason, as logged.
         reason: String,
     },
@@ -61,6 +64,18 @@ pub enum ConnectError {
         #[source]
         source: hyper::Error,
     },
+}
+
+impl ConnectError {
+    /// The kind of failure, as the analysis names it.
+    pub fn failure(&self) -> ConnectFailure {
+        match self {
+            ConnectError::Timeout { .. } => ConnectFailure::Timeout,
+            ConnectError::Io { source, .. } => ConnectFailure::of_io(source),
+            ConnectError::Tls { kind, .. } => ConnectFailure::Tls(*kind),
+            ConnectError::Handshake { .. } => ConnectFailure::Other,
+        }
+    }
 }
 
 /// A new connection, ready for its first request.
@@ -92,6 +107,7 @@ pub(super) async fn connect(
             None => Ok(Opened::Plain(stream)),
             Some(TlsTarget::Broken(reason)) => Err(ConnectError::Tls {
                 addr,
+                kind: TlsFailure::Settings,
                 reason: reason.to_string(),
             }),
             Some(TlsTarget::Ready {
@@ -103,6 +119,7 @@ pub(super) async fn connect(
                 .map(|tls| Opened::Tls(Box::new(tls)))
                 .map_err(|e| ConnectError::Tls {
                     addr,
+                    kind: TlsFailure::of_handshake(&e),
                     reason: e.to_string(),
                 }),
         }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::failure::ConnectFailure;
 use super::health::{Health, HealthChange};
 use super::transport::Transport;
 use crate::config::{EjectionConfig, Http1Engine, PoolConfig, UpstreamProtocol};
@@ -114,11 +115,32 @@ impl Endpoint {
         } else {
             self.health.record_failure(policy)
         };
+        self.log(change, None);
+    }
+
+    /// Record a failed connect to this endpoint (for ejection by `policy`); an ejection it
+    /// causes is logged with the kind of failure.
+    pub fn record_connect_failure(&self, failure: ConnectFailure, policy: &EjectionConfig) {
+        let change = self.health.record_failure(policy);
+        self.log(change, Some(failure));
+    }
+
+    fn log(&self, change: HealthChange, connect: Option<ConnectFailure>) {
         match change {
             HealthChange::None => {}
-            HealthChange::Ejected(backoff) => {
-                tracing::warn!(endpoint = %self.addr, ?backoff, "endpoint ejected after consecutive failures")
-            }
+            HealthChange::Ejected(backoff) => match connect {
+                Some(failure) => tracing::warn!(
+                    endpoint = %self.addr,
+                    ?backoff,
+                    cause = %failure,
+                    "endpoint ejected after consecutive failures, the last a failed connect: {failure}"
+                ),
+                None => tracing::warn!(
+                    endpoint = %self.addr,
+                    ?backoff,
+                    "endpoint ejected after consecutive failures"
+                ),
+            },
             HealthChange::Readmitted => {
                 tracing::info!(endpoint = %self.addr, "endpoint re-admitted")
             }

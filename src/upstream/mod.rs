@@ -10,6 +10,7 @@
 mod body;
 mod connect;
 mod endpoint;
+mod failure;
 mod health;
 pub(crate) mod http1;
 mod pool;
@@ -21,6 +22,7 @@ mod transport;
 pub use body::{BodyWatch, RequestBody};
 pub use connect::ConnectError;
 pub use endpoint::{Endpoint, InFlight};
+pub use failure::{ConnectFailure, TlsFailure, CONNECT_FAILURES};
 pub use health::{Health, HealthChange};
 pub use response::{ExchangeError, InformationalHook, UpgradedIo, UpstreamBody, UpstreamUpgrade};
 pub use send::{acquire, AcquireError, Conn, SendError};

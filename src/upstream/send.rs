@@ -10,6 +10,7 @@ use http_body::Body as _;
 use hyper::client::conn::{http1, http2};
 
 use super::connect::{connect, ConnectError, Connected};
+use super::failure::ConnectFailure;
 use super::http1::{self as engine, SendFailure, Socket, SocketState};
 use super::pool::{self, StreamSlot};
 use super::{Endpoint, ExchangeError, InFlight, InformationalHook, RequestBody, UpstreamBody};
@@ -51,6 +52,14 @@ impl AcquireError {
     /// A fresh connection that closed at once.
     pub fn closed(addr: std::net::SocketAddr) -> Self {
         AcquireError::Closed { addr }
+    }
+
+    /// The kind of failure, as the analysis names it.
+    pub fn failure(&self) -> ConnectFailure {
+        match self {
+            AcquireError::Connect(error) => error.failure(),
+            AcquireError::Closed { .. } => ConnectFailure::Other,
+        }
     }
 }
 

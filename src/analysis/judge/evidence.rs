@@ -113,6 +113,7 @@ impl Drained for VersionSample {
     fn add_to_window(&mut self, window: &mut VersionWindow) {
         window.requests += self.requests;
         window.failures += self.failures;
+        window.connect.merge(&self.connect);
         for bucket in self.latency.iter_recorded() {
             window.latency.saturating_record_n(
                 bucket.value_iterated_to(),
@@ -299,18 +300,21 @@ impl StepEvidence {
     /// Latency counters are added position by position; they count the same test only if both
     /// sides fixed the same `above` (the receiver's is kept).
     pub fn merge(&mut self, other: &StepEvidence) {
-        self.primary.requests += other.primary.requests;
-        self.primary.failures += other.primary.failures;
-        self.canary.requests += other.canary.requests;
-        self.canary.failures += other.canary.failures;
+        // Saturating: another member's evidence is data, and absurd counts from it must not
+        // overflow the sum the leader judges.
+        let add = |mine: &mut u64, theirs: u64| *mine = mine.saturating_add(theirs);
+        add(&mut self.primary.requests, other.primary.requests);
+        add(&mut self.primary.failures, other.primary.failures);
+        add(&mut self.canary.requests, other.canary.requests);
+        add(&mut self.canary.failures, other.canary.failures);
         for (mine, theirs) in self.slow.iter_mut().zip(&other.slow) {
             if mine.above.is_none() {
                 mine.above = theirs.above;
             }
-            mine.primary_requests += theirs.primary_requests;
-            mine.primary_slow += theirs.primary_slow;
-            mine.canary_requests += theirs.canary_requests;
-            mine.canary_slow += theirs.canary_slow;
+            add(&mut mine.primary_requests, theirs.primary_requests);
+            add(&mut mine.primary_slow, theirs.primary_slow);
+            add(&mut mine.canary_requests, theirs.canary_requests);
+            add(&mut mine.canary_slow, theirs.canary_slow);
         }
         for theirs in &other.external {
             let mine = self.external_mut(&theirs.name);

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::metrics::ConnectCounts;
+
 /// Smallest latency the histogram tells apart: 1 µs.
 const LOWEST_MICROS: u64 = 1;
 /// Largest latency the histogram tracks: 60 s. Slower requests are clamped to this, which is
@@ -30,6 +32,8 @@ pub struct VersionWindow {
     pub requests: u64,
     /// Failures among them (5xx, and 502/504 the proxy answered for a broken upstream).
     pub failures: u64,
+    /// The failures that were failed connects, by kind (what a rollback reason names).
+    pub connect: ConnectCounts,
     /// Latency of every judged request, in microseconds, 1 µs ..= 60 s, 3 significant digits.
     pub latency: Histogram<u64>,
 }
@@ -47,6 +51,7 @@ impl VersionWindow {
         Ok(VersionWindow {
             requests: 0,
             failures: 0,
+            connect: ConnectCounts::default(),
             latency,
         })
     }
@@ -93,6 +98,7 @@ impl VersionWindow {
     pub fn merge(&mut self, other: &VersionWindow) {
         self.requests += other.requests;
         self.failures += other.failures;
+        self.connect.merge(&other.connect);
         // Re-record bucket by bucket rather than `Histogram::add`, which is fallible; both
         // histograms have the same bounds so nothing is clamped.
         for bucket in other.latency.iter_recorded() {
@@ -105,6 +111,7 @@ impl VersionWindow {
     pub fn clear(&mut self) {
         self.requests = 0;
         self.failures = 0;
+        self.connect.clear();
         // Resetting zeroes every bucket; an empty histogram (the sequential judge's windows in
         // `canaryd simulate`) has nothing to zero.
         if !self.latency.is_empty() {

@@ -18,7 +18,7 @@ use crate::analysis::judge::evidence::StepEvidence;
 use crate::analysis::judge::external::{judge_all, CountForm, ExternalReading};
 use crate::analysis::judge::sequential::{self, SequentialJudgement, TestResult};
 use crate::analysis::judge::window::Window;
-use crate::analysis::judge::{describe, judge, report, Failure};
+use crate::analysis::judge::{describe, judge, report, thousands, Failure};
 use crate::analysis::machine::decision::{Confirm, Decision, GateAnswers, Hold, RollbackReason};
 use crate::analysis::machine::events::{rfc3339, unix_seconds, Event};
 use crate::analysis::machine::params::Params;
@@ -41,6 +41,42 @@ struct Observed<'a> {
     evidence: &'a StepEvidence,
     /// What the analysis task read of the external metrics for this check.
     external: &'a [ExternalReading],
+    /// The canary's failed connects in `window`, named ([`connect_cause`]).
+    cause: Option<&'a str>,
+}
+
+/// The canary's failed connects in the window, by kind, for the reasons that blame its
+/// errors (docs/operations.md#why-a-canary-was-rolled-back): "130 of 130 canary requests
+/// failed to connect: connection refused". `None` when every connect succeeded.
+fn connect_cause(window: &Window) -> Option<String> {
+    let canary = &window.canary;
+    let failed = canary.connect.total();
+    (failed > 0).then(|| {
+        format!(
+            "{} of {} canary requests failed to connect: {}",
+            thousands(failed),
+            thousands(canary.requests),
+            canary.connect
+        )
+    })
+}
+
+/// A failed check's event, with the cause when the failure is the error rate.
+fn halt_detail(failure: &Failure, cause: Option<&str>) -> String {
+    match (failure, cause) {
+        (Failure::SuccessRate { .. } | Failure::SuccessRateDrop { .. }, Some(cause)) => {
+            format!("{failure}; {cause}")
+        }
+        _ => failure.to_string(),
+    }
+}
+
+/// A reason with the cause after it, when there is one.
+fn with_cause(text: String, cause: Option<&str>) -> String {
+    match cause {
+        Some(cause) => format!("{text}; {cause}"),
+        None => text,
+    }
 }
 
 // === impl Rollout: checks ===
@@ -72,10 +108,12 @@ impl Rollout {
         now: SystemTime,
     ) -> (Decision, Vec<Event>) {
         let mut events = Vec::new();
+        let cause = connect_cause(window);
         let observed = Observed {
             window,
             evidence,
             external,
+            cause: cause.as_deref(),
         };
         // A confirmation nobody answered is dropped: this check asks again if still relevant.
         self.pending = None;
@@ -186,7 +224,7 @@ impl Rollout {
         );
         if !failures.is_empty() {
             let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
-            return self.bake_failed(&detail.join(", "), now, events);
+            return self.bake_failed(&detail.join(", "), observed.cause, now, events);
         }
         if outcome == CheckOutcome::Pass {
             return self.bake_check_passed(now, events);
@@ -223,11 +261,11 @@ impl Rollout {
         self.record_evidence(outcome, observed.window, &judgement, now);
         self.add_external_reports(external);
         if let Some(test) = judgement.rollback() {
-            return self.bake_failed(&describe(test), now, events);
+            return self.bake_failed(&describe(test), observed.cause, now, events);
         }
         if !external_failures.is_empty() {
             let detail: Vec<String> = external_failures.iter().map(ToString::to_string).collect();
-            return self.bake_failed(&detail.join(", "), now, events);
+            return self.bake_failed(&detail.join(", "), observed.cause, now, events);
         }
         if passes {
             return self.bake_check_passed(now, events);
@@ -244,15 +282,22 @@ impl Rollout {
     }
 
     /// A check failed while Baking: back to the primary at once.
-    fn bake_failed(&mut self, detail: &str, now: SystemTime, events: &mut Vec<Event>) -> Decision {
+    fn bake_failed(
+        &mut self,
+        detail: &str,
+        cause: Option<&str>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
         self.failed_checks += 1;
+        let detail = with_cause(detail.to_owned(), cause);
         events.push(Event::warning(
             &self.route,
             now,
             format!("Halt {} bake: {detail}", self.route),
         ));
         let reason = RollbackReason::BakeFailed;
-        let decision = self.roll_back(reason.clone(), now, events);
+        let decision = self.roll_back(reason.clone(), cause, now, events);
         self.reason = Some(format!("{reason}: {detail}"));
         decision
     }
@@ -399,7 +444,7 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         if params.hooks.has(WebhookKind::Rollback) && answers.rollback == Some(true) {
-            return self.roll_back(RollbackReason::RollbackWebhook, now, events);
+            return self.roll_back(RollbackReason::RollbackWebhook, None, now, events);
         }
         if !self.started {
             return self.before_first_step(params, answers, now, events);
@@ -421,7 +466,8 @@ impl Rollout {
     ) -> Decision {
         if !self.pre_rollout_passed {
             if params.hooks.has(WebhookKind::PreRollout) && answers.pre_rollout != Some(true) {
-                return self.fail_check(params, vec![Failure::PreRolloutWebhook], now, events);
+                let failures = vec![Failure::PreRolloutWebhook];
+                return self.fail_check(params, failures, None, now, events);
             }
             self.pre_rollout_passed = true;
         }
@@ -479,7 +525,7 @@ impl Rollout {
             }
             CheckOutcome::Fail => {
                 self.inconclusive_checks = 0;
-                self.fail_check(params, failures, now, events)
+                self.fail_check(params, failures, observed.cause, now, events)
             }
             CheckOutcome::Pass => {
                 self.inconclusive_checks = 0;
@@ -520,14 +566,14 @@ impl Rollout {
         self.record_evidence(outcome, observed.window, &judgement, now);
         self.add_external_reports(external);
         if let Some(test) = judgement.rollback() {
-            return self.evidence_rollback(test, now, events);
+            return self.evidence_rollback(test, observed.cause, now, events);
         }
         if hook_failed || !external_failures.is_empty() {
             let mut failures = external_failures;
             if hook_failed {
                 failures.insert(0, Failure::RolloutWebhook);
             }
-            return self.fail_check(params, failures, now, events);
+            return self.fail_check(params, failures, observed.cause, now, events);
         }
         if passes {
             return self.passed(params, now, events);
@@ -580,10 +626,11 @@ impl Rollout {
         self.pending = None;
         self.record_evidence(CheckOutcome::Fail, window, &judgement, now);
         let mut events = Vec::new();
+        let cause = connect_cause(window);
         let decision = if baking {
-            self.bake_failed(&describe(test), now, &mut events)
+            self.bake_failed(&describe(test), cause.as_deref(), now, &mut events)
         } else {
-            self.evidence_rollback(test, now, &mut events)
+            self.evidence_rollback(test, cause.as_deref(), now, &mut events)
         };
         Some((decision, events))
     }
@@ -608,10 +655,11 @@ impl Rollout {
     fn evidence_rollback(
         &mut self,
         test: &TestResult,
+        cause: Option<&str>,
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
-        let detail = describe(test);
+        let detail = with_cause(describe(test), cause);
         events.push(Event::warning(
             &self.route,
             now,
@@ -623,7 +671,7 @@ impl Rollout {
         let reason = RollbackReason::Evidence {
             test: test.name.clone(),
         };
-        let decision = self.roll_back(reason.clone(), now, events);
+        let decision = self.roll_back(reason.clone(), cause, now, events);
         self.reason = Some(format!("{reason}: {detail}"));
         decision
     }
@@ -670,7 +718,7 @@ impl Rollout {
             ));
             if on == OnInconclusive::Rollback {
                 let checks = self.step_checks;
-                return self.roll_back(RollbackReason::Undecided { checks }, now, events);
+                return self.roll_back(RollbackReason::Undecided { checks }, None, now, events);
             }
         }
         Decision::Undecided {
@@ -690,7 +738,8 @@ impl Rollout {
         self.inconclusive_checks += 1;
         let limit = params.analysis.inconclusive_limit;
         if self.inconclusive_checks >= limit {
-            return self.roll_back(RollbackReason::NotEnoughTraffic { limit }, now, events);
+            let reason = RollbackReason::NotEnoughTraffic { limit };
+            return self.roll_back(reason, None, now, events);
         }
         events.push(Event::warning(
             &self.route,
@@ -711,6 +760,7 @@ impl Rollout {
         &mut self,
         params: &Params,
         failures: Vec<Failure>,
+        cause: Option<&str>,
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
@@ -719,12 +769,17 @@ impl Rollout {
             events.push(Event::warning(
                 &self.route,
                 now,
-                format!("Halt {} advancement {failure}", self.route),
+                format!(
+                    "Halt {} advancement {}",
+                    self.route,
+                    halt_detail(failure, cause)
+                ),
             ));
         }
         if self.failed_checks >= params.analysis.threshold {
             let threshold = params.analysis.threshold;
-            return self.roll_back(RollbackReason::FailedChecks { threshold }, now, events);
+            let reason = RollbackReason::FailedChecks { threshold };
+            return self.roll_back(reason, cause, now, events);
         }
         Decision::Halt(failures)
     }

@@ -155,7 +155,7 @@ impl Rollout {
     pub fn abort(&mut self, now: SystemTime) -> Result<Vec<Event>, CommandError> {
         self.allow(Command::Abort)?;
         let mut events = Vec::new();
-        self.roll_back(RollbackReason::Aborted, now, &mut events);
+        self.roll_back(RollbackReason::Aborted, None, now, &mut events);
         Ok(events)
     }
 

@@ -374,20 +374,27 @@ impl Rollout {
     }
 
     /// No traffic to the canary: phase Failed, weight 0, sticky until a new revision or retry.
+    /// `cause` is what the canary's failed connects were, when it had any
+    /// (docs/operations.md#why-a-canary-was-rolled-back): the reason and the event name it.
     pub(in crate::analysis) fn roll_back(
         &mut self,
         reason: RollbackReason,
+        cause: Option<&str>,
         now: SystemTime,
         events: &mut Vec<Event>,
     ) -> Decision {
         self.finish(FinishOutcome::Failed, now);
         self.bake_left = None;
-        self.reason = Some(reason.to_string());
+        let why = match cause {
+            Some(cause) => format!("{reason}: {cause}"),
+            None => reason.to_string(),
+        };
         events.push(Event::warning(
             &self.route,
             now,
-            format!("Rolling back {} {reason}", self.route),
+            format!("Rolling back {} {why}", self.route),
         ));
+        self.reason = Some(why);
         events.push(Event::warning(
             &self.route,
             now,

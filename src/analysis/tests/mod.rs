@@ -4,6 +4,7 @@
 
 mod bake;
 mod commands;
+mod connect_causes;
 mod events;
 mod external;
 #[cfg(feature = "fleet")]
