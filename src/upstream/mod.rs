@@ -13,6 +13,7 @@ mod endpoint;
 mod failure;
 mod health;
 pub(crate) mod http1;
+mod idle;
 mod pool;
 mod response;
 mod send;

@@ -29,6 +29,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::client::conn::http2;
 use tokio::time::Instant;
 
+use super::idle::{IdleLists, Reusable};
 use super::{Endpoint, RequestBody};
 
 /// How often a worker's sweep looks for connections idle longer than their endpoint's timeout.
@@ -36,10 +37,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 type Sender = SendRequest<RequestBody>;
 
-struct Idle {
-    sender: Sender,
-    /// When it is closed if still idle.
-    expires: Instant,
+impl Reusable for Sender {
+    fn reusable(&self) -> bool {
+        !self.is_closed()
+    }
 }
 
 /// What the requests on one HTTP/2 connection share, wherever their response bodies end up.
@@ -109,7 +110,7 @@ struct H2Conns {
 }
 
 thread_local! {
-    static IDLE: RefCell<HashMap<u64, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<IdleLists<Sender>> = RefCell::new(IdleLists::default());
     static H2: RefCell<HashMap<u64, H2Conns>> = RefCell::new(HashMap::new());
     static SWEEPING: Cell<bool> = const { Cell::new(false) };
 }
@@ -176,22 +177,7 @@ pub(super) fn add_connection(
 
 /// Take an idle connection to this endpoint that is neither known to be closed nor expired.
 pub(super) fn take(endpoint: &Endpoint) -> Option<Sender> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&endpoint.id())?;
-        let now = Instant::now();
-        while let Some(entry) = list.pop() {
-            if entry.expires <= now {
-                // the newest has expired, so have all the older ones: close them all
-                list.clear();
-                return None;
-            }
-            if !entry.sender.is_closed() {
-                return Some(entry.sender);
-            }
-        }
-        None
-    })
+    IDLE.with(|idle| idle.borrow_mut().take(endpoint.id(), Instant::now()))
 }
 
 /// Return a connection whose last response completed; it is closed (dropped) instead if the
@@ -201,15 +187,10 @@ pub(super) fn put(endpoint: &Endpoint, sender: Sender) {
     if sender.is_closed() || policy.max_idle_per_endpoint == 0 {
         return;
     }
+    let expires = Instant::now() + policy.idle_timeout;
     IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(endpoint.id()).or_default();
-        if list.len() < policy.max_idle_per_endpoint {
-            list.push(Idle {
-                sender,
-                expires: Instant::now() + policy.idle_timeout,
-            });
-        }
+        idle.borrow_mut()
+            .put(endpoint.id(), sender, policy.max_idle_per_endpoint, expires)
     });
     start_sweeping();
 }
@@ -238,15 +219,7 @@ pub(super) fn start_sweeping() {
 /// Close this worker's connections that expired by `now` (and those closed by the upstream).
 fn sweep(now: Instant) {
     super::http1::sweep(now);
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        for list in idle.values_mut() {
-            let expired = list.iter().take_while(|e| e.expires <= now).count();
-            list.drain(..expired);
-            list.retain(|e| !e.sender.is_closed());
-        }
-        idle.retain(|_, list| !list.is_empty());
-    });
+    IDLE.with(|idle| idle.borrow_mut().sweep(now));
     H2.with(|h2| {
         let mut h2 = h2.borrow_mut();
         for entry in h2.values_mut() {

@@ -4,63 +4,26 @@
 //! is taken only if a non-blocking read finds it quiet: not closed, and no stray bytes.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use tokio::time::Instant;
 
 use super::Socket;
+use crate::upstream::idle::{IdleLists, Reusable};
 use crate::upstream::Endpoint;
 
-struct Idle {
-    socket: Socket,
-    expires: Instant,
-}
-
-/// Endpoint ids are small sequential numbers: they need no hashing.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+impl Reusable for Socket {
+    fn reusable(&self) -> bool {
+        self.is_quiet()
     }
 }
-
-type ById<T> = HashMap<u64, T, BuildHasherDefault<IdHasher>>;
 
 thread_local! {
-    static IDLE: RefCell<ById<Vec<Idle>>> = RefCell::new(ById::default());
+    static IDLE: RefCell<IdleLists<Socket>> = RefCell::new(IdleLists::default());
 }
 
 /// An idle, quiet, unexpired connection to the endpoint.
 pub(crate) fn take(endpoint: &Endpoint) -> Option<Socket> {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(&endpoint.id())?;
-        let now = Instant::now();
-        while let Some(entry) = list.pop() {
-            if entry.expires <= now {
-                // the newest has expired, so have all the older ones
-                list.clear();
-                return None;
-            }
-            if entry.socket.is_quiet() {
-                return Some(entry.socket);
-            }
-        }
-        None
-    })
+    IDLE.with(|idle| idle.borrow_mut().take(endpoint.id(), Instant::now()))
 }
 
 /// Keep a connection whose exchange ended cleanly, unless the endpoint's pool is full.
@@ -69,28 +32,15 @@ pub(crate) fn put(endpoint: &Endpoint, socket: Socket) {
     if policy.max_idle_per_endpoint == 0 {
         return;
     }
+    let expires = Instant::now() + policy.idle_timeout;
     IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        let list = idle.entry(endpoint.id()).or_default();
-        if list.len() < policy.max_idle_per_endpoint {
-            list.push(Idle {
-                socket,
-                expires: Instant::now() + policy.idle_timeout,
-            });
-        }
+        idle.borrow_mut()
+            .put(endpoint.id(), socket, policy.max_idle_per_endpoint, expires)
     });
     super::super::pool::start_sweeping();
 }
 
 /// Close this worker's connections expired by `now`, and those the upstream closed or wrote to.
 pub(crate) fn sweep(now: Instant) {
-    IDLE.with(|idle| {
-        let mut idle = idle.borrow_mut();
-        for list in idle.values_mut() {
-            let expired = list.iter().take_while(|e| e.expires <= now).count();
-            list.drain(..expired);
-            list.retain(|e| e.socket.is_quiet());
-        }
-        idle.retain(|_, list| !list.is_empty());
-    });
+    IDLE.with(|idle| idle.borrow_mut().sweep(now));
 }
