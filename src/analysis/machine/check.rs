@@ -151,13 +151,7 @@ impl Rollout {
         conclusive: bool,
         metrics: Vec<MetricReport>,
     ) -> CheckOutcome {
-        let outcome = if !failures.is_empty() {
-            CheckOutcome::Fail
-        } else if !conclusive {
-            CheckOutcome::Inconclusive
-        } else {
-            CheckOutcome::Pass
-        };
+        let outcome = CheckOutcome::of(!failures.is_empty(), conclusive);
         self.last_check = Some(CheckReport {
             at: rfc3339(now),
             outcome,
@@ -251,13 +245,10 @@ impl Rollout {
         // An interval without canary traffic watched nothing: it does not count.
         let served = observed.window.canary.requests > 0;
         let passes = judgement.all_pass() && unknown.is_empty() && served;
-        let outcome = if judgement.rollback().is_some() || !external_failures.is_empty() {
-            CheckOutcome::Fail
-        } else if passes {
-            CheckOutcome::Pass
-        } else {
-            CheckOutcome::Inconclusive
-        };
+        let outcome = CheckOutcome::of(
+            judgement.rollback().is_some() || !external_failures.is_empty(),
+            passes,
+        );
         self.record_evidence(outcome, observed.window, &judgement, now);
         self.add_external_reports(external);
         if let Some(test) = judgement.rollback() {
@@ -555,14 +546,10 @@ impl Rollout {
         );
         let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
         let passes = judgement.all_pass() && unknown.is_empty();
-        let outcome =
-            if judgement.rollback().is_some() || hook_failed || !external_failures.is_empty() {
-                CheckOutcome::Fail
-            } else if passes {
-                CheckOutcome::Pass
-            } else {
-                CheckOutcome::Inconclusive
-            };
+        let outcome = CheckOutcome::of(
+            judgement.rollback().is_some() || hook_failed || !external_failures.is_empty(),
+            passes,
+        );
         self.record_evidence(outcome, observed.window, &judgement, now);
         self.add_external_reports(external);
         if let Some(test) = judgement.rollback() {

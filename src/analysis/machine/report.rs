@@ -19,6 +19,17 @@ pub enum CheckOutcome {
 }
 
 impl CheckOutcome {
+    /// A failure decides; without one, a check passes only when it could judge everything.
+    pub fn of(failed: bool, conclusive: bool) -> Self {
+        if failed {
+            CheckOutcome::Fail
+        } else if conclusive {
+            CheckOutcome::Pass
+        } else {
+            CheckOutcome::Inconclusive
+        }
+    }
+
     /// `"pass"`, `"fail"` or `"inconclusive"`.
     pub fn as_str(self) -> &'static str {
         match self {
