@@ -15,7 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use support::{base_config, client, eventually, get, Canaryd};
@@ -172,4 +173,103 @@ async fn a_zero_bound_keeps_no_idle_connection() {
         )
         .await;
     }
+}
+
+/// An HTTP/1.1 upstream that answers the first request on each connection and then, having
+/// read the second, closes without a word: an upstream closing an idle connection just as a
+/// request arrives.
+struct ClosingUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    heads: Arc<AtomicU64>,
+}
+
+impl ClosingUpstream {
+    async fn start() -> ClosingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = ClosingUpstream {
+            addr: listener.local_addr().unwrap(),
+            accepted: Arc::default(),
+            heads: Arc::default(),
+        };
+        let (accepted, heads) = (up.accepted.clone(), up.heads.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let heads = heads.clone();
+                tokio::spawn(async move {
+                    for answer in [true, false] {
+                        if !read_head(&mut stream).await {
+                            return;
+                        }
+                        heads.fetch_add(1, Ordering::SeqCst);
+                        if answer {
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            stream.write_all(ok).await.unwrap();
+                        }
+                    }
+                    // dropped: closed with the second request read and unanswered
+                });
+            }
+        });
+        up
+    }
+}
+
+/// Read one request head (these requests have no body); false when the peer closed first.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_pooled_connection_closed_unanswered_is_sent_again() {
+    let up = ClosingUpstream::start().await;
+    let base = base_config("", "workers = 1").replace("workers = 2\n", "");
+    let proxy = Canaryd::start(&format!(
+        "{base}[[route]]\nname = \"app\"\n[route.primary]\nrevision = \"v1\"\nendpoints = [\"{}\"]\n",
+        up.addr
+    ));
+    let client = client();
+    let (status, _, body) = get(&client, &proxy.url("/first"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    // the pooled connection reads this one and closes: sent again on a new connection
+    let (status, _, body) = get(&client, &proxy.url("/second"), &[]).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "ok"),
+        "a GET the upstream closed on unanswered is sent again, not answered 502"
+    );
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        up.heads.load(Ordering::SeqCst),
+        3,
+        "the GET reached it twice"
+    );
+    // a POST is not sent twice, even without a body: the upstream may have acted on it
+    let posting = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let request = hyper::Request::post(proxy.url("/order"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let status = posting.request(request).await.unwrap().status();
+    assert_eq!(status.as_u16(), 502, "a POST closed on unanswered is a 502");
+    assert_eq!(
+        up.heads.load(Ordering::SeqCst),
+        4,
+        "the POST reached it once"
+    );
+    assert_eq!(
+        up.accepted.load(Ordering::SeqCst),
+        2,
+        "and no new connection"
+    );
 }

@@ -179,14 +179,16 @@ impl Conn {
                     return Err(SendError::NotSent(request));
                 };
                 // Started without waiting, so the request itself is not held across the wait.
-                let exchange = match engine::send(socket, request, self.in_flight.endpoint()) {
+                let endpoint = self.in_flight.endpoint();
+                let exchange = match engine::send(socket, request, endpoint, self.reused) {
                     Ok(exchange) => exchange,
                     Err(SendFailure::NotSent(request)) => return Err(SendError::NotSent(request)),
                     Err(SendFailure::Failed(e)) => return Err(SendError::Failed(e.into())),
                 };
                 match exchange.await {
                     Ok(response) => Ok(response.map(UpstreamBody::Own)),
-                    Err(e) => Err(SendError::Failed(e.into())),
+                    Err(SendFailure::NotSent(request)) => Err(SendError::NotSent(request)),
+                    Err(SendFailure::Failed(e)) => Err(SendError::Failed(e.into())),
                 }
             }
             Sender::Http1(sender) => {

@@ -41,13 +41,19 @@ pub(crate) enum SendFailure {
 /// Nothing of the request outlives this call but what the exchange needs (the socket, the body
 /// still to send, the method, the 1xx hook): the future a request path awaits stays small, and
 /// it is moved by value more than once per request.
+///
+/// On a `reused` connection, an idempotent request without a body is kept until its answer
+/// starts: if the upstream closes the connection before sending a byte of it (it closed an
+/// idle connection as the request arrived), the request is handed back to be sent on a new
+/// connection, as nginx and HAProxy retry it (docs/routing.md#4-forward, "Upstream connections").
 pub(crate) fn send(
     mut socket: Socket,
-    request: Box<Request<RequestBody>>,
+    mut request: Box<Request<RequestBody>>,
     endpoint: &Arc<Endpoint>,
+    reused: bool,
 ) -> Result<Exchange, SendFailure> {
-    let (parts, body) = (*request).into_parts();
-    let framing = request_head::write(&parts, &body, &mut socket.write_buf);
+    let body = std::mem::replace(request.body_mut(), RequestBody::Buffered(None));
+    let framing = request_head::write(&request, &body, &mut socket.write_buf);
     let body = (framing != BodyFraming::None && !body.is_end_stream()).then_some(body);
     let mut out = Outgoing::new(body, framing);
     // A body broken from its first bytes sends nothing at all, as with hyper. Polled with a
@@ -64,9 +70,8 @@ pub(crate) fn send(
         // its body was already taken from the client.
         first => match out.untouched_body() {
             Some(body) => {
-                return Err(SendFailure::NotSent(Box::new(Request::from_parts(
-                    parts, body,
-                ))))
+                *request.body_mut() = body;
+                return Err(SendFailure::NotSent(request));
             }
             None => {
                 let error = first
@@ -76,13 +81,24 @@ pub(crate) fn send(
             }
         },
     }
+    let resendable = reused && framing == BodyFraming::None && is_idempotent(request.method());
     Ok(Exchange {
         socket: Some(socket),
         out: Some(out),
-        hook: parts.extensions.get::<InformationalHook>().cloned(),
-        method: parts.method,
+        hook: request.extensions().get::<InformationalHook>().cloned(),
+        method: request.method().clone(),
         endpoint: endpoint.clone(),
+        resend: resendable.then_some(request),
+        answered: false,
     })
+}
+
+/// Methods a repeated request does no more harm with than one (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// A request being written and its response head being read.
@@ -93,19 +109,40 @@ pub(crate) struct Exchange {
     method: Method,
     hook: Option<InformationalHook>,
     endpoint: Arc<Endpoint>,
+    /// The request, kept while it may be sent again (see [`send`]).
+    resend: Option<Box<Request<RequestBody>>>,
+    /// A byte of the answer arrived.
+    answered: bool,
 }
 
 impl Future for Exchange {
-    type Output = Result<Response<OwnBody>, Error>;
+    type Output = Result<Response<OwnBody>, SendFailure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let (Some(socket), Some(out)) = (this.socket.as_mut(), this.out.as_mut()) else {
-            return Poll::Ready(Err(Error::Closed));
+            return Poll::Ready(Err(SendFailure::Failed(Error::Closed)));
         };
-        let head = ready!(poll_head(socket, out, &this.method, this.hook.as_ref(), cx))?;
+        let polled = poll_head(
+            socket,
+            out,
+            &this.method,
+            this.hook.as_ref(),
+            &mut this.answered,
+            cx,
+        );
+        let head = match ready!(polled) {
+            Ok(head) => head,
+            Err(e) => {
+                return Poll::Ready(Err(match this.resend.take() {
+                    Some(request) if !this.answered => SendFailure::NotSent(request),
+                    _ => SendFailure::Failed(e),
+                }))
+            }
+        };
+        this.resend = None;
         let (Some(socket), Some(out)) = (this.socket.take(), this.out.take()) else {
-            return Poll::Ready(Err(Error::Closed));
+            return Poll::Ready(Err(SendFailure::Failed(Error::Closed)));
         };
         Poll::Ready(Ok(OwnBody::response(
             head,
@@ -122,6 +159,7 @@ fn poll_head(
     out: &mut Outgoing,
     method: &Method,
     hook: Option<&InformationalHook>,
+    answered: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Head, Error>> {
     out.drive(socket, cx)?;
@@ -138,7 +176,7 @@ fn poll_head(
         }
         match ready!(poll_read(&socket.io, &mut socket.read_buf, cx)) {
             Ok(0) => return Poll::Ready(Err(Error::Closed)),
-            Ok(_) => {}
+            Ok(_) => *answered = true,
             Err(e) => return Poll::Ready(Err(Error::Io(e))),
         }
     }

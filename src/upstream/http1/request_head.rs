@@ -3,8 +3,7 @@
 //! client sent them), and the body's framing chosen as hyper's client chooses it.
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::request::Parts;
-use http::Method;
+use http::{Method, Request};
 use http_body::Body;
 
 use super::response_head::content_length;
@@ -28,8 +27,14 @@ pub(super) enum BodyFraming {
 /// coding) and drops `Content-Length`; else a valid `Content-Length` frames it, else a known
 /// size does (written as `content-length`), else `GET`, `HEAD` and `CONNECT` send no body and
 /// the other methods go chunked.
-pub(super) fn write(parts: &Parts, body: &RequestBody, out: &mut Vec<u8>) -> BodyFraming {
-    let headers = &parts.headers;
+/// `request`'s own body is not looked at: the body to send is `body` (taken out of it, so
+/// that the request itself can be kept to be sent again).
+pub(super) fn write(
+    request: &Request<RequestBody>,
+    body: &RequestBody,
+    out: &mut Vec<u8>,
+) -> BodyFraming {
+    let headers = request.headers();
     let has_te = headers.contains_key(TRANSFER_ENCODING);
     let (framing, add) = if body.is_end_stream() {
         (BodyFraming::None, Added::Nothing)
@@ -54,15 +59,18 @@ pub(super) fn write(parts: &Parts, body: &RequestBody, out: &mut Vec<u8>) -> Bod
         (BodyFraming::Length(n), Added::Nothing)
     } else if let Some(n) = body.size_hint().exact() {
         (BodyFraming::Length(n), Added::Length(n))
-    } else if matches!(parts.method, Method::GET | Method::HEAD | Method::CONNECT) {
+    } else if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::CONNECT
+    ) {
         (BodyFraming::None, Added::Nothing)
     } else {
         (BodyFraming::Chunked, Added::Chunked)
     };
     out.clear();
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.extend_from_slice(request.method().as_str().as_bytes());
     out.push(b' ');
-    match parts.uri.path_and_query() {
+    match request.uri().path_and_query() {
         Some(target) if !target.as_str().is_empty() => {
             out.extend_from_slice(target.as_str().as_bytes())
         }
@@ -106,7 +114,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use bytes::Bytes;
-    use http::{HeaderValue, Request};
+    use http::HeaderValue;
 
     fn head(
         method: Method,
@@ -116,16 +124,15 @@ mod tests {
         let mut request = Request::builder()
             .method(method)
             .uri("/p?q=1")
-            .body(())
+            .body(RequestBody::Buffered(None))
             .unwrap();
         for (n, v) in fields {
             request
                 .headers_mut()
                 .append(*n, HeaderValue::from_static(v));
         }
-        let (parts, ()) = request.into_parts();
         let mut out = Vec::new();
-        let framing = write(&parts, &body, &mut out);
+        let framing = write(&request, &body, &mut out);
         (String::from_utf8(out).unwrap(), framing)
     }
 
