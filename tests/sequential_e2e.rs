@@ -37,7 +37,9 @@ fn seed(primary: &Upstream, canary: &str, hooks: &HookReceiver, state: &str) -> 
         )
 }
 
-async fn burning(canary_endpoint: String, canary: Option<Upstream>) {
+/// `connect_cause`: how the reason ends when the canary's requests fail to connect
+/// (docs/operations.md#why-a-canary-was-rolled-back).
+async fn burning(canary_endpoint: String, canary: Option<Upstream>, connect_cause: Option<&str>) {
     let primary = Upstream::start("primary").await;
     let hooks = HookReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -57,9 +59,13 @@ async fn burning(canary_endpoint: String, canary: Option<Upstream>) {
 
     // Same event, webhook and state as any rollback.
     let events = proxy.server().analysis().events(Some("shop"));
+    let rolling_back =
+        "Rolling back shop request-success-rate is worse than allowed (sequential test)";
     assert!(
-        events.iter().any(|e| e.message
-            == "Rolling back shop request-success-rate is worse than allowed (sequential test)"),
+        events.iter().any(|e| match connect_cause {
+            None => e.message == rolling_back,
+            Some(cause) => e.message.starts_with(rolling_back) && e.message.ends_with(cause),
+        }),
         "{events:#?}"
     );
     eventually("post-rollout webhook", Duration::from_secs(5), || {
@@ -82,7 +88,7 @@ async fn burning(canary_endpoint: String, canary: Option<Upstream>) {
 async fn a_canary_answering_500_to_everything_is_at_weight_0_within_2s_with_interval_60s() {
     let canary = Upstream::start("canary").await;
     canary.fail_every.store(1, Ordering::SeqCst);
-    burning(canary.addr.to_string(), Some(canary)).await;
+    burning(canary.addr.to_string(), Some(canary), None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +98,8 @@ async fn a_canary_that_refuses_connections_is_at_weight_0_within_2s_with_interva
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    burning(addr.to_string(), None).await;
+    let cause = "canary requests failed to connect: connection refused";
+    burning(addr.to_string(), None, Some(cause)).await;
 }
 
 fn quick(primary: &Upstream, canary: &Upstream, state: &str) -> String {
