@@ -93,7 +93,6 @@ async fn sticky_keys_keep_their_side_as_the_weight_grows() {
     );
 
     let control = proxy.server().control().clone();
-    let generation = control.snapshot().generation;
     control
         .set_rollout(
             "shop",
@@ -102,10 +101,9 @@ async fn sticky_keys_keep_their_side_as_the_weight_grows() {
                 weight: 40,
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    while control.snapshot().generation == generation {
-        tokio::task::yield_now().await;
-    }
+        .unwrap_or_else(|e| panic!("{e}"))
+        .await
+        .unwrap_or_else(|e| panic!("the control task dropped the rollout: {e}"));
 
     let mut canary_at_40 = 0;
     for (cookie, before) in users.iter().zip(&side_at_10) {
@@ -206,7 +204,6 @@ async fn a_failed_canary_gets_no_traffic_through_any_path() {
     assert_eq!(by_header.get("canary"), Some(&20));
 
     let control = proxy.server().control().clone();
-    let generation = control.snapshot().generation;
     control
         .set_rollout(
             "shop",
@@ -215,10 +212,9 @@ async fn a_failed_canary_gets_no_traffic_through_any_path() {
                 weight: 0,
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    while control.snapshot().generation == generation {
-        tokio::task::yield_now().await;
-    }
+        .unwrap_or_else(|e| panic!("{e}"))
+        .await
+        .unwrap_or_else(|e| panic!("the control task dropped the rollout: {e}"));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let before = canary.hits();
     for i in 0..50 {

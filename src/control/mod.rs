@@ -93,15 +93,22 @@ impl ControlHandle {
         let _ = self.tx.send(ControlMsg::Resolved(resolved));
     }
 
-    /// Publish a route's new phase and weight.
-    pub fn set_rollout(&self, route: &str, view: RolloutView) -> Result<(), ControlStopped> {
+    /// Publish a route's new phase and weight; the receiver is told the generation of the
+    /// snapshot that carries it, once requests are routed by it.
+    pub fn set_rollout(
+        &self,
+        route: &str,
+        view: RolloutView,
+    ) -> Result<oneshot::Receiver<u64>, ControlStopped> {
+        let (done, published) = oneshot::channel();
         self.tx
             .send(ControlMsg::SetRollout {
                 route: route.to_owned(),
                 view,
-                done: None,
+                done: Some(done),
             })
-            .map_err(|_| ControlStopped)
+            .map_err(|_| ControlStopped)?;
+        Ok(published)
     }
 
     /// Publish a route's new phase and weight and wait until requests are routed by it.

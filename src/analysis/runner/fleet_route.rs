@@ -158,7 +158,7 @@ impl RouteTask {
             cut_off: None,
             local_rollback: None,
         };
-        self.publish(startup);
+        self.publish(startup).await;
         self.discard_measurements();
         let mut mirror = fleet.mirror();
         let mut session = fleet.session();
@@ -174,7 +174,7 @@ impl RouteTask {
                         "no fleet state within lease_ttl; serving this replica's own rollout"
                     );
                     self.held = false;
-                    self.publish(Vec::new());
+                    self.publish(Vec::new()).await;
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     let now = self.now();
@@ -274,7 +274,7 @@ impl RouteTask {
         let route = self.runner.rollout().route().to_owned();
         match mirror.state(&route) {
             Some((state, revision)) if revision != link.applied_revision => {
-                self.apply_state(link, state, revision);
+                self.apply_state(link, state, revision).await;
             }
             Some(_) => {}
             None => {
@@ -295,7 +295,7 @@ impl RouteTask {
         }
     }
 
-    fn apply_state(&mut self, link: &mut Link, state: RouteState, revision: i64) {
+    async fn apply_state(&mut self, link: &mut Link, state: RouteState, revision: i64) {
         let rollout: Rollout = match serde_json::from_value(state.rollout) {
             Ok(rollout) => rollout,
             Err(e) => {
@@ -344,7 +344,7 @@ impl RouteTask {
                 "applying fleet state"
             );
             self.runner.adopt(rollout, Restart::NONE, now);
-            self.publish(Vec::new());
+            self.publish(Vec::new()).await;
             // What the leader said about it, in this member's event log too (its webhooks
             // were the leader's to call).
             for event in told {
@@ -387,7 +387,7 @@ impl RouteTask {
                         differing.join(", ")
                     ),
                 );
-                self.publish(vec![event]);
+                self.publish(vec![event]).await;
             }
             // Evidence gathered under mixed settings is not judged.
             return;
@@ -399,7 +399,7 @@ impl RouteTask {
                 now,
                 format!("Fleet members agree on {route}'s settings again"),
             );
-            self.publish(vec![event]);
+            self.publish(vec![event]).await;
         }
         // A config that moved on (new revision) starts its rollout first.
         let mut next = self.runner.rollout().clone();
@@ -535,7 +535,7 @@ impl RouteTask {
                 evidence: false,
             };
             self.runner.adopt(local, restart, now);
-            self.publish(events);
+            self.publish(events).await;
             return;
         }
         let restart = Restart {
@@ -671,7 +671,7 @@ impl RouteTask {
                 let now = self.now();
                 self.runner.adopt(next, restart, now);
                 self.held = false;
-                self.publish(events);
+                self.publish(events).await;
                 true
             }
             Err(FleetError::Fenced) => {

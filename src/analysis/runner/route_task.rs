@@ -22,6 +22,10 @@ use crate::config::{Version, WebhookConfig, WebhookKind};
 use crate::control::ControlHandle;
 use crate::metrics::{RouteMetrics, VersionSample};
 
+/// How long a decision waits for the control task to route by it before the status shows it
+/// anyway: the control task answers at once unless a reload is resolving endpoint names.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the supervisor tells a route task.
 #[derive(Debug)]
 pub(in crate::analysis) enum RouteMsg {
@@ -109,7 +113,7 @@ impl RouteTask {
         if let Some(fleet) = self.fleet.take() {
             return self.run_fleet(fleet, rx, startup).await;
         }
-        self.publish(startup);
+        self.publish(startup).await;
         // Measurements from before this task (or before a restart) are not this window's.
         self.discard_measurements();
         loop {
@@ -120,7 +124,7 @@ impl RouteTask {
                     let now = self.now();
                     match self.runner.due(now.at) {
                         Some(Due::Check) => self.check().await,
-                        Some(Due::Watch) => self.watch(now),
+                        Some(Due::Watch) => self.watch(now).await,
                         None => {}
                     }
                 }
@@ -130,16 +134,12 @@ impl RouteTask {
                         self.hooks = hooks;
                         self.metrics = metrics;
                         let events = self.runner.on_config(*params, self.now());
-                        self.publish(events);
+                        self.publish(events).await;
                     }
                     Some(RouteMsg::Command { command, reply }) => {
-                        let result = self.command(command);
-                        if result.is_ok() {
-                            // An operator who gets the answer expects traffic to follow it
-                            // already: wait until the data plane routes by the new view.
-                            let rollout = self.runner.rollout();
-                            self.control.apply_rollout(rollout.route(), rollout.view()).await;
-                        }
+                        // An operator who gets the answer expects traffic to follow it
+                        // already: `publish` waits until the data plane routes by it.
+                        let result = self.command(command).await;
                         let _ = reply.send(result);
                     }
                     #[cfg(test)]
@@ -157,27 +157,27 @@ impl RouteTask {
     /// One analysis interval: gates, judgement, confirm webhooks, then the outcome.
     async fn check(&mut self) {
         let (decision, events) = run_check(&self.hooks, &mut self.runner, self.origin).await;
-        self.conclude(&decision, events);
+        self.conclude(&decision, events).await;
     }
 
     /// Publish a decided check or watch; a finished rollout tells the post-rollout hooks.
-    pub(in crate::analysis) fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
-        self.publish(events);
+    pub(in crate::analysis) async fn conclude(&mut self, decision: &Decision, events: Vec<Event>) {
+        self.publish(events).await;
         if decision.finished() {
             self.notify_post_rollout();
         }
     }
 
     /// Between checks: roll back at once if a sequential test accepted "bad".
-    fn watch(&mut self, now: Now) {
+    async fn watch(&mut self, now: Now) {
         if let Some((decision, events)) = self.runner.on_watch(now) {
-            self.conclude(&decision, events);
+            self.conclude(&decision, events).await;
         }
     }
 
-    fn command(&mut self, command: Command) -> Result<RolloutStatus, EngineError> {
+    async fn command(&mut self, command: Command) -> Result<RolloutStatus, EngineError> {
         let events = self.runner.on_command(command, self.now())?;
-        self.publish(events);
+        self.publish(events).await;
         if command.finishes() {
             self.notify_post_rollout();
         }
@@ -186,7 +186,11 @@ impl RouteTask {
 
     /// Tell everyone what the rollout is now: the data plane (weight, phase), the state file,
     /// the admin API's status, the log, the event ring and the `event` webhooks.
-    pub(in crate::analysis) fn publish(&self, events: Vec<Event>) {
+    ///
+    /// The status changes only once the data plane routes by the new view (or after
+    /// [`PUBLISH_WAIT`]), so nobody reading the admin API sees a phase the traffic does not
+    /// follow yet (`docs/operations.md#admin-api`).
+    pub(in crate::analysis) async fn publish(&self, events: Vec<Event>) {
         let rollout = self.runner.rollout();
         #[cfg_attr(not(feature = "fleet"), allow(unused_mut))]
         let mut view = rollout.view();
@@ -194,13 +198,17 @@ impl RouteTask {
         if self.held {
             view.weight = 0;
         }
-        if let Err(e) = self.control.set_rollout(rollout.route(), view) {
+        let routed = self.control.set_rollout(rollout.route(), view);
+        if let Err(e) = &routed {
             // The process is going down (the supervisor sees the control task end); the
             // state file still gets the decision below.
             tracing::error!(route = %rollout.route(), "cannot publish the rollout: {e}");
         }
         let evidence = self.runner.watching().then(|| self.runner.evidence());
         self.persist.save(rollout, evidence);
+        if let Ok(routed) = routed {
+            let _ = tokio::time::timeout(PUBLISH_WAIT, routed).await;
+        }
         self.shared.set_status(rollout.status());
         let undelivered = self.undelivered();
         for event in events {

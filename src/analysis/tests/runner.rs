@@ -177,6 +177,49 @@ async fn a_healthy_canary_walks_ten_steps_and_is_promoted_in_paused_time() {
     );
 }
 
+/// The admin API's status shows a decision only once the data plane routes by it: with the
+/// control task held back, a check's new weight stays out of the status until the control task
+/// has published it.
+#[tokio::test(start_paused = true)]
+async fn the_status_never_runs_ahead_of_what_the_data_plane_routes_by() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = config(dir.path());
+    let prepared = analysis::Prepared::load(&config);
+    let registry = Arc::new(MetricsRegistry::default());
+    let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
+    let config = handle.snapshot().config.clone();
+    let analysis = analysis::start(
+        prepared,
+        config,
+        handle.clone(),
+        registry.clone(),
+        &Vitals::default(),
+    );
+    let run = Running {
+        registry,
+        control: handle,
+        analysis,
+    };
+    // Past the start-up publish's wait for a control task that is not running yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = run.status();
+    let routed_before = run.routed();
+    run.traffic(0);
+    // The check at one minute decides the first step and waits for the control task.
+    tokio::time::sleep(INTERVAL - Duration::from_millis(1500)).await;
+    assert_eq!(run.routed(), routed_before);
+    assert_eq!(
+        run.status(),
+        before,
+        "the status moved on before the data plane did"
+    );
+    tokio::spawn(control.run());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let after = run.status();
+    assert_eq!(after, ("Progressing", before.1 + 10), "from {before:?}");
+    assert_eq!(run.routed(), (Phase::Progressing, after.1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_canary_failing_half_its_requests_is_rolled_back_after_threshold_checks() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
