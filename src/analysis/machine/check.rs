@@ -45,6 +45,17 @@ struct Observed<'a> {
     cause: Option<&'a str>,
 }
 
+/// What [`Rollout::judge_threshold`] found in a window.
+struct ThresholdJudgement {
+    /// Every failure, in the order the reason names them.
+    failures: Vec<Failure>,
+    outcome: CheckOutcome,
+    /// External metrics with no reading.
+    unknown: Vec<String>,
+    /// The canary had `required_requests` in the window.
+    enough: bool,
+}
+
 /// The canary's failed connects in the window, by kind, for the reasons that blame its
 /// errors (docs/operations.md#why-a-canary-was-rolled-back): "130 of 130 canary requests
 /// failed to connect: connection refused". `None` when every connect succeeded.
@@ -181,14 +192,18 @@ impl Rollout {
         }
     }
 
-    /// The threshold judge's bake: this interval's window against the absolute thresholds.
-    fn bake_window(
+    /// The threshold judge's verdict on this check's window, what a step check and a bake check
+    /// share: a failure found before the metrics (a `rollout` webhook's "no") first, then the
+    /// request metrics' failures kept by `keep` (judged only with enough canary traffic), then
+    /// the external metrics'; the report recorded, and the outcome derived from them.
+    fn judge_threshold(
         &mut self,
         params: &Params,
         observed: Observed<'_>,
         now: SystemTime,
-        events: &mut Vec<Event>,
-    ) -> Decision {
+        first: Option<Failure>,
+        keep: impl Fn(&Failure) -> bool,
+    ) -> ThresholdJudgement {
         let window = observed.window;
         let judgement = judge(params, window);
         let (external, external_failures, unknown) = judge_all(
@@ -197,15 +212,10 @@ impl Rollout {
             CountForm::Rate,
         );
         let enough = window.canary.requests >= params.required_requests();
-        let mut failures: Vec<Failure> = if enough {
-            judgement
-                .failures
-                .into_iter()
-                .filter(|f| matches!(f, Failure::SuccessRate { .. } | Failure::Duration { .. }))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut failures: Vec<Failure> = first.into_iter().collect();
+        if enough {
+            failures.extend(judgement.failures.into_iter().filter(|f| keep(f)));
+        }
         failures.extend(external_failures);
         let mut metrics = judgement.metrics;
         metrics.extend(external);
@@ -216,6 +226,29 @@ impl Rollout {
             enough && unknown.is_empty(),
             metrics,
         );
+        ThresholdJudgement {
+            failures,
+            outcome,
+            unknown,
+            enough,
+        }
+    }
+
+    /// The threshold judge's bake: this interval's window against the absolute thresholds.
+    fn bake_window(
+        &mut self,
+        params: &Params,
+        observed: Observed<'_>,
+        now: SystemTime,
+        events: &mut Vec<Event>,
+    ) -> Decision {
+        // Baking, the canary is judged against the absolute thresholds only: the primary has
+        // no traffic left to compare with.
+        let ThresholdJudgement {
+            failures, outcome, ..
+        } = self.judge_threshold(params, observed, now, None, |f| {
+            matches!(f, Failure::SuccessRate { .. } | Failure::Duration { .. })
+        });
         if !failures.is_empty() {
             let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
             return self.bake_failed(&detail.join(", "), observed.cause, now, events);
@@ -475,32 +508,14 @@ impl Rollout {
         events: &mut Vec<Event>,
     ) -> Decision {
         let window = observed.window;
-        let judgement = judge(params, window);
-        let (external, external_failures, unknown) = judge_all(
-            &params.analysis.external,
-            observed.external,
-            CountForm::Rate,
-        );
-        let enough = window.canary.requests >= params.required_requests();
         let hook_failed = params.hooks.has(WebhookKind::Rollout) && answers.rollout != Some(true);
-
-        let mut failures = Vec::new();
-        if hook_failed {
-            failures.push(Failure::RolloutWebhook);
-        }
-        if enough {
-            failures.extend(judgement.failures);
-        }
-        failures.extend(external_failures);
-        let mut metrics = judgement.metrics;
-        metrics.extend(external);
-        let outcome = self.conclude(
-            now,
-            window,
-            &failures,
-            enough && unknown.is_empty(),
-            metrics,
-        );
+        let hook_failure = hook_failed.then_some(Failure::RolloutWebhook);
+        let ThresholdJudgement {
+            failures,
+            outcome,
+            unknown,
+            enough,
+        } = self.judge_threshold(params, observed, now, hook_failure, |_| true);
 
         match outcome {
             CheckOutcome::Inconclusive if enough => {
