@@ -79,8 +79,9 @@ fn rollout(primary: &Upstream, canary: &str, canary_tls: &str, hooks: &HookRecei
 }
 
 /// Roll `canary` out under load until it is rolled back, then check that the status, the
-/// events, both webhooks and the log all name `kind`.
-async fn rolled_back_naming(canary: &str, canary_tls: &str, kind: &str) {
+/// events, both webhooks and the log all name `kind`, and that the metrics count the failed
+/// connects under `cause` (`canaryd_upstream_connect_failures_total`).
+async fn rolled_back_naming(canary: &str, canary_tls: &str, kind: &str, cause: &str) {
     logged();
     let primary = Upstream::start("primary").await;
     let hooks = HookReceiver::start().await;
@@ -134,6 +135,19 @@ async fn rolled_back_naming(canary: &str, canary_tls: &str, kind: &str) {
         logged().lock().unwrap().contains(&rolling_back),
         "the log has no {rolling_back:?}"
     );
+
+    let (_, _, metrics) = get(&client(), &format!("http://{}/metrics", proxy.admin), &[]).await;
+    let series = format!(
+        "canaryd_upstream_connect_failures_total{{route=\"shop\",version=\"canary\",cause=\"{cause}\"}} "
+    );
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|n| n.parse::<f64>().ok());
+    assert!(
+        counted.is_some_and(|n| n >= 1.0),
+        "{series}is {counted:?} in\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +158,7 @@ async fn a_canary_whose_port_refuses_connections_is_rolled_back_for_connection_r
         .unwrap()
         .local_addr()
         .unwrap();
-    rolled_back_naming(&refused.to_string(), "", "connection refused").await;
+    rolled_back_naming(&refused.to_string(), "", "connection refused", "refused").await;
 }
 
 /// A loopback listener that never accepts, its one-connection queue full: a connect to it
@@ -171,7 +185,7 @@ fn hanging_listener() -> (SocketAddr, socket2::Socket, Vec<std::net::TcpStream>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_whose_connects_hang_is_rolled_back_for_connect_timeout() {
     let (hanging, _listener, _held) = hanging_listener();
-    rolled_back_naming(&hanging.to_string(), "", "connect timeout").await;
+    rolled_back_naming(&hanging.to_string(), "", "connect timeout", "timeout").await;
 }
 
 /// A TLS server whose certificate comes from a CA canaryd was not told to trust.
@@ -204,6 +218,7 @@ async fn a_canary_with_a_certificate_of_an_unknown_ca_is_rolled_back_for_its_tls
         &upstream.to_string(),
         &tls,
         "TLS handshake failure (certificate from an unknown issuer)",
+        "tls_unknown_issuer",
     )
     .await;
 }
@@ -215,6 +230,7 @@ async fn a_canary_whose_name_does_not_resolve_is_rolled_back_for_dns() {
         "canaryd-test-endpoint.invalid:8080",
         "",
         "DNS resolution failure",
+        "dns",
     )
     .await;
 }

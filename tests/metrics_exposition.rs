@@ -15,12 +15,14 @@ use canaryd::upstream::ConnectFailure;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
 /// Every metric of docs/operations.md#series and its type, plus the extensions
-/// `canaryd_retries_total` and `canaryd_webhook_failures_total`.
-const FAMILIES: [(&str, &str); 16] = [
+/// `canaryd_retries_total`, `canaryd_upstream_connect_failures_total` and
+/// `canaryd_webhook_failures_total`.
+const FAMILIES: [(&str, &str); 17] = [
     ("canaryd_requests_total", "counter"),
     ("canaryd_request_duration_seconds", "histogram"),
     ("canaryd_upstream_errors_total", "counter"),
     ("canaryd_retries_total", "counter"),
+    ("canaryd_upstream_connect_failures_total", "counter"),
     ("canaryd_webhook_failures_total", "counter"),
     ("canaryd_canary_weight", "gauge"),
     ("canaryd_canary_phase", "gauge"),
@@ -384,6 +386,32 @@ fn requests_are_counted_per_route_version_and_code_class() {
     assert_eq!(errors("shop", "primary", "connect"), 0.0);
     assert_eq!(errors("blog", "primary", "timeout"), 1.0);
 
+    let connect_failures = |version, cause| {
+        value(
+            &scrape,
+            "canaryd_upstream_connect_failures_total",
+            &[("route", "shop"), ("version", version), ("cause", cause)],
+        )
+    };
+    assert_eq!(connect_failures("canary", "refused"), 1.0);
+    for cause in ["dns", "timeout", "tls_unknown_issuer", "other"] {
+        assert_eq!(
+            connect_failures("canary", cause),
+            0.0,
+            "{cause}: zeros are exposed"
+        );
+    }
+    assert_eq!(connect_failures("primary", "refused"), 0.0);
+    assert_eq!(
+        total(
+            &scrape,
+            "canaryd_upstream_connect_failures_total",
+            &[("route", "shop"), ("version", "canary")]
+        ),
+        errors("shop", "canary", "connect"),
+        "every connect error has one cause"
+    );
+
     let retries = |route, version, outcome| {
         value(
             &scrape,
@@ -436,6 +464,10 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     assert_eq!(
         label_names("canaryd_retries_total"),
         set(&["route", "version", "outcome"])
+    );
+    assert_eq!(
+        label_names("canaryd_upstream_connect_failures_total"),
+        set(&["route", "version", "cause"])
     );
     assert_eq!(
         label_names("canaryd_webhook_failures_total"),

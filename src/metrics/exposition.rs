@@ -33,7 +33,7 @@ use super::registry::ProcessStats;
 use super::retry_budget::RetryOutcome;
 use crate::config::{Version, GRPC_CODE_NAMES};
 use crate::routing::Phase;
-use crate::upstream::ConnectFailure;
+use crate::upstream::{ConnectFailure, CONNECT_FAILURES};
 
 /// The `Content-Type` of the exposition (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -119,6 +119,7 @@ pub fn render(input: &ExpositionInput<'_>) -> String {
         request_duration(&routes),
         upstream_errors(&routes),
         retries_total(&routes),
+        connect_failures_total(&routes),
         webhook_failures(&routes),
         per_route_gauge(
             "canaryd_canary_weight",
@@ -249,6 +250,33 @@ fn upstream_errors(routes: &[&RouteInput]) -> MetricFamily {
         "canaryd_upstream_errors_total",
         "Upstream exchanges that failed (connect: no connection, answered 502; timeout: no \
          response head in time, answered 504; reset: the upstream broke the exchange).",
+        MetricType::COUNTER,
+        metrics,
+    )
+}
+
+/// An extension (docs/operations.md#series): the `connect` upstream errors again, by why the
+/// connect failed, so a dashboard can tell a refused port from an untrusted certificate.
+fn connect_failures_total(routes: &[&RouteInput]) -> MetricFamily {
+    let mut metrics = Vec::new();
+    for route in routes {
+        for (version, m) in versions(route) {
+            for cause in CONNECT_FAILURES {
+                metrics.push(counter(
+                    &[
+                        ("route", &route.name),
+                        ("version", version.as_str()),
+                        ("cause", cause.label()),
+                    ],
+                    m.connect_failures(cause) as f64,
+                ));
+            }
+        }
+    }
+    family(
+        "canaryd_upstream_connect_failures_total",
+        "Failed connects answered 502 (the kind=\"connect\" upstream errors), by cause: dns, \
+         refused, timeout, a TLS handshake's reason (tls_*), other.",
         MetricType::COUNTER,
         metrics,
     )

@@ -7,7 +7,7 @@ use super::duration::DurationHistogram;
 use super::retry_budget::{RetryBudget, RetryOutcome};
 use super::window::{VersionSample, WindowShards};
 use crate::config::{RetryBudgetConfig, Version, WebhookKind};
-use crate::upstream::ConnectFailure;
+use crate::upstream::{ConnectFailure, CONNECT_FAILURES};
 
 /// How an upstream exchange failed when the proxy had to answer for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub struct VersionMetrics {
     /// gRPC calls answered with HTTP 200, by `grpc-status` and `outcome`.
     by_grpc_code: [[AtomicU64; 2]; 17],
     upstream_errors: [AtomicU64; 3],
+    /// The `connect` upstream errors again, by [`ConnectFailure`].
+    connect_failures: [AtomicU64; CONNECT_FAILURES.len()],
     client_gone: AtomicU64,
     /// `canaryd_request_duration_seconds`: every request that ended with a status or an
     /// upstream error (not clients that went away, whose latency says nothing of the upstream).
@@ -149,7 +151,10 @@ impl VersionMetrics {
             self.duration.observe_micros(micros);
         }
         let connect = match outcome {
-            Outcome::UpstreamError(UpstreamErrorKind::Connect(failure)) => Some(failure),
+            Outcome::UpstreamError(UpstreamErrorKind::Connect(failure)) => {
+                self.connect_failures[failure.index()].fetch_add(1, Ordering::Relaxed);
+                Some(failure)
+            }
             _ => None,
         };
         match outcome.class() {
@@ -198,6 +203,11 @@ impl VersionMetrics {
     /// Upstream errors with `kind`'s label (`connect`: every [`ConnectFailure`] alike).
     pub fn upstream_errors(&self, kind: UpstreamErrorKind) -> u64 {
         self.upstream_errors[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Failed connects (answered 502) of one kind.
+    pub fn connect_failures(&self, failure: ConnectFailure) -> u64 {
+        self.connect_failures[failure.index()].load(Ordering::Relaxed)
     }
 
     /// Requests that ended with a status (any class), proxy-made ones included.

@@ -96,6 +96,27 @@ impl ConnectFailure {
     }
 }
 
+impl ConnectFailure {
+    /// The `cause` label of `canaryd_upstream_connect_failures_total`
+    /// (docs/operations.md#series): stable, lower-case, one per kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectFailure::Dns => "dns",
+            ConnectFailure::Refused => "refused",
+            ConnectFailure::Timeout => "timeout",
+            ConnectFailure::Tls(TlsFailure::UnknownIssuer) => "tls_unknown_issuer",
+            ConnectFailure::Tls(TlsFailure::WrongName) => "tls_wrong_name",
+            ConnectFailure::Tls(TlsFailure::Expired) => "tls_expired",
+            ConnectFailure::Tls(TlsFailure::NotYetValid) => "tls_not_yet_valid",
+            ConnectFailure::Tls(TlsFailure::BadCertificate) => "tls_bad_certificate",
+            ConnectFailure::Tls(TlsFailure::PeerRefused) => "tls_peer_refused",
+            ConnectFailure::Tls(TlsFailure::Settings) => "tls_settings",
+            ConnectFailure::Tls(TlsFailure::Other) => "tls_other",
+            ConnectFailure::Other => "other",
+        }
+    }
+}
+
 impl TlsFailure {
     /// A failed handshake, by the error tokio-rustls returned (rustls's own error inside an
     /// `io::Error`; any other I/O error is the peer breaking off).
@@ -134,9 +155,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_has_its_own_index() {
+    fn every_kind_has_its_own_index_and_label() {
+        let mut labels = std::collections::HashSet::new();
         for (i, kind) in CONNECT_FAILURES.iter().enumerate() {
             assert_eq!(kind.index(), i, "{kind}");
+            assert!(labels.insert(kind.label()), "{kind} shares its label");
         }
     }
 
