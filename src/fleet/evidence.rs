@@ -6,10 +6,15 @@
 //! an older window never counts for the current one; a dead replica's entry expires with its
 //! lease.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+
+use crate::metrics::ConnectCounts;
+use crate::upstream::CONNECT_FAILURES;
 
 /// Latencies are recorded in microseconds, 1 µs to 60 s, 3 significant digits: the same bounds
 /// as every analysis window, so merging never clamps.
@@ -54,6 +59,9 @@ pub struct Counts {
     pub failures: u64,
     /// Latency of each judged request, microseconds.
     pub latency: Histogram<u64>,
+    /// The failures that were failed connects, by kind: what lets a fleet rollback name why
+    /// (docs/operations.md#why-a-canary-was-rolled-back).
+    pub connect: ConnectCounts,
 }
 
 impl Counts {
@@ -63,6 +71,7 @@ impl Counts {
             requests: 0,
             failures: 0,
             latency: Histogram::new_with_bounds(LOWEST_MICROS, HIGHEST_MICROS, SIGNIFICANT_DIGITS)?,
+            connect: ConnectCounts::default(),
         })
     }
 
@@ -71,6 +80,7 @@ impl Counts {
     pub fn add(&mut self, other: &Counts) {
         self.requests = self.requests.saturating_add(other.requests);
         self.failures = self.failures.saturating_add(other.failures);
+        self.connect.merge(&other.connect);
         for bucket in other.latency.iter_recorded() {
             self.latency
                 .saturating_record_n(bucket.value_iterated_to(), bucket.count_at_value());
@@ -117,6 +127,11 @@ struct WireCounts {
     failures: u64,
     /// V2 histogram, base64.
     latency: String,
+    /// Failed connects by kind (`canaryd_upstream_connect_failures_total`'s `cause` labels),
+    /// only the kinds seen. Absent from older members; a kind this member does not know is
+    /// left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    connect: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,6 +163,12 @@ fn encode_counts(counts: &Counts) -> Result<WireCounts, EvidenceError> {
         requests: counts.requests,
         failures: counts.failures,
         latency: base64::engine::general_purpose::STANDARD.encode(bytes),
+        connect: counts
+            .connect
+            .kinds()
+            .into_iter()
+            .map(|(kind, n)| (kind.label().to_owned(), n))
+            .collect(),
     })
 }
 
@@ -179,6 +200,12 @@ fn decode_counts(wire: &WireCounts) -> Result<Counts, EvidenceError> {
     let mut counts = Counts::empty()?;
     counts.requests = wire.requests;
     counts.failures = wire.failures.min(wire.requests);
+    for kind in CONNECT_FAILURES {
+        if let Some(n) = wire.connect.get(kind.label()) {
+            // Failed connects are failures: a peer cannot claim more of them.
+            counts.connect.add_n(kind, (*n).min(counts.failures));
+        }
+    }
     for bucket in decoded.iter_recorded() {
         counts
             .latency
@@ -289,6 +316,42 @@ mod tests {
         // One third of the canary's requests took 90 ms: the fleet's P99 shows it.
         let p99 = merged.canary.latency.value_at_quantile(0.99);
         assert!((89_000..=91_000).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn connect_kinds_travel_by_label_and_merge() {
+        use crate::upstream::ConnectFailure;
+        let mut a = evidence(3, 100, 40, 2_000);
+        a.canary.connect.add_n(ConnectFailure::Refused, 30);
+        a.canary.connect.add_n(ConnectFailure::Dns, 5);
+        let json: serde_json::Value = serde_json::from_slice(&a.encode().unwrap()).unwrap();
+        assert_eq!(json["canary"]["connect"]["refused"], 30);
+        assert!(
+            json["primary"].get("connect").is_none(),
+            "none seen: absent"
+        );
+        let a = StepEvidence::decode(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let mut b = evidence(3, 50, 50, 2_000);
+        b.canary.connect.add_n(ConnectFailure::Refused, 50);
+        let b = StepEvidence::decode(&b.encode().unwrap()).unwrap();
+        let merged = MergedEvidence::merge(3, "v2", [("a", &a), ("b", &b)]).unwrap();
+        assert_eq!(merged.canary.connect.of(ConnectFailure::Refused), 80);
+        assert_eq!(merged.canary.connect.of(ConnectFailure::Dns), 5);
+        assert_eq!(merged.canary.connect.total(), 85);
+
+        // An older member writes none; a newer one may name a kind this one does not know; a
+        // peer cannot claim more failed connects than failures.
+        let peer = br#"{"window":3,"revision":"v2","weight":10,
+            "primary":{"requests":0,"failures":0,"latency":"LATENCY"},
+            "canary":{"requests":10,"failures":4,"latency":"LATENCY",
+                      "connect":{"refused":1000,"quantum_tunnel":3}}}"#;
+        let latency = json["canary"]["latency"].as_str().unwrap();
+        let peer = String::from_utf8(peer.to_vec())
+            .unwrap()
+            .replace("LATENCY", latency);
+        let peer = StepEvidence::decode(peer.as_bytes()).unwrap();
+        assert_eq!(peer.canary.connect.of(ConnectFailure::Refused), 4);
+        assert_eq!(peer.canary.connect.total(), 4);
     }
 
     #[test]

@@ -16,6 +16,12 @@ impl ConnectCounts {
         *count = count.saturating_add(1);
     }
 
+    /// Count `n` failed connects of one kind (a fleet peer's counts).
+    pub fn add_n(&mut self, failure: ConnectFailure, n: u64) {
+        let count = &mut self.0[failure.index()];
+        *count = count.saturating_add(n);
+    }
+
     /// Add another window's counts.
     pub fn merge(&mut self, other: &ConnectCounts) {
         for (mine, theirs) in self.0.iter_mut().zip(other.0) {

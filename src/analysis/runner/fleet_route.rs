@@ -33,7 +33,6 @@ use crate::fleet::{
     settings_hash, CommandResult, Counts, FleetCommand, FleetError, FleetHandle, MergedEvidence,
     Operation, RouteState, StepEvidence, WIRE_VERSION,
 };
-use crate::metrics::ConnectCounts;
 use crate::routing::Phase;
 
 /// How often a replica publishes its evidence.
@@ -68,11 +67,10 @@ struct Link {
 
 /// The judge's input from the fleet's merged evidence: the one place that knows both shapes.
 pub(in crate::analysis) fn fleet_window(merged: &MergedEvidence, duration: Duration) -> Window {
-    // The wire carries no connect kinds: a fleet rollback names none.
     let version = |counts: &Counts| VersionWindow {
         requests: counts.requests,
         failures: counts.failures,
-        connect: ConnectCounts::default(),
+        connect: counts.connect,
         latency: counts.latency.clone(),
     };
     Window {
@@ -87,6 +85,7 @@ fn counts_of(window: &VersionWindow) -> Counts {
         requests: window.requests,
         failures: window.failures,
         latency: window.latency.clone(),
+        connect: window.connect,
     }
 }
 

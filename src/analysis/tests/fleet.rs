@@ -12,9 +12,11 @@ use tempfile::TempDir;
 
 use super::runner::{config_judged_by, scenario, start_prepared, Running, SUCCESS_RATE};
 use crate::analysis::{self, Command};
-use crate::config::{Config, FleetConfig};
+use crate::config::{Config, FleetConfig, Version};
 use crate::fleet::{FleetBoard, MemoryStore};
+use crate::metrics::{Outcome, UpstreamErrorKind};
 use crate::routing::Phase;
+use crate::upstream::ConnectFailure;
 
 const INTERVAL: Duration = Duration::from_secs(60);
 const ROUTE: &str = "shop";
@@ -122,6 +124,41 @@ async fn the_leader_judges_the_fleets_traffic_and_the_follower_adopts_without_wr
     let writes = store.writes();
     assert_eq!(writes.len(), 2, "the first state and one step: {writes:?}");
     assert!(writes.iter().all(|w| w.replica == "a"), "{writes:?}");
+}
+
+/// The leader's rollback names why the canary's connects failed, although only the follower
+/// saw them: the kinds travel with each replica's evidence (docs/fleet.md#evidence).
+#[tokio::test(start_paused = true)]
+async fn a_fleet_rollback_names_the_connect_failures_a_follower_saw() {
+    let store = store();
+    let (a, b) = fleet_of_two(&store).await;
+    let refused = Outcome::UpstreamError(UpstreamErrorKind::Connect(ConnectFailure::Refused));
+    for _ in 0..2 {
+        a.traffic(0);
+        let metrics = b.registry.route(ROUTE);
+        for _ in 0..100 {
+            metrics.record(
+                Version::Primary,
+                Outcome::Status(200),
+                Duration::from_millis(5),
+            );
+            metrics.record(Version::Canary, refused, Duration::from_millis(1));
+        }
+        tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
+    }
+    let cause = "100 of 200 canary requests failed to connect: connection refused";
+    for replica in [&a, &b] {
+        let reason = replica
+            .analysis
+            .status(ROUTE)
+            .and_then(|s| s.reason)
+            .unwrap_or_default();
+        assert!(
+            reason.starts_with("failed checks threshold reached 2: ") && reason.ends_with(cause),
+            "{reason:?}"
+        );
+    }
+    assert_eq!(stored(&store).0, "Failed");
 }
 
 #[tokio::test(start_paused = true)]
