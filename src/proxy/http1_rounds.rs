@@ -184,7 +184,10 @@ impl Rounds<'_> {
                 let _ = socket.shutdown().await;
                 return;
             }
-            match self.round(socket).await {
+            // Boxed: the connection's task is allocated at the size of its largest state,
+            // and an idle connection must carry only the wait above, not a round's
+            // (docs/performance.md#memory-per-idle-connection).
+            match Box::pin(self.round(socket)).await {
                 RoundEnd::Boundary(next) => socket = next,
                 RoundEnd::Closed => return,
             }

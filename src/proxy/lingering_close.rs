@@ -30,8 +30,10 @@ pub async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) {
     ) {
         return;
     }
-    // Small: a lingering connection should cost little more than its socket.
-    let mut discard = [0u8; 2048];
+    // Small: a lingering connection should cost little more than its socket. On the heap:
+    // inline, these bytes would be part of every connection task's size from its accept on,
+    // idle or not (docs/performance.md#memory-per-idle-connection).
+    let mut discard = vec![0u8; 2048];
     let mut read = 0;
     while read < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, socket.read(&mut discard)).await {
