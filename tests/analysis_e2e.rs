@@ -27,15 +27,6 @@ fn analysed(primary: &Upstream, canary: &Upstream, hooks: &HookReceiver, state: 
         )
 }
 
-fn phase(proxy: &Canaryd) -> String {
-    proxy
-        .server()
-        .analysis()
-        .status("shop")
-        .map(|s| s.phase.to_owned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_through_every_step() {
     let (primary, canary) = (
@@ -49,7 +40,7 @@ async fn a_healthy_canary_is_promoted_through_every_step() {
     let load = Load::start(proxy.url("/"), 200);
 
     eventually("promotion", Duration::from_secs(15), || {
-        phase(&proxy) == "Succeeded"
+        proxy.phase("shop") == "Succeeded"
     })
     .await;
     load.stop().await;
@@ -107,7 +98,7 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
     let proxy = Canaryd::start(&toml);
     let load = Load::start(proxy.url("/"), 200);
     eventually("rollback", Duration::from_secs(15), || {
-        phase(&proxy) == "Failed"
+        proxy.phase("shop") == "Failed"
     })
     .await;
     load.stop().await;
@@ -141,7 +132,7 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
     // Restart on the same state file: still Failed, still no canary traffic.
     drop(proxy);
     let proxy = Canaryd::start(&toml);
-    assert_eq!(phase(&proxy), "Failed");
+    assert_eq!(proxy.phase("shop"), "Failed");
     let counts = tally(&client(), &proxy.url("/"), 50, &[]).await;
     assert_eq!(counts.get("primary"), Some(&50));
     assert_eq!(canary.hits(), before);
@@ -152,7 +143,7 @@ async fn a_failing_canary_is_rolled_back_and_stays_rolled_back_across_a_restart(
         .await
         .unwrap();
     eventually("the new revision's rollout", Duration::from_secs(5), || {
-        phase(&proxy) == "Progressing"
+        proxy.phase("shop") == "Progressing"
     })
     .await;
 }
@@ -222,7 +213,7 @@ async fn a_notice_nobody_receives_is_a_warning_event_and_a_metric() {
     let proxy = Canaryd::start(&toml);
     let load = Load::start(proxy.url("/"), 200);
     eventually("promotion", Duration::from_secs(15), || {
-        phase(&proxy) == "Succeeded"
+        proxy.phase("shop") == "Succeeded"
     })
     .await;
     load.stop().await;
@@ -278,7 +269,7 @@ async fn a_canary_that_starts_failing_after_promotion_is_rolled_back_during_the_
     let proxy = Canaryd::start(&toml);
     let load = Load::start(proxy.url("/"), 200);
     eventually("the bake", Duration::from_secs(15), || {
-        phase(&proxy) == "Baking"
+        proxy.phase("shop") == "Baking"
     })
     .await;
     // Baking: everything goes to the canary, and nobody was told the rollout finished.
@@ -290,7 +281,7 @@ async fn a_canary_that_starts_failing_after_promotion_is_rolled_back_during_the_
     eventually(
         "a rollback during the bake",
         Duration::from_secs(15),
-        || phase(&proxy) == "Failed",
+        || proxy.phase("shop") == "Failed",
     )
     .await;
     load.stop().await;

@@ -113,15 +113,6 @@ timeout = "1s"
         )
 }
 
-fn phase(proxy: &Canaryd) -> String {
-    proxy
-        .server()
-        .analysis()
-        .status("shop")
-        .map(|s| s.phase.to_owned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs prometheus (Debian package prometheus)"]
 async fn a_canary_whose_business_counter_fails_is_rolled_back_though_every_answer_is_200() {
@@ -131,7 +122,7 @@ async fn a_canary_whose_business_counter_fails_is_rolled_back_though_every_answe
     let proxy = Canaryd::start(&config(&primary, &canary, &prometheus.address, ""));
     let load = Load::start(proxy.url("/"), 100);
     eventually("rollback", Duration::from_secs(60), || {
-        phase(&proxy) == "Failed"
+        proxy.phase("shop") == "Failed"
     })
     .await;
     load.stop().await;
@@ -169,7 +160,7 @@ async fn the_sequential_judge_rolls_back_on_the_business_counters_events() {
     let proxy = Canaryd::start(&text);
     let load = Load::start(proxy.url("/"), 100);
     eventually("rollback", Duration::from_secs(60), || {
-        phase(&proxy) == "Failed"
+        proxy.phase("shop") == "Failed"
     })
     .await;
     load.stop().await;
@@ -220,7 +211,7 @@ async fn a_healthy_canary_is_promoted_and_a_dry_run_metric_decides_nothing() {
     let proxy = Canaryd::start(&config(&primary, &canary, &prometheus.address, &dry_run));
     let load = Load::start(proxy.url("/"), 100);
     eventually("promotion", Duration::from_secs(60), || {
-        phase(&proxy) == "Succeeded"
+        proxy.phase("shop") == "Succeeded"
     })
     .await;
     load.stop().await;

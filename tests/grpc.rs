@@ -159,15 +159,6 @@ fn analysed(primary: &GrpcUpstream, canary: &GrpcUpstream) -> String {
         + BUILTIN_METRICS
 }
 
-fn phase(proxy: &Canaryd) -> String {
-    proxy
-        .server()
-        .analysis()
-        .status("shop")
-        .map(|s| s.phase.to_owned())
-        .unwrap_or_default()
-}
-
 /// Unary calls at about `per_second` until the returned sender is dropped.
 fn grpc_load(addr: std::net::SocketAddr, per_second: u64) -> tokio::sync::oneshot::Sender<()> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -203,7 +194,7 @@ async fn a_canary_answering_unavailable_on_30_percent_of_calls_is_rolled_back() 
     let proxy = Canaryd::start(&analysed(&primary, &canary));
     let load = grpc_load(proxy.addr, 200);
     eventually("rollback", Duration::from_secs(15), || {
-        phase(&proxy) == "Failed"
+        proxy.phase("shop") == "Failed"
     })
     .await;
     drop(load);
@@ -227,7 +218,7 @@ async fn a_healthy_grpc_canary_is_promoted() {
     let proxy = Canaryd::start(&analysed(&primary, &canary));
     let load = grpc_load(proxy.addr, 200);
     eventually("promotion", Duration::from_secs(15), || {
-        phase(&proxy) == "Succeeded"
+        proxy.phase("shop") == "Succeeded"
     })
     .await;
     drop(load);

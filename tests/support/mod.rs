@@ -279,6 +279,15 @@ impl Canaryd {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The route's phase as the admin API shows it; empty for a route without analysis.
+    pub fn phase(&self, route: &str) -> String {
+        self.server()
+            .analysis()
+            .status(route)
+            .map(|s| s.phase.to_owned())
+            .unwrap_or_default()
+    }
+
     /// Rewrite the config file and reload it (as SIGHUP would).
     pub async fn reload_with(&self, toml: &str) -> Result<u64, canaryd::control::ReloadError> {
         // Write aside and rename over, as ConfigMaps and careful tools do.
