@@ -83,9 +83,16 @@ pub(super) async fn start_with(config: Config) -> Running {
 
 /// The control task and the analysis of `config`, as `prepared` (a fleet member's, say).
 pub(super) async fn start_prepared(config: Config, prepared: analysis::Prepared) -> Running {
+    let (control, running) = start_held(config, prepared).await;
+    tokio::spawn(control.run());
+    running
+}
+
+/// [`start_prepared`] with the control task returned instead of run: until the caller runs
+/// it, nothing the analysis decides reaches the data plane.
+async fn start_held(config: Config, prepared: analysis::Prepared) -> (Control, Running) {
     let registry = Arc::new(MetricsRegistry::default());
     let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
-    tokio::spawn(control.run());
     let config = handle.snapshot().config.clone();
     let analysis = analysis::start(
         prepared,
@@ -94,11 +101,14 @@ pub(super) async fn start_prepared(config: Config, prepared: analysis::Prepared)
         registry.clone(),
         &Vitals::default(),
     );
-    Running {
-        registry,
-        control: handle,
-        analysis,
-    }
+    (
+        control,
+        Running {
+            registry,
+            control: handle,
+            analysis,
+        },
+    )
 }
 
 impl Running {
@@ -185,21 +195,7 @@ async fn the_status_never_runs_ahead_of_what_the_data_plane_routes_by() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = config(dir.path());
     let prepared = analysis::Prepared::load(&config);
-    let registry = Arc::new(MetricsRegistry::default());
-    let (control, handle) = Control::start(config, registry.clone(), prepared.views()).await;
-    let config = handle.snapshot().config.clone();
-    let analysis = analysis::start(
-        prepared,
-        config,
-        handle.clone(),
-        registry.clone(),
-        &Vitals::default(),
-    );
-    let run = Running {
-        registry,
-        control: handle,
-        analysis,
-    };
+    let (control, run) = start_held(config, prepared).await;
     // Past the start-up publish's wait for a control task that is not running yet.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = run.status();
