@@ -37,8 +37,10 @@ use crate::proxy::headers::{self, ClientFacts, X_FORWARDED_FOR, X_FORWARDED_PROT
 use crate::proxy::{malformed_head, Rewind};
 use crate::routing::{strip_port, BackendCache, Resolved, RoutingSnapshot};
 
+mod fast_head;
 #[cfg(feature = "fleet")]
 mod fleet_wire;
+pub use fast_head::{fast_head, fast_head_verdict};
 #[cfg(feature = "fleet")]
 pub use fleet_wire::fleet_wire;
 

@@ -10,6 +10,7 @@ mod conn_timer;
 mod connection;
 mod drain;
 mod error;
+pub(crate) mod fast;
 mod forward;
 mod grpc;
 mod h2_idle;
