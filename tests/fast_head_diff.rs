@@ -83,6 +83,16 @@ const CORPUS: &[(&[u8], &str)] = &[
           X-Forwarded-Proto: https\r\nX-Forwarded-Host: b\r\nX-Request-Id: r\r\n\r\n",
         "simple",
     ),
+    (
+        b"GET /c HTTP/1.1\r\nConnection: keep-alive, x-b\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\
+          X-A: 3\r\nX-Forwarded-For: 1.1.1.1\r\nUser-Agent: u\r\n\r\n",
+        "simple",
+    ),
+    (
+        b"GET /k HTTP/1.1\r\nKeep-Alive: 5\r\nHost: a\r\nX-Forwarded-Proto: https\r\nConnection: host\r\n\
+          X-Request-Id: r\r\nAccept: */*\r\n\r\n",
+        "simple",
+    ),
     (b"GET /f HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: caf\xc3\xa9\r\n\r\n", "NonAsciiField"),
     (b"GET /o HTTP/1.1\r\nHost: a\r\nX-Name: caf\xc3\xa9\r\n\r\n", "simple"),
     (b"GET / HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n", "Te"),

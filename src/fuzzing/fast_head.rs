@@ -2,9 +2,11 @@
 //! (docs/security.md#the-fast-path-differential-suite): whenever the classifier calls a head
 //! simple, hyper parses the same bytes into the same method, target, version and fields (same
 //! names, same values, same order per name), with the body framing the classifier found, and
-//! `validate.rs` refuses nothing of it. A head the classifier does not call simple goes to
+//! `validate.rs` refuses nothing of it; and a bodiless one goes upstream with the same head
+//! bytes as on today's path. A head the classifier does not call simple goes to
 //! hyper untouched, so nothing is asserted of it.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +19,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 
 use crate::proxy::fast::head::{classify, FlatHead, MAX_FIELDS};
+use crate::proxy::fast::rewrite::write_upstream_head;
+use crate::proxy::headers::{self, ClientFacts};
 use crate::proxy::malformed_head;
+use crate::upstream::http1::request_head;
+use crate::upstream::RequestBody;
 
 /// The longest head the checks give the classifier (and hyper's buffer).
 const MAX_HEAD: usize = 8192;
@@ -55,6 +61,60 @@ pub fn fast_head(data: &[u8]) {
         panic!("classified simple, but hyper refused it: {head:?}");
     };
     agree(&head, &hyper);
+    if head.is_bodiless() {
+        for (trusted, tls) in [(false, false), (false, true), (true, false), (true, true)] {
+            same_upstream_head(&head, &hyper, trusted, tls);
+        }
+    }
+}
+
+/// The fast path's upstream head (`proxy/fast/rewrite.rs`) is, byte for byte, the one today's
+/// path writes: `rewrite_request` on hyper's `HeaderMap`, then the engine's head writer. The
+/// request id, random on today's path, is handed to the fast path's writer.
+fn same_upstream_head(head: &FlatHead<'_, '_>, hyper: &HyperHead, trusted: bool, tls: bool) {
+    let peer: IpAddr = [192, 0, 2, 7].into();
+    let peer_value = headers::peer_header_value(peer);
+    let nets: Vec<ipnet::IpNet> = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut map = hyper.headers.clone();
+    let authority = map.get(HOST).cloned();
+    let facts = ClientFacts {
+        peer,
+        peer_value: &peer_value,
+        tls,
+        authority: authority.as_ref(),
+        trusted_proxies: if trusted { &nets } else { &[] },
+    };
+    headers::rewrite_request(&mut map, &facts);
+    let id = map
+        .get(&headers::X_REQUEST_ID)
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    let mut request = Request::new(RequestBody::Buffered(None));
+    *request.method_mut() = hyper.method.clone();
+    *request.uri_mut() = hyper
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
+    *request.headers_mut() = map;
+    let mut today = Vec::new();
+    request_head::write(&request, &RequestBody::Buffered(None), &mut today);
+    let mut fast = Vec::new();
+    let mut asked = false;
+    write_upstream_head(
+        head,
+        &facts,
+        || {
+            asked = true;
+            id.clone()
+        },
+        &mut fast,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&fast),
+        String::from_utf8_lossy(&today),
+        "upstream heads differ (trusted {trusted}, tls {tls})"
+    );
+    assert_eq!(asked, !hyper.headers.contains_key(&headers::X_REQUEST_ID));
 }
 
 /// Each property the fast path relies on, compared with hyper's reading.

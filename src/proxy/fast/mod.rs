@@ -5,3 +5,4 @@
 //! consumed.
 
 pub(crate) mod head;
+pub(crate) mod rewrite;

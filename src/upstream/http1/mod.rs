@@ -19,7 +19,7 @@ mod body;
 pub(crate) mod chunked;
 mod exchange;
 mod pool;
-mod request_head;
+pub(crate) mod request_head;
 pub(crate) mod response_head;
 mod upgraded;
 

@@ -1,0 +1,273 @@
+//! The upstream request head of a simple request, written straight from the flat view
+//! (docs/performance.md#the-client-side-fast-path): the same bytes `headers.rs`'s
+//! `rewrite_request` and the engine's head writer produce from hyper's `HeaderMap` — hop-by-hop
+//! fields and those `Connection` names removed, `X-Forwarded-For`/`-Proto`/`-Host`, `Host`,
+//! `X-Request-Id` — every line rebuilt from the parsed name (lowercased) and value and ended
+//! with CRLF, never the client's bytes as sent.
+//!
+//! Same bytes means the same field order too, and a `HeaderMap` has its own: one entry per
+//! name in the order names first appear, all of a name's values together, a new name added at
+//! the end, a replaced one kept in place, and a removed one's slot taken by the last entry.
+//! [`Fields`] keeps exactly those rules over a short list, without hashing.
+
+use http::HeaderName;
+
+use super::head::FlatHead;
+use crate::proxy::headers::ClientFacts;
+
+/// A field value: the client's bytes, or one the proxy made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value<'b> {
+    Sent(&'b [u8]),
+    Made(Vec<u8>),
+}
+
+impl Value<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Value::Sent(v) => v,
+            Value::Made(v) => v,
+        }
+    }
+}
+
+/// One name's entry: the name as first sent (compared and written lowercase) and its values.
+#[derive(Debug)]
+struct Entry<'b> {
+    name: &'b [u8],
+    values: Vec<Value<'b>>,
+}
+
+/// A request's fields kept in a `HeaderMap`'s order (see the module doc).
+#[derive(Debug, Default)]
+struct Fields<'b> {
+    entries: Vec<Entry<'b>>,
+}
+
+impl<'b> Fields<'b> {
+    fn from_head(head: &FlatHead<'_, 'b>) -> Self {
+        let mut fields = Fields {
+            entries: Vec::with_capacity(head.fields.len() + 4),
+        };
+        for field in head.fields {
+            fields.append(field.name.as_bytes(), Value::Sent(field.value));
+        }
+        fields
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.name.eq_ignore_ascii_case(name))
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        self.position(name).is_some()
+    }
+
+    fn values(&self, name: &[u8]) -> &[Value<'b>] {
+        self.position(name)
+            .and_then(|at| self.entries.get(at))
+            .map_or(&[], |e| &e.values)
+    }
+
+    fn append(&mut self, name: &'b [u8], value: Value<'b>) {
+        match self.position(name) {
+            Some(at) => {
+                if let Some(entry) = self.entries.get_mut(at) {
+                    entry.values.push(value);
+                }
+            }
+            None => self.entries.push(Entry {
+                name,
+                values: vec![value],
+            }),
+        }
+    }
+
+    /// Replace every value of `name` in place, or add it at the end.
+    fn insert(&mut self, name: &'b [u8], value: Value<'b>) {
+        match self.position(name).and_then(|at| self.entries.get_mut(at)) {
+            Some(entry) => {
+                entry.values.clear();
+                entry.values.push(value);
+            }
+            None => self.entries.push(Entry {
+                name,
+                values: vec![value],
+            }),
+        }
+    }
+
+    /// Remove `name`; the last entry takes its place.
+    fn remove(&mut self, name: &[u8]) {
+        if let Some(at) = self.position(name) {
+            self.entries.swap_remove(at);
+        }
+    }
+}
+
+/// The hop-by-hop fields removed whatever `Connection` says, in `headers.rs`'s order.
+const FIXED_HOP_BY_HOP: [&[u8]; 7] = [
+    b"keep-alive",
+    b"proxy-connection",
+    b"http2-settings",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+/// Write into `out` (cleared first) the head a simple, bodiless request goes upstream with.
+/// `new_request_id` is asked for an id only when the client sent none.
+pub fn write_upstream_head(
+    head: &FlatHead<'_, '_>,
+    facts: &ClientFacts<'_>,
+    new_request_id: impl FnOnce() -> Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    let mut fields = Fields::from_head(head);
+    remove_hop_by_hop(&mut fields);
+    let trusted = facts
+        .trusted_proxies
+        .iter()
+        .any(|n| n.contains(&facts.peer));
+    set_forwarded_for(&mut fields, facts.peer_value.as_bytes(), trusted);
+    if !trusted || !fields.contains(b"x-forwarded-proto") {
+        let proto: &[u8] = if facts.tls { b"https" } else { b"http" };
+        fields.insert(b"x-forwarded-proto", Value::Sent(proto));
+    }
+    // The authority the request was routed on: its one `Host`, as received.
+    let authority = head.host();
+    if !trusted || !fields.contains(b"x-forwarded-host") {
+        fields.insert(b"x-forwarded-host", Value::Sent(authority));
+    }
+    fields.insert(b"host", Value::Sent(authority));
+    if !fields.contains(b"x-request-id") {
+        fields.insert(b"x-request-id", Value::Made(new_request_id()));
+    }
+    out.clear();
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for entry in &fields.entries {
+        for value in &entry.values {
+            out.extend(entry.name.iter().map(u8::to_ascii_lowercase));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `headers.rs`'s `remove_found`: the fields `Connection` names, `Close`, `Connection`, then
+/// the fixed list — each removal in the same order, so the same entries move.
+fn remove_hop_by_hop(fields: &mut Fields<'_>) {
+    let connection = fields.contains(b"connection");
+    let fixed = FIXED_HOP_BY_HOP.iter().any(|name| fields.contains(name));
+    if connection {
+        let named: Vec<HeaderName> = fields
+            .values(b"connection")
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v.bytes()).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            fields.remove(name.as_str().as_bytes());
+        }
+        fields.remove(b"close");
+        fields.remove(b"connection");
+    }
+    if fixed {
+        for name in FIXED_HOP_BY_HOP {
+            fields.remove(name);
+        }
+    }
+}
+
+/// `headers.rs`'s `set_forwarded_for`: a trusted peer's address joins the list it was sent,
+/// anyone else's replaces it.
+fn set_forwarded_for(fields: &mut Fields<'_>, peer: &[u8], trusted: bool) {
+    if trusted {
+        let prior = fields.values(b"x-forwarded-for");
+        if !prior.is_empty() {
+            let mut joined = Vec::with_capacity(64);
+            for value in prior {
+                joined.extend_from_slice(value.bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(peer);
+            fields.insert(b"x-forwarded-for", Value::Made(joined));
+            return;
+        }
+    }
+    fields.insert(b"x-forwarded-for", Value::Made(peer.to_vec()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::head::{classify, MAX_FIELDS};
+    use super::*;
+    use http::HeaderValue;
+
+    fn upstream_head(client: &str, trusted: bool) -> String {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let head = classify(client.as_bytes(), 8192, &mut storage).unwrap();
+        let peer_value = HeaderValue::from_static("10.1.2.3");
+        let nets: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let facts = ClientFacts {
+            peer: "10.1.2.3".parse().unwrap(),
+            peer_value: &peer_value,
+            tls: false,
+            authority: None,
+            trusted_proxies: if trusted { &nets } else { &[] },
+        };
+        let mut out = Vec::new();
+        write_upstream_head(&head, &facts, || b"id".to_vec(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_plain_get_gains_the_proxy_fields_at_the_end() {
+        assert_eq!(
+            upstream_head(
+                "GET /a?b HTTP/1.1\r\nHost: shop\r\nUser-Agent: x\r\n\r\n",
+                false
+            ),
+            "GET /a?b HTTP/1.1\r\nhost: shop\r\nuser-agent: x\r\nx-forwarded-for: 10.1.2.3\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: shop\r\nx-request-id: id\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn removals_move_the_last_entry_as_a_header_map_does() {
+        // `Connection` goes: `x-request-id`, the last entry, takes its slot.
+        assert_eq!(
+            upstream_head(
+                "GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\n\
+                 X-A: 3\r\nX-Request-Id: r\r\n\r\n",
+                false
+            ),
+            "GET / HTTP/1.1\r\nx-request-id: r\r\nhost: a\r\nx-a: 1\r\nx-a: 3\r\nx-b: 2\r\n\
+             x-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_trusted_peer_extends_the_forwarding_fields() {
+        assert_eq!(
+            upstream_head(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\
+                 X-Forwarded-Proto: https\r\nX-Forwarded-Host: b\r\n\r\n",
+                true
+            ),
+            "GET / HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 10.1.2.3\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: b\r\nx-request-id: id\r\n\r\n"
+        );
+    }
+}
