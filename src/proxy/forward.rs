@@ -157,7 +157,7 @@ pub fn handle<'a>(
             proxy,
             &route,
             version,
-            upstream_request,
+            upstream_call::Outgoing::Request(upstream_request),
             upgrade.as_ref().map(|(offered, _)| offered),
             grpc,
         )
@@ -176,6 +176,67 @@ pub fn handle<'a>(
         };
         or_answer!(respond(forwarded, upgrade, exchange))
     }
+}
+
+/// A simple request the fast path took (docs/performance.md#the-client-side-fast-path): routed
+/// and its version chosen on the flat view before a byte of it was consumed, its upstream head
+/// already written (`fast/rewrite.rs`).
+pub(super) struct SimpleRequest<'a> {
+    pub route: Arc<Route>,
+    pub version: Version,
+    /// The path is not in `ignore_paths`.
+    pub counted: bool,
+    pub method: &'a Method,
+    /// The head to send upstream.
+    pub head: &'a [u8],
+    pub started: Instant,
+}
+
+/// `handle`'s phases 4 to 6 for a simple request, with the same exit: the upstream call, the
+/// response rewritten (`respond`), the outcome recorded when its body ends.
+pub(super) async fn forward_simple(
+    proxy: &ProxyConfig,
+    client: &ClientConn,
+    request: SimpleRequest<'_>,
+) -> Response<ResponseBody> {
+    let SimpleRequest {
+        route,
+        version,
+        counted,
+        method,
+        head,
+        started,
+    } = request;
+    let client_version = http::Version::HTTP_11;
+    let hook = client.informational.as_ref().map(|queue| {
+        let queue = queue.clone();
+        InformationalHook::new(move |status, headers| queue.forward(status, headers))
+    });
+    let outgoing = upstream_call::Outgoing::Head {
+        head,
+        method,
+        hook: hook.as_ref(),
+    };
+    let forwarded = upstream_call::forward(proxy, &route, version, outgoing, None, false).await;
+    let failure = |error, counted_for| Failure {
+        error,
+        counted: counted.then(|| (route.clone(), counted_for)),
+    };
+    let answered = match forwarded {
+        Ok(forwarded) => {
+            let exchange = Exchange {
+                route: &route,
+                proxy,
+                started,
+                grpc: false,
+                counted,
+                client_version,
+            };
+            respond(forwarded, None, exchange)
+        }
+        Err((error, counted_for)) => Err(failure(error, counted_for)),
+    };
+    answered.unwrap_or_else(|failure| answer_failure(failure, client_version, false, started))
 }
 
 /// A request the proxy answers itself instead of forwarding it.

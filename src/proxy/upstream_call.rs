@@ -11,7 +11,30 @@ use super::grpc::grpc_timeout;
 use super::{upgrade, ProxyError};
 use crate::config::{FailurePolicy, ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
-use crate::upstream::{acquire, Conn, RequestBody, SendError, UpstreamBody};
+use crate::upstream::{
+    acquire, Conn, HeadSendError, InformationalHook, RequestBody, SendError, UpstreamBody,
+};
+
+/// What goes upstream: the request today's path built, or the fast path's head as bytes
+/// (a bodiless request, docs/performance.md#the-client-side-fast-path).
+pub(super) enum Outgoing<'h> {
+    Request(Box<Request<RequestBody>>),
+    Head {
+        head: &'h [u8],
+        method: &'h Method,
+        /// Where the upstream's 1xx heads go.
+        hook: Option<&'h InformationalHook>,
+    },
+}
+
+impl Outgoing<'_> {
+    fn method(&self) -> &Method {
+        match self {
+            Outgoing::Request(request) => request.method(),
+            Outgoing::Head { method, .. } => method,
+        }
+    }
+}
 
 fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -53,12 +76,16 @@ pub(super) async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
     version: Version,
-    request: Box<Request<RequestBody>>,
+    request: Outgoing<'_>,
     upgrade_offered: Option<&HeaderValue>,
     grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
-    let timeout = match grpc.then(|| grpc_timeout(request.headers())).flatten() {
+    let deadline = match &request {
+        Outgoing::Request(request) if grpc => grpc_timeout(request.headers()),
+        _ => None,
+    };
+    let timeout = match deadline {
         Some(deadline) => deadline.min(proxy.request_timeout),
         None => proxy.request_timeout,
     };
@@ -77,7 +104,12 @@ pub(super) async fn forward(
         };
         match acquired {
             Ok(conn) => {
-                let result = send(proxy, conn, request, timeout).await;
+                let result = match request {
+                    Outgoing::Request(request) => send(proxy, conn, request, timeout).await,
+                    Outgoing::Head { head, method, hook } => {
+                        send_head(proxy, conn, (head, method, hook), timeout).await
+                    }
+                };
                 // Passive health: answers in the route's failure set, a 101 nobody asked for,
                 // timeouts and broken exchanges count against the endpoint; a client's broken or
                 // stalled body does not; a gRPC call's answer counts when it ends (`body.rs`),
@@ -136,6 +168,39 @@ pub(super) async fn forward(
             }
         }
     }
+}
+
+/// [`send`] for the fast path's head given as bytes: a head the connection did not process
+/// goes once more on a new connection to the same endpoint; there is no client body to stall.
+async fn send_head(
+    proxy: &ProxyConfig,
+    conn: Conn,
+    (head, method, hook): (&[u8], &Method, Option<&InformationalHook>),
+    timeout: std::time::Duration,
+) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
+    let exchange = async move {
+        let mut conn = conn;
+        loop {
+            match conn.send_head(head, method, hook).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(HeadSendError::NotSent) if conn.is_reused() => {
+                    conn = conn
+                        .reconnect(proxy.connect_timeout)
+                        .await
+                        .map_err(ProxyError::Connect)?;
+                }
+                Err(HeadSendError::NotSent) => {
+                    return Err(ProxyError::Connect(crate::upstream::AcquireError::closed(
+                        conn.endpoint().addr(),
+                    )))
+                }
+                Err(HeadSendError::Failed(e)) => return Err(ProxyError::Upstream(e)),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(ProxyError::Timeout))
 }
 
 /// Send on a connection, waiting for the response head at most `timeout`; a request the

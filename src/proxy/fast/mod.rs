@@ -4,5 +4,8 @@
 //! server and without a `HeaderMap`, and anything else goes to hyper before a byte of it is
 //! consumed.
 
+mod date;
 pub(crate) mod head;
+pub(crate) mod respond;
 pub(crate) mod rewrite;
+pub mod serve;

@@ -24,7 +24,7 @@ pub(crate) mod response_head;
 mod upgraded;
 
 pub use body::OwnBody;
-pub(crate) use exchange::{send, SendFailure};
+pub(crate) use exchange::{send, send_head, SendFailure};
 pub(crate) use pool::{sweep, take};
 pub use upgraded::Upgraded;
 
