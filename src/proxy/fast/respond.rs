@@ -337,7 +337,9 @@ pub async fn write<W: AsyncWrite + Unpin>(
         drop(body);
         return Written::Close;
     }
-    let flushed = socket.write_all(&out).await.is_ok();
+    // Flushed, as hyper flushes after each answer: the socket then knows the answer is out,
+    // and a later upstream 1xx may be written (`informational.rs`).
+    let flushed = socket.write_all(&out).await.is_ok() && socket.flush().await.is_ok();
     drop(body);
     match (flushed, last) {
         (false, _) => Written::Gone,

@@ -1,13 +1,13 @@
 //! One simple request served without hyper's server, at a message boundary of the rounds loop
 //! (`http1_rounds.rs`; docs/performance.md#the-client-side-fast-path):
 //!
-//! 1. read what the client has sent (below the byte counter of hyper's head timer), and
+//! 1. look at what the client has sent — put-back bytes, then a peek at the socket — and
 //!    classify the head (`head.rs`);
 //! 2. decide before consuming anything: a simple head without a body, not gRPC, to a route
 //!    without `[route.mirror]` whose endpoints (primary and canary) all use canaryd's engine;
 //!    route and version are chosen on the flat view, as `forward.rs` chooses them;
-//! 3. anything else is put back where it was read from, untouched, and hyper serves it;
-//! 4. else the head is consumed (bytes past it stay for the next request), its upstream head
+//! 3. anything else is left where it was, not a byte consumed, and hyper serves it;
+//! 4. else exactly the head is consumed (bytes past it stay for the next request), its upstream head
 //!    written (`rewrite.rs`), and `forward.rs`'s phases 4–6 run (`forward_simple`): the same
 //!    upstream call, response rewrite, outcome record and error answers;
 //! 5. the answer goes to the client as hyper would write it (`respond.rs`).
@@ -15,9 +15,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
 use http::Method;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::head::{classify, FlatHead, MAX_FIELDS};
@@ -73,36 +77,15 @@ pub(in crate::proxy) async fn serve_one(socket: &mut PlainSocket, context: &Conn
     if !proxy.fast_path {
         return Served::Declined;
     }
-    let mut buf = BytesMut::with_capacity(READ);
-    let rewind = put_back_bytes(socket);
-    let had_put_back = rewind.has_put_back();
-    match rewind.read_buf(&mut buf).await {
-        Ok(0) => return Served::Declined,
-        Ok(_) => {}
-        Err(_) => return Served::Gone,
-    }
-    // Put-back bytes come alone (the first 24 bytes of a connection, read to look for the
-    // HTTP/2 preface, are some): what already followed them is added without waiting.
-    if had_put_back && !rewind.has_put_back() {
-        let _ = rewind.get_ref().try_read_buf(&mut buf);
-    }
     let started = Instant::now();
     let mut upstream_head = Vec::with_capacity(512);
-    let plan = {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        classify(&buf, proxy.max_header_bytes, &mut fields)
-            .ok()
-            .and_then(|head| plan(&head, &snapshot, context, &mut upstream_head))
+    let plan = match take_simple_head(socket, &snapshot, context, &mut upstream_head) {
+        Taken::Simple(plan) => plan,
+        Taken::Declined => return Served::Declined,
+        Taken::Broken => return Served::Gone,
     };
-    let Some(plan) = plan else {
-        put_back_bytes(socket).put_back(buf.freeze());
-        return Served::Declined;
-    };
-    // Consumed: what follows the head (a pipelined request) waits for the next boundary.
-    let rest = buf.split_off(plan.len);
-    put_back_bytes(socket).put_back(rest.freeze());
     SERVED.fetch_add(1, Ordering::Relaxed);
-    let response = forward_simple(
+    let forward = forward_simple(
         proxy,
         &context.client,
         SimpleRequest {
@@ -113,13 +96,93 @@ pub(in crate::proxy) async fn serve_one(socket: &mut PlainSocket, context: &Conn
             head: &upstream_head,
             started,
         },
-    )
+    );
+    let mut forward = std::pin::pin!(forward);
+    // While the upstream is asked, the socket is flushed whenever an upstream 1xx is queued
+    // for it (`informational.rs`), so that it reaches the client before the final answer is
+    // ready, as it does under hyper.
+    let response = std::future::poll_fn(|cx| {
+        if let Poll::Ready(response) = forward.as_mut().poll(cx) {
+            return Poll::Ready(response);
+        }
+        let _ = Pin::new(&mut *socket).poll_flush(cx);
+        Poll::Pending
+    })
     .await;
     match respond::write(socket, response, &plan.method, plan.wants_close).await {
         Written::KeepAlive => Served::KeepAlive,
         Written::Close => Served::Close,
         Written::Gone => Served::Gone,
     }
+}
+
+/// What looking at the waiting bytes came to.
+enum Taken {
+    /// A simple request's head, consumed; the plan says where it goes.
+    Simple(Plan),
+    /// Not simple, or not all here: nothing was consumed.
+    Declined,
+    /// The socket failed while the head was being consumed.
+    Broken,
+}
+
+thread_local! {
+    /// Where each worker looks at a waiting head: shared by its connections, since a head is
+    /// looked at without waiting (docs/performance.md#memory-per-idle-connection).
+    static LOOK: RefCell<Vec<u8>> = RefCell::new(vec![0; READ]);
+}
+
+/// Look at the waiting bytes — put-back ones first, then the socket's, *peeked* — and, when
+/// they start with a simple head the fast path takes, consume exactly that head. Nothing is
+/// consumed otherwise, so hyper reads the same bytes in the same reads as without the fast
+/// path (its limits on long heads depend on how its reads fall).
+fn take_simple_head(
+    socket: &mut PlainSocket,
+    snapshot: &RoutingSnapshot,
+    context: &ConnContext,
+    upstream_head: &mut Vec<u8>,
+) -> Taken {
+    LOOK.with(|look| {
+        let Ok(mut buf) = look.try_borrow_mut() else {
+            return Taken::Declined;
+        };
+        let rewind = put_back_bytes(socket);
+        let put_back = rewind.put_back_bytes();
+        let from_put_back = put_back.len().min(READ);
+        buf[..from_put_back].copy_from_slice(&put_back[..from_put_back]);
+        let mut len = from_put_back;
+        if from_put_back == put_back.len() && len < READ {
+            // The socket is ready (the rounds loop saw a byte) or holds nothing yet (there were
+            // put-back bytes): a peek with no waker to wake.
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut read = ReadBuf::new(&mut buf[len..]);
+            if let Poll::Ready(Ok(_)) = rewind.get_ref().poll_peek(&mut cx, &mut read) {
+                len += read.filled().len();
+            }
+        }
+        let plan = {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+            let proxy = &snapshot.config.proxy;
+            classify(&buf[..len], proxy.max_header_bytes, &mut fields)
+                .ok()
+                .and_then(|head| plan(&head, snapshot, context, upstream_head))
+        };
+        let Some(plan) = plan else {
+            return Taken::Declined;
+        };
+        // Consume the head: its put-back part, then the rest from the socket, where the peek
+        // saw it.
+        let taken = plan.len.min(from_put_back);
+        rewind.consume_put_back(taken);
+        let mut left = plan.len - taken;
+        while left > 0 {
+            match rewind.get_ref().try_read(&mut buf[..left]) {
+                Ok(n) if n > 0 => left -= n,
+                _ => return Taken::Broken,
+            }
+        }
+        Taken::Simple(plan)
+    })
 }
 
 /// Whether the fast path takes `head`, and if so where it goes; its upstream head is written
