@@ -15,10 +15,11 @@ use http::HeaderName;
 use super::head::FlatHead;
 use crate::proxy::headers::ClientFacts;
 
-/// A field value: the client's bytes, or one the proxy made.
+/// A field value: the client's bytes or the proxy's, a request id, or a joined list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Value<'b> {
     Sent(&'b [u8]),
+    Id([u8; 36]),
     Made(Vec<u8>),
 }
 
@@ -26,28 +27,28 @@ impl Value<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
             Value::Sent(v) => v,
+            Value::Id(v) => v,
             Value::Made(v) => v,
         }
     }
 }
 
-/// One name's entry: the name as first sent (compared and written lowercase) and its values.
+/// A request's fields kept in a `HeaderMap`'s order (see the module doc), in two short lists
+/// allocated once: the names (entries), and every value tagged with its entry.
 #[derive(Debug)]
-struct Entry<'b> {
-    name: &'b [u8],
-    values: Vec<Value<'b>>,
-}
-
-/// A request's fields kept in a `HeaderMap`'s order (see the module doc).
-#[derive(Debug, Default)]
 struct Fields<'b> {
-    entries: Vec<Entry<'b>>,
+    /// Each name as first sent (compared and written lowercase).
+    entries: Vec<&'b [u8]>,
+    /// (entry, value), a name's values in the order added.
+    values: Vec<(usize, Value<'b>)>,
 }
 
 impl<'b> Fields<'b> {
     fn from_head(head: &FlatHead<'_, 'b>) -> Self {
+        let room = head.fields.len() + 4;
         let mut fields = Fields {
-            entries: Vec::with_capacity(head.fields.len() + 4),
+            entries: Vec::with_capacity(room),
+            values: Vec::with_capacity(room),
         };
         for field in head.fields {
             fields.append(field.name.as_bytes(), Value::Sent(field.value));
@@ -58,51 +59,64 @@ impl<'b> Fields<'b> {
     fn position(&self, name: &[u8]) -> Option<usize> {
         self.entries
             .iter()
-            .position(|e| e.name.eq_ignore_ascii_case(name))
+            .position(|e| e.eq_ignore_ascii_case(name))
     }
 
     fn contains(&self, name: &[u8]) -> bool {
         self.position(name).is_some()
     }
 
-    fn values(&self, name: &[u8]) -> &[Value<'b>] {
-        self.position(name)
-            .and_then(|at| self.entries.get(at))
-            .map_or(&[], |e| &e.values)
+    fn values<'s>(&'s self, name: &[u8]) -> impl Iterator<Item = &'s Value<'b>> + 's {
+        let entry = self.position(name);
+        self.values
+            .iter()
+            .filter(move |(e, _)| Some(*e) == entry)
+            .map(|(_, v)| v)
     }
 
     fn append(&mut self, name: &'b [u8], value: Value<'b>) {
-        match self.position(name) {
-            Some(at) => {
-                if let Some(entry) = self.entries.get_mut(at) {
-                    entry.values.push(value);
-                }
-            }
-            None => self.entries.push(Entry {
-                name,
-                values: vec![value],
-            }),
-        }
+        let entry = self.position(name).unwrap_or_else(|| {
+            self.entries.push(name);
+            self.entries.len() - 1
+        });
+        self.values.push((entry, value));
     }
 
     /// Replace every value of `name` in place, or add it at the end.
     fn insert(&mut self, name: &'b [u8], value: Value<'b>) {
-        match self.position(name).and_then(|at| self.entries.get_mut(at)) {
+        match self.position(name) {
             Some(entry) => {
-                entry.values.clear();
-                entry.values.push(value);
+                self.values.retain(|(e, _)| *e != entry);
+                self.values.push((entry, value));
             }
-            None => self.entries.push(Entry {
-                name,
-                values: vec![value],
-            }),
+            None => self.append(name, value),
         }
     }
 
     /// Remove `name`; the last entry takes its place.
     fn remove(&mut self, name: &[u8]) {
-        if let Some(at) = self.position(name) {
-            self.entries.swap_remove(at);
+        let Some(entry) = self.position(name) else {
+            return;
+        };
+        let last = self.entries.len() - 1;
+        self.entries.swap_remove(entry);
+        self.values.retain(|(e, _)| *e != entry);
+        for (e, _) in &mut self.values {
+            if *e == last {
+                *e = entry;
+            }
+        }
+    }
+
+    /// Each entry in order, each with its values in order.
+    fn write(&self, out: &mut Vec<u8>) {
+        for (entry, name) in self.entries.iter().enumerate() {
+            for (_, value) in self.values.iter().filter(|(e, _)| *e == entry) {
+                out.extend(name.iter().map(u8::to_ascii_lowercase));
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.bytes());
+                out.extend_from_slice(b"\r\n");
+            }
         }
     }
 }
@@ -120,10 +134,10 @@ const FIXED_HOP_BY_HOP: [&[u8]; 7] = [
 
 /// Write into `out` (cleared first) the head a simple, bodiless request goes upstream with.
 /// `new_request_id` is asked for an id only when the client sent none.
-pub fn write_upstream_head(
-    head: &FlatHead<'_, '_>,
-    facts: &ClientFacts<'_>,
-    new_request_id: impl FnOnce() -> Vec<u8>,
+pub fn write_upstream_head<'b>(
+    head: &FlatHead<'_, 'b>,
+    facts: &ClientFacts<'b>,
+    new_request_id: impl FnOnce() -> [u8; 36],
     out: &mut Vec<u8>,
 ) {
     let mut fields = Fields::from_head(head);
@@ -144,21 +158,14 @@ pub fn write_upstream_head(
     }
     fields.insert(b"host", Value::Sent(authority));
     if !fields.contains(b"x-request-id") {
-        fields.insert(b"x-request-id", Value::Made(new_request_id()));
+        fields.insert(b"x-request-id", Value::Id(new_request_id()));
     }
     out.clear();
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for entry in &fields.entries {
-        for value in &entry.values {
-            out.extend(entry.name.iter().map(u8::to_ascii_lowercase));
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-    }
+    fields.write(out);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -170,7 +177,6 @@ fn remove_hop_by_hop(fields: &mut Fields<'_>) {
     if connection {
         let named: Vec<HeaderName> = fields
             .values(b"connection")
-            .iter()
             .filter_map(|v| std::str::from_utf8(v.bytes()).ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
@@ -192,21 +198,20 @@ fn remove_hop_by_hop(fields: &mut Fields<'_>) {
 
 /// `headers.rs`'s `set_forwarded_for`: a trusted peer's address joins the list it was sent,
 /// anyone else's replaces it.
-fn set_forwarded_for(fields: &mut Fields<'_>, peer: &[u8], trusted: bool) {
+fn set_forwarded_for<'b>(fields: &mut Fields<'b>, peer: &'b [u8], trusted: bool) {
     if trusted {
-        let prior = fields.values(b"x-forwarded-for");
-        if !prior.is_empty() {
-            let mut joined = Vec::with_capacity(64);
-            for value in prior {
-                joined.extend_from_slice(value.bytes());
-                joined.extend_from_slice(b", ");
-            }
+        let mut joined = Vec::new();
+        for value in fields.values(b"x-forwarded-for") {
+            joined.extend_from_slice(value.bytes());
+            joined.extend_from_slice(b", ");
+        }
+        if !joined.is_empty() {
             joined.extend_from_slice(peer);
             fields.insert(b"x-forwarded-for", Value::Made(joined));
             return;
         }
     }
-    fields.insert(b"x-forwarded-for", Value::Made(peer.to_vec()));
+    fields.insert(b"x-forwarded-for", Value::Sent(peer));
 }
 
 #[cfg(test)]
@@ -228,7 +233,12 @@ mod tests {
             trusted_proxies: if trusted { &nets } else { &[] },
         };
         let mut out = Vec::new();
-        write_upstream_head(&head, &facts, || b"id".to_vec(), &mut out);
+        write_upstream_head(
+            &head,
+            &facts,
+            || *b"iiiiiiii-iiii-iiii-iiii-iiiiiiiiiiii",
+            &mut out,
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -240,7 +250,7 @@ mod tests {
                 false
             ),
             "GET /a?b HTTP/1.1\r\nhost: shop\r\nuser-agent: x\r\nx-forwarded-for: 10.1.2.3\r\n\
-             x-forwarded-proto: http\r\nx-forwarded-host: shop\r\nx-request-id: id\r\n\r\n"
+             x-forwarded-proto: http\r\nx-forwarded-host: shop\r\nx-request-id: iiiiiiii-iiii-iiii-iiii-iiiiiiiiiiii\r\n\r\n"
         );
     }
 
@@ -267,7 +277,7 @@ mod tests {
                 true
             ),
             "GET / HTTP/1.1\r\nhost: a\r\nx-forwarded-for: 1.1.1.1, 2.2.2.2, 10.1.2.3\r\n\
-             x-forwarded-proto: https\r\nx-forwarded-host: b\r\nx-request-id: id\r\n\r\n"
+             x-forwarded-proto: https\r\nx-forwarded-host: b\r\nx-request-id: iiiiiiii-iiii-iiii-iiii-iiiiiiiiiiii\r\n\r\n"
         );
     }
 }

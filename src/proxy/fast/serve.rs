@@ -29,7 +29,7 @@ use super::respond::{self, Written};
 use super::rewrite::write_upstream_head;
 use crate::config::Version;
 use crate::proxy::forward::{forward_simple, SimpleRequest};
-use crate::proxy::headers::{new_request_id, ClientFacts};
+use crate::proxy::headers::{request_id_bytes, ClientFacts};
 use crate::proxy::http1_rounds::{put_back_bytes, PlainSocket};
 use crate::proxy::service::ConnContext;
 use crate::routing::{choose_version, FlatFields, Route, RoutingSnapshot};
@@ -213,12 +213,7 @@ fn plan(
         authority: None,
         trusted_proxies: &proxy.trusted_proxies,
     };
-    write_upstream_head(
-        head,
-        &facts,
-        || new_request_id().as_bytes().to_vec(),
-        upstream_head,
-    );
+    write_upstream_head(head, &facts, request_id_bytes, upstream_head);
     Some(Plan {
         route: route.clone(),
         version,
