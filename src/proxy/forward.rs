@@ -192,13 +192,27 @@ pub(super) struct SimpleRequest<'a> {
     pub started: Instant,
 }
 
+/// What the fast path writes to the client.
+pub(super) enum SimpleAnswer {
+    /// The upstream's answer: its head encoded as hyper's server would write it (or why it
+    /// would not), and its body.
+    Encoded(
+        Result<super::fast::respond::Head, super::fast::respond::Unwritable>,
+        ResponseBody,
+    ),
+    /// An answer the proxy made (`answer_failure`), or one whose fields came as a `HeaderMap`.
+    Made(Response<ResponseBody>),
+}
+
 /// `handle`'s phases 4 to 6 for a simple request, with the same exit: the upstream call, the
-/// response rewritten (`respond`), the outcome recorded when its body ends.
+/// response rewritten (`respond`, done on the engine's flat fields by `fast/answer.rs`), the
+/// outcome recorded when its body ends.
 pub(super) async fn forward_simple(
     proxy: &ProxyConfig,
     client: &ClientConn,
     request: SimpleRequest<'_>,
-) -> Response<ResponseBody> {
+    wants_close: bool,
+) -> SimpleAnswer {
     let SimpleRequest {
         route,
         version,
@@ -223,20 +237,47 @@ pub(super) async fn forward_simple(
         counted: counted.then(|| (route.clone(), counted_for)),
     };
     let answered = match forwarded {
-        Ok(forwarded) => {
-            let exchange = Exchange {
-                route: &route,
-                proxy,
-                started,
-                grpc: false,
-                counted,
-                client_version,
+        // A 101 to a request that offered no upgrade (`respond`).
+        Ok((response, _, served_by)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Err(failure(ProxyError::UnsolicitedSwitch, served_by))
+        }
+        Ok((mut response, conn, served_by)) => {
+            let flat = match response.body_mut() {
+                crate::upstream::UpstreamBody::Own(body) => body.take_flat_fields(),
+                crate::upstream::UpstreamBody::Hyper(_) => None,
             };
-            respond(forwarded, None, exchange)
+            match flat {
+                Some(flat) => {
+                    let asked = super::fast::answer::Asked {
+                        route: &route,
+                        proxy,
+                        started,
+                        counted,
+                        method,
+                        wants_close,
+                    };
+                    let (head, body) =
+                        super::fast::answer::answer_flat(response, &flat, conn, served_by, asked);
+                    return SimpleAnswer::Encoded(head, body);
+                }
+                None => {
+                    let exchange = Exchange {
+                        route: &route,
+                        proxy,
+                        started,
+                        grpc: false,
+                        counted,
+                        client_version,
+                    };
+                    respond((response, conn, served_by), None, exchange)
+                }
+            }
         }
         Err((error, counted_for)) => Err(failure(error, counted_for)),
     };
-    answered.unwrap_or_else(|failure| answer_failure(failure, client_version, false, started))
+    SimpleAnswer::Made(
+        answered.unwrap_or_else(|failure| answer_failure(failure, client_version, false, started)),
+    )
 }
 
 /// A request the proxy answers itself instead of forwarding it.

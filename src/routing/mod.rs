@@ -16,7 +16,7 @@ mod sticky;
 mod version;
 
 pub use backend::{Backend, EndpointPick};
-pub use fields::{FlatFields, RequestFields};
+pub use fields::{as_text, FlatFields, RequestFields};
 pub use hosts::{strip_port, RouteTable};
 pub use matching::rule_matches;
 pub use phase::{CanaryShare, Phase, PhaseTraffic, RolloutView};

@@ -4,7 +4,9 @@
 //! server and without a `HeaderMap`, and anything else goes to hyper before a byte of it is
 //! consumed.
 
+pub(crate) mod answer;
 mod date;
+mod fields;
 pub(crate) mod head;
 pub(crate) mod respond;
 pub(crate) mod rewrite;

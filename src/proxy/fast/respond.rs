@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRAILER, TRANSFER_ENCODING};
+use http::header::CONNECTION;
 use http::{HeaderValue, Method, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -65,25 +65,23 @@ fn can_have_content_length(status: StatusCode) -> bool {
         && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
 }
 
-/// `value` lists `token` (comma-separated, case-insensitive), as hyper reads `Connection`.
-fn lists(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+/// `value` lists `token` (comma-separated, case-insensitive), as hyper reads `Connection`
+/// (text only: a value that is not `to_str` text lists nothing).
+pub(super) fn lists(value: &[u8], token: &str) -> bool {
+    crate::routing::as_text(value)
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// `chunked` is the last coding, as hyper reads `Transfer-Encoding`.
-fn ends_chunked(value: &HeaderValue) -> bool {
-    value
-        .to_str()
-        .ok()
+fn ends_chunked(value: &[u8]) -> bool {
+    crate::routing::as_text(value)
         .and_then(|v| v.rsplit(',').next())
         .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// `Content-Length` digits, as hyper reads them.
-fn digits(value: &HeaderValue) -> Option<u64> {
-    let bytes = value.as_bytes();
+fn digits(value: &[u8]) -> Option<u64> {
+    let bytes = value;
     if bytes.is_empty() {
         return None;
     }
@@ -95,6 +93,44 @@ fn digits(value: &HeaderValue) -> Option<u64> {
     })
 }
 
+/// What of a response, besides its fields, decides how hyper's server writes its head.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'r> {
+    pub status: StatusCode,
+    /// An HTTP/1.0 answer (from an HTTP/1.0 upstream) keeps its version, as hyper writes it.
+    pub http10: bool,
+    /// A reason phrase other than the status's canonical one.
+    pub reason: Option<&'r [u8]>,
+    body: Option<BodyLength>,
+}
+
+impl<'r> Start<'r> {
+    /// The start of `response`, whose body is `body`.
+    pub fn of<T, B: Body>(response: &'r Response<T>, body: &B) -> Self {
+        Start {
+            status: response.status(),
+            http10: response.version() == http::Version::HTTP_10,
+            reason: response
+                .extensions()
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| r.as_bytes()),
+            body: body_length(body),
+        }
+    }
+}
+
+/// The body's length as hyper's dispatcher reads it: none when it has already ended.
+fn body_length<B: Body>(body: &B) -> Option<BodyLength> {
+    if body.is_end_stream() {
+        None
+    } else {
+        Some(match body.size_hint().exact() {
+            Some(n) => BodyLength::Known(n),
+            None => BodyLength::Unknown,
+        })
+    }
+}
+
 /// Encode `response`'s head for a request with `method` on a connection whose client
 /// `wants_close`: the rules of hyper 1's HTTP/1 server (`proto/h1/role.rs`, `Server::encode`,
 /// and `Conn::enforce_version`), kept rule for rule, quirks included.
@@ -104,34 +140,43 @@ pub fn encode_head<B: Body>(
     wants_close: bool,
     date: &[u8],
 ) -> Result<Head, Unwritable> {
-    let status = response.status();
-    // An HTTP/1.0 answer (from an HTTP/1.0 upstream) keeps its version, as hyper writes it.
-    let http10 = response.version() == http::Version::HTTP_10;
-    let body = if response.body().is_end_stream() {
-        None
-    } else {
-        Some(match response.body().size_hint().exact() {
-            Some(n) => BodyLength::Known(n),
-            None => BodyLength::Unknown,
-        })
-    };
-    let reason = response
-        .extensions()
-        .get::<hyper::ext::ReasonPhrase>()
-        .cloned();
     let headers = response.headers_mut();
     if wants_close {
         // Keep-alive is off: `Connection: close` is added, unless a value says it already.
         let says_close = headers
             .get_all(CONNECTION)
             .iter()
-            .any(|v| lists(v, "close"));
+            .any(|v| lists(v.as_bytes(), "close"));
         if !says_close {
             headers.append(CONNECTION, HeaderValue::from_static("close"));
         }
     }
+    let start = Start::of(response, response.body());
+    let fields = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    encode_fields(start, fields, method, wants_close, date)
+}
+
+/// [`encode_head`]'s rules over fields in the order a `HeaderMap` iterates them (a name's
+/// values together), names compared without case and written lowercase; `Connection: close`
+/// is already among them when the client asked to close.
+pub fn encode_fields<'f>(
+    start: Start<'_>,
+    fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
+    method: &Method,
+    wants_close: bool,
+    date: &[u8],
+) -> Result<Head, Unwritable> {
+    let Start {
+        status,
+        http10,
+        reason,
+        body,
+    } = start;
     let mut last = wants_close;
-    let mut dst = Vec::with_capacity(30 + headers.len() * 30);
+    let mut dst = Vec::with_capacity(256);
     let can_chunked = |method: &Method, status: StatusCode| !http10 && can_chunked(method, status);
     if status == StatusCode::OK && reason.is_none() && !http10 {
         dst.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
@@ -139,8 +184,8 @@ pub fn encode_head<B: Body>(
         dst.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
         dst.extend_from_slice(status.as_str().as_bytes());
         dst.push(b' ');
-        match &reason {
-            Some(reason) => dst.extend_from_slice(reason.as_bytes()),
+        match reason {
+            Some(reason) => dst.extend_from_slice(reason),
             None => dst.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
         }
         dst.extend_from_slice(b"\r\n");
@@ -151,7 +196,7 @@ pub fn encode_head<B: Body>(
     let mut name_written = false;
     let mut must_write_chunked = false;
     let mut prev_len: Option<u64> = None;
-    let mut current: Option<&http::HeaderName> = None;
+    let mut current: Option<&[u8]> = None;
     // hyper ends a joined line when the next name starts, with `, chunked` whenever a
     // `Transfer-Encoding` did not end with it (the flag is never cleared, as in hyper).
     let end_line = |dst: &mut Vec<u8>, name_written: bool, must_write_chunked: bool| {
@@ -163,13 +208,14 @@ pub fn encode_head<B: Body>(
             }
         }
     };
-    for (name, value) in headers.iter() {
-        if current != Some(name) {
+    for (name, value) in fields {
+        if !current.is_some_and(|c| c.eq_ignore_ascii_case(name)) {
             end_line(&mut dst, name_written, must_write_chunked);
             name_written = false;
             current = Some(name);
         }
-        if name == CONTENT_LENGTH {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        if is(b"content-length") {
             if wrote_len && !name_written {
                 return Err(Unwritable);
             }
@@ -178,7 +224,7 @@ pub fn encode_head<B: Body>(
                     if !name_written {
                         framing = Framing::Length(known);
                         dst.extend_from_slice(b"content-length: ");
-                        dst.extend_from_slice(value.as_bytes());
+                        dst.extend_from_slice(value);
                         wrote_len = true;
                         name_written = true;
                     }
@@ -192,7 +238,7 @@ pub fn encode_head<B: Body>(
                         None => {
                             framing = Framing::Length(len);
                             dst.extend_from_slice(b"content-length: ");
-                            dst.extend_from_slice(value.as_bytes());
+                            dst.extend_from_slice(value);
                             wrote_len = true;
                             name_written = true;
                             prev_len = Some(len);
@@ -204,7 +250,7 @@ pub fn encode_head<B: Body>(
                 None => {}
             }
             wrote_len = true;
-        } else if name == TRANSFER_ENCODING {
+        } else if is(b"transfer-encoding") {
             if wrote_len && !name_written {
                 return Err(Unwritable);
             }
@@ -220,9 +266,9 @@ pub fn encode_head<B: Body>(
                 name_written = true;
                 dst.extend_from_slice(b"transfer-encoding: ");
             }
-            dst.extend_from_slice(value.as_bytes());
+            dst.extend_from_slice(value);
             continue;
-        } else if name == CONNECTION {
+        } else if is(b"connection") {
             last |= lists(value, "close");
             if name_written {
                 dst.extend_from_slice(b", ");
@@ -230,11 +276,11 @@ pub fn encode_head<B: Body>(
                 name_written = true;
                 dst.extend_from_slice(b"connection: ");
             }
-            dst.extend_from_slice(value.as_bytes());
+            dst.extend_from_slice(value);
             continue;
-        } else if name == DATE {
+        } else if is(b"date") {
             wrote_date = true;
-        } else if name == TRAILER {
+        } else if is(b"trailer") {
             if !can_chunked(method, status) {
                 continue;
             }
@@ -244,12 +290,12 @@ pub fn encode_head<B: Body>(
                 name_written = true;
                 dst.extend_from_slice(b"trailer: ");
             }
-            dst.extend_from_slice(value.as_bytes());
+            dst.extend_from_slice(value);
             continue;
         }
-        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend(name.iter().map(u8::to_ascii_lowercase));
         dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(value);
         dst.extend_from_slice(b"\r\n");
     }
     end_line(&mut dst, name_written, must_write_chunked);
@@ -315,6 +361,16 @@ pub async fn write<W: AsyncWrite + Unpin>(
 ) -> Written {
     let head =
         super::date::with_current(|date| encode_head(&mut response, method, wants_close, date));
+    write_encoded(socket, head, response.into_body()).await
+}
+
+/// Write a head encoded by [`encode_head`] or [`encode_fields`], then stream `body` as it
+/// frames it.
+pub async fn write_encoded<W: AsyncWrite + Unpin>(
+    socket: &mut W,
+    head: Result<Head, Unwritable>,
+    mut body: ResponseBody,
+) -> Written {
     let Ok(Head {
         bytes: mut out,
         framing,
@@ -323,7 +379,6 @@ pub async fn write<W: AsyncWrite + Unpin>(
     else {
         return Written::Close;
     };
-    let mut body = response.into_body();
     let whole = match framing {
         // hyper does not poll a body it frames as empty.
         Framing::Length(0) => true,
@@ -483,9 +538,10 @@ mod tests {
             vec!["HTTP/1.1 204 No Content".to_owned()]
         );
         let mut coded = Response::new(Full::new(Bytes::from_static(b"x")));
-        coded
-            .headers_mut()
-            .insert(TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        coded.headers_mut().insert(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
         coded
             .headers_mut()
             .insert("x-a", HeaderValue::from_static("1"));

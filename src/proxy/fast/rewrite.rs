@@ -8,121 +8,16 @@
 //! Same bytes means the same field order too, and a `HeaderMap` has its own: one entry per
 //! name in the order names first appear, all of a name's values together, a new name added at
 //! the end, a replaced one kept in place, and a removed one's slot taken by the last entry.
-//! [`Fields`] keeps exactly those rules over a short list, without hashing.
+//! `fields.rs` keeps exactly those rules over a short list, without hashing.
 
 use http::HeaderName;
 
+use super::fields::{Fields, Value};
 use super::head::FlatHead;
 use crate::proxy::headers::ClientFacts;
 
-/// A field value: the client's bytes or the proxy's, a request id, or a joined list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Value<'b> {
-    Sent(&'b [u8]),
-    Id([u8; 36]),
-    Made(Vec<u8>),
-}
-
-impl Value<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Value::Sent(v) => v,
-            Value::Id(v) => v,
-            Value::Made(v) => v,
-        }
-    }
-}
-
-/// A request's fields kept in a `HeaderMap`'s order (see the module doc), in two short lists
-/// allocated once: the names (entries), and every value tagged with its entry.
-#[derive(Debug)]
-struct Fields<'b> {
-    /// Each name as first sent (compared and written lowercase).
-    entries: Vec<&'b [u8]>,
-    /// (entry, value), a name's values in the order added.
-    values: Vec<(usize, Value<'b>)>,
-}
-
-impl<'b> Fields<'b> {
-    fn from_head(head: &FlatHead<'_, 'b>) -> Self {
-        let room = head.fields.len() + 4;
-        let mut fields = Fields {
-            entries: Vec::with_capacity(room),
-            values: Vec::with_capacity(room),
-        };
-        for field in head.fields {
-            fields.append(field.name.as_bytes(), Value::Sent(field.value));
-        }
-        fields
-    }
-
-    fn position(&self, name: &[u8]) -> Option<usize> {
-        self.entries
-            .iter()
-            .position(|e| e.eq_ignore_ascii_case(name))
-    }
-
-    fn contains(&self, name: &[u8]) -> bool {
-        self.position(name).is_some()
-    }
-
-    fn values<'s>(&'s self, name: &[u8]) -> impl Iterator<Item = &'s Value<'b>> + 's {
-        let entry = self.position(name);
-        self.values
-            .iter()
-            .filter(move |(e, _)| Some(*e) == entry)
-            .map(|(_, v)| v)
-    }
-
-    fn append(&mut self, name: &'b [u8], value: Value<'b>) {
-        let entry = self.position(name).unwrap_or_else(|| {
-            self.entries.push(name);
-            self.entries.len() - 1
-        });
-        self.values.push((entry, value));
-    }
-
-    /// Replace every value of `name` in place, or add it at the end.
-    fn insert(&mut self, name: &'b [u8], value: Value<'b>) {
-        match self.position(name) {
-            Some(entry) => {
-                self.values.retain(|(e, _)| *e != entry);
-                self.values.push((entry, value));
-            }
-            None => self.append(name, value),
-        }
-    }
-
-    /// Remove `name`; the last entry takes its place.
-    fn remove(&mut self, name: &[u8]) {
-        let Some(entry) = self.position(name) else {
-            return;
-        };
-        let last = self.entries.len() - 1;
-        self.entries.swap_remove(entry);
-        self.values.retain(|(e, _)| *e != entry);
-        for (e, _) in &mut self.values {
-            if *e == last {
-                *e = entry;
-            }
-        }
-    }
-
-    /// Each entry in order, each with its values in order.
-    fn write(&self, out: &mut Vec<u8>) {
-        for (entry, name) in self.entries.iter().enumerate() {
-            for (_, value) in self.values.iter().filter(|(e, _)| *e == entry) {
-                out.extend(name.iter().map(u8::to_ascii_lowercase));
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-}
-
 /// The hop-by-hop fields removed whatever `Connection` says, in `headers.rs`'s order.
-const FIXED_HOP_BY_HOP: [&[u8]; 7] = [
+pub(super) const FIXED_HOP_BY_HOP: [&[u8]; 7] = [
     b"keep-alive",
     b"proxy-connection",
     b"http2-settings",
@@ -140,7 +35,10 @@ pub fn write_upstream_head<'b>(
     new_request_id: impl FnOnce() -> [u8; 36],
     out: &mut Vec<u8>,
 ) {
-    let mut fields = Fields::from_head(head);
+    let mut fields = Fields::with_capacity(head.fields.len() + 4);
+    for field in head.fields {
+        fields.append(field.name.as_bytes(), Value::Sent(field.value));
+    }
     remove_hop_by_hop(&mut fields);
     let trusted = facts
         .trusted_proxies
@@ -171,7 +69,7 @@ pub fn write_upstream_head<'b>(
 
 /// `headers.rs`'s `remove_found`: the fields `Connection` names, `Close`, `Connection`, then
 /// the fixed list — each removal in the same order, so the same entries move.
-fn remove_hop_by_hop(fields: &mut Fields<'_>) {
+pub(super) fn remove_hop_by_hop(fields: &mut Fields<'_>) {
     let connection = fields.contains(b"connection");
     let fixed = FIXED_HOP_BY_HOP.iter().any(|name| fields.contains(name));
     if connection {

@@ -28,7 +28,7 @@ use super::head::{classify, FlatHead, MAX_FIELDS};
 use super::respond::{self, Written};
 use super::rewrite::write_upstream_head;
 use crate::config::Version;
-use crate::proxy::forward::{forward_simple, SimpleRequest};
+use crate::proxy::forward::{forward_simple, SimpleAnswer, SimpleRequest};
 use crate::proxy::headers::{request_id_bytes, ClientFacts};
 use crate::proxy::http1_rounds::{put_back_bytes, PlainSocket};
 use crate::proxy::service::ConnContext;
@@ -96,12 +96,13 @@ pub(in crate::proxy) async fn serve_one(socket: &mut PlainSocket, context: &Conn
             head: &upstream_head,
             started,
         },
+        plan.wants_close,
     );
     let mut forward = std::pin::pin!(forward);
     // While the upstream is asked, the socket is flushed whenever an upstream 1xx is queued
     // for it (`informational.rs`), so that it reaches the client before the final answer is
     // ready, as it does under hyper.
-    let response = std::future::poll_fn(|cx| {
+    let answer = std::future::poll_fn(|cx| {
         if let Poll::Ready(response) = forward.as_mut().poll(cx) {
             return Poll::Ready(response);
         }
@@ -109,7 +110,13 @@ pub(in crate::proxy) async fn serve_one(socket: &mut PlainSocket, context: &Conn
         Poll::Pending
     })
     .await;
-    match respond::write(socket, response, &plan.method, plan.wants_close).await {
+    let written = match answer {
+        SimpleAnswer::Encoded(head, body) => respond::write_encoded(socket, head, body).await,
+        SimpleAnswer::Made(response) => {
+            respond::write(socket, response, &plan.method, plan.wants_close).await
+        }
+    };
+    match written {
         Written::KeepAlive => Served::KeepAlive,
         Written::Close => Served::Close,
         Written::Gone => Served::Gone,

@@ -94,6 +94,7 @@ pub(crate) fn send(
         endpoint: endpoint.clone(),
         resend: resendable.then_some(Resend::Request(request)),
         answered: false,
+        flat: false,
     })
 }
 
@@ -126,6 +127,7 @@ pub(crate) fn send_head(
         endpoint: endpoint.clone(),
         resend: resendable.then_some(Resend::Head),
         answered: false,
+        flat: true,
     })
 }
 
@@ -156,6 +158,8 @@ pub(crate) struct Exchange {
     resend: Option<Resend>,
     /// A byte of the answer arrived.
     answered: bool,
+    /// The final head's fields are left as spans (the fast path's, [`send_head`]).
+    flat: bool,
 }
 
 impl Future for Exchange {
@@ -169,7 +173,7 @@ impl Future for Exchange {
         let polled = poll_head(
             socket,
             out,
-            &this.method,
+            (&this.method, this.flat),
             this.hook.as_ref(),
             &mut this.answered,
             cx,
@@ -203,14 +207,14 @@ impl Future for Exchange {
 fn poll_head(
     socket: &mut Socket,
     out: &mut Outgoing,
-    method: &Method,
+    (method, flat): (&Method, bool),
     hook: Option<&InformationalHook>,
     answered: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Head, Error>> {
     out.drive(socket, cx)?;
     loop {
-        match response_head::parse(&mut socket.read_buf, method)? {
+        match response_head::parse_with(&mut socket.read_buf, method, flat)? {
             Parsed::Final(head) => return Poll::Ready(Ok(head)),
             Parsed::Informational(status, headers) => {
                 if let Some(hook) = hook {

@@ -26,6 +26,7 @@ mod upgraded;
 pub use body::OwnBody;
 pub(crate) use exchange::{send, send_head, SendFailure};
 pub(crate) use pool::{sweep, take};
+pub use response_head::FlatFields;
 pub use upgraded::Upgraded;
 
 use std::io;
