@@ -100,6 +100,7 @@ pub(in crate::proxy) fn answer_flat(
         // hyper's `enforce_version`, keep-alive being off.
         fields.append(b"connection", Value::Sent(b"close"));
     }
+    fields.settle();
     let head = super::date::with_current(|date| {
         let shown = Response::from_parts(parts, ());
         let start = Start::of(&shown, &body);

@@ -97,28 +97,32 @@ impl<'b> Fields<'b> {
         self.values(name).next()
     }
 
-    /// Each field in order: entries in order, each with its values in order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&'b [u8], &Value<'b>)> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .flat_map(move |(entry, name)| {
-                self.values
-                    .iter()
-                    .filter(move |(e, _)| *e == entry)
-                    .map(move |(_, v)| (*name, v))
-            })
+    /// Put the values in output order: by entry, a name's values in the order added (a
+    /// stable sort of a short list that is nearly always in order already).
+    pub(super) fn settle(&mut self) {
+        self.values.sort_by_key(|(e, _)| *e);
     }
 
-    /// Each entry in order, each with its values in order.
-    pub(super) fn write(&self, out: &mut Vec<u8>) {
-        for (entry, name) in self.entries.iter().enumerate() {
-            for (_, value) in self.values.iter().filter(|(e, _)| *e == entry) {
-                out.extend(name.iter().map(u8::to_ascii_lowercase));
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.bytes());
-                out.extend_from_slice(b"\r\n");
+    /// Each field in order, once [`Fields::settle`]d: entries in order, each with its values in
+    /// order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&'b [u8], &Value<'b>)> + '_ {
+        self.values
+            .iter()
+            .map(|(e, v)| (self.entries.get(*e).copied().unwrap_or_default(), v))
+    }
+
+    /// Write every field as a head line, name lowercased.
+    pub(super) fn write(&mut self, out: &mut Vec<u8>) {
+        self.settle();
+        for (name, value) in self.iter() {
+            let at = out.len();
+            out.extend_from_slice(name);
+            if let Some(written) = out.get_mut(at..) {
+                written.make_ascii_lowercase();
             }
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 }

@@ -293,7 +293,11 @@ pub fn encode_fields<'f>(
             dst.extend_from_slice(value);
             continue;
         }
-        dst.extend(name.iter().map(u8::to_ascii_lowercase));
+        let at = dst.len();
+        dst.extend_from_slice(name);
+        if let Some(written) = dst.get_mut(at..) {
+            written.make_ascii_lowercase();
+        }
         dst.extend_from_slice(b": ");
         dst.extend_from_slice(value);
         dst.extend_from_slice(b"\r\n");

@@ -157,14 +157,26 @@ pub(crate) fn parse_with(buf: &mut BytesMut, method: &Method, flat: bool) -> Res
     let informational = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
     if flat && !informational {
         let fields = FlatFields { bytes, spans };
-        // Once any `Connection` line says close, a later `keep-alive` does not undo it.
-        if fields
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case(b"connection") && lists(v, b"close"))
-        {
-            keep_alive = false;
+        // One pass for what framing asks most: whether the framing fields are there at all.
+        let mut seen = Seen {
+            fields: &fields,
+            te: false,
+            cl: false,
+        };
+        for (name, value) in fields.iter() {
+            match name.len() {
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    // Once any `Connection` line says close, a later `keep-alive` does not undo it.
+                    if lists(value, b"close") {
+                        keep_alive = false;
+                    }
+                }
+                14 => seen.cl |= name.eq_ignore_ascii_case(b"content-length"),
+                17 => seen.te |= name.eq_ignore_ascii_case(b"transfer-encoding"),
+                _ => {}
+            }
         }
-        let framing = framing(status, version, &fields, method, &mut keep_alive)?;
+        let framing = framing(status, version, &seen, method, &mut keep_alive)?;
         return Ok(Parsed::Final(Head {
             status,
             version,
@@ -216,6 +228,27 @@ pub(crate) trait Lines {
 impl Lines for HeaderMap {
     fn lines<'s>(&'s self, name: &'static str) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
         self.get_all(name).into_iter().map(|v| v.as_bytes())
+    }
+}
+
+/// Flat fields with the framing fields' presence found in one pass.
+struct Seen<'f> {
+    fields: &'f FlatFields,
+    te: bool,
+    cl: bool,
+}
+
+impl Lines for Seen<'_> {
+    fn lines<'s>(&'s self, name: &'static str) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+        self.fields.lines(name)
+    }
+
+    fn has(&self, name: &'static str) -> bool {
+        match name {
+            "transfer-encoding" => self.te,
+            "content-length" => self.cl,
+            _ => self.fields.lines(name).next().is_some(),
+        }
     }
 }
 
