@@ -165,11 +165,9 @@ pub(crate) fn parse_with(buf: &mut BytesMut, method: &Method, flat: bool) -> Res
         };
         for (name, value) in fields.iter() {
             match name.len() {
-                10 if name.eq_ignore_ascii_case(b"connection") => {
-                    // Once any `Connection` line says close, a later `keep-alive` does not undo it.
-                    if lists(value, b"close") {
-                        keep_alive = false;
-                    }
+                // Once any `Connection` line says close, a later `keep-alive` does not undo it.
+                10 if name.eq_ignore_ascii_case(b"connection") && lists(value, b"close") => {
+                    keep_alive = false;
                 }
                 14 => seen.cl |= name.eq_ignore_ascii_case(b"content-length"),
                 17 => seen.te |= name.eq_ignore_ascii_case(b"transfer-encoding"),
