@@ -157,7 +157,7 @@ pub fn handle<'a>(
             proxy,
             &route,
             version,
-            upstream_call::Outgoing::Request(upstream_request),
+            upstream_request,
             upgrade.as_ref().map(|(offered, _)| offered),
             grpc,
         )
@@ -226,7 +226,7 @@ pub(super) async fn forward_simple(
         let queue = queue.clone();
         InformationalHook::new(move |status, headers| queue.forward(status, headers))
     });
-    let outgoing = upstream_call::Outgoing::Head {
+    let outgoing = upstream_call::HeadOut {
         head,
         method,
         hook: hook.as_ref(),

@@ -16,23 +16,66 @@ use crate::upstream::{
 };
 
 /// What goes upstream: the request today's path built, or the fast path's head as bytes
-/// (a bodiless request, docs/performance.md#the-client-side-fast-path).
-pub(super) enum Outgoing<'h> {
-    Request(Box<Request<RequestBody>>),
-    Head {
-        head: &'h [u8],
-        method: &'h Method,
-        /// Where the upstream's 1xx heads go.
-        hook: Option<&'h InformationalHook>,
-    },
+/// (a bodiless request, docs/performance.md#the-client-side-fast-path). A trait, not an enum:
+/// each path's `forward` holds only its own send in its future (docs/performance.md#small-request-futures).
+pub(super) trait Outgoing {
+    fn method(&self) -> &Method;
+
+    /// A gRPC call's own deadline (`grpc-timeout`).
+    fn grpc_deadline(&self) -> Option<std::time::Duration>;
+
+    /// [`send`] or [`send_head`].
+    async fn send_on(
+        self,
+        proxy: &ProxyConfig,
+        conn: Conn,
+        timeout: std::time::Duration,
+    ) -> Result<(Response<UpstreamBody>, Conn), ProxyError>;
 }
 
-impl Outgoing<'_> {
+impl Outgoing for Box<Request<RequestBody>> {
     fn method(&self) -> &Method {
-        match self {
-            Outgoing::Request(request) => request.method(),
-            Outgoing::Head { method, .. } => method,
-        }
+        Request::method(self)
+    }
+
+    fn grpc_deadline(&self) -> Option<std::time::Duration> {
+        grpc_timeout(self.headers())
+    }
+
+    async fn send_on(
+        self,
+        proxy: &ProxyConfig,
+        conn: Conn,
+        timeout: std::time::Duration,
+    ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
+        send(proxy, conn, self, timeout).await
+    }
+}
+
+/// The fast path's head, written from the flat view.
+pub(super) struct HeadOut<'h> {
+    pub head: &'h [u8],
+    pub method: &'h Method,
+    /// Where the upstream's 1xx heads go.
+    pub hook: Option<&'h InformationalHook>,
+}
+
+impl Outgoing for HeadOut<'_> {
+    fn method(&self) -> &Method {
+        self.method
+    }
+
+    fn grpc_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    async fn send_on(
+        self,
+        proxy: &ProxyConfig,
+        conn: Conn,
+        timeout: std::time::Duration,
+    ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
+        send_head(proxy, conn, (self.head, self.method, self.hook), timeout).await
     }
 }
 
@@ -76,15 +119,12 @@ pub(super) async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
     version: Version,
-    request: Outgoing<'_>,
+    request: impl Outgoing,
     upgrade_offered: Option<&HeaderValue>,
     grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
-    let deadline = match &request {
-        Outgoing::Request(request) if grpc => grpc_timeout(request.headers()),
-        _ => None,
-    };
+    let deadline = if grpc { request.grpc_deadline() } else { None };
     let timeout = match deadline {
         Some(deadline) => deadline.min(proxy.request_timeout),
         None => proxy.request_timeout,
@@ -104,12 +144,7 @@ pub(super) async fn forward(
         };
         match acquired {
             Ok(conn) => {
-                let result = match request {
-                    Outgoing::Request(request) => send(proxy, conn, request, timeout).await,
-                    Outgoing::Head { head, method, hook } => {
-                        send_head(proxy, conn, (head, method, hook), timeout).await
-                    }
-                };
+                let result = request.send_on(proxy, conn, timeout).await;
                 // Passive health: answers in the route's failure set, a 101 nobody asked for,
                 // timeouts and broken exchanges count against the endpoint; a client's broken or
                 // stalled body does not; a gRPC call's answer counts when it ends (`body.rs`),

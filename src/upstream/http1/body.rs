@@ -35,8 +35,10 @@ pub struct OwnBody {
     /// bytes, as it does when such a failure comes through hyper's client (the client sees a
     /// transfer aborted after them, never an empty reply).
     failed: Option<Error>,
-    /// The head's fields, for the fast path, which parses no `HeaderMap`.
-    flat: Option<FlatFields>,
+    /// The head's fields, for the fast path, which parses no `HeaderMap`. Boxed: a response
+    /// body travels by value through every request's future
+    /// (docs/performance.md#small-request-futures).
+    flat: Option<Box<FlatFields>>,
 }
 
 #[derive(Debug)]
@@ -85,7 +87,7 @@ impl OwnBody {
             endpoint,
             relayed: false,
             failed: None,
-            flat: head.flat,
+            flat: head.flat.map(Box::new),
         };
         if matches!(body.decoder, Decoder::Done) {
             body.finish();
@@ -102,7 +104,7 @@ impl OwnBody {
 
     /// The response head's fields, when they were left as spans for the fast path
     /// (docs/performance.md#the-client-side-fast-path); the response's `HeaderMap` is empty then.
-    pub fn take_flat_fields(&mut self) -> Option<FlatFields> {
+    pub fn take_flat_fields(&mut self) -> Option<Box<FlatFields>> {
         self.flat.take()
     }
 

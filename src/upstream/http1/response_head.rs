@@ -9,7 +9,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use http::header::CONNECTION;
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use hyper::ext::ReasonPhrase;
 
@@ -215,17 +215,22 @@ pub(crate) fn parse_with(buf: &mut BytesMut, method: &Method, flat: bool) -> Res
 /// The lines of one field name, from a `HeaderMap` or from spans: framing is decided by one
 /// code for both.
 pub(crate) trait Lines {
-    /// The values of every line named `name` (lowercase), in order.
-    fn lines<'s>(&'s self, name: &'static str) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's;
+    /// The values of every line named `name`, in order.
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's;
 
-    fn has(&self, name: &'static str) -> bool {
+    fn has(&self, name: &HeaderName) -> bool {
         self.lines(name).next().is_some()
     }
 }
 
 impl Lines for HeaderMap {
-    fn lines<'s>(&'s self, name: &'static str) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+    // A `HeaderName` looks a standard field up without parsing its name again.
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
         self.get_all(name).into_iter().map(|v| v.as_bytes())
+    }
+
+    fn has(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
     }
 }
 
@@ -237,23 +242,25 @@ struct Seen<'f> {
 }
 
 impl Lines for Seen<'_> {
-    fn lines<'s>(&'s self, name: &'static str) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
         self.fields.lines(name)
     }
 
-    fn has(&self, name: &'static str) -> bool {
-        match name {
-            "transfer-encoding" => self.te,
-            "content-length" => self.cl,
-            _ => self.fields.lines(name).next().is_some(),
+    fn has(&self, name: &HeaderName) -> bool {
+        if name == TRANSFER_ENCODING {
+            self.te
+        } else if name == CONTENT_LENGTH {
+            self.cl
+        } else {
+            self.fields.has(name)
         }
     }
 }
 
 impl Lines for FlatFields {
-    fn lines<'s>(&'s self, name: &'static str) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
         self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
             .map(|(_, v)| v)
     }
 }
@@ -266,10 +273,10 @@ fn framing<L: Lines>(
     method: &Method,
     keep_alive: &mut bool,
 ) -> Result<Framing, Error> {
-    let has_te = headers.has("transfer-encoding");
+    let has_te = headers.has(&TRANSFER_ENCODING);
     // Both framings in one message: nothing after it on the connection can be trusted (RFC
     // 9112 §6.3, item 3), whatever the status; for a body, `Transfer-Encoding` wins.
-    if has_te && headers.has("content-length") {
+    if has_te && headers.has(&CONTENT_LENGTH) {
         *keep_alive = false;
     }
     match status.as_u16() {
@@ -297,7 +304,7 @@ fn framing<L: Lines>(
             Framing::Close
         });
     }
-    if headers.has("content-length") {
+    if headers.has(&CONTENT_LENGTH) {
         return content_length(headers).map(Framing::Length);
     }
     *keep_alive = false;
@@ -307,7 +314,7 @@ fn framing<L: Lines>(
 /// Whether the last coding of the last `Transfer-Encoding` line is `chunked`.
 fn ends_chunked<L: Lines>(headers: &L) -> bool {
     headers
-        .lines("transfer-encoding")
+        .lines(&TRANSFER_ENCODING)
         .next_back()
         .and_then(|v| v.rsplit(|b| *b == b',').next())
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
@@ -317,7 +324,7 @@ fn ends_chunked<L: Lines>(headers: &L) -> bool {
 /// digits; anything else is invalid framing (RFC 9112 §6.3, item 5).
 pub(crate) fn content_length<L: Lines>(headers: &L) -> Result<u64, Error> {
     let mut found: Option<u64> = None;
-    for line in headers.lines("content-length") {
+    for line in headers.lines(&CONTENT_LENGTH) {
         for item in line.split(|b| *b == b',') {
             let n = digits(item.trim_ascii()).ok_or(Error::ContentLength)?;
             if found.is_some_and(|f| f != n) {
