@@ -15,6 +15,9 @@
 #   CANARYD_PROXY  extra lines for canaryd's [proxy] table, e.g. 'release_buffers_after = "0s"' []
 #   ENGINES        space-separated proxy.http1_engine values; each build is measured once per
 #                  engine, named NAME-ENGINE (e.g. ENGINES="hyper canaryd") [the config's default]
+#   FAST_PATHS     space-separated proxy.fast_path values; each build (and engine) is measured
+#                  once per value, named NAME[-ENGINE]-fast or -nofast (e.g. FAST_PATHS="false true")
+#                  [the config's default]
 #   SKIP_HAPROXY=1 leave HAProxy out
 #   CONNS [8]  DURATION [6s]  (wrk -t1: one client thread, so the proxy has the machine's other core)
 #   BASE_PORT [18600]  RESULTS_DIR [a new /tmp dir]
@@ -29,6 +32,7 @@ PATH=$PATH:/usr/sbin:/sbin
 CANARYD_BINS=${CANARYD_BINS:-canaryd=target/release/canaryd}
 CANARYD_PROXY=${CANARYD_PROXY:-}
 ENGINES=${ENGINES:-}
+FAST_PATHS=${FAST_PATHS:-}
 SKIP_HAPROXY=${SKIP_HAPROXY:-0}
 CONNS=${CONNS:-8}
 DURATION=${DURATION:-6s}
@@ -115,10 +119,15 @@ for entry in $CANARYD_BINS; do
     [[ $bin == /* ]] || bin=$ROOT/$bin
     [[ -x $bin ]] || die "canaryd binary not found: $bin (cargo build --release first)"
     for engine in ${ENGINES:-default}; do
+      for fast in ${FAST_PATHS:-default}; do
         label=$name proxy_lines=$CANARYD_PROXY
         if [[ $engine != default ]]; then
             label=$name-$engine
-            proxy_lines=$(printf '%s\nhttp1_engine = "%s"' "$CANARYD_PROXY" "$engine")
+            proxy_lines=$(printf '%s\nhttp1_engine = "%s"' "$proxy_lines" "$engine")
+        fi
+        if [[ $fast != default ]]; then
+            [[ $fast == true ]] && label=$label-fast || label=$label-nofast
+            proxy_lines=$(printf '%s\nfast_path = %s' "$proxy_lines" "$fast")
         fi
         dir=$RESULTS_DIR/conf-$label
         mkdir -p "$dir"
@@ -126,6 +135,7 @@ for entry in $CANARYD_BINS; do
             ADMIN_PORT="$ADMIN_PORT" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
             CANARY_SPLIT="weight = 10" TLS_SECTION="$proxy_lines" UPSTREAM_PROTOCOL=
         measure "canaryd-$label" "$bin" run -c "$dir/canaryd.toml"
+      done
     done
 done
 

@@ -37,8 +37,10 @@ use crate::proxy::headers::{self, ClientFacts, X_FORWARDED_FOR, X_FORWARDED_PROT
 use crate::proxy::{malformed_head, Rewind};
 use crate::routing::{strip_port, BackendCache, Resolved, RoutingSnapshot};
 
+mod fast_head;
 #[cfg(feature = "fleet")]
 mod fleet_wire;
+pub use fast_head::{fast_head, fast_head_verdict};
 #[cfg(feature = "fleet")]
 pub use fleet_wire::fleet_wire;
 
@@ -609,6 +611,63 @@ fn read_response(input: &[u8], method: &Method, step: usize) -> ReadResponse {
     read
 }
 
+/// The engine's head parse for the fast path (fields left as spans) decides as the parse into a
+/// `HeaderMap` does: the same error or 1xx, the same status, version, reason, framing and
+/// keep-alive, and the same fields (names lowercased, grouped as a `HeaderMap` iterates them).
+fn same_flat_head(input: &[u8], method: &Method) {
+    use crate::upstream::http1::response_head::{parse, parse_with, Parsed};
+    let mut map_buf = bytes::BytesMut::from(input);
+    let mut flat_buf = bytes::BytesMut::from(input);
+    loop {
+        let by_map = parse(&mut map_buf, method);
+        let by_flat = parse_with(&mut flat_buf, method, true);
+        match (by_map, by_flat) {
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string());
+                return;
+            }
+            (Ok(Parsed::Partial), Ok(Parsed::Partial)) => return,
+            (Ok(Parsed::Informational(a, _)), Ok(Parsed::Informational(b, _))) => {
+                assert_eq!(a, b);
+            }
+            (Ok(Parsed::Final(a)), Ok(Parsed::Final(b))) => {
+                assert_eq!(
+                    (a.status, a.version, a.framing, a.keep_alive),
+                    (b.status, b.version, b.framing, b.keep_alive)
+                );
+                assert_eq!(
+                    a.reason.map(|r| r.as_bytes().to_vec()),
+                    b.reason.map(|r| r.as_bytes().to_vec())
+                );
+                let flat = b.flat.expect("a flat parse leaves spans");
+                let mut names: Vec<String> = Vec::new();
+                let lowered: Vec<(String, Vec<u8>)> = flat
+                    .iter()
+                    .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+                    .collect();
+                for (n, _) in &lowered {
+                    if !names.contains(n) {
+                        names.push(n.clone());
+                    }
+                }
+                let grouped: Vec<(String, Vec<u8>)> = names
+                    .iter()
+                    .flat_map(|n| lowered.iter().filter(move |(m, _)| m == n).cloned())
+                    .collect();
+                let mapped: Vec<(String, Vec<u8>)> = a
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect();
+                assert_eq!(grouped, mapped);
+                assert_eq!(map_buf, flat_buf);
+                return;
+            }
+            (a, b) => panic!("the two parses disagree: {a:?} / {b:?}"),
+        }
+    }
+}
+
 /// canaryd's upstream HTTP/1.1 engine reading a response (`upstream::http1`): the first byte
 /// picks the request method (GET, HEAD, POST, CONNECT) and how many bytes arrive at a time,
 /// the rest is what the upstream sent. Properties: the result does not depend on how the bytes
@@ -625,6 +684,7 @@ pub fn upstream_response(data: &[u8]) {
     let whole = read_response(input, &method, input.len().max(1));
     let split = read_response(input, &method, step);
     assert_eq!(whole, split, "split every {step} bytes");
+    same_flat_head(input, &method);
     assert!(whole.body.len() <= input.len());
     let Some((_, framing, _, _)) = &whole.head else {
         return;

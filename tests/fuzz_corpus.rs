@@ -68,3 +68,8 @@ fn upstream_response_corpus() {
 fn fleet_wire_corpus() {
     replay("fleet_wire", canaryd::fuzzing::fleet_wire);
 }
+
+#[test]
+fn fast_head_corpus() {
+    replay("fast_head", canaryd::fuzzing::fast_head);
+}

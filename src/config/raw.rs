@@ -79,6 +79,9 @@ pub(crate) struct RawProxy {
     /// Extension (docs/architecture.md#the-upstream-http11-engine): who drives upstream
     /// HTTP/1.1 exchanges, `"canaryd"` or `"hyper"` (see `upstream::http1`).
     pub http1_engine: Spanned<String>,
+    /// Extension (docs/performance.md#the-client-side-fast-path): simple plain HTTP/1.1
+    /// requests served without hyper's server (see `proxy::fast`); off unless written.
+    pub fast_path: bool,
     pub drain_timeout: Spanned<String>,
     pub version_header: Spanned<String>,
     pub trusted_proxies: Vec<Spanned<String>>,
@@ -107,6 +110,7 @@ impl Default for RawProxy {
             pool_max_idle_per_endpoint: dflt(64),
             pool_idle_timeout: dstr("30s"),
             http1_engine: dstr(super::types::Http1Engine::DEFAULT.name()),
+            fast_path: false,
             drain_timeout: dstr("30s"),
             version_header: dstr(""),
             trusted_proxies: Vec::new(),

@@ -66,6 +66,9 @@ pub struct ProxyConfig {
     pub ejection: EjectionConfig,
     /// Bounds of the per-worker upstream keep-alive pools (an extension: docs/configuration.md#keys-and-defaults).
     pub pool: PoolConfig,
+    /// Simple plain HTTP/1.1 requests to routes on canaryd's engine are served without hyper's
+    /// server (an extension: docs/performance.md#the-client-side-fast-path).
+    pub fast_path: bool,
     /// How long a shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
     /// Response header naming the version that served the request, if set.

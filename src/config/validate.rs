@@ -365,6 +365,7 @@ fn proxy_config(raw: &RawProxy, files: Files<'_>) -> Checked<ProxyConfig> {
         max_header_bytes,
         retries,
         failover_to_primary: raw.failover_to_primary,
+        fast_path: raw.fast_path,
         retry_budget,
         ejection,
         pool,

@@ -178,6 +178,108 @@ pub fn handle<'a>(
     }
 }
 
+/// A simple request the fast path took (docs/performance.md#the-client-side-fast-path): routed
+/// and its version chosen on the flat view before a byte of it was consumed, its upstream head
+/// already written (`fast/rewrite.rs`).
+pub(super) struct SimpleRequest<'a> {
+    pub route: Arc<Route>,
+    pub version: Version,
+    /// The path is not in `ignore_paths`.
+    pub counted: bool,
+    pub method: &'a Method,
+    /// The head to send upstream.
+    pub head: &'a [u8],
+    pub started: Instant,
+}
+
+/// What the fast path writes to the client.
+pub(super) enum SimpleAnswer {
+    /// The upstream's answer: its head encoded as hyper's server would write it (or why it
+    /// would not), and its body.
+    Encoded(
+        Result<super::fast::respond::Head, super::fast::respond::Unwritable>,
+        ResponseBody,
+    ),
+    /// An answer the proxy made (`answer_failure`), or one whose fields came as a `HeaderMap`.
+    Made(Response<ResponseBody>),
+}
+
+/// `handle`'s phases 4 to 6 for a simple request, with the same exit: the upstream call, the
+/// response rewritten (`respond`, done on the engine's flat fields by `fast/answer.rs`), the
+/// outcome recorded when its body ends.
+pub(super) async fn forward_simple(
+    proxy: &ProxyConfig,
+    client: &ClientConn,
+    request: SimpleRequest<'_>,
+    wants_close: bool,
+) -> SimpleAnswer {
+    let SimpleRequest {
+        route,
+        version,
+        counted,
+        method,
+        head,
+        started,
+    } = request;
+    let client_version = http::Version::HTTP_11;
+    let hook = client.informational.as_ref().map(|queue| {
+        let queue = queue.clone();
+        InformationalHook::new(move |status, headers| queue.forward(status, headers))
+    });
+    let outgoing = upstream_call::HeadOut {
+        head,
+        method,
+        hook: hook.as_ref(),
+    };
+    let forwarded = upstream_call::forward(proxy, &route, version, outgoing, None, false).await;
+    let failure = |error, counted_for| Failure {
+        error,
+        counted: counted.then(|| (route.clone(), counted_for)),
+    };
+    let answered = match forwarded {
+        // A 101 to a request that offered no upgrade (`respond`).
+        Ok((response, _, served_by)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Err(failure(ProxyError::UnsolicitedSwitch, served_by))
+        }
+        Ok((mut response, conn, served_by)) => {
+            let flat = match response.body_mut() {
+                crate::upstream::UpstreamBody::Own(body) => body.take_flat_fields(),
+                crate::upstream::UpstreamBody::Hyper(_) => None,
+            };
+            match flat {
+                Some(flat) => {
+                    let asked = super::fast::answer::Asked {
+                        route: &route,
+                        proxy,
+                        started,
+                        counted,
+                        method,
+                        wants_close,
+                    };
+                    let (head, body) =
+                        super::fast::answer::answer_flat(response, &flat, conn, served_by, asked);
+                    return SimpleAnswer::Encoded(head, body);
+                }
+                None => {
+                    let exchange = Exchange {
+                        route: &route,
+                        proxy,
+                        started,
+                        grpc: false,
+                        counted,
+                        client_version,
+                    };
+                    respond((response, conn, served_by), None, exchange)
+                }
+            }
+        }
+        Err((error, counted_for)) => Err(failure(error, counted_for)),
+    };
+    SimpleAnswer::Made(
+        answered.unwrap_or_else(|failure| answer_failure(failure, client_version, false, started)),
+    )
+}
+
 /// A request the proxy answers itself instead of forwarding it.
 struct Failure {
     error: ProxyError,

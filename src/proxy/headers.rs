@@ -339,6 +339,12 @@ thread_local! {
 
 /// A random request id in the UUID v4 text layout.
 pub fn new_request_id() -> HeaderValue {
+    let out = request_id_bytes();
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The text of a random request id (UUID v4 layout), without making a header value of it.
+pub fn request_id_bytes() -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bits: u128 = FAST_RNG.with(|rng| {
         let mut rng = rng.borrow_mut();
@@ -358,7 +364,7 @@ pub fn new_request_id() -> HeaderValue {
         *slot = HEX[((bits >> shift) & 0xf) as usize];
         nibble += 1;
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    out
 }
 
 /// Rewrite an upstream's response headers for the client.

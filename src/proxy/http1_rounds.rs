@@ -22,6 +22,10 @@
 //! ended after every response (`docs/performance.md#memory-per-idle-connection`). With
 //! `release_buffers_after = "0s"` a round still ends right after each such response.
 //!
+//! At each boundary, before a round starts, a simple request (no body, to a route on canaryd's
+//! upstream engine) is served without hyper at all when `proxy.fast_path` is on (`fast/`); the
+//! bytes of any other are put back untouched and a round serves it.
+//!
 //! A request with a body keeps its round going: whether hyper consumed every byte of it is not
 //! visible from outside, and only hyper's own next parse proves the boundary. The round ends
 //! after the next bodiless request instead. A connection that asked to close, or a response
@@ -43,6 +47,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::body::ResponseBody;
 use super::conn_timer::CountingIo;
+use super::fast::serve::{serve_one, Served};
 use super::informational::InformationalIo;
 use super::lingering_close::lingering_close;
 use super::rewind::Rewind;
@@ -184,8 +189,22 @@ impl Rounds<'_> {
                 let _ = socket.shutdown().await;
                 return;
             }
-            // Boxed: the connection's task is allocated at the size of its largest state,
-            // and an idle connection must carry only the wait above, not a round's
+            // A simple request is served without hyper; anything else, untouched, by hyper
+            // (docs/performance.md#the-client-side-fast-path). Boxed, so that an idle
+            // connection's task does not carry the exchange's state inline; and only when on.
+            let context = self.service.fast_path_context();
+            if context.shared.snapshot.load().config.proxy.fast_path {
+                match Box::pin(serve_one(&mut socket, context)).await {
+                    Served::KeepAlive => continue,
+                    Served::Close => {
+                        lingering_close(socket).await;
+                        return;
+                    }
+                    Served::Gone => return,
+                    Served::Declined => {}
+                }
+            }
+            // Boxed too: an idle connection must carry only the wait above, not a round's
             // (docs/performance.md#memory-per-idle-connection).
             match Box::pin(self.round(socket)).await {
                 RoundEnd::Boundary(next) => socket = next,

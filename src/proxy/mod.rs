@@ -10,6 +10,7 @@ mod conn_timer;
 mod connection;
 mod drain;
 mod error;
+pub(crate) mod fast;
 mod forward;
 mod grpc;
 mod h2_idle;
@@ -31,6 +32,9 @@ mod write_through;
 pub use body::ResponseBody;
 pub use conn_timer::{CountingIo, HeadTimer, ReadActivity};
 pub use error::ProxyError;
+/// For tests that must know the fast path was taken (`tests/fast_path_diff.rs`).
+#[doc(hidden)]
+pub use fast::serve::served_count as fast_path_served;
 pub use forward::{handle, ClientConn, ProxyShared};
 /// For the fuzz targets only (`crate::fuzzing`).
 #[doc(hidden)]

@@ -49,6 +49,20 @@ impl<T> Rewind<T> {
         !self.prefix.is_empty()
     }
 
+    /// The bytes waiting to be replayed, without taking them.
+    pub fn put_back_bytes(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// Drop the first `n` bytes waiting to be replayed (a reader that looked at them with
+    /// [`Rewind::put_back_bytes`] took them).
+    pub fn consume_put_back(&mut self, n: usize) {
+        self.prefix.advance(n.min(self.prefix.len()));
+        if self.prefix.is_empty() {
+            self.prefix = Bytes::new();
+        }
+    }
+
     /// The socket underneath.
     pub fn get_ref(&self) -> &T {
         &self.inner

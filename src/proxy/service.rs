@@ -42,6 +42,13 @@ impl ClientService {
         }
     }
 
+    /// What the connection's requests share, for a request the fast path serves without
+    /// hyper (`fast/serve.rs`), which counts as HTTP/1 as a request through hyper does.
+    pub fn fast_path_context(&self) -> &ConnContext {
+        self.streams.saw_http1();
+        &self.context
+    }
+
     /// The same service for one round of a plain HTTP/1 connection.
     pub fn in_round(&self, round: Arc<Round>) -> Self {
         ClientService {

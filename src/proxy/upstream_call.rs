@@ -11,7 +11,73 @@ use super::grpc::grpc_timeout;
 use super::{upgrade, ProxyError};
 use crate::config::{FailurePolicy, ProxyConfig, Version};
 use crate::routing::{EndpointPick, Route};
-use crate::upstream::{acquire, Conn, RequestBody, SendError, UpstreamBody};
+use crate::upstream::{
+    acquire, Conn, HeadSendError, InformationalHook, RequestBody, SendError, UpstreamBody,
+};
+
+/// What goes upstream: the request today's path built, or the fast path's head as bytes
+/// (a bodiless request, docs/performance.md#the-client-side-fast-path). A trait, not an enum:
+/// each path's `forward` holds only its own send in its future (docs/performance.md#small-request-futures).
+pub(super) trait Outgoing {
+    fn method(&self) -> &Method;
+
+    /// A gRPC call's own deadline (`grpc-timeout`).
+    fn grpc_deadline(&self) -> Option<std::time::Duration>;
+
+    /// [`send`] or [`send_head`].
+    async fn send_on(
+        self,
+        proxy: &ProxyConfig,
+        conn: Conn,
+        timeout: std::time::Duration,
+    ) -> Result<(Response<UpstreamBody>, Conn), ProxyError>;
+}
+
+impl Outgoing for Box<Request<RequestBody>> {
+    fn method(&self) -> &Method {
+        Request::method(self)
+    }
+
+    fn grpc_deadline(&self) -> Option<std::time::Duration> {
+        grpc_timeout(self.headers())
+    }
+
+    async fn send_on(
+        self,
+        proxy: &ProxyConfig,
+        conn: Conn,
+        timeout: std::time::Duration,
+    ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
+        send(proxy, conn, self, timeout).await
+    }
+}
+
+/// The fast path's head, written from the flat view.
+pub(super) struct HeadOut<'h> {
+    pub head: &'h [u8],
+    pub method: &'h Method,
+    /// Where the upstream's 1xx heads go.
+    pub hook: Option<&'h InformationalHook>,
+}
+
+impl Outgoing for HeadOut<'_> {
+    fn method(&self) -> &Method {
+        self.method
+    }
+
+    fn grpc_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    async fn send_on(
+        self,
+        proxy: &ProxyConfig,
+        conn: Conn,
+        timeout: std::time::Duration,
+    ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
+        send_head(proxy, conn, (self.head, self.method, self.hook), timeout).await
+    }
+}
 
 fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -53,12 +119,13 @@ pub(super) async fn forward(
     proxy: &ProxyConfig,
     route: &Route,
     version: Version,
-    request: Box<Request<RequestBody>>,
+    request: impl Outgoing,
     upgrade_offered: Option<&HeaderValue>,
     grpc: bool,
 ) -> Result<Forwarded, (ProxyError, Version)> {
     let idempotent = is_idempotent(request.method());
-    let timeout = match grpc.then(|| grpc_timeout(request.headers())).flatten() {
+    let deadline = if grpc { request.grpc_deadline() } else { None };
+    let timeout = match deadline {
         Some(deadline) => deadline.min(proxy.request_timeout),
         None => proxy.request_timeout,
     };
@@ -77,7 +144,7 @@ pub(super) async fn forward(
         };
         match acquired {
             Ok(conn) => {
-                let result = send(proxy, conn, request, timeout).await;
+                let result = request.send_on(proxy, conn, timeout).await;
                 // Passive health: answers in the route's failure set, a 101 nobody asked for,
                 // timeouts and broken exchanges count against the endpoint; a client's broken or
                 // stalled body does not; a gRPC call's answer counts when it ends (`body.rs`),
@@ -136,6 +203,39 @@ pub(super) async fn forward(
             }
         }
     }
+}
+
+/// [`send`] for the fast path's head given as bytes: a head the connection did not process
+/// goes once more on a new connection to the same endpoint; there is no client body to stall.
+async fn send_head(
+    proxy: &ProxyConfig,
+    conn: Conn,
+    (head, method, hook): (&[u8], &Method, Option<&InformationalHook>),
+    timeout: std::time::Duration,
+) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
+    let exchange = async move {
+        let mut conn = conn;
+        loop {
+            match conn.send_head(head, method, hook).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(HeadSendError::NotSent) if conn.is_reused() => {
+                    conn = conn
+                        .reconnect(proxy.connect_timeout)
+                        .await
+                        .map_err(ProxyError::Connect)?;
+                }
+                Err(HeadSendError::NotSent) => {
+                    return Err(ProxyError::Connect(crate::upstream::AcquireError::closed(
+                        conn.endpoint().addr(),
+                    )))
+                }
+                Err(HeadSendError::Failed(e)) => return Err(ProxyError::Upstream(e)),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(ProxyError::Timeout))
 }
 
 /// Send on a connection, waiting for the response head at most `timeout`; a request the

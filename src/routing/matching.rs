@@ -1,16 +1,16 @@
 //! `[[route.match]]` rules: header and cookie conditions on a request.
 
-use http::header::{HeaderMap, COOKIE};
+use http::header::COOKIE;
 
+use super::fields::{as_text, RequestFields};
 use crate::config::{MatchRule, ValueMatch};
 
 /// Whether every condition of a rule holds for these request headers.
-pub fn rule_matches(rule: &MatchRule, headers: &HeaderMap) -> bool {
+pub fn rule_matches<F: RequestFields + ?Sized>(rule: &MatchRule, headers: &F) -> bool {
     rule.headers.iter().all(|(name, want)| {
         headers
-            .get_all(name)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| value_matches(want, v)))
+            .values_of(name)
+            .any(|v| as_text(v).is_some_and(|v| value_matches(want, v)))
     }) && rule
         .cookies
         .iter()
@@ -26,11 +26,10 @@ fn value_matches(want: &ValueMatch, value: &str) -> bool {
 }
 
 /// The value of a cookie, from any `Cookie` header (HTTP/2 may split cookies across several).
-pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub fn cookie_value<'h, F: RequestFields + ?Sized>(headers: &'h F, name: &str) -> Option<&'h str> {
     headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .values_of(&COOKIE)
+        .filter_map(as_text)
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
@@ -42,7 +41,7 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 mod tests {
     use super::*;
     use crate::config::Version;
-    use http::HeaderValue;
+    use http::{HeaderMap, HeaderValue};
     use regex::Regex;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -1,7 +1,6 @@
 //! Choosing primary or canary for one request (docs/routing.md#2-version).
 
-use http::HeaderMap;
-
+use super::fields::RequestFields;
 use super::matching::{cookie_value, rule_matches};
 use super::sticky::sticky_bucket;
 use super::{CanaryShare, Route};
@@ -19,8 +18,13 @@ impl<F: FnMut() -> u16> Bucket for F {
     }
 }
 
-/// The version a request goes to; the first rule that applies wins.
-pub fn choose_version(route: &Route, headers: &HeaderMap, random: &mut impl Bucket) -> Version {
+/// The version a request goes to; the first rule that applies wins. `headers` are hyper's
+/// `HeaderMap` or the fast path's flat fields: one decision either way.
+pub fn choose_version<F: RequestFields + ?Sized>(
+    route: &Route,
+    headers: &F,
+    random: &mut impl Bucket,
+) -> Version {
     if route.canary.is_none() {
         return Version::Primary;
     }
@@ -51,9 +55,9 @@ pub fn choose_version(route: &Route, headers: &HeaderMap, random: &mut impl Buck
     }
 }
 
-fn sticky_key<'h>(route: &Route, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+fn sticky_key<'h, F: RequestFields + ?Sized>(route: &'h Route, headers: &'h F) -> Option<&'h [u8]> {
     match route.sticky.as_ref()? {
         StickyKey::Cookie(name) => cookie_value(headers, name).map(str::as_bytes),
-        StickyKey::Header(name) => headers.get(name).map(|v| v.as_bytes()),
+        StickyKey::Header(name) => headers.first_of(name),
     }
 }

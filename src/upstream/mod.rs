@@ -26,5 +26,5 @@ pub use endpoint::{Endpoint, InFlight};
 pub use failure::{ConnectFailure, TlsFailure, CONNECT_FAILURES};
 pub use health::{Health, HealthChange};
 pub use response::{ExchangeError, InformationalHook, UpgradedIo, UpstreamBody, UpstreamUpgrade};
-pub use send::{acquire, AcquireError, Conn, SendError};
+pub use send::{acquire, AcquireError, Conn, HeadSendError, SendError};
 pub use transport::Transport;

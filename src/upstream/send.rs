@@ -74,6 +74,22 @@ pub enum SendError {
     Failed(ExchangeError),
 }
 
+/// Why a head given as bytes got no response ([`Conn::send_head`]).
+#[derive(Debug)]
+pub enum HeadSendError {
+    /// Not processed by the upstream (as [`SendError::NotSent`]): it can go to another
+    /// connection.
+    NotSent,
+    /// The exchange failed after the head was (possibly) processed.
+    Failed(ExchangeError),
+}
+
+/// A request sent by [`Conn::send`] never fails as a head given as bytes; should it, the
+/// exchange is broken.
+fn head_only() -> SendError {
+    SendError::Failed(engine::Error::Closed.into())
+}
+
 /// A pooled connection to the endpoint (an idle HTTP/1.1 one, or a stream on a shared HTTP/2
 /// one), or a new one.
 pub async fn acquire(
@@ -184,11 +200,13 @@ impl Conn {
                     Ok(exchange) => exchange,
                     Err(SendFailure::NotSent(request)) => return Err(SendError::NotSent(request)),
                     Err(SendFailure::Failed(e)) => return Err(SendError::Failed(e.into())),
+                    Err(SendFailure::HeadNotSent) => return Err(head_only()),
                 };
                 match exchange.await {
                     Ok(response) => Ok(response.map(UpstreamBody::Own)),
                     Err(SendFailure::NotSent(request)) => Err(SendError::NotSent(request)),
                     Err(SendFailure::Failed(e)) => Err(SendError::Failed(e.into())),
+                    Err(SendFailure::HeadNotSent) => Err(head_only()),
                 }
             }
             Sender::Http1(sender) => {
@@ -232,6 +250,36 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// Send a bodiless request whose head is already written — the fast path's
+    /// (docs/performance.md#the-client-side-fast-path) — on a connection of canaryd's own
+    /// engine, and wait for the response head (its 1xx heads to `hook`). [`HeadSendError::NotSent`] as
+    /// [`SendError::NotSent`]: the caller still has the head to send on another connection.
+    pub async fn send_head(
+        &mut self,
+        head: &[u8],
+        method: &http::Method,
+        hook: Option<&InformationalHook>,
+    ) -> Result<Response<UpstreamBody>, HeadSendError> {
+        let Sender::Own(socket) = &mut self.sender else {
+            // The fast path takes only requests whose endpoints all use the engine.
+            return Err(HeadSendError::Failed(engine::Error::Closed.into()));
+        };
+        let Some(socket) = socket.take() else {
+            return Err(HeadSendError::NotSent);
+        };
+        let endpoint = self.in_flight.endpoint();
+        let sent = engine::send_head(socket, head, method, hook.cloned(), endpoint, self.reused);
+        let answer = match sent {
+            Ok(exchange) => exchange.await,
+            Err(failure) => Err(failure),
+        };
+        match answer {
+            Ok(response) => Ok(response.map(UpstreamBody::Own)),
+            Err(SendFailure::HeadNotSent | SendFailure::NotSent(_)) => Err(HeadSendError::NotSent),
+            Err(SendFailure::Failed(e)) => Err(HeadSendError::Failed(e.into())),
         }
     }
 

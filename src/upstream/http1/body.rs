@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::chunked::{Chunk, ChunkedDecoder};
 use super::exchange::{poll_read, Outgoing};
-use super::response_head::{Framing, Head};
+use super::response_head::{FlatFields, Framing, Head};
 use super::{pool, Error, Socket, Upgraded};
 use crate::upstream::Endpoint;
 
@@ -35,6 +35,10 @@ pub struct OwnBody {
     /// bytes, as it does when such a failure comes through hyper's client (the client sees a
     /// transfer aborted after them, never an empty reply).
     failed: Option<Error>,
+    /// The head's fields, for the fast path, which parses no `HeaderMap`. Boxed: a response
+    /// body travels by value through every request's future
+    /// (docs/performance.md#small-request-futures).
+    flat: Option<Box<FlatFields>>,
 }
 
 #[derive(Debug)]
@@ -83,6 +87,7 @@ impl OwnBody {
             endpoint,
             relayed: false,
             failed: None,
+            flat: head.flat.map(Box::new),
         };
         if matches!(body.decoder, Decoder::Done) {
             body.finish();
@@ -95,6 +100,12 @@ impl OwnBody {
             response.extensions_mut().insert(reason);
         }
         response
+    }
+
+    /// The response head's fields, when they were left as spans for the fast path
+    /// (docs/performance.md#the-client-side-fast-path); the response's `HeaderMap` is empty then.
+    pub fn take_flat_fields(&mut self) -> Option<Box<FlatFields>> {
+        self.flat.take()
     }
 
     /// The socket of a `101`, with what the upstream already sent of the new protocol.

@@ -29,6 +29,10 @@ use crate::upstream::{Endpoint, InformationalHook, RequestBody};
 pub(crate) enum SendFailure {
     /// Not one byte was written: the request can go to another connection.
     NotSent(Box<Request<RequestBody>>),
+    /// Not one byte of a head given as bytes ([`send_head`]) was written, or the upstream
+    /// closed a reused connection before answering it: the caller, who keeps the bytes, can
+    /// send them on another connection.
+    HeadNotSent,
     /// The exchange failed after the request was (possibly) seen by the upstream.
     Failed(Error),
 }
@@ -88,9 +92,50 @@ pub(crate) fn send(
         hook: request.extensions().get::<InformationalHook>().cloned(),
         method: request.method().clone(),
         endpoint: endpoint.clone(),
-        resend: resendable.then_some(request),
+        resend: resendable.then_some(Resend::Request(request)),
         answered: false,
+        flat: false,
     })
+}
+
+/// Start sending a bodiless request whose head is already written (the fast path's,
+/// docs/performance.md#the-client-side-fast-path), as [`send`] does (1xx heads to `hook`): a head not written at all,
+/// or whose reused connection closed before a byte of the answer (an idempotent `method` only),
+/// fails with [`SendFailure::HeadNotSent`], to be sent again by the caller.
+pub(crate) fn send_head(
+    mut socket: Socket,
+    head: &[u8],
+    method: &Method,
+    hook: Option<InformationalHook>,
+    endpoint: &Arc<Endpoint>,
+    reused: bool,
+) -> Result<Exchange, SendFailure> {
+    socket.write_buf.clear();
+    socket.write_buf.extend_from_slice(head);
+    let mut out = Outgoing::new(None, BodyFraming::None);
+    match socket.io.try_write(&socket.write_buf) {
+        Ok(n) if n > 0 => out.written = n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        _ => return Err(SendFailure::HeadNotSent),
+    }
+    let resendable = reused && is_idempotent(method);
+    Ok(Exchange {
+        socket: Some(socket),
+        out: Some(out),
+        hook,
+        method: method.clone(),
+        endpoint: endpoint.clone(),
+        resend: resendable.then_some(Resend::Head),
+        answered: false,
+        flat: true,
+    })
+}
+
+/// What a failed exchange hands back to be sent again.
+#[derive(Debug)]
+enum Resend {
+    Request(Box<Request<RequestBody>>),
+    Head,
 }
 
 /// Methods a repeated request does no more harm with than one (RFC 9110 §9.2.2).
@@ -110,9 +155,11 @@ pub(crate) struct Exchange {
     hook: Option<InformationalHook>,
     endpoint: Arc<Endpoint>,
     /// The request, kept while it may be sent again (see [`send`]).
-    resend: Option<Box<Request<RequestBody>>>,
+    resend: Option<Resend>,
     /// A byte of the answer arrived.
     answered: bool,
+    /// The final head's fields are left as spans (the fast path's, [`send_head`]).
+    flat: bool,
 }
 
 impl Future for Exchange {
@@ -126,7 +173,7 @@ impl Future for Exchange {
         let polled = poll_head(
             socket,
             out,
-            &this.method,
+            (&this.method, this.flat),
             this.hook.as_ref(),
             &mut this.answered,
             cx,
@@ -135,7 +182,10 @@ impl Future for Exchange {
             Ok(head) => head,
             Err(e) => {
                 return Poll::Ready(Err(match this.resend.take() {
-                    Some(request) if !this.answered => SendFailure::NotSent(request),
+                    Some(Resend::Request(request)) if !this.answered => {
+                        SendFailure::NotSent(request)
+                    }
+                    Some(Resend::Head) if !this.answered => SendFailure::HeadNotSent,
                     _ => SendFailure::Failed(e),
                 }))
             }
@@ -157,14 +207,14 @@ impl Future for Exchange {
 fn poll_head(
     socket: &mut Socket,
     out: &mut Outgoing,
-    method: &Method,
+    (method, flat): (&Method, bool),
     hook: Option<&InformationalHook>,
     answered: &mut bool,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Head, Error>> {
     out.drive(socket, cx)?;
     loop {
-        match response_head::parse(&mut socket.read_buf, method)? {
+        match response_head::parse_with(&mut socket.read_buf, method, flat)? {
             Parsed::Final(head) => return Poll::Ready(Ok(head)),
             Parsed::Informational(status, headers) => {
                 if let Some(hook) = hook {

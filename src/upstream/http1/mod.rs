@@ -19,13 +19,14 @@ mod body;
 pub(crate) mod chunked;
 mod exchange;
 mod pool;
-mod request_head;
+pub(crate) mod request_head;
 pub(crate) mod response_head;
 mod upgraded;
 
 pub use body::OwnBody;
-pub(crate) use exchange::{send, SendFailure};
+pub(crate) use exchange::{send, send_head, SendFailure};
 pub(crate) use pool::{sweep, take};
+pub use response_head::FlatFields;
 pub use upgraded::Upgraded;
 
 use std::io;

@@ -11,7 +11,7 @@ use crate::upstream::RequestBody;
 
 /// How the request's body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum BodyFraming {
+pub(crate) enum BodyFraming {
     /// No body is sent.
     None,
     /// Exactly this many bytes.
@@ -29,7 +29,7 @@ pub(super) enum BodyFraming {
 /// the other methods go chunked.
 /// `request`'s own body is not looked at: the body to send is `body` (taken out of it, so
 /// that the request itself can be kept to be sent again).
-pub(super) fn write(
+pub(crate) fn write(
     request: &Request<RequestBody>,
     body: &RequestBody,
     out: &mut Vec<u8>,

@@ -35,12 +35,46 @@ pub(crate) enum Framing {
     Switch,
 }
 
+/// A response head's fields as they came, spans of its bytes: the fast path's view
+/// (docs/performance.md#the-client-side-fast-path), with no `HeaderMap` built.
+#[derive(Debug)]
+pub struct FlatFields {
+    bytes: Bytes,
+    /// (name start, name end, value start, value end) in `bytes`.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl FlatFields {
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// No fields at all.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Each field's name (as sent) and value, in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &[u8])> + '_ {
+        self.spans.iter().map(|&(ns, ne, vs, ve)| {
+            (
+                self.bytes.get(ns..ne).unwrap_or_default(),
+                self.bytes.get(vs..ve).unwrap_or_default(),
+            )
+        })
+    }
+}
+
 /// A final (non-1xx) response head.
 #[derive(Debug)]
 pub(crate) struct Head {
     pub status: StatusCode,
     pub version: Version,
+    /// The fields, unless `flat` holds them.
     pub headers: HeaderMap,
+    /// The fields as spans, when the head was parsed for the fast path.
+    pub flat: Option<FlatFields>,
     /// The reason phrase, when it is not the status's canonical one (hyper's server writes it).
     pub reason: Option<ReasonPhrase>,
     pub framing: Framing,
@@ -62,6 +96,14 @@ pub(crate) enum Parsed {
 /// Parse a head at the front of `buf`, consuming it when complete; `method` is the request's
 /// (an answer to `HEAD` has no body, nor has a `2xx` to `CONNECT`).
 pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error> {
+    parse_with(buf, method, false)
+}
+
+/// [`parse`], the final head's fields left as spans (`Head::flat`) when `flat`: the same
+/// checks and framing, no `HeaderMap` (a 1xx still gets one, for its hook). `httparse`'s field
+/// names and values are what `HeaderName` and `HeaderValue` accept, so no field the
+/// `HeaderMap` path would refuse passes here.
+pub(crate) fn parse_with(buf: &mut BytesMut, method: &Method, flat: bool) -> Result<Parsed, Error> {
     // Left uninitialised (httparse writes what it fills): an initialised array of 100 fields,
     // or one of their positions, is a memset of kilobytes per response.
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
@@ -108,11 +150,42 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error
         ));
     }
     let bytes: Bytes = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
     // An HTTP/1.0 server keeps a connection only for a client that asked with `Connection:
     // keep-alive`, which canaryd (an HTTP/1.1 client) never sends: the server may close after
     // its answer, so the connection is not used again (as with hyper's client).
     let mut keep_alive = version == Version::HTTP_11;
+    let informational = status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS;
+    if flat && !informational {
+        let fields = FlatFields { bytes, spans };
+        // One pass for what framing asks most: whether the framing fields are there at all.
+        let mut seen = Seen {
+            fields: &fields,
+            te: false,
+            cl: false,
+        };
+        for (name, value) in fields.iter() {
+            match name.len() {
+                // Once any `Connection` line says close, a later `keep-alive` does not undo it.
+                10 if name.eq_ignore_ascii_case(b"connection") && lists(value, b"close") => {
+                    keep_alive = false;
+                }
+                14 => seen.cl |= name.eq_ignore_ascii_case(b"content-length"),
+                17 => seen.te |= name.eq_ignore_ascii_case(b"transfer-encoding"),
+                _ => {}
+            }
+        }
+        let framing = framing(status, version, &seen, method, &mut keep_alive)?;
+        return Ok(Parsed::Final(Head {
+            status,
+            version,
+            headers: HeaderMap::new(),
+            flat: Some(fields),
+            reason,
+            framing,
+            keep_alive,
+        }));
+    }
+    let mut headers = HeaderMap::with_capacity(count);
     for (name_start, name_end, value_start, value_end) in spans {
         let name =
             HeaderName::from_bytes(&bytes[name_start..name_end]).map_err(|_| Error::Field)?;
@@ -124,7 +197,7 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error
         }
         headers.append(name, value);
     }
-    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+    if informational {
         return Ok(Parsed::Informational(status, headers));
     }
     let framing = framing(status, version, &headers, method, &mut keep_alive)?;
@@ -132,24 +205,78 @@ pub(crate) fn parse(buf: &mut BytesMut, method: &Method) -> Result<Parsed, Error
         status,
         version,
         headers,
+        flat: None,
         reason,
         framing,
         keep_alive,
     }))
 }
 
+/// The lines of one field name, from a `HeaderMap` or from spans: framing is decided by one
+/// code for both.
+pub(crate) trait Lines {
+    /// The values of every line named `name`, in order.
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's;
+
+    fn has(&self, name: &HeaderName) -> bool {
+        self.lines(name).next().is_some()
+    }
+}
+
+impl Lines for HeaderMap {
+    // A `HeaderName` looks a standard field up without parsing its name again.
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+        self.get_all(name).into_iter().map(|v| v.as_bytes())
+    }
+
+    fn has(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+}
+
+/// Flat fields with the framing fields' presence found in one pass.
+struct Seen<'f> {
+    fields: &'f FlatFields,
+    te: bool,
+    cl: bool,
+}
+
+impl Lines for Seen<'_> {
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+        self.fields.lines(name)
+    }
+
+    fn has(&self, name: &HeaderName) -> bool {
+        if name == TRANSFER_ENCODING {
+            self.te
+        } else if name == CONTENT_LENGTH {
+            self.cl
+        } else {
+            self.fields.has(name)
+        }
+    }
+}
+
+impl Lines for FlatFields {
+    fn lines<'s>(&'s self, name: &'s HeaderName) -> impl DoubleEndedIterator<Item = &'s [u8]> + 's {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
+            .map(|(_, v)| v)
+    }
+}
+
 /// RFC 9112 §6.3, in hyper's client's order, plus what makes the connection single-use.
-fn framing(
+fn framing<L: Lines>(
     status: StatusCode,
     version: Version,
-    headers: &HeaderMap,
+    headers: &L,
     method: &Method,
     keep_alive: &mut bool,
 ) -> Result<Framing, Error> {
-    let has_te = headers.contains_key(TRANSFER_ENCODING);
+    let has_te = headers.has(&TRANSFER_ENCODING);
     // Both framings in one message: nothing after it on the connection can be trusted (RFC
     // 9112 §6.3, item 3), whatever the status; for a body, `Transfer-Encoding` wins.
-    if has_te && headers.contains_key(CONTENT_LENGTH) {
+    if has_te && headers.has(&CONTENT_LENGTH) {
         *keep_alive = false;
     }
     match status.as_u16() {
@@ -177,7 +304,7 @@ fn framing(
             Framing::Close
         });
     }
-    if headers.contains_key(CONTENT_LENGTH) {
+    if headers.has(&CONTENT_LENGTH) {
         return content_length(headers).map(Framing::Length);
     }
     *keep_alive = false;
@@ -185,21 +312,20 @@ fn framing(
 }
 
 /// Whether the last coding of the last `Transfer-Encoding` line is `chunked`.
-fn ends_chunked(headers: &HeaderMap) -> bool {
+fn ends_chunked<L: Lines>(headers: &L) -> bool {
     headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
+        .lines(&TRANSFER_ENCODING)
         .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
+        .and_then(|v| v.rsplit(|b| *b == b',').next())
         .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// Every `Content-Length` value (lines and comma-separated lists) must be the same run of
 /// digits; anything else is invalid framing (RFC 9112 §6.3, item 5).
-pub(crate) fn content_length(headers: &HeaderMap) -> Result<u64, Error> {
+pub(crate) fn content_length<L: Lines>(headers: &L) -> Result<u64, Error> {
     let mut found: Option<u64> = None;
-    for line in headers.get_all(CONTENT_LENGTH) {
-        for item in line.as_bytes().split(|b| *b == b',') {
+    for line in headers.lines(&CONTENT_LENGTH) {
+        for item in line.split(|b| *b == b',') {
             let n = digits(item.trim_ascii()).ok_or(Error::ContentLength)?;
             if found.is_some_and(|f| f != n) {
                 return Err(Error::ContentLength);
@@ -221,8 +347,11 @@ fn digits(text: &[u8]) -> Option<u64> {
 }
 
 fn has_token(value: &HeaderValue, token: &[u8]) -> bool {
+    lists(value.as_bytes(), token)
+}
+
+fn lists(value: &[u8], token: &[u8]) -> bool {
     value
-        .as_bytes()
         .split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
