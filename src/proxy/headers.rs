@@ -299,7 +299,14 @@ pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
         headers.insert(HOST, authority.clone());
     }
     if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+        // Marked sensitive so an HTTP/2 upstream gets it as a literal never indexed (RFC 7541
+        // §6.2.3): a value that never repeats would otherwise be added to the connection's
+        // HPACK table on every request, evicting the fields that do repeat, and each lookup
+        // would compare it with every older id in the table
+        // (docs/performance.md#http2-upstreams-and-grpc). HTTP/1.1 ignores the mark.
+        let mut id = new_request_id();
+        id.set_sensitive(true);
+        headers.insert(X_REQUEST_ID.clone(), id);
     }
 }
 
@@ -463,6 +470,10 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert_ne!(new_request_id(), new_request_id());
+        assert!(
+            h["x-request-id"].is_sensitive(),
+            "a generated id goes to HTTP/2 upstreams never indexed, out of their HPACK tables"
+        );
     }
 
     fn with(name: HeaderName, values: &[&'static str]) -> HeaderMap {
