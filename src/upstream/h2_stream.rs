@@ -268,3 +268,29 @@ impl Body for H2Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn connection_specific_fields_never_reach_an_http2_upstream() {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(&KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+        headers.insert(TE, HeaderValue::from_static("gzip"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_connection_fields(&mut headers);
+        assert_eq!(headers.len(), 1, "left: {headers:?}");
+        assert_eq!(headers["x-kept"], "1");
+
+        // `TE: trailers` is the one TE HTTP/2 allows, and gRPC servers require it.
+        let mut headers = HeaderMap::new();
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+        strip_connection_fields(&mut headers);
+        assert_eq!(headers[TE], "trailers");
+    }
+}
