@@ -4,8 +4,9 @@
 # doing, so two builds can be compared on a busy 2-core box (docs/performance.md#how-it-is-measured).
 #
 # Each target runs alone under callgrind with instrumentation off; it is switched on after
-# start-up and one warm-up request, the load generator sends keep-alive load through it for
-# DURATION, and the instructions counted are divided by the requests it completed. Same upstreams,
+# start-up and one warm-up request, the load generator sends keep-alive load through it (wrk for
+# DURATION, h2load REQUESTS requests), and the instructions counted are divided by the requests
+# it completed. Same upstreams,
 # 90/10 split and protocol modes as benches/load.sh (its templates). Kernel time is not counted:
 # see load.sh's sys column.
 #
@@ -22,8 +23,11 @@
 #                  the proxy, HTTP/1.1 upstreams, h2load); h2c-upstream (h2c with prior knowledge
 #                  on both legs: canaryd protocol = "http2", HAProxy "proto h2"; h2load); grpc (the
 #                  same h2c paths, unary gRPC calls from h2load as in load.sh)
-#   CONNS [8]  STREAMS [10] (h2load -m, the HTTP/2 modes)  DURATION [6s]
-#              (wrk -t1 / h2load -t1: one client thread, so the proxy has the machine's other core)
+#   CONNS [8]  DURATION [6s] (wrk)  STREAMS [10] (h2load -m)  REQUESTS [10000] (h2load -n)
+#              (wrk -t1 / h2load -t1: one client thread, so the proxy has the machine's other core;
+#              h2load sends a fixed number of requests rather than running for a time, so that
+#              no request is still in flight when counting stops: a timed run's last CONNS x
+#              STREAMS requests cost instructions without being counted as requests, ~1% here)
 #   BASE_PORT [18600]  RESULTS_DIR [a new /tmp dir]
 # Exit status: 0 ok, 1 set-up failure.
 set -euo pipefail
@@ -39,6 +43,7 @@ ENGINES=${ENGINES:-}
 SKIP_HAPROXY=${SKIP_HAPROXY:-0}
 CONNS=${CONNS:-8}
 STREAMS=${STREAMS:-10}
+REQUESTS=${REQUESTS:-10000}
 DURATION=${DURATION:-6s}
 MODE=${MODE:-http}
 BASE_PORT=${BASE_PORT:-18600}
@@ -125,7 +130,7 @@ load() {
         wrk -t1 -c"$CONNS" -d"$DURATION" "$1" >"$2"
         awk '/ requests in / { r = $1 } /Non-2xx/ { n = $NF } END { print r + 0, n + 0 }' "$2"
     else
-        h2load -t1 -c"$CONNS" -m"$STREAMS" -D"${DURATION%s}" "${H2LOAD_REQ[@]}" "$1" >"$2" 2>&1 || true
+        h2load -t1 -c"$CONNS" -m"$STREAMS" -n"$REQUESTS" "${H2LOAD_REQ[@]}" "$1" >"$2" 2>&1 || true
         # succeeded requests; anything not 2xx or failed is an error
         awk '/^requests:/ { r = $8; f = $10 + $12 + $14 } /^status codes:/ { n = $5 + $7 + $9 }
              END { print r + 0, n + f }' "$2"
