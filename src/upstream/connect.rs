@@ -34,6 +34,7 @@ const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 1024 * 1024;
+const INITIAL_MAX_STREAMS: usize = 100;
 
 /// Why a new connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +197,9 @@ where
         // hyper's client defaults, which this replaced: larger windows than RFC 9113's 64 KiB
         // default, so a response is not held up by WINDOW_UPDATE round trips.
         .initial_window_size(STREAM_WINDOW)
+        // The stream limit until the peer's SETTINGS arrive, which the pool starts from (h2's
+        // own default is unlimited): the least RFC 9113 §6.5.2 recommends a peer allow.
+        .initial_max_send_streams(INITIAL_MAX_STREAMS)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(MAX_HEADER_LIST)
         .max_send_buffer_size(MAX_SEND_BUFFER)
