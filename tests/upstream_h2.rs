@@ -1,7 +1,8 @@
 //! HTTP/2 to the upstreams (`protocol = "http2"`, h2c by prior knowledge) against real hyper
 //! HTTP/2 servers: a peer's `SETTINGS_MAX_CONCURRENT_STREAMS` is never exceeded (more
-//! connections instead), a GOAWAY mid-load loses no request the peer did not process, and
-//! HTTP/1.1 clients reach the HTTP/2 upstream (the proxy translates).
+//! connections instead), a GOAWAY mid-load loses no request the peer did not process,
+//! HTTP/1.1 clients reach the HTTP/2 upstream (the proxy translates), and a client's body that
+//! breaks on the way is the client's fault, not the version's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -336,4 +337,28 @@ async fn a_stream_left_out_by_a_new_connections_goaway_is_sent_again() {
     );
     assert_eq!(counters.answered.load(Ordering::SeqCst), 1);
     assert_eq!(counters.connections.load(Ordering::SeqCst), 2);
+}
+
+/// A client's body that breaks on its way to an HTTP/2 upstream (a chunk size that is not hex,
+/// after a good chunk the upstream already has) is the client's fault: the stream is reset as
+/// the proxy's own, the client gets 400, and nothing counts against the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_body_breaking_on_its_way_to_an_http2_upstream_is_a_400_not_a_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, _) = h2_upstream(100, Duration::from_millis(300), None).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+        )
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), socket.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
+    let metrics = proxy.server().registry().route("h2");
+    let primary = metrics.version(canaryd::config::Version::Primary);
+    assert_eq!(primary.code_class(5), 0, "counted against the version");
 }
