@@ -120,6 +120,11 @@ key = \"$UP/tls.key\""
         ;;
 esac
 HAPROXY_URL=${URL/:$TLS_PORT\//:$PROXY_PORT/}
+# nginx binds with SO_REUSEPORT, so a second run on the same ports (another worktree's) would
+# silently share the upstreams' ports instead of failing: refuse to start instead.
+for port in "$PRIMARY_PORT" "$CANARY_PORT" "$STATUS_PORT" "$PROXY_PORT" "$ADMIN_PORT" "$TLS_PORT"; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && die "port $port is taken (another run? set BASE_PORT)"
+done
 render "$TPL/$UP_TPL" "$UP/nginx.conf" PREFIX="$UP" \
     PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" STATUS_PORT="$STATUS_PORT"
 nginx -p "$UP" -e "$UP/error.log" -c "$UP/nginx.conf" >"$UP/log" 2>&1 &
