@@ -1,7 +1,9 @@
 //! HTTP/2 to the upstreams (`protocol = "http2"`, h2c by prior knowledge) against real hyper
 //! HTTP/2 servers: a peer's `SETTINGS_MAX_CONCURRENT_STREAMS` is never exceeded (more
-//! connections instead), a GOAWAY mid-load loses no request the peer did not process, and
-//! HTTP/1.1 clients reach the HTTP/2 upstream (the proxy translates).
+//! connections instead), a GOAWAY mid-load loses no request the peer did not process,
+//! HTTP/1.1 clients reach the HTTP/2 upstream (the proxy translates), a client's body that
+//! breaks on the way is the client's fault, not the version's, and a request that gives up
+//! resets the upstream stream its body was still streaming to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -336,4 +338,89 @@ async fn a_stream_left_out_by_a_new_connections_goaway_is_sent_again() {
     );
     assert_eq!(counters.answered.load(Ordering::SeqCst), 1);
     assert_eq!(counters.connections.load(Ordering::SeqCst), 2);
+}
+
+/// A client's body that breaks on its way to an HTTP/2 upstream (a chunk size that is not hex,
+/// after a good chunk the upstream already has) is the client's fault: the stream is reset as
+/// the proxy's own, the client gets 400, and nothing counts against the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_body_breaking_on_its_way_to_an_http2_upstream_is_a_400_not_a_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, _) = h2_upstream(100, Duration::from_millis(300), None).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
+        )
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), socket.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply:?}");
+    let metrics = proxy.server().registry().route("h2");
+    let primary = metrics.version(canaryd::config::Version::Primary);
+    assert_eq!(primary.code_class(5), 0, "counted against the version");
+}
+
+/// An h2c client whose request body stalls after its first chunk, to an HTTP/2 upstream that
+/// reads the whole body before answering: when `request_timeout` ends the wait, the upstream's
+/// stream is reset at once (its body read fails), not left open for as long as the client's
+/// stream stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_gives_up_resets_its_streaming_body_upstream() {
+    use http_body_util::{BodyExt, StreamBody};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (read_ended, mut body_outcome) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let read_ended = read_ended.clone();
+            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let read_ended = read_ended.clone();
+                async move {
+                    let read = request.into_body().collect().await;
+                    let _ = read_ended.send(read.is_ok());
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("read"))))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    let config = h2_route(addr).replace("workers = 1", "workers = 1\nrequest_timeout = \"500ms\"");
+    let proxy = Canaryd::start(&config);
+
+    // The client: h2c with prior knowledge, a body that sends one chunk and then nothing.
+    let socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(socket))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let (chunks, stalled) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, Infallible>>(1);
+    chunks
+        .send(Ok(hyper::body::Frame::data(Bytes::from("first"))))
+        .await
+        .unwrap();
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(stalled));
+    let request = http::Request::post(format!("http://{}/", proxy.addr))
+        .body(body)
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    // The proxy's answer: the upstream was waiting for the client's body (408, not counted).
+    assert_eq!(response.status(), 408);
+    let upstream_read_ok = tokio::time::timeout(Duration::from_secs(2), body_outcome.recv())
+        .await
+        .expect("the upstream's stream was left open after the request gave up")
+        .unwrap();
+    assert!(
+        !upstream_read_ok,
+        "the upstream read a whole body that was never sent"
+    );
+    drop(chunks);
 }

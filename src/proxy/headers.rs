@@ -188,6 +188,8 @@ struct HopByHop {
     /// One of `FIXED_HOP_BY_HOP`.
     fixed: bool,
     te: bool,
+    /// One of `FIXED_HOP_BY_HOP` other than `TE`.
+    fixed_but_te: bool,
 }
 
 impl HopByHop {
@@ -200,7 +202,9 @@ impl HopByHop {
                 found.connection = true;
             } else if FIXED_HOP_BY_HOP.contains(&name) {
                 found.fixed = true;
-                found.te |= name == TE;
+                let te = name == TE;
+                found.te |= te;
+                found.fixed_but_te |= !te;
             }
         }
         found
@@ -254,6 +258,12 @@ fn headers_named_in_connection(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     )
 }
 
+/// Whether the request's one `TE` field says exactly `trailers`, as the proxy would send it.
+fn only_te_trailers(headers: &HeaderMap) -> bool {
+    let mut te = headers.get_all(TE).iter();
+    te.next().is_some_and(|v| v == "trailers") && te.next().is_none()
+}
+
 /// Whether `TE` lists `trailers` (RFC 9110 §10.1.4): the client will take trailers.
 fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
@@ -275,10 +285,17 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
 /// allows).
 pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
     let found = HopByHop::find(headers);
-    let trailers = found.te && accepts_trailers(headers);
-    remove_found(headers, found);
-    if trailers {
-        headers.insert(TE, HeaderValue::from_static("trailers"));
+    // A gRPC client's `TE: trailers` alone is already what the proxy sends: left in place
+    // rather than removed with the six other fixed names and inserted again (2,000
+    // instructions per gRPC call).
+    let te_as_sent =
+        found.te && !found.fixed_but_te && !found.connection && only_te_trailers(headers);
+    if !te_as_sent {
+        let trailers = found.te && accepts_trailers(headers);
+        remove_found(headers, found);
+        if trailers {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
     }
     let trusted = facts
         .trusted_proxies
@@ -299,7 +316,14 @@ pub fn rewrite_request(headers: &mut HeaderMap, facts: &ClientFacts<'_>) {
         headers.insert(HOST, authority.clone());
     }
     if !headers.contains_key(&X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+        // Marked sensitive so an HTTP/2 upstream gets it as a literal never indexed (RFC 7541
+        // §6.2.3): a value that never repeats would otherwise be added to the connection's
+        // HPACK table on every request, evicting the fields that do repeat, and each lookup
+        // would compare it with every older id in the table
+        // (docs/performance.md#http2-upstreams-and-grpc). HTTP/1.1 ignores the mark.
+        let mut id = new_request_id();
+        id.set_sensitive(true);
+        headers.insert(X_REQUEST_ID.clone(), id);
     }
 }
 
@@ -458,6 +482,26 @@ mod tests {
     }
 
     #[test]
+    fn te_reaches_the_upstream_as_trailers_or_not_at_all() {
+        let te = |values: &[&'static str]| {
+            let mut h = with(TE, values);
+            rewrite_request(&mut h, &facts("127.0.0.1", &[], None));
+            h.get_all(TE).iter().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(te(&["trailers"]), ["trailers"]);
+        assert_eq!(te(&["trailers, gzip"]), ["trailers"]);
+        assert_eq!(te(&["trailers", "gzip"]), ["trailers"]);
+        assert_eq!(te(&["Trailers"]), ["trailers"]);
+        assert!(te(&["gzip"]).is_empty());
+        // Named in `Connection`: still the proxy's own `TE: trailers`.
+        let mut h = with(TE, &["trailers"]);
+        h.insert(CONNECTION, HeaderValue::from_static("te"));
+        rewrite_request(&mut h, &facts("127.0.0.1", &[], None));
+        assert_eq!(h[TE], "trailers");
+        assert!(h.get(CONNECTION).is_none());
+    }
+
+    #[test]
     fn request_id_kept_or_generated() {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("abc"));
@@ -469,6 +513,10 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert_ne!(new_request_id(), new_request_id());
+        assert!(
+            h["x-request-id"].is_sensitive(),
+            "a generated id goes to HTTP/2 upstreams never indexed, out of their HPACK tables"
+        );
     }
 
     fn with(name: HeaderName, values: &[&'static str]) -> HeaderMap {

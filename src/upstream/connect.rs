@@ -8,14 +8,19 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use bytes::Bytes;
+use hyper::client::conn::http1;
 use hyper::rt::{Read, Write};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::failure::{ConnectFailure, TlsFailure};
+use super::h2_stream::H2Sender;
+use super::keep_alive::KeepAlive;
 use super::transport::TlsTarget;
 use super::{Endpoint, RequestBody};
 use crate::config::UpstreamProtocol;
@@ -23,6 +28,13 @@ use crate::config::UpstreamProtocol;
 /// How often an idle HTTP/2 upstream connection is PINGed, and how long the answer may take.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 flow-control windows and buffers of an upstream connection.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+const INITIAL_MAX_STREAMS: usize = 100;
 
 /// Why a new connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +76,15 @@ pub enum ConnectError {
         #[source]
         source: hyper::Error,
     },
+    /// The HTTP/2 handshake (preface and SETTINGS) failed.
+    #[error("HTTP/2 handshake with {addr} failed")]
+    Http2Handshake {
+        /// Endpoint address.
+        addr: SocketAddr,
+        /// h2's error.
+        #[source]
+        source: h2::Error,
+    },
 }
 
 impl ConnectError {
@@ -73,7 +94,9 @@ impl ConnectError {
             ConnectError::Timeout { .. } => ConnectFailure::Timeout,
             ConnectError::Io { source, .. } => ConnectFailure::of_io(source),
             ConnectError::Tls { kind, .. } => ConnectFailure::Tls(*kind),
-            ConnectError::Handshake { .. } => ConnectFailure::Other,
+            ConnectError::Handshake { .. } | ConnectError::Http2Handshake { .. } => {
+                ConnectFailure::Other
+            }
         }
     }
 }
@@ -82,8 +105,9 @@ impl ConnectError {
 pub(super) enum Connected {
     Http1(http1::SendRequest<RequestBody>),
     Http2 {
-        sender: http2::SendRequest<RequestBody>,
-        /// The peer's `SETTINGS_MAX_CONCURRENT_STREAMS`, kept current by the connection task.
+        sender: H2Sender,
+        /// The peer's `SETTINGS_MAX_CONCURRENT_STREAMS`, kept current by the connection task
+        /// (0 once the connection ended).
         max_streams: Arc<AtomicUsize>,
     },
 }
@@ -138,8 +162,10 @@ pub(super) async fn connect(
     };
     match opened {
         Opened::Plain(stream) => {
-            let h2 = transport.protocol() == UpstreamProtocol::Http2;
-            handshake(TokioIo::new(stream), h2, addr).await
+            if transport.protocol() == UpstreamProtocol::Http2 {
+                return handshake_h2(stream, addr).await;
+            }
+            handshake(TokioIo::new(stream), addr).await
         }
         Opened::Tls(stream) => {
             let h2 = match transport.protocol() {
@@ -147,7 +173,10 @@ pub(super) async fn connect(
                 UpstreamProtocol::Http2 => true,
                 UpstreamProtocol::Auto => stream.get_ref().1.alpn_protocol() == Some(b"h2"),
             };
-            handshake(TokioIo::new(*stream), h2, addr).await
+            if h2 {
+                return handshake_h2(*stream, addr).await;
+            }
+            handshake(TokioIo::new(*stream), addr).await
         }
     }
 }
@@ -157,40 +186,64 @@ enum Opened {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-async fn handshake<I>(io: I, h2: bool, addr: SocketAddr) -> Result<Connected, ConnectError>
+/// The HTTP/2 connection preface and SETTINGS, then the connection's task: it reads and writes
+/// the frames of every stream (`h2_stream.rs`), keeps the peer's stream limit current, and
+/// PINGs the peer (`keep_alive.rs`).
+async fn handshake_h2<I>(io: I, addr: SocketAddr) -> Result<Connected, ConnectError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, mut connection) = h2::client::Builder::new()
+        // hyper's client defaults, which this replaced: larger windows than RFC 9113's 64 KiB
+        // default, so a response is not held up by WINDOW_UPDATE round trips.
+        .initial_window_size(STREAM_WINDOW)
+        // The stream limit until the peer's SETTINGS arrive, which the pool starts from (h2's
+        // own default is unlimited): the least RFC 9113 §6.5.2 recommends a peer allow.
+        .initial_max_send_streams(INITIAL_MAX_STREAMS)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|source| ConnectError::Http2Handshake { addr, source })?;
+    let max_streams = Arc::new(AtomicUsize::new(sender.current_max_send_streams()));
+    let limit = max_streams.clone();
+    let mut keep_alive =
+        KeepAlive::new(connection.ping_pong(), H2_KEEP_ALIVE, H2_KEEP_ALIVE_TIMEOUT);
+    tokio::spawn(async move {
+        // Polled by hand so the peer's stream limit is read after every frame it sends
+        // (SETTINGS may lower or raise it at any time).
+        let ended = std::future::poll_fn(|cx| {
+            if keep_alive.poll_timed_out(cx).is_ready() {
+                return Poll::Ready(Err(None));
+            }
+            let polled = Pin::new(&mut connection).poll(cx).map_err(Some);
+            limit.store(connection.max_concurrent_send_streams(), Ordering::Relaxed);
+            polled
+        })
+        .await;
+        limit.store(0, Ordering::Relaxed);
+        match ended {
+            Ok(()) => {}
+            Err(None) => {
+                tracing::debug!(%addr, "upstream HTTP/2 connection did not answer a PING in time")
+            }
+            Err(Some(e)) => {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended with an error")
+            }
+        }
+    });
+    Ok(Connected::Http2 {
+        sender,
+        max_streams,
+    })
+}
+
+async fn handshake<I>(io: I, addr: SocketAddr) -> Result<Connected, ConnectError>
 where
     I: Read + Write + Unpin + Send + 'static,
 {
-    if h2 {
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(H2_KEEP_ALIVE)
-            .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
-            .handshake(io)
-            .await
-            .map_err(|source| ConnectError::Handshake { addr, source })?;
-        let max_streams = Arc::new(AtomicUsize::new(connection.current_max_send_streams()));
-        let limit = max_streams.clone();
-        tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            // Polled by hand so the peer's stream limit is read after every frame it sends
-            // (SETTINGS may lower or raise it at any time).
-            let ended = std::future::poll_fn(|cx| {
-                let polled = Pin::new(&mut connection).as_mut().poll(cx);
-                limit.store(connection.current_max_send_streams(), Ordering::Relaxed);
-                polled
-            })
-            .await;
-            limit.store(0, Ordering::Relaxed);
-            if let Err(e) = ended {
-                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended with an error");
-            }
-        });
-        return Ok(Connected::Http2 {
-            sender,
-            max_streams,
-        });
-    }
     let (sender, connection) = http1::Builder::new()
         .handshake(io)
         .await

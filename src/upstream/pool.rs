@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
-use hyper::client::conn::http2;
 use tokio::time::Instant;
 
+use super::h2_stream::H2Sender;
 use super::idle::{IdleLists, Reusable};
 use super::{Endpoint, RequestBody};
 
@@ -48,12 +48,13 @@ impl Reusable for Sender {
 pub(super) struct H2Shared {
     /// Streams open now.
     streams: AtomicUsize,
-    /// The peer's limit, kept current by the connection task (0 once it ended).
+    /// The peer's limit, kept current by the connection task (0 once it ended, so a connection
+    /// whose task is gone is never given a stream).
     max_streams: Arc<AtomicUsize>,
     /// The peer sent GOAWAY or refused a stream: no new stream goes here.
     retired: AtomicBool,
     /// A response arrived, so the peer's SETTINGS did (a server sends them first): until then
-    /// `max_streams` is only hyper's initial guess.
+    /// `max_streams` is only h2's initial guess.
     settled: AtomicBool,
 }
 
@@ -85,8 +86,6 @@ impl Drop for StreamSlot {
     }
 }
 
-type H2Sender = http2::SendRequest<RequestBody>;
-
 struct H2Conn {
     sender: H2Sender,
     shared: Arc<H2Shared>,
@@ -96,7 +95,8 @@ struct H2Conn {
 
 impl H2Conn {
     fn is_usable(&self) -> bool {
-        !self.sender.is_closed() && !self.shared.retired.load(Ordering::Relaxed)
+        self.shared.max_streams.load(Ordering::Relaxed) > 0
+            && !self.shared.retired.load(Ordering::Relaxed)
     }
 }
 

@@ -14,13 +14,16 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::h2_stream::H2Body;
 use super::http1::{self, OwnBody};
 
 /// A response body from an upstream.
 #[derive(Debug)]
 pub enum UpstreamBody {
-    /// From hyper's client (HTTP/2, TLS, or `proxy.http1_engine = "hyper"`).
+    /// From hyper's HTTP/1.1 client (TLS, or `proxy.http1_engine = "hyper"`).
     Hyper(Incoming),
+    /// A stream of an HTTP/2 connection (`h2_stream.rs`).
+    H2(H2Body),
     /// From canaryd's own HTTP/1.1 engine.
     Own(OwnBody),
 }
@@ -34,6 +37,9 @@ pub enum ExchangeError {
     /// canaryd's engine reported it.
     #[error(transparent)]
     Own(#[from] http1::Error),
+    /// An HTTP/2 stream or its connection failed.
+    #[error(transparent)]
+    H2(#[from] h2::Error),
 }
 
 impl ExchangeError {
@@ -42,6 +48,9 @@ impl ExchangeError {
         match self {
             ExchangeError::Hyper(e) => e.is_user(),
             ExchangeError::Own(e) => e.is_user(),
+            // Only the proxy itself resets a stream as its user: when the client's request
+            // body broke on its way (`h2_stream.rs`).
+            ExchangeError::H2(e) => e.is_reset() && !e.is_remote() && !e.is_library(),
         }
     }
 }
@@ -61,6 +70,9 @@ impl Body for UpstreamBody {
             UpstreamBody::Own(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(ExchangeError::Own))),
+            UpstreamBody::H2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(ExchangeError::H2))),
         }
     }
 
@@ -68,6 +80,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Hyper(body) => body.is_end_stream(),
             UpstreamBody::Own(body) => body.is_end_stream(),
+            UpstreamBody::H2(body) => body.is_end_stream(),
         }
     }
 
@@ -75,6 +88,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Hyper(body) => body.size_hint(),
             UpstreamBody::Own(body) => body.size_hint(),
+            UpstreamBody::H2(body) => body.size_hint(),
         }
     }
 }

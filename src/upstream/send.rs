@@ -7,10 +7,11 @@ use http::header::HOST;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body as _;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 
 use super::connect::{connect, ConnectError, Connected};
 use super::failure::ConnectFailure;
+use super::h2_stream::{self, H2Sender, StreamError};
 use super::http1::{self as engine, SendFailure, Socket, SocketState};
 use super::pool::{self, StreamSlot};
 use super::{Endpoint, ExchangeError, InFlight, InformationalHook, RequestBody, UpstreamBody};
@@ -29,7 +30,7 @@ enum Sender {
     /// An HTTP/1.1 connection, this request's alone until it is released.
     Http1(http1::SendRequest<RequestBody>),
     /// A stream on a shared HTTP/2 connection.
-    Http2(http2::SendRequest<RequestBody>, StreamSlot),
+    Http2(H2Sender, StreamSlot),
     /// A connection of canaryd's own HTTP/1.1 engine; its response body takes it.
     Own(Option<Socket>),
 }
@@ -230,16 +231,16 @@ impl Conn {
                 // Without a body, a request the peer did not process can be sent again; one
                 // whose body was streamed away cannot.
                 let again = request.body().is_end_stream().then(|| head_copy(&request));
-                match sender.try_send_request(*request).await {
+                match h2_stream::exchange(sender, request).await {
                     Ok(response) => {
                         slot.connection().settle();
-                        Ok(response.map(UpstreamBody::Hyper))
+                        Ok(response.map(UpstreamBody::H2))
                     }
-                    Err(mut e) => {
-                        if let Some(request) = e.take_message() {
-                            return Err(SendError::NotSent(Box::new(request)));
-                        }
-                        let error = e.into_error();
+                    Err(StreamError::NotOpened(request)) => {
+                        slot.connection().retire();
+                        Err(SendError::NotSent(request))
+                    }
+                    Err(StreamError::Failed(error)) => {
                         if not_processed(&error) {
                             slot.connection().retire();
                             if let Some(request) = again {
@@ -341,17 +342,10 @@ fn head_copy(request: &Request<RequestBody>) -> Box<Request<RequestBody>> {
 
 /// The peer never processed the stream: it was refused (`REFUSED_STREAM`) or above the last
 /// stream id of the peer's GOAWAY (RFC 9113 §8.7), so it can go to another connection.
-fn not_processed(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            // A GOAWAY with an error code also fails streams it did process: only the graceful
-            // one (NO_ERROR) fails nothing but the streams it left out.
-            let graceful_go_away =
-                h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
-            return graceful_go_away || h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        source = e.source();
-    }
-    false
+fn not_processed(error: &h2::Error) -> bool {
+    // A GOAWAY with an error code also fails streams it did process: only the graceful one
+    // (NO_ERROR) fails nothing but the streams it left out.
+    let graceful_go_away =
+        error.is_go_away() && error.is_remote() && error.reason() == Some(h2::Reason::NO_ERROR);
+    graceful_go_away || error.reason() == Some(h2::Reason::REFUSED_STREAM)
 }
