@@ -20,7 +20,8 @@
 #   ANALYSIS=1         canaryd with [route.analysis] holding the canary at 10% (step_weights=[10],
 #                      interval 1h, both metrics) instead of the static "weight = 10"; a variant
 #                      may set ANALYSIS=0|1 for itself: CANARYD_VARIANTS="off:ANALYSIS=0 on:ANALYSIS=1",
-#                      and BIN=/path/to/canaryd to compare two builds in one run
+#                      and BIN=/path/to/canaryd to compare two builds in one run, and TOML=key=value
+#                      a line of its own in [proxy]: CANARYD_VARIANTS="off:TOML=fast_path=false on:TOML=fast_path=true"
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
 #   KEEP_LOGS=1        keep h2load's per-request logs (ROUNDFILE.txt.log) instead of deleting them
 #   MODE [http]        http: plain HTTP/1.1 with wrk (and "direct" as a reference);
@@ -389,10 +390,12 @@ if [[ $SKIP_CANARYD != 1 ]]; then
         vanalysis=$ANALYSIS
         kept=()
         vbin=$CANARYD_BIN
+        vtoml=
         for kv in "${venv[@]}"; do
             case $kv in
                 ANALYSIS=*) vanalysis=${kv#ANALYSIS=} ;;
                 BIN=*) vbin=${kv#BIN=} ;;
+                TOML=*) vtoml+=${kv#TOML=}$'\n' ;;
                 *) kept+=("$kv") ;;
             esac
         done
@@ -414,7 +417,7 @@ key = \"$RUN/tls.key\""
         fi
         render "$TPL/canaryd.toml.tmpl" "$RUN/$t/canaryd.toml" PREFIX="$RUN/$t" PROXY_PORT="$port" \
             ADMIN_PORT="$admin" PRIMARY_PORT="$PRIMARY_PORT" CANARY_PORT="$CANARY_PORT" \
-            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$TLS_SECTION" UPSTREAM_PROTOCOL="$UPSTREAM_PROTOCOL"
+            CANARY_SPLIT="$CANARY_SPLIT" TLS_SECTION="$vtoml$TLS_SECTION" UPSTREAM_PROTOCOL="$UPSTREAM_PROTOCOL"
         printf '%s\n' "${extra_env[@]}" "${venv[@]}" | sed '/^$/d' >"$RUN/$t/env"
         [[ -x $vbin ]] || die "variant $vname: no executable canaryd at $vbin"
         start_proc "$t" env "${extra_env[@]}" "${venv[@]}" "$vbin" run -c "$RUN/$t/canaryd.toml"

@@ -110,7 +110,7 @@ impl Default for RawProxy {
             pool_max_idle_per_endpoint: dflt(64),
             pool_idle_timeout: dstr("30s"),
             http1_engine: dstr(super::types::Http1Engine::DEFAULT.name()),
-            fast_path: false,
+            fast_path: true,
             drain_timeout: dstr("30s"),
             version_header: dstr(""),
             trusted_proxies: Vec::new(),

@@ -244,7 +244,9 @@ pub(super) async fn forward_simple(
         Ok((mut response, conn, served_by)) => {
             let flat = match response.body_mut() {
                 crate::upstream::UpstreamBody::Own(body) => body.take_flat_fields(),
-                crate::upstream::UpstreamBody::Hyper(_) => None,
+                crate::upstream::UpstreamBody::Hyper(_) | crate::upstream::UpstreamBody::H2(_) => {
+                    None
+                }
             };
             match flat {
                 Some(flat) => {
