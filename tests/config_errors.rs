@@ -1040,6 +1040,19 @@ fn http1_engine_is_read_defaults_and_is_checked() {
 }
 
 #[test]
+fn fast_path_is_on_unless_written_false() {
+    for (text, on) in [
+        (ROUTE.to_owned(), true),
+        (format!("[proxy]\n{ROUTE}"), true),
+        (format!("[proxy]\nfast_path = false\n{ROUTE}"), false),
+        (format!("[proxy]\nfast_path = true\n{ROUTE}"), true),
+    ] {
+        let c = parse_str(&text, Path::new(FILE)).unwrap();
+        assert_eq!(c.proxy.fast_path, on, "{text}");
+    }
+}
+
+#[test]
 fn release_buffers_after_defaults_to_100ms_and_takes_zero() {
     let c = parse_str(&format!("[proxy]\n{ROUTE}"), Path::new(FILE)).unwrap();
     assert_eq!(c.proxy.release_buffers_after, Duration::from_millis(100));

@@ -80,7 +80,7 @@ pub(crate) struct RawProxy {
     /// HTTP/1.1 exchanges, `"canaryd"` or `"hyper"` (see `upstream::http1`).
     pub http1_engine: Spanned<String>,
     /// Extension (docs/performance.md#the-client-side-fast-path): simple plain HTTP/1.1
-    /// requests served without hyper's server (see `proxy::fast`); off unless written.
+    /// requests served without hyper's server (see `proxy::fast`); on unless `false` is written.
     pub fast_path: bool,
     pub drain_timeout: Spanned<String>,
     pub version_header: Spanned<String>,
