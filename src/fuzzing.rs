@@ -127,7 +127,7 @@ pub fn request_head(data: &[u8]) {
     let facts = ClientFacts {
         peer,
         peer_value: &peer_value,
-        tls: data.len() % 2 == 0,
+        tls: data.len().is_multiple_of(2),
         authority: authority.as_ref(),
         trusted_proxies: &[],
     };

@@ -47,7 +47,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::body::ResponseBody;
 use super::conn_timer::CountingIo;
-use super::fast::serve::{serve_one, Served};
+use super::fast::serve::{look, serve_planned, Looked, Served};
 use super::informational::InformationalIo;
 use super::lingering_close::lingering_close;
 use super::rewind::Rewind;
@@ -61,6 +61,15 @@ pub(super) type PlainSocket = InformationalIo<CountingIo<Rewind<TcpStream>>>;
 /// Where a plain socket's bytes are put back.
 pub(super) fn put_back_bytes(socket: &mut PlainSocket) -> &mut Rewind<TcpStream> {
     socket.get_mut().get_mut()
+}
+
+/// `make()`'s future on the heap, the allocation made first so that the future can be built
+/// where it will stay: `Box::pin(make())` builds it on the stack and copies all of it, its
+/// largest state included, into the allocation (about 400 instructions per fast-path request,
+/// docs/performance.md#the-client-side-fast-path).
+fn pinned_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    let slot = Box::<F>::new_uninit();
+    Box::into_pin(Box::write(slot, make()))
 }
 
 /// What the requests of one round tell the loop that serves it.
@@ -182,26 +191,50 @@ impl Rounds<'_> {
     /// Serve `socket` until the connection ends.
     pub async fn serve(mut self, mut socket: PlainSocket) {
         loop {
-            if !socket.get_ref().get_ref().has_put_back() && !self.wait_for_request(&socket).await {
+            // A simple request is served without hyper; anything else, untouched, by hyper
+            // (docs/performance.md#the-client-side-fast-path).
+            let fast_path = self
+                .service
+                .fast_path_context()
+                .shared
+                .snapshot
+                .load()
+                .config
+                .proxy
+                .fast_path;
+            if !socket.get_ref().get_ref().has_put_back()
+                && !self.wait_for_request(&socket, fast_path).await
+            {
                 // Idle, closed by the client, or stopping while idle: nothing of the client's
                 // is unread, and a client that keeps an idle socket open must not hold the
                 // drain at shutdown for the lingering time.
                 let _ = socket.shutdown().await;
                 return;
             }
-            // A simple request is served without hyper; anything else, untouched, by hyper
-            // (docs/performance.md#the-client-side-fast-path). Boxed, so that an idle
-            // connection's task does not carry the exchange's state inline; and only when on.
-            let context = self.service.fast_path_context();
-            if context.shared.snapshot.load().config.proxy.fast_path {
-                match Box::pin(serve_one(&mut socket, context)).await {
-                    Served::KeepAlive => continue,
-                    Served::Close => {
+            if fast_path {
+                let context = self.service.fast_path_context();
+                let looked = look(&mut socket, context);
+                let served = match looked {
+                    // Boxed, so that an idle connection's task does not carry the exchange's
+                    // state inline.
+                    Looked::Simple(plan) => {
+                        Some(pinned_in_place(|| serve_planned(&mut socket, context, plan)).await)
+                    }
+                    Looked::Nothing => continue,
+                    Looked::Closed => {
+                        let _ = socket.shutdown().await;
+                        return;
+                    }
+                    Looked::Declined => None,
+                };
+                match served {
+                    Some(Served::KeepAlive) => continue,
+                    Some(Served::Close) => {
                         lingering_close(socket).await;
                         return;
                     }
-                    Served::Gone => return,
-                    Served::Declined => {}
+                    Some(Served::Gone) => return,
+                    None => {}
                 }
             }
             // Boxed too: an idle connection must carry only the wait above, not a round's
@@ -215,16 +248,26 @@ impl Rounds<'_> {
 
     /// Wait, holding only the socket, until the next request's first bytes arrive; `false`
     /// if the connection should close instead (idle timeout, the client closed, shutdown, a
-    /// socket error).
-    async fn wait_for_request(&mut self, socket: &PlainSocket) -> bool {
+    /// socket error). With the fast path on, readiness is enough: its read tells a stale one
+    /// (nothing read, wait again) and the end of the stream apart, and a peek here would cost
+    /// a system call per request.
+    async fn wait_for_request(&mut self, socket: &PlainSocket, fast_path: bool) -> bool {
         let tcp = socket.get_ref().get_ref().get_ref();
-        // A peek, not `readable()`: readiness left over from hyper's last read would start a
-        // round with nothing to read, and that round would sit idle holding hyper's buffers.
-        let mut first = [0u8; 1];
+        // Without it, a peek, not `readable()`: readiness left over from hyper's last read
+        // would start a round with nothing to read, and that round would sit idle holding
+        // hyper's buffers.
+        let arrived = async {
+            if fast_path {
+                tcp.readable().await.map(|()| true)
+            } else {
+                let mut first = [0u8; 1];
+                tcp.peek(&mut first).await.map(|n| n > 0)
+            }
+        };
         tokio::select! {
             biased;
-            peeked = tokio::time::timeout(self.idle_timeout, tcp.peek(&mut first)) => match peeked {
-                Ok(Ok(n)) => n > 0,
+            arrived = tokio::time::timeout(self.idle_timeout, arrived) => match arrived {
+                Ok(Ok(more)) => more,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %self.peer, error = %e, "client connection failed while idle");
                     false

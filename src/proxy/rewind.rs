@@ -44,6 +44,12 @@ impl<T> Rewind<T> {
         };
     }
 
+    /// Replace whatever waits to be replayed with `bytes` (a reader that took the waiting bytes
+    /// and read more from the socket gives back what it did not use, in order).
+    pub fn replace_put_back(&mut self, bytes: Bytes) {
+        self.prefix = bytes;
+    }
+
     /// Whether bytes are waiting to be replayed (then the next read does not touch the socket).
     pub fn has_put_back(&self) -> bool {
         !self.prefix.is_empty()

@@ -178,6 +178,43 @@ impl GrpcUpstream {
     }
 }
 
+impl GrpcUpstream {
+    /// The same service over h2c, served by hyper's HTTP/2 server without tonic's transport:
+    /// nothing here honours `grpc-timeout`, so a call outlives any deadline the client sent
+    /// and whatever ends it early is the proxy's doing. (tonic's server answers CANCELLED when
+    /// the forwarded deadline passes, racing the proxy's own DEADLINE_EXCEEDED.)
+    pub async fn start_ignoring_deadlines(name: &'static str) -> GrpcUpstream {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let behaviour = Arc::new(Behaviour::default());
+        let service = EchoServer {
+            name,
+            behaviour: behaviour.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let serve = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let mut service = service.clone();
+                            async move { service.call(request.map(Body::new)).await }
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), serve)
+                        .await;
+                });
+            }
+        });
+        GrpcUpstream { addr, behaviour }
+    }
+}
+
 /// A tonic client to `addr` (h2c with prior knowledge, as gRPC clients do over `http://`).
 pub async fn connect(addr: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))

@@ -153,7 +153,7 @@ impl Upstream {
             body: body_bytes,
         });
         let fail_every = self.fail_every.load(Ordering::SeqCst);
-        if fail_every > 0 && self.hits.load(Ordering::SeqCst) % fail_every == 0 {
+        if fail_every > 0 && self.hits.load(Ordering::SeqCst).is_multiple_of(fail_every) {
             let mut r = Response::new(full("injected failure"));
             *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             return r;

@@ -46,6 +46,11 @@ impl<'b> Fields<'b> {
             .position(|e| e.eq_ignore_ascii_case(name))
     }
 
+    /// Each name, as first sent.
+    pub(super) fn names(&self) -> impl Iterator<Item = &'b [u8]> + '_ {
+        self.entries.iter().copied()
+    }
+
     pub(super) fn contains(&self, name: &[u8]) -> bool {
         self.position(name).is_some()
     }

@@ -70,21 +70,46 @@ pub fn write_upstream_head<'b>(
 /// `headers.rs`'s `remove_found`: the fields `Connection` names, `Close`, `Connection`, then
 /// the fixed list — each removal in the same order, so the same entries move.
 pub(super) fn remove_hop_by_hop(fields: &mut Fields<'_>) {
-    let connection = fields.contains(b"connection");
-    let fixed = FIXED_HOP_BY_HOP.iter().any(|name| fields.contains(name));
+    // One pass by length over the names says which removals can remove anything: this runs
+    // on every request and every answer (docs/performance.md#the-client-side-fast-path).
+    let mut connection = false;
+    let mut fixed = false;
+    let mut close = false;
+    for name in fields.names() {
+        match hop_by_hop(name) {
+            Some(HopByHop::Connection) => connection = true,
+            Some(HopByHop::Fixed) => fixed = true,
+            Some(HopByHop::Close) => close = true,
+            None => {}
+        }
+    }
     if connection {
-        let named: Vec<HeaderName> = fields
-            .values(b"connection")
-            .filter_map(|v| std::str::from_utf8(v.bytes()).ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
+        // Nearly every `Connection` says just `keep-alive` or `close`, and names nothing to
+        // remove: only another value is taken apart.
+        let plain = |v: &Value<'_>| {
+            let v = v.bytes();
+            v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+        };
+        let named: Vec<HeaderName> = if fields.values(b"connection").all(plain) {
+            Vec::new()
+        } else {
+            fields
+                .values(b"connection")
+                .filter_map(|v| std::str::from_utf8(v.bytes()).ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| {
+                    !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close")
+                })
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect()
+        };
         for name in &named {
             fields.remove(name.as_str().as_bytes());
         }
-        fields.remove(b"close");
+        if close {
+            fields.remove(b"close");
+        }
         fields.remove(b"connection");
     }
     if fixed {
@@ -92,6 +117,35 @@ pub(super) fn remove_hop_by_hop(fields: &mut Fields<'_>) {
             fields.remove(name);
         }
     }
+}
+
+/// Which of [`remove_hop_by_hop`]'s triggers a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HopByHop {
+    Connection,
+    /// A field named `close`, removed with `Connection` (RFC 9110 §7.6.1).
+    Close,
+    /// One of [`FIXED_HOP_BY_HOP`].
+    Fixed,
+}
+
+/// `Connection`, `Close`, one of [`FIXED_HOP_BY_HOP`], or none, told by length first.
+fn hop_by_hop(name: &[u8]) -> Option<HopByHop> {
+    let candidates: &[&[u8]] = match name.len() {
+        2 => &[b"te"],
+        5 if name.eq_ignore_ascii_case(b"close") => return Some(HopByHop::Close),
+        7 => &[b"trailer", b"upgrade"],
+        10 if name.eq_ignore_ascii_case(b"connection") => return Some(HopByHop::Connection),
+        10 => &[b"keep-alive"],
+        14 => &[b"http2-settings"],
+        16 => &[b"proxy-connection"],
+        17 => &[b"transfer-encoding"],
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .any(|c| name.eq_ignore_ascii_case(c))
+        .then_some(HopByHop::Fixed)
 }
 
 /// `headers.rs`'s `set_forwarded_for`: a trusted peer's address joins the list it was sent,
@@ -164,6 +218,28 @@ mod tests {
             "GET / HTTP/1.1\r\nx-request-id: r\r\nhost: a\r\nx-a: 1\r\nx-a: 3\r\nx-b: 2\r\n\
              x-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: a\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn the_length_filter_knows_every_hop_by_hop_name() {
+        for name in FIXED_HOP_BY_HOP {
+            assert_eq!(hop_by_hop(name), Some(HopByHop::Fixed));
+            assert_eq!(
+                hop_by_hop(&name.to_ascii_uppercase()),
+                Some(HopByHop::Fixed)
+            );
+        }
+        assert_eq!(hop_by_hop(b"Connection"), Some(HopByHop::Connection));
+        assert_eq!(hop_by_hop(b"CLOSE"), Some(HopByHop::Close));
+        for name in [
+            &b"host"[..],
+            b"clos",
+            b"x-forwarded-for",
+            b"tee",
+            b"connections",
+        ] {
+            assert_eq!(hop_by_hop(name), None, "{}", String::from_utf8_lossy(name));
+        }
     }
 
     #[test]

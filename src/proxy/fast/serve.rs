@@ -1,15 +1,16 @@
 //! One simple request served without hyper's server, at a message boundary of the rounds loop
 //! (`http1_rounds.rs`; docs/performance.md#the-client-side-fast-path):
 //!
-//! 1. look at what the client has sent — put-back bytes, then a peek at the socket — and
-//!    classify the head (`head.rs`);
-//! 2. decide before consuming anything: a simple head without a body, not gRPC, to a route
-//!    without `[route.mirror]` whose endpoints (primary and canary) all use canaryd's engine;
-//!    route and version are chosen on the flat view, as `forward.rs` chooses them;
-//! 3. anything else is left where it was, not a byte consumed, and hyper serves it;
-//! 4. else exactly the head is consumed (bytes past it stay for the next request), its upstream head
-//!    written (`rewrite.rs`), and `forward.rs`'s phases 4–6 run (`forward_simple`): the same
-//!    upstream call, response rewrite, outcome record and error answers;
+//! 1. look at what the client has sent — put-back bytes, then one non-blocking read of the
+//!    socket — and classify the head (`head.rs`), without waiting ([`look`]);
+//! 2. decide: a simple head without a body, not gRPC, to a route without `[route.mirror]`
+//!    whose endpoints (primary and canary) all use canaryd's engine; route and version are
+//!    chosen on the flat view, as `forward.rs` chooses them;
+//! 3. anything else is put back, every byte read in order, and hyper serves it;
+//! 4. else exactly the head is used (bytes read past it are put back for the next request),
+//!    its upstream head written (`rewrite.rs`), and `forward.rs`'s phases 4–6 run
+//!    (`forward_simple`): the same upstream call, response rewrite, outcome record and error
+//!    answers ([`serve_planned`]);
 //! 5. the answer goes to the client as hyper would write it (`respond.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,10 +19,11 @@ use std::sync::Arc;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
+use bytes::Bytes;
 use http::Method;
-use tokio::io::{AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
 use super::head::{classify, FlatHead, MAX_FIELDS};
@@ -45,11 +47,27 @@ pub fn served_count() -> u64 {
 /// The most the fast path reads for a head; a head not complete within it goes to hyper.
 const READ: usize = 8 * 1024;
 
-/// How a request at a boundary went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::proxy) enum Served {
+/// The most the fast path reads from the socket: one byte short of hyper's first read (8 KiB),
+/// so that bytes it puts back never fill one of hyper's reads. A full read makes hyper read
+/// more at a time from then on, and a head too large to take would then be answered
+/// differently (414 instead of 431 for a 100 KiB target, docs/security.md#the-fast-path-differential-suite).
+const READ_FROM_SOCKET: usize = READ - 1;
+
+/// What looking at the bytes waiting at a boundary came to.
+pub(in crate::proxy) enum Looked {
+    /// A simple request, its head consumed: [`serve_planned`] serves it.
+    Simple(Box<Plan>),
     /// Not taken: every byte read is back in front of the socket, for hyper.
     Declined,
+    /// Nothing was waiting (the readiness was stale): wait again.
+    Nothing,
+    /// The client closed, or its socket failed, at a boundary: nothing of its is unread.
+    Closed,
+}
+
+/// How a simple request's exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::proxy) enum Served {
     /// Answered; the connection is at the next boundary.
     KeepAlive,
     /// Answered, and the connection closes (the client may still be sending).
@@ -58,8 +76,9 @@ pub(in crate::proxy) enum Served {
     Gone,
 }
 
-/// A simple request the fast path takes, decided before a byte of it is consumed.
-struct Plan {
+/// A simple request the fast path takes, decided before its head was consumed.
+pub(in crate::proxy) struct Plan {
+    snapshot: Arc<RoutingSnapshot>,
     route: Arc<Route>,
     version: Version,
     counted: bool,
@@ -68,33 +87,39 @@ struct Plan {
     wants_close: bool,
     /// The head's length in the bytes read.
     len: usize,
+    /// What goes upstream.
+    upstream_head: Vec<u8>,
+    started: Instant,
 }
 
-/// Serve the request whose first bytes are waiting on `socket`, if it is simple.
-pub(in crate::proxy) async fn serve_one(socket: &mut PlainSocket, context: &ConnContext) -> Served {
-    let snapshot = context.shared.snapshot.load_full();
-    let proxy = &snapshot.config.proxy;
-    if !proxy.fast_path {
-        return Served::Declined;
+/// Look at the bytes waiting at a boundary, without waiting: a simple request's head is
+/// consumed and planned; anything else is put back for hyper. Not a future, so that a look
+/// that finds nothing costs no boxed exchange (docs/performance.md#the-client-side-fast-path).
+pub(in crate::proxy) fn look(socket: &mut PlainSocket, context: &ConnContext) -> Looked {
+    let snapshot = context.shared.snapshot.load();
+    if !snapshot.config.proxy.fast_path {
+        return Looked::Declined;
     }
-    let started = Instant::now();
-    let mut upstream_head = Vec::with_capacity(512);
-    let plan = match take_simple_head(socket, &snapshot, context, &mut upstream_head) {
-        Taken::Simple(plan) => plan,
-        Taken::Declined => return Served::Declined,
-        Taken::Broken => return Served::Gone,
-    };
+    take_simple_head(socket, &snapshot, context)
+}
+
+/// Serve a request [`look`] planned.
+pub(in crate::proxy) async fn serve_planned(
+    socket: &mut PlainSocket,
+    context: &ConnContext,
+    plan: Box<Plan>,
+) -> Served {
     SERVED.fetch_add(1, Ordering::Relaxed);
     let forward = forward_simple(
-        proxy,
+        &plan.snapshot.config.proxy,
         &context.client,
         SimpleRequest {
             route: plan.route,
             version: plan.version,
             counted: plan.counted,
             method: &plan.method,
-            head: &upstream_head,
-            started,
+            head: &plan.upstream_head,
+            started: plan.started,
         },
         plan.wants_close,
     );
@@ -123,72 +148,69 @@ pub(in crate::proxy) async fn serve_one(socket: &mut PlainSocket, context: &Conn
     }
 }
 
-/// What looking at the waiting bytes came to.
-enum Taken {
-    /// A simple request's head, consumed; the plan says where it goes.
-    Simple(Plan),
-    /// Not simple, or not all here: nothing was consumed.
-    Declined,
-    /// The socket failed while the head was being consumed.
-    Broken,
-}
-
 thread_local! {
     /// Where each worker looks at a waiting head: shared by its connections, since a head is
     /// looked at without waiting (docs/performance.md#memory-per-idle-connection).
     static LOOK: RefCell<Vec<u8>> = RefCell::new(vec![0; READ]);
 }
 
-/// Look at the waiting bytes — put-back ones first, then the socket's, *peeked* — and, when
-/// they start with a simple head the fast path takes, consume exactly that head. Nothing is
-/// consumed otherwise, so hyper reads the same bytes in the same reads as without the fast
-/// path (its limits on long heads depend on how its reads fall).
+/// Look at the waiting bytes — put-back ones first, then what one non-blocking read of the
+/// socket brings — and, when they start with a simple head the fast path takes, consume
+/// exactly that head. Whatever else was read is put back, in order, for the next request or
+/// for hyper: a read and a put-back instead of a peek and a read spares a system call per
+/// request (docs/performance.md#the-client-side-fast-path).
 fn take_simple_head(
     socket: &mut PlainSocket,
-    snapshot: &RoutingSnapshot,
+    snapshot: &Arc<RoutingSnapshot>,
     context: &ConnContext,
-    upstream_head: &mut Vec<u8>,
-) -> Taken {
+) -> Looked {
     LOOK.with(|look| {
         let Ok(mut buf) = look.try_borrow_mut() else {
-            return Taken::Declined;
+            return Looked::Declined;
         };
         let rewind = put_back_bytes(socket);
         let put_back = rewind.put_back_bytes();
         let from_put_back = put_back.len().min(READ);
         buf[..from_put_back].copy_from_slice(&put_back[..from_put_back]);
         let mut len = from_put_back;
-        if from_put_back == put_back.len() && len < READ {
-            // The socket is ready (the rounds loop saw a byte) or holds nothing yet (there were
-            // put-back bytes): a peek with no waker to wake.
-            let mut cx = Context::from_waker(Waker::noop());
-            let mut read = ReadBuf::new(&mut buf[len..]);
-            if let Poll::Ready(Ok(_)) = rewind.get_ref().poll_peek(&mut cx, &mut read) {
-                len += read.filled().len();
+        let mut read = 0;
+        if from_put_back == put_back.len() && len < READ_FROM_SOCKET {
+            // `try_read`: readiness stays set after a short read, so the look at the next
+            // boundary tries the socket at once — the next request is often there already under
+            // load — and only a read that finds nothing makes the wait sleep.
+            match rewind.get_ref().try_read(&mut buf[len..READ_FROM_SOCKET]) {
+                Ok(n) => read = n,
+                // Readiness left over from an earlier read: nothing has arrived yet.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && len == 0 => {
+                    return Looked::Nothing;
+                }
+                // With put-back bytes to look at, the next read (hyper's) meets the failure.
+                Err(_) if len > 0 => {}
+                Err(_) => return Looked::Closed,
             }
+            if len == 0 && read == 0 {
+                return Looked::Closed;
+            }
+            len += read;
         }
         let plan = {
             let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
             let proxy = &snapshot.config.proxy;
             classify(&buf[..len], proxy.max_header_bytes, &mut fields)
                 .ok()
-                .and_then(|head| plan(&head, snapshot, context, upstream_head))
+                .and_then(|head| plan(&head, snapshot, context))
         };
-        let Some(plan) = plan else {
-            return Taken::Declined;
-        };
-        // Consume the head: its put-back part, then the rest from the socket, where the peek
-        // saw it.
-        let taken = plan.len.min(from_put_back);
-        rewind.consume_put_back(taken);
-        let mut left = plan.len - taken;
-        while left > 0 {
-            match rewind.get_ref().try_read(&mut buf[..left]) {
-                Ok(n) if n > 0 => left -= n,
-                _ => return Taken::Broken,
-            }
+        let used = plan.as_ref().map_or(0, |plan| plan.len);
+        if read > 0 {
+            // Everything looked at now sits in `buf`: what the request did not use goes back.
+            rewind.replace_put_back(Bytes::copy_from_slice(&buf[used..len]));
+        } else {
+            rewind.consume_put_back(used);
         }
-        Taken::Simple(plan)
+        match plan {
+            Some(plan) => Looked::Simple(Box::new(plan)),
+            None => Looked::Declined,
+        }
     })
 }
 
@@ -196,10 +218,10 @@ fn take_simple_head(
 /// into `upstream_head`.
 fn plan(
     head: &FlatHead<'_, '_>,
-    snapshot: &RoutingSnapshot,
+    snapshot: &Arc<RoutingSnapshot>,
     context: &ConnContext,
-    upstream_head: &mut Vec<u8>,
 ) -> Option<Plan> {
+    let started = Instant::now();
     let proxy = &snapshot.config.proxy;
     if !head.is_bodiless() || head.facts.grpc {
         return None;
@@ -220,8 +242,12 @@ fn plan(
         authority: None,
         trusted_proxies: &proxy.trusted_proxies,
     };
-    write_upstream_head(head, &facts, request_id_bytes, upstream_head);
+    let mut upstream_head = Vec::with_capacity(512);
+    write_upstream_head(head, &facts, request_id_bytes, &mut upstream_head);
     Some(Plan {
+        snapshot: snapshot.clone(),
+        upstream_head,
+        started,
         route: route.clone(),
         version,
         counted: !route.failures.ignores(head.path()),
