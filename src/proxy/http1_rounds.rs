@@ -32,8 +32,10 @@
 //! that closes, ends the connection as hyper would. A 101 ends the round with the socket handed
 //! to the tunnel (`upgrade.rs`).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::CONNECTION;
@@ -41,7 +43,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify};
 
@@ -170,7 +172,8 @@ fn asks_to_close(version: http::Version, headers: &HeaderMap) -> bool {
 
 /// How rounds are served on one connection.
 pub(super) struct Rounds<'a> {
-    pub http1: &'a http1::Builder,
+    /// hyper's HTTP/1 server settings, made when a round starts.
+    pub http1: &'a (dyn Fn() -> http1::Builder + Sync),
     pub service: ClientService,
     pub idle_timeout: Duration,
     /// `proxy.release_buffers_after`: how long a round stays quiet before it ends.
@@ -253,31 +256,46 @@ impl Rounds<'_> {
     /// a system call per request.
     async fn wait_for_request(&mut self, socket: &PlainSocket, fast_path: bool) -> bool {
         let tcp = socket.get_ref().get_ref().get_ref();
-        // Without it, a peek, not `readable()`: readiness left over from hyper's last read
-        // would start a round with nothing to read, and that round would sit idle holding
-        // hyper's buffers.
-        let arrived = async {
-            if fast_path {
-                tcp.readable().await.map(|()| true)
+        let idle = tokio::time::sleep(self.idle_timeout);
+        let mut idle = std::pin::pin!(idle);
+        let stopping = self.shutdown.wait_for(|stop| *stop);
+        let mut stopping = std::pin::pin!(stopping);
+        // Polled by hand rather than as `select!` over `timeout(readable())`: the wait is what
+        // an idle connection's task holds, and these polls keep no state of their own
+        // (docs/performance.md#memory-per-idle-connection).
+        let waited = std::future::poll_fn(|cx| {
+            let arrived = if fast_path {
+                tcp.poll_read_ready(cx).map_ok(|()| true)
             } else {
+                // Without it, a peek, not readiness: readiness left over from hyper's last read
+                // would start a round with nothing to read, and that round would sit idle
+                // holding hyper's buffers.
                 let mut first = [0u8; 1];
-                tcp.peek(&mut first).await.map(|n| n > 0)
+                tcp.poll_peek(cx, &mut ReadBuf::new(&mut first))
+                    .map_ok(|n| n > 0)
+            };
+            if let Poll::Ready(arrived) = arrived {
+                return Poll::Ready(Some(arrived));
             }
-        };
-        tokio::select! {
-            biased;
-            arrived = tokio::time::timeout(self.idle_timeout, arrived) => match arrived {
-                Ok(Ok(more)) => more,
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %self.peer, error = %e, "client connection failed while idle");
-                    false
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %self.peer, "closing idle HTTP/1 connection");
-                    false
-                }
-            },
-            _ = self.shutdown.wait_for(|stop| *stop) => false,
+            if idle.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            if stopping.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Ok(false)));
+            }
+            Poll::Pending
+        })
+        .await;
+        match waited {
+            Some(Ok(more)) => more,
+            Some(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "client connection failed while idle");
+                false
+            }
+            None => {
+                tracing::debug!(peer = %self.peer, "closing idle HTTP/1 connection");
+                false
+            }
         }
     }
 
@@ -286,7 +304,7 @@ impl Rounds<'_> {
         let round = Arc::new(Round::new());
         // Boxed, so the idle connection's task does not carry hyper's connection state inline.
         let mut connection = Box::new(
-            self.http1
+            (self.http1)()
                 .serve_connection(TokioIo::new(socket), self.service.in_round(round.clone())),
         );
         let mut ending = false;
