@@ -158,13 +158,7 @@ impl GrpcUpstream {
 
     /// With `tls = Some((cert_pem, key_pem))`, served over TLS (ALPN h2).
     pub async fn start_with(name: &'static str, tls: Option<(String, String)>) -> GrpcUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let behaviour = Arc::new(Behaviour::default());
-        let service = EchoServer {
-            name,
-            behaviour: behaviour.clone(),
-        };
+        let (listener, upstream, service) = Self::bound(name).await;
         let mut builder = tonic::transport::Server::builder();
         if let Some((cert, key)) = tls {
             let identity = tonic::transport::Identity::from_pem(cert, key);
@@ -174,7 +168,19 @@ impl GrpcUpstream {
         }
         let router = builder.add_service(service);
         tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
-        GrpcUpstream { addr, behaviour }
+        upstream
+    }
+
+    /// A loopback listener and the service that will answer on it.
+    async fn bound(name: &'static str) -> (TcpListener, GrpcUpstream, EchoServer) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let behaviour = Arc::new(Behaviour::default());
+        let service = EchoServer {
+            name,
+            behaviour: behaviour.clone(),
+        };
+        (listener, GrpcUpstream { addr, behaviour }, service)
     }
 }
 
@@ -185,13 +191,7 @@ impl GrpcUpstream {
     /// the forwarded deadline passes, racing the proxy's own DEADLINE_EXCEEDED.)
     pub async fn start_ignoring_deadlines(name: &'static str) -> GrpcUpstream {
         use hyper_util::rt::{TokioExecutor, TokioIo};
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let behaviour = Arc::new(Behaviour::default());
-        let service = EchoServer {
-            name,
-            behaviour: behaviour.clone(),
-        };
+        let (listener, upstream, service) = Self::bound(name).await;
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -211,7 +211,7 @@ impl GrpcUpstream {
                 });
             }
         });
-        GrpcUpstream { addr, behaviour }
+        upstream
     }
 }
 

@@ -202,8 +202,14 @@ fn take_simple_head(
         };
         let used = plan.as_ref().map_or(0, |plan| plan.len);
         if read > 0 {
-            // Everything looked at now sits in `buf`: what the request did not use goes back.
-            rewind.replace_put_back(Bytes::copy_from_slice(&buf[used..len]));
+            // Everything looked at now sits in `buf`: what the request did not use goes back
+            // (nearly always nothing: a client sends its next request after this answer).
+            let unused = &buf[used..len];
+            rewind.replace_put_back(if unused.is_empty() {
+                Bytes::new()
+            } else {
+                Bytes::copy_from_slice(unused)
+            });
         } else {
             rewind.consume_put_back(used);
         }
