@@ -64,6 +64,9 @@ for tool in valgrind callgrind_control haproxy nginx curl "${tools[@]}"; do
 done
 
 RESULTS_DIR=${RESULTS_DIR:-$(mktemp -d /tmp/canaryd-instructions.XXXXXX)}
+# mktemp makes it 0700: nginx's workers, which drop root for its default user, could not read
+# the gRPC answer under it and would answer 403 in MODE=grpc.
+chmod 755 "$RESULTS_DIR"
 mkdir -p "$RESULTS_DIR"
 PRIMARY_PORT=$BASE_PORT CANARY_PORT=$((BASE_PORT + 1)) PROXY_PORT=$((BASE_PORT + 2)) ADMIN_PORT=$((BASE_PORT + 3))
 STATUS_PORT=$((BASE_PORT + 4)) TLS_PORT=$((BASE_PORT + 5))

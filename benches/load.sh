@@ -111,6 +111,9 @@ if [[ -n ${RESULTS_DIR:-} ]]; then
     RESULTS_DIR=$(cd "$RESULTS_DIR" && pwd)
 else
     RESULTS_DIR=$(mktemp -d /tmp/canaryd-load.XXXXXX)
+    # mktemp makes it 0700: nginx's workers, which drop root for its default user, could not
+    # read the gRPC answer under it and would answer 403 in MODE=grpc.
+    chmod 755 "$RESULTS_DIR"
 fi
 RUN=$RESULTS_DIR/run          # rendered configs, process logs, nginx prefixes, canaryd state
 mkdir -p "$RUN"
