@@ -70,8 +70,8 @@ pub fn write_upstream_head<'b>(
 /// `headers.rs`'s `remove_found`: the fields `Connection` names, `Close`, `Connection`, then
 /// the fixed list — each removal in the same order, so the same entries move.
 pub(super) fn remove_hop_by_hop(fields: &mut Fields<'_>) {
-    // One pass by length over the names says which removals can remove anything: this runs
-    // on every request and every answer (docs/performance.md#the-client-side-fast-path).
+    // One pass over the names says which removals can remove anything: this runs on every
+    // request and every answer (docs/performance.md#the-client-side-fast-path).
     let mut connection = false;
     let mut fixed = false;
     let mut close = false;
@@ -129,23 +129,21 @@ enum HopByHop {
     Fixed,
 }
 
-/// `Connection`, `Close`, one of [`FIXED_HOP_BY_HOP`], or none, told by length first.
+/// `Connection`, `Close`, one of [`FIXED_HOP_BY_HOP`], or none (as `headers.rs`'s
+/// `HopByHop::find` tells them, from the same list).
 fn hop_by_hop(name: &[u8]) -> Option<HopByHop> {
-    let candidates: &[&[u8]] = match name.len() {
-        2 => &[b"te"],
-        5 if name.eq_ignore_ascii_case(b"close") => return Some(HopByHop::Close),
-        7 => &[b"trailer", b"upgrade"],
-        10 if name.eq_ignore_ascii_case(b"connection") => return Some(HopByHop::Connection),
-        10 => &[b"keep-alive"],
-        14 => &[b"http2-settings"],
-        16 => &[b"proxy-connection"],
-        17 => &[b"transfer-encoding"],
-        _ => return None,
-    };
-    candidates
+    if name.eq_ignore_ascii_case(b"connection") {
+        Some(HopByHop::Connection)
+    } else if name.eq_ignore_ascii_case(b"close") {
+        Some(HopByHop::Close)
+    } else if FIXED_HOP_BY_HOP
         .iter()
-        .any(|c| name.eq_ignore_ascii_case(c))
-        .then_some(HopByHop::Fixed)
+        .any(|fixed| name.eq_ignore_ascii_case(fixed))
+    {
+        Some(HopByHop::Fixed)
+    } else {
+        None
+    }
 }
 
 /// `headers.rs`'s `set_forwarded_for`: a trusted peer's address joins the list it was sent,
@@ -221,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn the_length_filter_knows_every_hop_by_hop_name() {
+    fn every_hop_by_hop_name_is_told_apart() {
         for name in FIXED_HOP_BY_HOP {
             assert_eq!(hop_by_hop(name), Some(HopByHop::Fixed));
             assert_eq!(
