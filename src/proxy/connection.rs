@@ -6,6 +6,7 @@
 //! connection multiplexes streams and has no idle boundary to stop at, and rustls holds
 //! buffers of its own for a TLS connection's life anyway.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use super::h2_idle::StreamActivity;
 use super::http1_rounds::{put_back_bytes, PlainSocket, Rounds};
 use super::informational::{Informational, InformationalIo};
 use super::lingering_close::lingering_close;
+use super::listener::ConnectionSlot;
 use super::rewind::Rewind;
 use super::service::{ClientService, ConnContext};
 use super::tls::{negotiated_protocol, ClientProtocol, ClientTlsStream};
@@ -61,6 +63,8 @@ pub(super) struct Client {
     activity: Arc<ReadActivity>,
     streams: Arc<StreamActivity>,
     shutdown: watch::Receiver<bool>,
+    /// Released when the connection closes (the client is dropped with its task's future).
+    _slot: ConnectionSlot,
 }
 
 impl Client {
@@ -69,6 +73,7 @@ impl Client {
         peer: SocketAddr,
         shared: Arc<ProxyShared>,
         shutdown: watch::Receiver<bool>,
+        slot: ConnectionSlot,
     ) -> Self {
         let limits = ConnLimits::new(&shared.snapshot.load().config.proxy);
         Client {
@@ -78,19 +83,26 @@ impl Client {
             activity: Arc::new(ReadActivity::default()),
             streams: StreamActivity::new(),
             shutdown,
+            _slot: slot,
         }
     }
 
-    /// Serve the connection until it closes.
+    /// Serve the connection on a task of its own until it closes.
     ///
-    /// Every path but plain HTTP/1.1 is boxed: the connection's task is allocated at the size
-    /// of its largest state, and an idle plain keep-alive connection, the common case, must
-    /// not carry room for hyper's HTTP/2 connection or a TLS handshake
+    /// The task is the protocol's future itself, with no wrapper around it, and every path but
+    /// plain HTTP/1.1 gets a task of its own type: a task is allocated once, at the size of the
+    /// largest state of its future, and an idle plain keep-alive connection, the common case,
+    /// must carry neither room for hyper's HTTP/2 connection or a TLS handshake nor a second
+    /// copy of what an outer future had already moved into an inner one
     /// (docs/performance.md#memory-per-idle-connection).
-    pub async fn serve(self, stream: TcpStream, acceptor: Option<TlsAcceptor>) {
+    pub fn spawn(self, stream: TcpStream, acceptor: Option<TlsAcceptor>) {
         match acceptor {
-            None => self.serve_plain(stream).await,
-            Some(acceptor) => Box::pin(self.serve_tls_connection(acceptor, stream)).await,
+            None => {
+                tokio::spawn(self.serve_plain(stream));
+            }
+            Some(acceptor) => {
+                tokio::spawn(self.serve_tls_connection(acceptor, stream));
+            }
         }
     }
 
@@ -156,45 +168,58 @@ impl Client {
     }
 
     /// Plain TCP: HTTP/2 if the connection starts with its preface (h2c), HTTP/1.1 otherwise.
-    async fn serve_plain(mut self, stream: TcpStream) {
+    ///
+    /// The future uses what it captured in place and moves the socket on by value: an `async
+    /// fn` keeps its arguments for its whole life beside whatever it moves them into, and a
+    /// local that was ever borrowed keeps its room after it is moved, so either would leave
+    /// a second socket in every idle connection's task.
+    #[allow(clippy::manual_async_fn)] // the `async fn` form is the one that costs the room
+    fn serve_plain(mut self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
         // HTTP/2 cannot carry a forwarded 1xx (see `informational.rs`); plain connections are
         // almost always HTTP/1.1, so they get the queue.
         let informational = Some(Arc::new(Informational::default()));
-        let mut socket: PlainSocket = InformationalIo::new(
-            CountingIo::new(Rewind::new(stream), self.activity.clone()),
-            informational.clone(),
-        );
-        let service = self.service(false, informational);
-        let sniffed = tokio::select! {
-            biased;
-            sniffed = tokio::time::timeout(self.limits.header_read_timeout, starts_with_preface(&mut socket)) => sniffed,
-            _ = self.shutdown.wait_for(|stop| *stop) => return,
-        };
-        match sniffed {
-            Ok(Ok(Some(true))) => {
-                let mut connection =
-                    Box::pin(self.http2().serve_connection(TokioIo::new(socket), service));
-                Box::pin(self.drive(connection.as_mut(), |c| c.graceful_shutdown())).await;
-            }
-            Ok(Ok(Some(false))) => {
-                // Made for each round, not held: an idle connection carries only the wait.
-                let http1 = || self.http1();
-                let rounds = Rounds {
-                    http1: &http1,
-                    service,
-                    idle_timeout: self.limits.idle_timeout,
-                    release_after: self.limits.release_buffers_after,
-                    shutdown: self.shutdown.clone(),
-                    peer: self.peer,
-                };
-                rounds.serve(socket).await;
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %self.peer, error = %e, "client connection failed")
-            }
-            Err(_) => {
-                tracing::debug!(peer = %self.peer, "closing a connection that sent no request in time");
+        let service = self.service(false, informational.clone());
+        async move {
+            let socket: PlainSocket = InformationalIo::new(
+                CountingIo::new(Rewind::new(stream), self.activity.clone()),
+                informational,
+            );
+            let sniffing =
+                tokio::time::timeout(self.limits.header_read_timeout, starts_with_preface(socket));
+            let (socket, sniffed) = tokio::select! {
+                biased;
+                sniffed = sniffing => match sniffed {
+                    Ok(sniffed) => sniffed,
+                    Err(_) => {
+                        tracing::debug!(peer = %self.peer, "closing a connection that sent no request in time");
+                        return;
+                    }
+                },
+                _ = self.shutdown.wait_for(|stop| *stop) => return,
+            };
+            match sniffed {
+                Ok(Some(true)) => {
+                    let mut connection =
+                        Box::pin(self.http2().serve_connection(TokioIo::new(socket), service));
+                    Box::pin(self.drive(connection.as_mut(), |c| c.graceful_shutdown())).await;
+                }
+                Ok(Some(false)) => {
+                    // Made for each round, not held: an idle connection carries only the wait.
+                    let http1 = || self.http1();
+                    let rounds = Rounds {
+                        http1: &http1,
+                        service: &service,
+                        idle_timeout: self.limits.idle_timeout,
+                        release_after: self.limits.release_buffers_after,
+                        shutdown: self.shutdown.clone(),
+                        peer: &self.peer,
+                    };
+                    rounds.serve(socket).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "client connection failed")
+                }
             }
         }
     }
@@ -267,7 +292,16 @@ impl Client {
 /// Read until the first bytes differ from the HTTP/2 preface or match all of it, and put them
 /// back: `Some(true)` for HTTP/2, `Some(false)` for anything else, `None` if the client
 /// closed first. Reads at most the preface's 24 bytes, so nothing of a request is consumed.
-async fn starts_with_preface(socket: &mut PlainSocket) -> std::io::Result<Option<bool>> {
+/// Takes the socket and gives it back, so the connection's future never borrows it (see
+/// `Client::serve_plain`).
+async fn starts_with_preface(
+    mut socket: PlainSocket,
+) -> (PlainSocket, std::io::Result<Option<bool>>) {
+    let sniffed = read_preface(&mut socket).await;
+    (socket, sniffed)
+}
+
+async fn read_preface(socket: &mut PlainSocket) -> std::io::Result<Option<bool>> {
     let mut read = [0u8; HTTP2_PREFACE.len()];
     let mut filled = 0;
     let http2 = loop {
@@ -300,14 +334,13 @@ mod tests {
     /// and holds that for the connection's whole life, idle or not. Inline, a TLS handshake,
     /// hyper's HTTP/2 connection, a round and the lingering close's buffer made it 4,096 bytes
     /// here (unoptimised); boxed, 1,680; with the idle wait polled by hand and hyper's
-    /// settings made per round instead of held, 1,448 (docs/performance.md#memory-per-idle-connection).
+    /// settings made per round instead of held, 1,448; with no wrapper future around the plain
+    /// path and no `async fn` holding its arguments beside what it moved them into, SIZE
+    /// (docs/performance.md#memory-per-idle-connection).
     #[test]
     fn the_connection_task_stays_small() {
-        let size = future_size(
-            |(client, stream, acceptor): (Client, TcpStream, Option<TlsAcceptor>)| {
-                client.serve(stream, acceptor)
-            },
-        );
+        let size = future_size(|(client, stream): (Client, TcpStream)| client.serve_plain(stream));
+        println!("plain connection future: {size} bytes");
         assert!(
             size <= 1536,
             "a connection's future is {size} bytes: box the states an idle plain connection \

@@ -174,12 +174,12 @@ fn asks_to_close(version: http::Version, headers: &HeaderMap) -> bool {
 pub(super) struct Rounds<'a> {
     /// hyper's HTTP/1 server settings, made when a round starts.
     pub http1: &'a (dyn Fn() -> http1::Builder + Sync),
-    pub service: ClientService,
+    pub service: &'a ClientService,
     pub idle_timeout: Duration,
     /// `proxy.release_buffers_after`: how long a round stays quiet before it ends.
     pub release_after: Duration,
     pub shutdown: watch::Receiver<bool>,
-    pub peer: std::net::SocketAddr,
+    pub peer: &'a std::net::SocketAddr,
 }
 
 /// How a round ended.
@@ -190,61 +190,68 @@ enum RoundEnd {
     Closed,
 }
 
-impl Rounds<'_> {
+impl<'a> Rounds<'a> {
     /// Serve `socket` until the connection ends.
-    pub async fn serve(mut self, mut socket: PlainSocket) {
-        loop {
-            // A simple request is served without hyper; anything else, untouched, by hyper
-            // (docs/performance.md#the-client-side-fast-path).
-            let fast_path = self
-                .service
-                .fast_path_context()
-                .shared
-                .snapshot
-                .load()
-                .config
-                .proxy
-                .fast_path;
-            if !socket.get_ref().get_ref().has_put_back()
-                && !self.wait_for_request(&socket, fast_path).await
-            {
-                // Idle, closed by the client, or stopping while idle: nothing of the client's
-                // is unread, and a client that keeps an idle socket open must not hold the
-                // drain at shutdown for the lingering time.
-                let _ = socket.shutdown().await;
-                return;
-            }
-            if fast_path {
-                let context = self.service.fast_path_context();
-                let looked = look(&mut socket, context);
-                let served = match looked {
-                    // Boxed, so that an idle connection's task does not carry the exchange's
-                    // state inline.
-                    Looked::Simple(plan) => {
-                        Some(pinned_in_place(|| serve_planned(&mut socket, context, plan)).await)
-                    }
-                    Looked::Nothing => continue,
-                    Looked::Closed => {
-                        let _ = socket.shutdown().await;
-                        return;
-                    }
-                    Looked::Declined => None,
-                };
-                match served {
-                    Some(Served::KeepAlive) => continue,
-                    Some(Served::Close) => {
-                        lingering_close(socket).await;
-                        return;
-                    }
-                    Some(Served::Gone) => return,
-                    None => {}
+    ///
+    /// The future uses `self` and `socket` where it captured them: an `async fn` would keep
+    /// its arguments beside the copies it moves them into for the connection's whole life
+    /// (docs/performance.md#memory-per-idle-connection).
+    #[allow(clippy::manual_async_fn)] // the `async fn` form is the one that costs the room
+    pub fn serve(mut self, mut socket: PlainSocket) -> impl Future<Output = ()> + Send + 'a {
+        async move {
+            loop {
+                // A simple request is served without hyper; anything else, untouched, by hyper
+                // (docs/performance.md#the-client-side-fast-path).
+                let fast_path = self
+                    .service
+                    .fast_path_context()
+                    .shared
+                    .snapshot
+                    .load()
+                    .config
+                    .proxy
+                    .fast_path;
+                if !socket.get_ref().get_ref().has_put_back()
+                    && !self.wait_for_request(&socket, fast_path).await
+                {
+                    // Idle, closed by the client, or stopping while idle: nothing of the client's
+                    // is unread, and a client that keeps an idle socket open must not hold the
+                    // drain at shutdown for the lingering time.
+                    let _ = socket.shutdown().await;
+                    return;
                 }
-            }
-            // Boxed too: an idle connection must carry only the wait above, not a round's
-            // (docs/performance.md#memory-per-idle-connection).
-            match Box::pin(self.round(socket)).await {
-                RoundEnd::Boundary(next) => socket = next,
-                RoundEnd::Closed => return,
+                if fast_path {
+                    let context = self.service.fast_path_context();
+                    let looked = look(&mut socket, context);
+                    let served = match looked {
+                        // Boxed, so that an idle connection's task does not carry the exchange's
+                        // state inline.
+                        Looked::Simple(plan) => Some(
+                            pinned_in_place(|| serve_planned(&mut socket, context, plan)).await,
+                        ),
+                        Looked::Nothing => continue,
+                        Looked::Closed => {
+                            let _ = socket.shutdown().await;
+                            return;
+                        }
+                        Looked::Declined => None,
+                    };
+                    match served {
+                        Some(Served::KeepAlive) => continue,
+                        Some(Served::Close) => {
+                            lingering_close(socket).await;
+                            return;
+                        }
+                        Some(Served::Gone) => return,
+                        None => {}
+                    }
+                }
+                // Boxed too: an idle connection must carry only the wait above, not a round's
+                // (docs/performance.md#memory-per-idle-connection).
+                match Box::pin(self.round(socket)).await {
+                    RoundEnd::Boundary(next) => socket = next,
+                    RoundEnd::Closed => return,
+                }
             }
         }
     }

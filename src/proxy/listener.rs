@@ -25,6 +25,7 @@ use super::connection::Client;
 use super::drain::{OpenConnection, OpenConnections};
 use super::tls::TlsCerts;
 use super::ProxyShared;
+use crate::metrics::MetricsRegistry;
 
 /// How worker threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,20 +347,44 @@ impl Worker {
         open: OpenConnection,
     ) {
         let _ = stream.set_nodelay(true);
-        let stats = self.shared.registry.clone();
-        stats
+        let slot = ConnectionSlot::taken(self.shared.registry.clone(), open, permit);
+        Client::new(peer, self.shared.clone(), self.shutdown.clone(), slot).spawn(stream, acceptor);
+    }
+}
+
+/// What a connection holds until it closes: its place under `max_connections`, its count in
+/// the worker's open connections (the drain waits for it) and the active-connections gauge.
+/// Held by the connection's `Client`, so the task's future needs no wrapper around it
+/// (docs/performance.md#memory-per-idle-connection).
+pub(super) struct ConnectionSlot {
+    registry: Arc<MetricsRegistry>,
+    _open: OpenConnection,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnectionSlot {
+    fn taken(
+        registry: Arc<MetricsRegistry>,
+        open: OpenConnection,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        registry
             .process
             .active_connections
             .fetch_add(1, Ordering::Relaxed);
-        let client = Client::new(peer, self.shared.clone(), self.shutdown.clone());
-        tokio::spawn(async move {
-            client.serve(stream, acceptor).await;
-            drop(open);
-            stats
-                .process
-                .active_connections
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
+        ConnectionSlot {
+            registry,
+            _open: open,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.registry
+            .process
+            .active_connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
