@@ -18,6 +18,7 @@ pub(crate) mod http1;
 mod idle;
 mod keep_alive;
 mod pool;
+pub(crate) mod readiness;
 mod response;
 mod send;
 mod tls;

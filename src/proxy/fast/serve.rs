@@ -35,6 +35,7 @@ use crate::proxy::headers::{request_id_bytes, ClientFacts};
 use crate::proxy::http1_rounds::{put_back_bytes, PlainSocket};
 use crate::proxy::service::ConnContext;
 use crate::routing::{choose_version, FlatFields, Route, RoutingSnapshot};
+use crate::upstream::readiness;
 
 /// Requests the fast path served, process-wide: for tests that must know it was taken.
 static SERVED: AtomicU64 = AtomicU64::new(0);
@@ -175,11 +176,15 @@ fn take_simple_head(
         let mut len = from_put_back;
         let mut read = 0;
         if from_put_back == put_back.len() && len < READ_FROM_SOCKET {
-            // `try_read`: readiness stays set after a short read, so the look at the next
-            // boundary tries the socket at once — the next request is often there already under
-            // load — and only a read that finds nothing makes the wait sleep.
-            match rewind.get_ref().try_read(&mut buf[len..READ_FROM_SOCKET]) {
-                Ok(n) => read = n,
+            // A read that stops short of its room drained the socket: its readiness goes, so
+            // the wait at the next boundary sleeps until the next request arrives instead of
+            // trying the socket once more for nothing (`upstream::readiness`).
+            let tcp = rewind.get_ref();
+            match tcp.try_read(&mut buf[len..READ_FROM_SOCKET]) {
+                Ok(n) => {
+                    readiness::after_read(tcp, n, READ_FROM_SOCKET - len);
+                    read = n;
+                }
                 // Readiness left over from an earlier read: nothing has arrived yet.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && len == 0 => {
                     return Looked::Nothing;

@@ -22,7 +22,7 @@ use super::body::OwnBody;
 use super::request_head::{self, BodyFraming};
 use super::response_head::{self, Head, Parsed};
 use super::{Error, Socket, READ_CHUNK};
-use crate::upstream::{Endpoint, InformationalHook, RequestBody};
+use crate::upstream::{readiness, Endpoint, InformationalHook, RequestBody};
 
 /// Why a request got no response head.
 #[derive(Debug)]
@@ -242,8 +242,12 @@ pub(super) fn poll_read(
         buf.reserve(READ_CHUNK);
     }
     loop {
+        let room = buf.capacity() - buf.len();
         match io.try_read_buf(buf) {
-            Ok(n) => return Poll::Ready(Ok(n)),
+            Ok(n) => {
+                readiness::after_read(io, n, room);
+                return Poll::Ready(Ok(n));
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready!(io.poll_read_ready(cx))?,
             Err(e) => return Poll::Ready(Err(e)),
         }
