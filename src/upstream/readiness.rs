@@ -25,3 +25,68 @@ pub(crate) fn after_read(io: &TcpStream, read: usize, asked: usize) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::after_read;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// Whether the reactor still calls the socket readable, without waiting.
+    async fn readable_now(io: &TcpStream) -> bool {
+        poll_fn(|cx| Poll::Ready(io.poll_read_ready(cx).is_ready())).await
+    }
+
+    #[tokio::test]
+    async fn a_short_read_forgets_readiness_and_the_next_bytes_bring_it_back() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        server.readable().await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = server.try_read(&mut buf).unwrap();
+        assert_eq!(n, 18);
+        assert!(
+            readable_now(&server).await,
+            "tokio keeps it readable by itself"
+        );
+        after_read(&server, n, buf.len());
+        assert!(
+            !readable_now(&server).await,
+            "the drained socket is not readable"
+        );
+
+        // Nothing is lost: the next bytes wake the socket again.
+        client.write_all(b"next").await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server.readable())
+            .await
+            .expect("readable again once bytes arrive")
+            .unwrap();
+        assert_eq!(server.try_read(&mut buf).unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_full_read_keeps_readiness_for_what_may_still_wait() {
+        let (mut client, server) = pair().await;
+        client.write_all(b"0123456789").await.unwrap();
+        server.readable().await.unwrap();
+        let mut buf = [0u8; 4];
+        let n = server.try_read(&mut buf).unwrap();
+        after_read(&server, n, buf.len());
+        assert!(readable_now(&server).await);
+        assert_eq!(server.try_read(&mut buf).unwrap(), 4);
+    }
+}
