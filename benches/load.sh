@@ -23,6 +23,10 @@
 #                      and BIN=/path/to/canaryd to compare two builds in one run, and TOML=key=value
 #                      a line of its own in [proxy]: CANARYD_VARIANTS="off:TOML=fast_path=false on:TOML=fast_path=true"
 #   SPLIT_SAMPLES [400] requests sent once per proxy to report the observed canary share (0 = skip)
+#   CLIENT [wrk]       http and https modes: the HTTP/1.1 load generator, wrk or h2load (h2load --h1,
+#                      one request at a time per connection; its p99 from --log-file as in the
+#                      h2load modes). The two disagree on canaryd's p99 (BENCHMARKS.md, 2026-12-07
+#                      "reads that drain"), so the HTTP/1.1 tail is worth reading with both.
 #   KEEP_LOGS=1        keep h2load's per-request logs (ROUNDFILE.txt.log) instead of deleting them
 #   MODE [http]        http: plain HTTP/1.1 with wrk (and "direct" as a reference);
 #                      https: every proxy terminates TLS with the same freshly made ECDSA P-256
@@ -76,14 +80,15 @@ ANALYSIS=${ANALYSIS:-0}
 SPLIT_SAMPLES=${SPLIT_SAMPLES:-400}
 MODE=${MODE:-http}
 STREAMS=${STREAMS:-10}
+CLIENT=${CLIENT:-wrk}
 
 die() { echo "load.sh: $*" >&2; exit 1; }
 
 # ---- prerequisites (never installs anything) ----------------------------------------------------
 missing=()
 case $MODE in
-    http) tools=(wrk haproxy nginx curl) ;;
-    https) tools=(wrk haproxy nginx curl openssl) ;;
+    http) tools=("$CLIENT" haproxy nginx curl) ;;
+    https) tools=("$CLIENT" haproxy nginx curl openssl) ;;
     h2) tools=(h2load haproxy nginx curl openssl) ;;
     h2c-upstream | grpc) tools=(h2load nghttp haproxy nginx curl) ;;
     *) die "MODE must be http, https, h2, h2c-upstream or grpc, not $MODE" ;;
@@ -103,6 +108,13 @@ fi
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 ((CONNS >= THREADS)) || die "CONNS ($CONNS) must be >= THREADS ($THREADS) for wrk and h2load"
 case $MODE in h2 | h2c-upstream | grpc) H2LOAD=1 ;; *) H2LOAD=0 ;; esac
+[[ $CLIENT == wrk || $CLIENT == h2load ]] || die "CLIENT must be wrk or h2load, not $CLIENT"
+H2LOAD_PROTO=()   # h2load's protocol options: HTTP/1.1, one request in flight per connection
+if [[ $CLIENT == h2load && ($MODE == http || $MODE == https) ]]; then
+    H2LOAD=1
+    STREAMS=1
+    H2LOAD_PROTO=(--h1)
+fi
 case $MODE in h2c-upstream | grpc) H2C=1 ;; *) H2C=0 ;; esac
 
 # ---- work dirs --------------------------------------------------------------------------------------
@@ -464,7 +476,7 @@ done
     echo "haproxy: $(haproxy -v | head -1)"
     echo "nginx: $(nginx -v 2>&1)"
     [[ $SKIP_CANARYD == 1 ]] || echo "canaryd: $CANARYD_BIN ($("$CANARYD_BIN" --version 2>&1 | head -1 || true))"
-    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS$( ((H2LOAD)) && echo " STREAMS=$STREAMS")"
+    echo "params: MODE=$MODE CONNS=$CONNS THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS WARMUP=$WARMUP ANALYSIS=$ANALYSIS CLIENT=$CLIENT$( ((H2LOAD)) && echo " STREAMS=$STREAMS")"
     echo "canaryd variants: ${CANARYD_TARGETS[*]:-none}; EXTRA_CANARYD_ENV=$EXTRA_CANARYD_ENV"
     for t in "${TARGETS[@]}"; do echo "target $t ${URL[$t]}"; done
 } >"$RESULTS_DIR/meta.txt"
@@ -531,7 +543,7 @@ run_wrk() {   # TARGET OUTFILE DURATION
     # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
     # and bash ignores a SIGINT that a foreground child handled)
     if ((H2LOAD)); then
-        h2load -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${H2LOAD_REQ[@]}" \
+        h2load "${H2LOAD_PROTO[@]}" -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${H2LOAD_REQ[@]}" \
             --log-file="$out.log" "${URL[$t]}" >"$out" 2>&1 &
     else
         wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
