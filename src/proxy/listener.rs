@@ -275,19 +275,22 @@ impl Worker {
     async fn accept_loop(self, listener: TcpListener, tls: Option<Arc<TlsCerts>>) {
         let mut shutdown = self.shutdown.clone();
         loop {
-            // Wait for a connection slot first: beyond max_connections clients wait in the
-            // listen backlog instead of being accepted and starved.
-            let permit = tokio::select! {
-                permit = self.limit.clone().acquire_owned() => permit,
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            };
-            let Ok(permit) = permit else { return };
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    // A slot after the accept, not before: a slot taken first sits idle while its
+                    // worker waits for a client the kernel may send to another worker's socket,
+                    // and with fewer slots than workers a client could wait for good. Each
+                    // worker holds at most one client beyond `max_connections`, unread, which
+                    // to that client is the listen backlog (its handshake is done either way).
+                    let permit = tokio::select! {
+                        permit = self.limit.clone().acquire_owned() => permit,
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    };
+                    let Ok(permit) = permit else { return };
                     // Load the certificate per accept, so a reload reaches new connections.
                     let acceptor = tls.as_ref().map(|certs| TlsAcceptor::from(certs.current()));
                     let (worker, open) = self.balancer.place(self.index);
