@@ -13,23 +13,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Send one request on `stream` and read its whole answer (the test upstream answers with its
-/// name, "app").
-async fn exchange(stream: &mut TcpStream, request: &[u8]) {
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !answer.ends_with(b"app") {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("an answer within 5 s")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-    }
-    assert!(answer.starts_with(b"HTTP/1.1 200 "));
-}
-
 fn active(proxy: &Canaryd) -> i64 {
     proxy
         .server()
@@ -51,7 +34,7 @@ async fn a_closed_connection_gives_back_its_slot_on_every_path() {
     let round = b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi".as_slice();
     for (path, request) in [("fast path", fast), ("hyper round", round)] {
         let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-        exchange(&mut stream, request).await;
+        raw_exchange(&mut stream, request).await;
         assert_eq!(active(&proxy), 1, "{path}: counted while open");
         drop(stream);
         eventually(
@@ -90,7 +73,7 @@ async fn a_closed_connection_gives_back_its_slot_on_every_path() {
 
     // And the one slot serves a new client.
     let mut last = TcpStream::connect(proxy.addr).await.unwrap();
-    exchange(&mut last, fast).await;
+    raw_exchange(&mut last, fast).await;
 }
 
 #[tokio::test]
@@ -99,7 +82,7 @@ async fn a_client_beyond_max_connections_waits_until_a_slot_frees() {
     let proxy = Canaryd::start(&(base_config("", "max_connections = 1") + &app_route(&up)));
     let request = b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n".as_slice();
     let mut first = TcpStream::connect(proxy.addr).await.unwrap();
-    exchange(&mut first, request).await;
+    raw_exchange(&mut first, request).await;
 
     let mut second = TcpStream::connect(proxy.addr).await.unwrap();
     second.write_all(request).await.unwrap();
@@ -112,14 +95,5 @@ async fn a_client_beyond_max_connections_waits_until_a_slot_frees() {
     assert_eq!(up.hits(), 1);
 
     drop(first);
-    let mut answer = Vec::new();
-    while !answer.ends_with(b"app") {
-        let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
-            .await
-            .expect("served once the first client left")
-            .unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-    }
-    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+    read_app_answer(&mut second).await;
 }

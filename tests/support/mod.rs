@@ -541,6 +541,30 @@ impl HookReceiver {
 }
 
 /// Poll `f` every 20 ms until it is true, or panic after `limit`.
+/// Read an answer from an `Upstream` named "app" (its body is its name) on a raw client
+/// connection, until the name arrives; it must be a 200.
+pub async fn read_app_answer(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"app") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+}
+
+/// Send `request` on a raw client connection and read the "app" upstream's whole answer.
+pub async fn raw_exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    stream.write_all(request).await.unwrap();
+    read_app_answer(stream).await;
+}
+
 pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !f() {
