@@ -66,6 +66,7 @@ pub(super) async fn exchange(
             body,
             stream: send_stream,
             cancelled: None,
+            first_chunk: true,
         };
         // Usually the body is already here (a small gRPC message): sent now, without a task.
         let done = poll_fn(|cx| Poll::Ready(Pin::new(&mut pipe).poll(cx).is_ready())).await;
@@ -130,15 +131,21 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Copies a request body to its stream as the peer's flow-control window allows.
-struct BodyPipe {
-    body: RequestBody,
+struct BodyPipe<B = RequestBody> {
+    body: B,
     stream: h2::SendStream<Bytes>,
     /// Fires when the request gave up before its response head (a timeout): the stream is
     /// reset rather than left waiting for the rest of the client's body.
     cancelled: Option<oneshot::Receiver<()>>,
+    /// No chunk has been taken from the body yet.
+    first_chunk: bool,
 }
 
-impl Future for BodyPipe {
+impl<B> Future for BodyPipe<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -161,13 +168,19 @@ impl Future for BodyPipe {
                 return Poll::Ready(());
             }
             // Wait for some window before taking more of the body, so a slow upstream slows
-            // the client down instead of piling its body up here.
-            pipe.stream.reserve_capacity(1);
-            while pipe.stream.capacity() == 0 {
-                match pipe.stream.poll_capacity(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some(Ok(_))) => {}
-                    Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
+            // the client down instead of piling its body up here: at most the one chunk taken
+            // before the stream had any window is held beyond it. That first chunk goes without
+            // waiting because a new stream has no window yet: `h2` gives it some only when the
+            // connection's task has sent the stream's HEADERS, so waiting would cost every
+            // request with a body (every gRPC call) a task of its own and a round of wake-ups.
+            if !pipe.first_chunk {
+                pipe.stream.reserve_capacity(1);
+                while pipe.stream.capacity() == 0 {
+                    match pipe.stream.poll_capacity(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Ok(_))) => {}
+                        Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
+                    }
                 }
             }
             match Pin::new(&mut pipe.body).poll_frame(cx) {
@@ -185,6 +198,7 @@ impl Future for BodyPipe {
                 }
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
+                        pipe.first_chunk = false;
                         let last = pipe.body.is_end_stream();
                         if !data.has_remaining() && !last {
                             continue;
@@ -271,9 +285,132 @@ impl Body for H2Body {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use http::HeaderValue;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+
+    /// A request body whose chunks are all here, counting the ones taken.
+    struct ReadyChunks {
+        chunks: VecDeque<Bytes>,
+        taken: Arc<AtomicUsize>,
+    }
+
+    impl Body for ReadyChunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let body = self.get_mut();
+            Poll::Ready(body.chunks.pop_front().map(|chunk| {
+                body.taken.fetch_add(1, Ordering::Relaxed);
+                Ok(Frame::data(chunk))
+            }))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.chunks.is_empty()
+        }
+    }
+
+    const SERVER_STREAMS: u32 = 7;
+
+    /// A stream just opened on a real HTTP/2 connection over loopback to an `h2` server whose
+    /// streams start with `window` bytes of flow-control window; the server accepts streams
+    /// and never reads their bodies.
+    async fn new_stream(window: u32) -> (H2Sender, h2::SendStream<Bytes>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut server = h2::server::Builder::new()
+                .initial_window_size(window)
+                .max_concurrent_streams(SERVER_STREAMS)
+                .handshake::<_, Bytes>(socket)
+                .await
+                .unwrap();
+            let mut held = Vec::new();
+            while let Some(Ok(stream)) = server.accept().await {
+                held.push(stream);
+            }
+        });
+        let (sender, connection) = h2::client::handshake(TcpStream::connect(addr).await.unwrap())
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        // The server's SETTINGS (its window among them) are in force once its stream limit is.
+        while sender.current_max_send_streams() != SERVER_STREAMS as usize {
+            tokio::task::yield_now().await;
+        }
+        let mut sender = sender.ready().await.unwrap();
+        let request = Request::post("http://upstream/").body(()).unwrap();
+        let (_response, stream) = sender.send_request(request, false).unwrap();
+        (sender, stream)
+    }
+
+    fn pipe<B>(body: B, stream: h2::SendStream<Bytes>) -> BodyPipe<B> {
+        BodyPipe {
+            body,
+            stream,
+            cancelled: None,
+            first_chunk: true,
+        }
+    }
+
+    /// A body that is all here goes onto a stream the connection has not opened yet in the
+    /// request's own poll: waiting for the window a new stream gets only when its HEADERS are
+    /// out would cost every gRPC call a task (docs/performance.md#http2-upstreams-and-grpc).
+    #[tokio::test]
+    async fn a_body_already_here_is_sent_without_waiting_for_the_stream_to_open() {
+        let (_sender, stream) = new_stream(65_535).await;
+        let taken = Arc::new(AtomicUsize::new(0));
+        let body = ReadyChunks {
+            chunks: VecDeque::from([Bytes::from_static(b"\0\0\0\0\x05hello")]),
+            taken: taken.clone(),
+        };
+        let mut pipe = pipe(body, stream);
+        // Polled before the connection's task has run once since the stream was made.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(
+            Pin::new(&mut pipe).poll(&mut cx).is_ready(),
+            "the pipe waited for a window the stream cannot have yet"
+        );
+        assert_eq!(taken.load(Ordering::Relaxed), 1);
+    }
+
+    /// A slow upstream slows the client: with no window at all, the pipe takes the first chunk
+    /// and then waits, however many more chunks the client has sent.
+    #[tokio::test]
+    async fn no_more_than_one_chunk_goes_beyond_the_window() {
+        let (_sender, stream) = new_stream(0).await;
+        let taken = Arc::new(AtomicUsize::new(0));
+        let body = ReadyChunks {
+            chunks: (0..4).map(|_| Bytes::from(vec![b'x'; 1024])).collect(),
+            taken: taken.clone(),
+        };
+        let mut pipe = pipe(body, stream);
+        for _ in 0..20 {
+            let done = poll_fn(|cx| Poll::Ready(Pin::new(&mut pipe).poll(cx).is_ready())).await;
+            assert!(
+                !done,
+                "the pipe finished a body the upstream had no window for"
+            );
+            // Lets the connection's task open the stream and read the server's settings.
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            taken.load(Ordering::Relaxed),
+            1,
+            "chunks taken beyond the window"
+        );
+    }
 
     #[test]
     fn connection_specific_fields_never_reach_an_http2_upstream() {
