@@ -163,6 +163,63 @@ async fn a_peer_allowing_two_streams_gets_more_connections_never_more_streams() 
     );
 }
 
+/// A burst on a cold pool: the requests that find no connection wait for the one the first of
+/// them is opening instead of each opening one (one worker: one connection, as the peer allows
+/// 100 streams), and with a limit of 4 streams, 20 requests at once open ceil(20/4) = 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_cold_pool_opens_only_the_connections_its_streams_need() {
+    let (addr, counters) = h2_upstream(100, Duration::from_millis(200), None).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    let answers = burst(&proxy, 20).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert_eq!(
+        counters.connections.load(Ordering::SeqCst),
+        1,
+        "20 requests at once on a cold pool: one worker, one connection"
+    );
+
+    let (addr, counters) = h2_upstream(4, Duration::from_millis(200), None).await;
+    let proxy = Canaryd::start(&h2_route(addr));
+    // One call first: until a response arrives, a new connection is held to h2's guess of 100.
+    let (status, _, _) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!(status.as_u16(), 200);
+    let answers = burst(&proxy, 20).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert!(counters.max_streams.load(Ordering::SeqCst) <= 4);
+    assert_eq!(
+        counters.connections.load(Ordering::SeqCst),
+        5,
+        "20 requests at once over connections of 4 streams need 5"
+    );
+}
+
+/// An upstream that accepts TCP and closes it 200 ms later without a word, so the TLS
+/// handshake fails: the requests that waited for the connection being opened get its failure
+/// (502) without each trying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_connection_that_fails_share_its_failure() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counted = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // Held a moment, so the burst's other requests find the connection still opening.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(stream);
+        }
+    });
+    let proxy = Canaryd::start(&(h2_route(addr) + "[route.primary.tls]\nverify = false\n"));
+    let answers = burst(&proxy, 10).await;
+    assert!(answers.iter().all(|(s, _)| *s == 502), "{answers:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "10 requests at once, one connect attempt"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goaway_mid_load_loses_no_request_the_peer_did_not_process() {
     let (addr, counters) = h2_upstream(100, Duration::from_millis(20), Some(15)).await;

@@ -34,7 +34,7 @@ const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 1024 * 1024;
-const INITIAL_MAX_STREAMS: usize = 100;
+pub(super) const INITIAL_MAX_STREAMS: usize = 100;
 
 /// Why a new connection could not be opened.
 #[derive(Debug, thiserror::Error)]

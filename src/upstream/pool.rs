@@ -21,13 +21,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::connect::INITIAL_MAX_STREAMS;
+use super::failure::ConnectFailure;
 use super::h2_stream::H2Sender;
 use super::idle::{IdleLists, Reusable};
 use super::{Endpoint, RequestBody};
@@ -107,6 +110,69 @@ struct H2Conns {
     /// The stream limit the endpoint's settled connections report: what a new connection is
     /// held to until its own peer's SETTINGS are known.
     learned_limit: Option<usize>,
+    /// Connections being opened now, and the streams promised on each.
+    opening: Vec<Opening>,
+}
+
+/// Numbers the connections being opened, on every worker (a guard may end on another thread).
+static OPENINGS: AtomicU64 = AtomicU64::new(0);
+
+/// A connection a request of this worker is opening: requests that find no room on the open
+/// connections wait for it, up to the streams it will allow, instead of each opening one of
+/// its own (a burst on a cold pool would otherwise open a connection per request).
+struct Opening {
+    id: u64,
+    /// Streams requests expect on it, its opener's included.
+    promised: usize,
+    limit: usize,
+    outcome: watch::Receiver<OpenOutcome>,
+}
+
+/// How the opening of a connection that requests wait for ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OpenOutcome {
+    Pending,
+    /// Open and in the pool (or it turned out to speak HTTP/1.1): look again.
+    Opened,
+    /// It failed: the requests waiting for it fail the same way rather than each trying again
+    /// for another `connect_timeout`.
+    Failed(ConnectFailure),
+}
+
+/// What a request for a stream gets from [`take_stream_or_wait`].
+pub(super) enum StreamOrWait {
+    /// A stream on an open connection.
+    Stream(H2Sender, StreamSlot),
+    /// Another request of this worker is opening a connection with room for this one.
+    Wait(watch::Receiver<OpenOutcome>),
+    /// This request opens a connection; until it is done, others may wait for it.
+    Open(OpeningGuard),
+}
+
+/// Held by the request that opens a connection others wait for; tells them how it ended (a
+/// guard dropped without [`OpeningGuard::finish`], its request cancelled, tells them to look
+/// again).
+pub(super) struct OpeningGuard {
+    endpoint: u64,
+    id: u64,
+    outcome: watch::Sender<OpenOutcome>,
+}
+
+impl OpeningGuard {
+    /// Tell the waiting requests how the opening ended.
+    pub(super) fn finish(self, outcome: OpenOutcome) {
+        self.outcome.send_replace(outcome);
+    }
+}
+
+impl Drop for OpeningGuard {
+    fn drop(&mut self) {
+        H2.with(|h2| {
+            if let Some(entry) = h2.borrow_mut().get_mut(&self.endpoint) {
+                entry.opening.retain(|o| o.id != self.id);
+            }
+        });
+    }
 }
 
 thread_local! {
@@ -145,6 +211,41 @@ pub(super) fn take_stream(endpoint: &Endpoint) -> Option<(H2Sender, StreamSlot)>
         let taken = (conn.sender.clone(), StreamSlot(conn.shared.clone()));
         entry.learned_limit = learned;
         Some(taken)
+    })
+}
+
+/// A stream on one of this worker's HTTP/2 connections to the endpoint, or else a connection
+/// being opened to wait for, or else the go-ahead to open one (docs/routing.md, HTTP/2
+/// upstreams: more connections only when each open one is full).
+pub(super) fn take_stream_or_wait(endpoint: &Endpoint) -> StreamOrWait {
+    if let Some((sender, slot)) = take_stream(endpoint) {
+        return StreamOrWait::Stream(sender, slot);
+    }
+    H2.with(|h2| {
+        let mut h2 = h2.borrow_mut();
+        let entry = h2.entry(endpoint.id()).or_default();
+        // An opener that ended on another thread (the work-stealing runtime) left its entry
+        // here; its channel is closed.
+        entry.opening.retain(|o| {
+            o.outcome.has_changed().is_ok() && *o.outcome.borrow() == OpenOutcome::Pending
+        });
+        if let Some(opening) = entry.opening.iter_mut().find(|o| o.promised < o.limit) {
+            opening.promised += 1;
+            return StreamOrWait::Wait(opening.outcome.clone());
+        }
+        let id = OPENINGS.fetch_add(1, Ordering::Relaxed);
+        let (outcome, receiver) = watch::channel(OpenOutcome::Pending);
+        entry.opening.push(Opening {
+            id,
+            promised: 1,
+            limit: entry.learned_limit.unwrap_or(INITIAL_MAX_STREAMS),
+            outcome: receiver,
+        });
+        StreamOrWait::Open(OpeningGuard {
+            endpoint: endpoint.id(),
+            id,
+            outcome,
+        })
     })
 }
 
@@ -227,6 +328,6 @@ fn sweep(now: Instant) {
                 c.is_usable() && (c.expires > now || c.shared.streams.load(Ordering::Relaxed) > 0)
             });
         }
-        h2.retain(|_, entry| !entry.conns.is_empty());
+        h2.retain(|_, entry| !entry.conns.is_empty() || !entry.opening.is_empty());
     });
 }

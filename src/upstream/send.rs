@@ -8,12 +8,13 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use http_body::Body as _;
 use hyper::client::conn::http1;
+use tokio::sync::watch;
 
 use super::connect::{connect, ConnectError, Connected};
 use super::failure::ConnectFailure;
 use super::h2_stream::{self, H2Sender, StreamError};
 use super::http1::{self as engine, SendFailure, Socket, SocketState};
-use super::pool::{self, StreamSlot};
+use super::pool::{self, OpenOutcome, StreamOrWait, StreamSlot};
 use super::{Endpoint, ExchangeError, InFlight, InformationalHook, RequestBody, UpstreamBody};
 use crate::config::UpstreamProtocol;
 
@@ -47,6 +48,14 @@ pub enum AcquireError {
         /// Endpoint address.
         addr: std::net::SocketAddr,
     },
+    /// The HTTP/2 connection this request waited for, opened by another request, failed.
+    #[error("connect to {addr} failed ({failure}) for the requests sharing it")]
+    Shared {
+        /// Endpoint address.
+        addr: std::net::SocketAddr,
+        /// How it failed.
+        failure: ConnectFailure,
+    },
 }
 
 impl AcquireError {
@@ -60,6 +69,7 @@ impl AcquireError {
         match self {
             AcquireError::Connect(error) => error.failure(),
             AcquireError::Closed { .. } => ConnectFailure::Other,
+            AcquireError::Shared { failure, .. } => *failure,
         }
     }
 }
@@ -109,7 +119,28 @@ pub async fn acquire(
         return fresh(in_flight, connect_timeout).await;
     }
     let protocol = endpoint.transport().protocol();
-    if protocol != UpstreamProtocol::Http1 {
+    let mut opening = None;
+    if protocol == UpstreamProtocol::Http2 {
+        loop {
+            match pool::take_stream_or_wait(endpoint) {
+                StreamOrWait::Stream(sender, slot) => {
+                    return Ok(Conn {
+                        sender: Sender::Http2(sender, slot),
+                        in_flight,
+                        reused: true,
+                    })
+                }
+                StreamOrWait::Wait(outcome) => {
+                    wait_for_opening(outcome, endpoint.addr(), connect_timeout).await?
+                }
+                StreamOrWait::Open(guard) => {
+                    opening = Some(guard);
+                    break;
+                }
+            }
+        }
+    } else if protocol == UpstreamProtocol::Auto {
+        // ALPN may pick HTTP/1.1 here, whose connections are not shared: no waiting.
         if let Some((sender, slot)) = pool::take_stream(endpoint) {
             return Ok(Conn {
                 sender: Sender::Http2(sender, slot),
@@ -131,7 +162,36 @@ pub async fn acquire(
             }
         }
     }
-    fresh(in_flight, connect_timeout).await
+    let conn = fresh(in_flight, connect_timeout).await;
+    if let Some(opening) = opening {
+        opening.finish(match &conn {
+            Ok(_) => OpenOutcome::Opened,
+            Err(e) => OpenOutcome::Failed(e.failure()),
+        });
+    }
+    conn
+}
+
+/// Wait for a connection another request is opening; `Ok` means look again (it is open, or
+/// its opener gave up), an error is the opening's own failure.
+async fn wait_for_opening(
+    mut outcome: watch::Receiver<OpenOutcome>,
+    addr: std::net::SocketAddr,
+    connect_timeout: Duration,
+) -> Result<(), AcquireError> {
+    let ended = outcome.wait_for(|o| *o != OpenOutcome::Pending);
+    match tokio::time::timeout(connect_timeout, ended).await {
+        Ok(Ok(ended)) => match *ended {
+            OpenOutcome::Failed(failure) => Err(AcquireError::Shared { addr, failure }),
+            OpenOutcome::Pending | OpenOutcome::Opened => Ok(()),
+        },
+        // The opener was cancelled with its request.
+        Ok(Err(_)) => Ok(()),
+        Err(_) => Err(AcquireError::Shared {
+            addr,
+            failure: ConnectFailure::Timeout,
+        }),
+    }
 }
 
 async fn fresh(in_flight: InFlight, connect_timeout: Duration) -> Result<Conn, AcquireError> {
