@@ -1,7 +1,8 @@
 //! TLS to the upstreams (docs/security.md#upstream-tls) against real rustls servers holding
 //! certificates from a test CA: a good chain is accepted (by IP SAN or `server_name`); a wrong
 //! CA, a wrong name and an expired certificate are each refused with the reason logged and
-//! nothing served from them; mTLS; ALPN `auto` picks h2 or http/1.1 as the server offers.
+//! nothing served from them; mTLS; ALPN `auto` picks h2 or http/1.1 as the server offers, and
+//! once it picked h2 a burst opens only the connections its streams need.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -309,4 +310,71 @@ async fn verify_false_accepts_what_verification_would_refuse() {
     let proxy = Canaryd::start(&route(upstream.addr, "http1", "verify = false\n"));
     let (status, _, body) = get(&client(), &proxy.url("/"), &[]).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "tls-ok"));
+}
+
+/// An h2-only TLS upstream allowing `max_streams` streams per connection, each answer held
+/// `delay`; counts the TLS connections it accepted.
+async fn limited_h2_upstream(
+    config: rustls::ServerConfig,
+    max_streams: u32,
+    delay: std::time::Duration,
+) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicU64::new(0));
+    let counted = connections.clone();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let service =
+                    service_fn(move |_: http::Request<hyper::body::Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("tls-ok"))))
+                    });
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.max_concurrent_streams(max_streams);
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// With `protocol = "auto"`, once the endpoint has chosen h2, a burst beyond the open
+/// connection's streams waits for the connections being opened instead of each request
+/// opening one: 20 requests at once over 4-stream connections open 5 in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_auto_bursts_open_only_the_h2_connections_their_streams_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test ca");
+    let pair = ca.server(&["127.0.0.1"]);
+    let config = server_config(&pair, &[b"h2"], None);
+    let (addr, connections) =
+        limited_h2_upstream(config, 4, std::time::Duration::from_millis(200)).await;
+    let proxy = Canaryd::start(
+        &route(addr, "auto", &ca_line(dir.path(), &ca)).replace("workers = 2", "workers = 1"),
+    );
+    let (status, _, _) = get(&client(), &proxy.url("/"), &[]).await;
+    assert_eq!(status.as_u16(), 200);
+    let client = client();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url) = (client.clone(), proxy.url("/"));
+            tokio::spawn(async move { get(&client, &url, &[]).await.0.as_u16() })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        5,
+        "20 requests at once over connections of 4 streams need 5"
+    );
 }

@@ -132,8 +132,10 @@ struct Opening {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum OpenOutcome {
     Pending,
-    /// Open and in the pool (or it turned out to speak HTTP/1.1): look again.
+    /// Open and in the pool: look again.
     Opened,
+    /// ALPN chose HTTP/1.1 (`protocol = "auto"`): each request opens its own.
+    Http1,
     /// It failed: the requests waiting for it fail the same way rather than each trying again
     /// for another `connect_timeout`.
     Failed(ConnectFailure),
@@ -246,6 +248,16 @@ pub(super) fn take_stream_or_wait(endpoint: &Endpoint) -> StreamOrWait {
             id,
             outcome,
         })
+    })
+}
+
+/// Whether this worker has opened an HTTP/2 connection to the endpoint that it still knows
+/// of (with `protocol = "auto"`, the endpoint's ALPN chose h2).
+pub(super) fn has_spoken_h2(endpoint: &Endpoint) -> bool {
+    H2.with(|h2| {
+        h2.borrow()
+            .get(&endpoint.id())
+            .is_some_and(|entry| !entry.conns.is_empty() || entry.learned_limit.is_some())
     })
 }
 

@@ -120,7 +120,11 @@ pub async fn acquire(
     }
     let protocol = endpoint.transport().protocol();
     let mut opening = None;
-    if protocol == UpstreamProtocol::Http2 {
+    // With "auto", ALPN may yet pick HTTP/1.1, whose connections are not shared: requests wait
+    // for a connection being opened only once this worker has seen the endpoint choose h2.
+    let shares_connections = protocol == UpstreamProtocol::Http2
+        || (protocol == UpstreamProtocol::Auto && pool::has_spoken_h2(endpoint));
+    if shares_connections {
         loop {
             match pool::take_stream_or_wait(endpoint) {
                 StreamOrWait::Stream(sender, slot) => {
@@ -131,22 +135,15 @@ pub async fn acquire(
                     })
                 }
                 StreamOrWait::Wait(outcome) => {
-                    wait_for_opening(outcome, endpoint.addr(), connect_timeout).await?
+                    if !wait_for_opening(outcome, endpoint.addr(), connect_timeout).await? {
+                        break;
+                    }
                 }
                 StreamOrWait::Open(guard) => {
                     opening = Some(guard);
                     break;
                 }
             }
-        }
-    } else if protocol == UpstreamProtocol::Auto {
-        // ALPN may pick HTTP/1.1 here, whose connections are not shared: no waiting.
-        if let Some((sender, slot)) = pool::take_stream(endpoint) {
-            return Ok(Conn {
-                sender: Sender::Http2(sender, slot),
-                in_flight,
-                reused: true,
-            });
         }
     }
     if protocol != UpstreamProtocol::Http2 {
@@ -165,28 +162,31 @@ pub async fn acquire(
     let conn = fresh(in_flight, connect_timeout).await;
     if let Some(opening) = opening {
         opening.finish(match &conn {
-            Ok(_) => OpenOutcome::Opened,
+            Ok(conn) if conn.is_http2() => OpenOutcome::Opened,
+            Ok(_) => OpenOutcome::Http1,
             Err(e) => OpenOutcome::Failed(e.failure()),
         });
     }
     conn
 }
 
-/// Wait for a connection another request is opening; `Ok` means look again (it is open, or
-/// its opener gave up), an error is the opening's own failure.
+/// Wait for a connection another request is opening: `Ok(true)` means look again (it is open,
+/// or its opener gave up), `Ok(false)` open a connection of its own (ALPN chose HTTP/1.1), an
+/// error is the opening's own failure.
 async fn wait_for_opening(
     mut outcome: watch::Receiver<OpenOutcome>,
     addr: std::net::SocketAddr,
     connect_timeout: Duration,
-) -> Result<(), AcquireError> {
+) -> Result<bool, AcquireError> {
     let ended = outcome.wait_for(|o| *o != OpenOutcome::Pending);
     match tokio::time::timeout(connect_timeout, ended).await {
         Ok(Ok(ended)) => match *ended {
             OpenOutcome::Failed(failure) => Err(AcquireError::Shared { addr, failure }),
-            OpenOutcome::Pending | OpenOutcome::Opened => Ok(()),
+            OpenOutcome::Http1 => Ok(false),
+            OpenOutcome::Pending | OpenOutcome::Opened => Ok(true),
         },
         // The opener was cancelled with its request.
-        Ok(Err(_)) => Ok(()),
+        Ok(Err(_)) => Ok(true),
         Err(_) => Err(AcquireError::Shared {
             addr,
             failure: ConnectFailure::Timeout,
