@@ -16,8 +16,11 @@
 //!
 //! HTTP/2: one connection per endpoint and worker carries every request as a stream; another
 //! is opened only when each one holds as many streams as its peer allows
-//! (`SETTINGS_MAX_CONCURRENT_STREAMS`, RFC 9113 §5.1.2). A connection with no stream for the idle
-//! timeout is closed; one that received a GOAWAY is never given new streams.
+//! (`SETTINGS_MAX_CONCURRENT_STREAMS`, RFC 9113 §5.1.2), and a request that finds no room waits
+//! for a connection another request is opening while that one will have room, so a burst on a
+//! cold pool opens the connections its streams need rather than one per request. A connection
+//! with no stream for the idle timeout is closed; one that received a GOAWAY is never given new
+//! streams.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
