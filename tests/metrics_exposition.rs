@@ -15,14 +15,15 @@ use canaryd::upstream::ConnectFailure;
 use prometheus_parse::{HistogramCount, LineInfo, Sample, Scrape, Value};
 
 /// Every metric of docs/operations.md#series and its type, plus the extensions
-/// `canaryd_retries_total`, `canaryd_upstream_connect_failures_total` and
-/// `canaryd_webhook_failures_total`.
-const FAMILIES: [(&str, &str); 17] = [
+/// `canaryd_retries_total`, `canaryd_upstream_connect_failures_total`,
+/// `canaryd_upstream_resends_total` and `canaryd_webhook_failures_total`.
+const FAMILIES: [(&str, &str); 18] = [
     ("canaryd_requests_total", "counter"),
     ("canaryd_request_duration_seconds", "histogram"),
     ("canaryd_upstream_errors_total", "counter"),
     ("canaryd_retries_total", "counter"),
     ("canaryd_upstream_connect_failures_total", "counter"),
+    ("canaryd_upstream_resends_total", "counter"),
     ("canaryd_webhook_failures_total", "counter"),
     ("canaryd_canary_weight", "gauge"),
     ("canaryd_canary_phase", "gauge"),
@@ -468,6 +469,10 @@ fn label_sets_are_exact_and_canary_series_only_where_there_is_a_canary() {
     assert_eq!(
         label_names("canaryd_upstream_connect_failures_total"),
         set(&["route", "version", "cause"])
+    );
+    assert_eq!(
+        label_names("canaryd_upstream_resends_total"),
+        set(&["route", "version"])
     );
     assert_eq!(
         label_names("canaryd_webhook_failures_total"),

@@ -380,6 +380,24 @@ async fn streams_a_goaway_leaves_out_are_sent_again_on_another_connection() {
         "each request answered once: the left-out ones on a new connection"
     );
     assert!(counters.connections.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        resends(&proxy, "h2").await,
+        2,
+        "each left-out stream counted as sent again"
+    );
+}
+
+/// `canaryd_upstream_resends_total` of the route's primary, from the admin listener.
+async fn resends(proxy: &Canaryd, route: &str) -> u64 {
+    let (status, _, text) = get(&client(), &format!("http://{}/metrics", proxy.admin), &[]).await;
+    assert_eq!(status, 200);
+    let series =
+        format!("canaryd_upstream_resends_total{{route=\"{route}\",version=\"primary\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -254,6 +254,13 @@ async fn an_idempotent_request_on_a_pooled_connection_closed_unanswered_is_sent_
         3,
         "the GET reached it twice"
     );
+    let resent = "canaryd_upstream_resends_total{route=\"app\",version=\"primary\"} 1";
+    let metrics = format!("http://{}/metrics", proxy.admin);
+    let (_, _, text) = get(&client, &metrics, &[]).await;
+    assert!(
+        text.lines().any(|l| l == resent),
+        "no `{resent}` in:\n{text}"
+    );
     // a POST is not sent twice, even without a body: the upstream may have acted on it
     let posting = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
@@ -271,5 +278,10 @@ async fn an_idempotent_request_on_a_pooled_connection_closed_unanswered_is_sent_
         up.accepted.load(Ordering::SeqCst),
         2,
         "and no new connection"
+    );
+    let (_, _, text) = get(&client, &metrics, &[]).await;
+    assert!(
+        text.lines().any(|l| l == resent),
+        "the POST was not counted as sent again"
     );
 }

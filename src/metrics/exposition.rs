@@ -17,7 +17,8 @@
 //! three error kinds and both retry outcomes are emitted, zeros included, so ratios and `rate`s
 //! never miss a series.
 //!
-//! `canaryd_retries_total` is an extension (docs/operations.md#series) for the retry budget.
+//! `canaryd_retries_total` is an extension (docs/operations.md#series) for the retry budget, and
+//! `canaryd_upstream_resends_total` one for the requests an upstream did not process.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -120,6 +121,7 @@ pub fn render(input: &ExpositionInput<'_>) -> String {
         upstream_errors(&routes),
         retries_total(&routes),
         connect_failures_total(&routes),
+        resends_total(&routes),
         webhook_failures(&routes),
         per_route_gauge(
             "canaryd_canary_weight",
@@ -304,6 +306,26 @@ fn retries_total(routes: &[&RouteInput]) -> MetricFamily {
         "canaryd_retries_total",
         "Retries after a connect failure that the retry budget allowed (retried: tried on another \
          endpoint) or refused (budget_exhausted: failed over to the primary, or answered 502).",
+        MetricType::COUNTER,
+        metrics,
+    )
+}
+
+fn resends_total(routes: &[&RouteInput]) -> MetricFamily {
+    let mut metrics = Vec::new();
+    for route in routes {
+        for (version, _) in versions(route) {
+            metrics.push(counter(
+                &[("route", &route.name), ("version", version.as_str())],
+                route.metrics.resends(version) as f64,
+            ));
+        }
+    }
+    family(
+        "canaryd_upstream_resends_total",
+        "Requests sent again on another connection because the upstream had not processed them: \
+         a pooled connection closed before the request was written or unanswered (idempotent, \
+         bodiless), an HTTP/2 stream refused or left out of a GOAWAY.",
         MetricType::COUNTER,
         metrics,
     )

@@ -231,12 +231,15 @@ impl VersionMetrics {
     }
 }
 
-/// The retry counters and the retry budget of one version: touched only after a connect failure.
+/// The retry counters and the retry budget of one version: touched only after a connect
+/// failure, or when an upstream did not process a request.
 #[derive(Debug, Default)]
 struct VersionRetries {
     /// `canaryd_retries_total` by [`RetryOutcome`].
     outcomes: [AtomicU64; 2],
     budget: RetryBudget,
+    /// `canaryd_upstream_resends_total`.
+    resent: AtomicU64,
 }
 
 /// The counters of one route, one set per version. Shared across routing snapshots by route name
@@ -320,6 +323,20 @@ impl RouteMetrics {
     /// Retries a version's budget granted or refused (`canaryd_retries_total`).
     pub fn retries(&self, version: Version, outcome: RetryOutcome) -> u64 {
         self.version_retries(version).outcomes[outcome.index()].load(Ordering::Relaxed)
+    }
+
+    /// Count a request sent again on another connection because the upstream had not processed
+    /// it (docs/routing.md#4-forward): not a retry, and free of the retry budget.
+    pub fn count_resend(&self, version: Version) {
+        self.version_retries(version)
+            .resent
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests of a version sent again because the upstream had not processed them
+    /// (`canaryd_upstream_resends_total`).
+    pub fn resends(&self, version: Version) -> u64 {
+        self.version_retries(version).resent.load(Ordering::Relaxed)
     }
 
     fn version_retries(&self, version: Version) -> &VersionRetries {

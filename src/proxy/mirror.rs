@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::upstream_call::send;
+use super::upstream_call::{send, Resends};
 use crate::config::{Config, MirrorConfig, ProxyConfig, Version};
 use crate::metrics::{Answer, Outcome, UpstreamErrorKind};
 use crate::routing::{EndpointPick, Route};
@@ -94,7 +94,11 @@ async fn send_copy(route: &Route, proxy: &ProxyConfig, copy: Box<Request<Request
         Err(error) => return Outcome::UpstreamError(UpstreamErrorKind::Connect(error.failure())),
     };
     let exchange = async {
-        let (response, conn) = match send(proxy, conn, copy, proxy.request_timeout).await {
+        let resends = Resends {
+            metrics: &route.metrics,
+            version: Version::Canary,
+        };
+        let (response, conn) = match send(proxy, conn, copy, proxy.request_timeout, resends).await {
             Ok(answer) => answer,
             // A buffered copy has no client body to break, so every error has an outcome.
             Err(e) => {

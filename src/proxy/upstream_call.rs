@@ -10,6 +10,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use super::grpc::grpc_timeout;
 use super::{upgrade, ProxyError};
 use crate::config::{FailurePolicy, ProxyConfig, Version};
+use crate::metrics::RouteMetrics;
 use crate::routing::{EndpointPick, Route};
 use crate::upstream::{
     acquire, Conn, HeadSendError, InformationalHook, RequestBody, SendError, UpstreamBody,
@@ -30,7 +31,22 @@ pub(super) trait Outgoing {
         proxy: &ProxyConfig,
         conn: Conn,
         timeout: std::time::Duration,
+        resends: Resends<'_>,
     ) -> Result<(Response<UpstreamBody>, Conn), ProxyError>;
+}
+
+/// Where a request sent again on another connection, because the upstream had not processed
+/// it, is counted (`canaryd_upstream_resends_total`): its route and version.
+#[derive(Clone, Copy)]
+pub(super) struct Resends<'a> {
+    pub metrics: &'a RouteMetrics,
+    pub version: Version,
+}
+
+impl Resends<'_> {
+    fn count(self) {
+        self.metrics.count_resend(self.version);
+    }
 }
 
 impl Outgoing for Box<Request<RequestBody>> {
@@ -47,8 +63,9 @@ impl Outgoing for Box<Request<RequestBody>> {
         proxy: &ProxyConfig,
         conn: Conn,
         timeout: std::time::Duration,
+        resends: Resends<'_>,
     ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
-        send(proxy, conn, self, timeout).await
+        send(proxy, conn, self, timeout, resends).await
     }
 }
 
@@ -74,8 +91,16 @@ impl Outgoing for HeadOut<'_> {
         proxy: &ProxyConfig,
         conn: Conn,
         timeout: std::time::Duration,
+        resends: Resends<'_>,
     ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
-        send_head(proxy, conn, (self.head, self.method, self.hook), timeout).await
+        send_head(
+            proxy,
+            conn,
+            (self.head, self.method, self.hook),
+            timeout,
+            resends,
+        )
+        .await
     }
 }
 
@@ -144,7 +169,11 @@ pub(super) async fn forward(
         };
         match acquired {
             Ok(conn) => {
-                let result = request.send_on(proxy, conn, timeout).await;
+                let resends = Resends {
+                    metrics: &route.metrics,
+                    version: target,
+                };
+                let result = request.send_on(proxy, conn, timeout, resends).await;
                 // Passive health: answers in the route's failure set, a 101 nobody asked for,
                 // timeouts and broken exchanges count against the endpoint; a client's broken or
                 // stalled body does not; a gRPC call's answer counts when it ends (`body.rs`),
@@ -212,6 +241,7 @@ async fn send_head(
     conn: Conn,
     (head, method, hook): (&[u8], &Method, Option<&InformationalHook>),
     timeout: std::time::Duration,
+    resends: Resends<'_>,
 ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
     let exchange = async move {
         let mut conn = conn;
@@ -219,6 +249,7 @@ async fn send_head(
             match conn.send_head(head, method, hook).await {
                 Ok(response) => return Ok((response, conn)),
                 Err(HeadSendError::NotSent) if conn.is_reused() => {
+                    resends.count();
                     conn = conn
                         .reconnect(proxy.connect_timeout)
                         .await
@@ -248,6 +279,7 @@ pub(super) async fn send(
     conn: Conn,
     request: Box<Request<RequestBody>>,
     timeout: std::time::Duration,
+    resends: Resends<'_>,
 ) -> Result<(Response<UpstreamBody>, Conn), ProxyError> {
     let watch = match request.body() {
         RequestBody::Watched(_, watch) => Some(watch.clone()),
@@ -268,6 +300,7 @@ pub(super) async fn send(
                     if conn.is_reused() || (conn.is_http2() && !new_h2_retried) =>
                 {
                     new_h2_retried |= !conn.is_reused();
+                    resends.count();
                     request = unsent;
                     conn = conn
                         .reconnect(proxy.connect_timeout)
