@@ -328,11 +328,32 @@ async fn replicas_log_in_to_an_etcd_with_authentication() {
     let config = replica_config_with(dir.path(), "c", &etcd.endpoints(), "2s", &route, &auth);
     let late = Replica::start("c", &config);
     etcd.restart(0);
-    wait_for("c in the fleet", Duration::from_secs(20), || async {
-        let view = admin_get(&client, late.admin, "/api/v1/fleet").await?;
-        (view["etcd"] == "up" && view["members"].as_array()?.len() == 3).then_some(())
+    let joined = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(view) = admin_get(&client, late.admin, "/api/v1/fleet").await {
+                if view["etcd"] == "up" && view["members"].as_array().map(Vec::len) == Some(3) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
+    if joined.is_err() {
+        let mut report = String::new();
+        for replica in replicas.iter().chain([&late]) {
+            let view = admin_get(&client, replica.admin, "/api/v1/fleet").await;
+            report += &format!(
+                "replica {}: {view:?}\n{}\n",
+                replica.name,
+                replica.dump_log()
+            );
+        }
+        panic!(
+            "c did not join the fleet within 20 s\n{report}{}",
+            etcd.dump_logs()
+        );
+    }
     assert!(
         late.log_contains("logged in to etcd"),
         "{}",

@@ -44,6 +44,8 @@ struct Member {
     args: Vec<String>,
     child: Option<Child>,
     client: u16,
+    /// Its stderr, kept across restarts, for a failing test to show.
+    log: PathBuf,
 }
 
 /// TLS on the cluster's client port (PEM files): etcd serves `cert`/`key` and requires a
@@ -114,6 +116,7 @@ impl Etcd {
                 args,
                 child: None,
                 client: *client,
+                log: dir.path().join(format!("m{i}.log")),
             });
         }
         let mut etcd = Etcd {
@@ -130,10 +133,15 @@ impl Etcd {
 
     fn spawn(&mut self, i: usize) {
         let member = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .unwrap();
         let child = Command::new("etcd")
             .args(&member.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("etcd (Debian package etcd-server) is installed");
         member.child = Some(child);
@@ -198,6 +206,19 @@ impl Etcd {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// What every member printed (errors only: `--log-level=error`), for a failing test.
+    pub fn dump_logs(&self) -> String {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                format!("etcd m{i}:\n{text}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Start a killed member again with its data.
