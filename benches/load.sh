@@ -44,6 +44,10 @@
 #                      trailer grpc-status: 0 (checked through every proxy with nghttp before the runs)
 #                      In the h2load modes the latency column is the p99 of h2load's --log-file.
 #
+# wrk runs with benches/load/tail.lua: each raw output (RESULTS_DIR/roundN-TARGET.txt) ends with a
+# "tail_us" line, the latency at p90 … p99.99 and the max in microseconds, to tell a shifted tail
+# from rare stalls.
+#
 # Every run also reads the upstream nginx's stub_status "accepts" counter before and after: the
 # upstream connections the target opened during the run, per request ("connects/req"; for "direct"
 # the load generator's own connections). A pool that keeps its connections has ~0 at steady state.
@@ -546,7 +550,7 @@ run_wrk() {   # TARGET OUTFILE DURATION
         h2load "${H2LOAD_PROTO[@]}" -t"$THREADS" -c"$CONNS" -m"$STREAMS" -D"${d%s}" "${H2LOAD_REQ[@]}" \
             --log-file="$out.log" "${URL[$t]}" >"$out" 2>&1 &
     else
-        wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency "${URL[$t]}" >"$out" 2>&1 &
+        wrk -t"$THREADS" -c"$CONNS" -d"$d" --latency -s "$TPL/tail.lua" "${URL[$t]}" >"$out" 2>&1 &
     fi
     WRK_PID=$!
     local cpid u0 s0 u1 s1
