@@ -57,6 +57,10 @@
 # sensitive to other work on the machine than req/s and p99 (the ratio against HAProxy is the
 # one to read).
 #
+# With a "direct" row, the results end with what each throughput goal asks of canaryd's CPU per
+# request, by the model of docs/performance.md ("What the throughput ratios can reach on a
+# 2-core machine").
+#
 # Rounds are interleaved: round 1 runs haproxy, nginx, canaryd..., direct; round 2 the same order
 # rotated by one; and so on. The table shows per-target medians over the rounds.
 # Exit status: 0 ok, 1 set-up failure (missing tool, proxy did not start/answer), 2 measured with
@@ -661,6 +665,21 @@ if ((${#CANARYD_TARGETS[@]})); then
         done
     done
     echo "(goals from docs/performance.md; with few/short rounds on a shared 2-core box they are indicative only)"
+    # What the throughput goals ask of canaryd's CPU when the load generator and the upstream
+    # share the machine (docs/performance.md, "What the throughput ratios can reach on a 2-core
+    # machine"): B = CPUs / direct req/s is their CPU per request, and a target with C per
+    # request reaches about CPUs / (B + C).
+    if [[ -n ${MRPS[direct]:-} ]]; then
+        for ref in haproxy nginx; do
+            if [[ $ref == haproxy ]]; then g=$GOAL_TP_HAPROXY; else g=$GOAL_TP_NGINX; fi
+            [[ -n $g ]] || continue
+            awk -v ref="$ref" -v g="$g" -v n="$(nproc)" -v d="${MRPS[direct]}" -v rc="${MCPU[$ref]}" 'BEGIN {
+                if (d <= 0 || rc == "NaN") exit
+                b = n * 1e6 / d
+                printf "model: CPU of load generator + upstream B = %.2f us/req; %.2fx %s needs canaryd <= %.2f us/req\n", b, g, ref, (b + rc) / g - b
+            }'
+        done
+    fi
 fi
 
 # canaryd judges every request itself ([route.failures]): every one here should be a success
