@@ -57,6 +57,10 @@
 # sensitive to other work on the machine than req/s and p99 (the ratio against HAProxy is the
 # one to read).
 #
+# Every run also reads the machine's TCP segments sent (/proc/net/snmp OutSegs) before and after,
+# per request ("segs/req", all legs together): 2 for "direct", 4 for a proxy whose ACKs all ride on
+# data; more would mean pure ACKs or split writes, each a trip through the kernel.
+#
 # With a "direct" row, the results end with what each throughput goal asks of canaryd's CPU per
 # request, by the model of docs/performance.md ("What the throughput ratios can reach on a
 # 2-core machine").
@@ -545,9 +549,14 @@ cpu_pid() {   # TARGET
 ERRORS=0
 CPU_DELTA=   # "user_ticks sys_ticks" of the last run_wrk's target
 CONNECTS=    # upstream connections accepted during the last run_wrk
+SEGMENTS=    # TCP segments the machine sent during the last run_wrk (/proc/net/snmp OutSegs)
+tcp_out_segments() {
+    awk '$1 == "Tcp:" && $2 ~ /^[0-9]+$/ { print $12 }' /proc/net/snmp 2>/dev/null || echo NaN
+}
 run_wrk() {   # TARGET OUTFILE DURATION
-    local t=$1 out=$2 d=$3 pid a0 a1
+    local t=$1 out=$2 d=$3 pid a0 a1 seg0 seg1
     a0=$(upstream_accepts)
+    seg0=$(tcp_out_segments)
     # in the background + wait, so that Ctrl-C reaches our trap at once (wrk catches SIGINT itself,
     # and bash ignores a SIGINT that a foreground child handled)
     if ((H2LOAD)); then
@@ -568,6 +577,8 @@ run_wrk() {   # TARGET OUTFILE DURATION
     read -r u1 s1 <<<"$(cpu_ticks "$cpid")"
     CPU_DELTA="$((u1 - u0)) $((s1 - s0))"
     a1=$(upstream_accepts)
+    seg1=$(tcp_out_segments)
+    if [[ $seg0 =~ ^[0-9]+$ && $seg1 =~ ^[0-9]+$ ]]; then SEGMENTS=$((seg1 - seg0)); else SEGMENTS=NaN; fi
     # minus the stub_status read that took a1
     if [[ $a0 == NaN || $a1 == NaN ]]; then CONNECTS=NaN; else CONNECTS=$((a1 - a0 - 1)); fi
     if [[ $t != direct ]] && ! kill -0 "$(pid_of "$t")" 2>/dev/null; then
@@ -583,7 +594,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 SUMMARY=$RESULTS_DIR/summary.tsv
-printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\tupstream_connects\tconnects_per_req\n' >"$SUMMARY"
+printf 'round\ttarget\trps\tp99_ms\tsocket_errors\tnon2xx\trequests\tuser_us_per_req\tsys_us_per_req\tupstream_connects\tconnects_per_req\ttcp_segments_per_req\n' >"$SUMMARY"
 n=${#TARGETS[@]}
 for ((r = 0; r < ROUNDS; r++)); do
     order=()
@@ -597,9 +608,10 @@ for ((r = 0; r < ROUNDS; r++)); do
         read -r uus sus <<<"$(awk -v u="$cu" -v s="$cs" -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN {
             if (n > 0) printf "%.2f %.2f\n", u * 1e6 / hz / n, s * 1e6 / hz / n; else print "NaN NaN" }')"
         cpr=$(awk -v c="$CONNECTS" -v n="$reqs" 'BEGIN { if (n > 0 && c != "NaN") printf "%.6f\n", c / n; else print "NaN" }')
-        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" "$CONNECTS" "$cpr" >>"$SUMMARY"
-        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   upstream connects %s (%s/req)   socket errors %s   non-2xx %s\n' \
-            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$CONNECTS" "$cpr" "$se" "$n2"
+        spr=$(awk -v c="$SEGMENTS" -v n="$reqs" 'BEGIN { if (n > 0 && c != "NaN") printf "%.2f\n", c / n; else print "NaN" }')
+        printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((r + 1)) "$t" "$rps" "$p99" "$se" "$n2" "$reqs" "$uus" "$sus" "$CONNECTS" "$cpr" "$spr" >>"$SUMMARY"
+        printf '  %-18s %12s req/s   %s %9s ms   cpu/req %6s us user %6s us sys   upstream connects %s (%s/req)   tcp segments/req %s   socket errors %s   non-2xx %s\n' \
+            "$t" "$rps" "$LAT" "$p99" "$uus" "$sus" "$CONNECTS" "$cpr" "$spr" "$se" "$n2"
         if [[ $rps == NaN || $p99 == NaN ]] || ((se + n2 > 0 || reqs == 0)); then
             echo "  !!!! $t round $((r + 1)): $se socket errors, $n2 non-2xx responses, $reqs requests — see $out" >&2
             ERRORS=$((ERRORS + 1))
@@ -627,13 +639,14 @@ echo
 echo "== results ($MODE): median over $ROUNDS round(s), -c$CONNS -t$THREADS -d$DURATION, $(nproc) CPUs"
 echo "   (cpu: the target's user and sys time per request from /proc/PID/stat; \"direct\": the upstream's)"
 echo "   (connects/req: upstream connections the upstream nginx accepted during the run, per request)"
-printf '%-18s %14s %12s %12s %12s %12s %14s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" "connects/req" errors
+echo "   (segs/req: TCP segments the whole machine sent during the run, per request: client, proxy and upstream legs)"
+printf '%-18s %14s %12s %12s %12s %12s %14s %10s %10s\n' target "req/s" "$LAT (ms)" "user us/req" "sys us/req" "cpu us/req" "connects/req" "segs/req" errors
 for t in "${TARGETS[@]}"; do
     MRPS[$t]=$(median "$t" 3)
     MP99[$t]=$(median "$t" 4)
     MCPU[$t]=$(cpu_total "$t")
-    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %14.6f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
-        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(median "$t" 11)" "$(total_errors "$t")"
+    printf '%-18s %14.0f %12.3f %12.2f %12.2f %12.2f %14.6f %10.2f %10d\n' "$t" "${MRPS[$t]}" "${MP99[$t]}" \
+        "$(median "$t" 8)" "$(median "$t" 9)" "${MCPU[$t]}" "$(median "$t" 11)" "$(median "$t" 12)" "$(total_errors "$t")"
 done
 
 # the goals of docs/performance.md#targets for this mode ("" = none set)
