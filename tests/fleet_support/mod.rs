@@ -17,13 +17,25 @@ use http_body_util::{BodyExt, Full};
 
 use crate::support::Upstream;
 
-/// A free loopback port (bound and released: the child binds it right after).
+/// A free loopback port for an etcd member (bound and released: the child binds it right after),
+/// below the kernel's ephemeral range. A member killed and started again must find its ports
+/// free: an ephemeral one (what `bind(":0")` gives) can meanwhile be taken by any `connect` on
+/// the machine, the replicas' own retries included, and a member without peers holds no
+/// connection on its peer port to keep it reserved. Ports below the range are never handed out
+/// that way.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let floor = (low / 2).max(1024);
+    for _ in 0..10_000 {
+        let port = rand::random_range(floor..low);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {floor}..{low}");
 }
 
 /// Send a signal (`STOP`, `CONT`, `KILL`) to a child with kill(1): the package forbids unsafe
