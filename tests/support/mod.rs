@@ -68,9 +68,20 @@ fn full(data: impl Into<Bytes>) -> TestBody {
     Full::new(data.into()).boxed()
 }
 
+/// A listener on a free loopback port whose accept queue holds 4096 connections, as canaryd's
+/// own (`proxy::listener`). `TcpListener::bind` allows 128, and a burst of new upstream
+/// connections (1000 h2 streams in `h2load_ci.rs` open about 1000 at once) overflows that: the
+/// kernel drops the SYNs, the client resends them after 1 s and 3 s, and the proxy's 2 s
+/// `connect_timeout` fails the requests — a flaw of the test server, not of the proxy.
+pub async fn listen_local() -> TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(4096).unwrap()
+}
+
 impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = listen_local().await;
         let upstream = Upstream {
             addr: listener.local_addr().unwrap(),
             name,

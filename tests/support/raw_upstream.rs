@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// What one connection to a [`RawUpstream`] carried.
 #[derive(Debug, Default)]
@@ -64,7 +64,7 @@ pub struct RawUpstream {
 
 impl RawUpstream {
     pub async fn start(mode: RawMode) -> RawUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = super::listen_local().await;
         let addr = listener.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<Arc<Mutex<RawConn>>>>> = Arc::default();
         let all = conns.clone();
